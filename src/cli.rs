@@ -1,0 +1,228 @@
+//! The command line, close to the flags: parsing and validation only. `config` turns
+//! this into what the rest of the program uses.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::provider::defaults::ProviderName;
+
+/// Label the sentiment of every row of a CSV with an LLM chat API, spreading the work
+/// over several API keys within their quotas, and never losing a row.
+#[derive(Debug, Parser)]
+#[command(
+    name = "autolabel",
+    version,
+    subcommand_negates_reqs = true,
+    args_conflicts_with_subcommands = true,
+    after_help = "Exit codes: 0 all rows labeled · 1 runtime failure · 2 bad usage, configuration or input · \
+                  3 finished with fallback labels · 75 stopped early (--on-exhausted stop) · 130 interrupted"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub label: LabelArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Label a CSV (the same as running autolabel without a subcommand).
+    Label(Box<LabelArgs>),
+    /// Check every configured key against the provider.
+    TestKeys(TestKeysArgs),
+    /// Show usage per key, remaining quota, key health and recent rotations.
+    Usage(UsageArgs),
+}
+
+/// Flags every command shares: which provider, which keys, where the state lives.
+#[derive(Debug, Args, Clone)]
+pub struct CommonArgs {
+    /// Provider: groq, gemini, openai, xai, openrouter, ollama (all OpenAI-compatible).
+    #[arg(long, value_enum, default_value = "groq", env = "AUTOLABEL_PROVIDER")]
+    pub provider: ProviderName,
+    /// Base URL to which /chat/completions and /models are appended [default: the provider's].
+    #[arg(long, env = "AUTOLABEL_BASE_URL")]
+    pub base_url: Option<String>,
+    /// Model name [default: the provider's, e.g. llama-3.1-8b-instant for groq].
+    #[arg(long, env = "AUTOLABEL_MODEL")]
+    pub model: Option<String>,
+    /// Env file holding the keys (dotenv format; the process environment is read too).
+    #[arg(long, default_value = "envs/.envs", env = "AUTOLABEL_ENV_FILE")]
+    pub env_file: PathBuf,
+    /// State file (usage, key health, cache) [default: autolabel/state.sqlite3 in the user's data dir].
+    #[arg(long, env = "AUTOLABEL_STATE")]
+    pub state: Option<String>,
+    /// Seconds before a request is abandoned.
+    #[arg(long, default_value_t = 30.0, value_parser = parse_seconds)]
+    pub timeout: f64,
+    /// Print only errors.
+    #[arg(long, short = 'q', global = true)]
+    pub quiet: bool,
+    /// More detail: where each limit came from, every key-state change (-vv: every request).
+    #[arg(long, short = 'v', action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OnExhausted {
+    /// Write the fallback label (marked, so a later run re-labels those rows).
+    Fallback,
+    /// Sleep until the earliest key resets, then go on.
+    Wait,
+    /// End the run (exit 75); the next run continues where it stopped.
+    Stop,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct LabelArgs {
+    #[command(flatten)]
+    pub common: CommonArgs,
+    /// CSV to label (UTF-8, with or without BOM; delimiter , ; tab or | detected).
+    #[arg(long, short = 'i', required = true)]
+    pub input: Option<PathBuf>,
+    /// CSV to write: every input column plus the label column. An existing output of the same input is resumed.
+    #[arg(long, short = 'o', required = true)]
+    pub output: Option<PathBuf>,
+    /// Column holding the text [default: first of text, tweet, full_text, content, comment, review, sentence].
+    #[arg(long)]
+    pub text_column: Option<String>,
+    /// Column appended to the output with the label.
+    #[arg(long, default_value = "label")]
+    pub label_column: String,
+    /// If the input already has the label column, overwrite its values instead of refusing.
+    #[arg(long)]
+    pub replace_label_column: bool,
+    /// Also write a column with each row's status: model, cached, empty or fallback.
+    #[arg(long)]
+    pub status_column: Option<String>,
+    /// Allowed labels, comma-separated.
+    #[arg(
+        long,
+        default_value = "positif,negatif,netral",
+        env = "AUTOLABEL_LABELS"
+    )]
+    pub labels: String,
+    /// Label written when no key can label a row (and for empty texts).
+    #[arg(long, default_value = "netral")]
+    pub fallback_label: String,
+    /// Minimum seconds between any two requests (0 = off).
+    #[arg(long, default_value_t = 2.5, value_parser = parse_seconds, env = "AUTOLABEL_DELAY")]
+    pub delay: f64,
+    /// Requests per minute per key/organization [default: provider free tier, or P_RPM in the env file].
+    #[arg(long)]
+    pub rpm: Option<u64>,
+    /// Requests per hour per key/organization [default: none, or P_RPH].
+    #[arg(long)]
+    pub rph: Option<u64>,
+    /// Requests per day per key/organization [default: provider free tier, or P_RPD].
+    #[arg(long)]
+    pub rpd: Option<u64>,
+    /// Estimated tokens per minute per key/organization [default: provider free tier, or P_TPM].
+    #[arg(long)]
+    pub tpm: Option<u64>,
+    /// Estimated tokens per day per key/organization [default: provider free tier, or P_TPD].
+    #[arg(long)]
+    pub tpd: Option<u64>,
+    /// Keys that share one organization's limits, by index: "1,2;3,4" [default: each key its own; or P_ORG_GROUPS].
+    #[arg(long)]
+    pub org_groups: Option<String>,
+    /// Requests in flight at once.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=512), env = "AUTOLABEL_CONCURRENCY")]
+    pub concurrency: u32,
+    /// Texts per request (the reply must be {"labels": [...]}, checked and split if wrong).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub batch_size: u32,
+    /// Attempts per row on key errors (rate limit, quota, invalid key) [default: number of keys].
+    #[arg(long)]
+    pub max_retries: Option<u32>,
+    /// First back-off in seconds after a server error, timeout or bad reply; doubles each time, with jitter.
+    #[arg(long, default_value_t = 1.0, value_parser = parse_seconds)]
+    pub backoff: f64,
+    /// What to do when every key is exhausted or invalid.
+    #[arg(long, value_enum, default_value = "fallback")]
+    pub on_exhausted: OnExhausted,
+    /// Prompt template with {labels} and {text} placeholders.
+    #[arg(long)]
+    pub prompt_file: Option<PathBuf>,
+    /// Do not read or write the label cache.
+    #[arg(long)]
+    pub no_cache: bool,
+    /// Label at most N rows of the input (counted from the top).
+    #[arg(long)]
+    pub limit: Option<u64>,
+    /// Read the input and print what the run would do, without any request.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Replace an existing output that does not belong to this input.
+    #[arg(long)]
+    pub overwrite: bool,
+    /// Write the day's usage report as DIR/<provider>_<YYYY-MM-DD>.json at the end.
+    #[arg(long)]
+    pub report_dir: Option<PathBuf>,
+    /// Price in USD per million input tokens, for cost estimates [default: 0, or P_PRICE_IN].
+    #[arg(long)]
+    pub price_in: Option<f64>,
+    /// Price in USD per million output tokens [default: 0, or P_PRICE_OUT].
+    #[arg(long)]
+    pub price_out: Option<f64>,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct TestKeysArgs {
+    #[command(flatten)]
+    pub common: CommonArgs,
+    /// Print JSON (one object per key) on stdout.
+    #[arg(long)]
+    pub json: bool,
+    /// Send a one-token chat request instead of listing models.
+    #[arg(long)]
+    pub chat: bool,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct UsageArgs {
+    #[command(flatten)]
+    pub common: CommonArgs,
+    /// Days of history to show, today included.
+    #[arg(long, default_value_t = 7)]
+    pub days: u32,
+    /// Print JSON on stdout (stable format, see README).
+    #[arg(long)]
+    pub json: bool,
+}
+
+fn parse_seconds(s: &str) -> Result<f64, String> {
+    let v: f64 = s
+        .parse()
+        .map_err(|_| format!("'{s}' is not a number of seconds"))?;
+    if !v.is_finite() || v < 0.0 {
+        return Err(format!("'{s}' must be zero or more seconds"));
+    }
+    Ok(v)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn label_flags_work_with_and_without_the_subcommand() {
+        let cli =
+            Cli::try_parse_from(["autolabel", "--input", "a.csv", "--output", "b.csv"]).unwrap();
+        assert!(cli.command.is_none());
+        assert_eq!(cli.label.delay, 2.5);
+        let cli =
+            Cli::try_parse_from(["autolabel", "label", "-i", "a.csv", "-o", "b.csv"]).unwrap();
+        assert!(matches!(cli.command, Some(Command::Label(_))));
+        let cli = Cli::try_parse_from(["autolabel", "test-keys", "--json"]).unwrap();
+        assert!(matches!(cli.command, Some(Command::TestKeys(_))));
+        assert!(Cli::try_parse_from(["autolabel", "--input", "a.csv"]).is_err());
+    }
+}

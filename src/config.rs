@@ -1,0 +1,439 @@
+//! Resolving flags, the env file, the process environment and provider defaults into one
+//! `Config`. This is the only place that applies precedence (flag > environment >
+//! env file > provider default) and the only place below `main` that reads the env.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::cli::{CommonArgs, LabelArgs, OnExhausted};
+use crate::error::{Error, Result};
+use crate::keys::envfile::{self, Vars};
+use crate::keys::ApiKey;
+use crate::normalize::LabelSet;
+use crate::provider::defaults::{self, Limits, ProviderName};
+
+/// What every command needs: provider, keys and where the state lives.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub provider: ProviderName,
+    /// Without a trailing `/`.
+    pub base_url: String,
+    pub model: String,
+    /// Whether to ask for JSON mode on batches.
+    pub json_mode: bool,
+    /// Keys in configuration order (index 1..n).
+    pub keys: Vec<ApiKey>,
+    /// Per key: the index of its organization (keys of one organization share limits).
+    pub key_orgs: Vec<usize>,
+    /// Limits per organization.
+    pub limits: Limits,
+    /// For `-v`: where each limit came from.
+    pub limit_origins: Vec<String>,
+    pub timeout: Duration,
+    pub state_path: PathBuf,
+    pub env_file: PathBuf,
+    pub quiet: bool,
+    pub verbose: u8,
+    /// USD per token, in and out.
+    pub prices: (f64, f64),
+}
+
+/// A labeling run on top of `Config`.
+#[derive(Debug, Clone)]
+pub struct LabelConfig {
+    pub base: Config,
+    pub input: PathBuf,
+    pub output: PathBuf,
+    pub text_column: Option<String>,
+    pub label_column: String,
+    pub replace_label_column: bool,
+    pub status_column: Option<String>,
+    pub labels: LabelSet,
+    pub fallback_label: String,
+    pub delay: Duration,
+    pub concurrency: usize,
+    pub batch_size: usize,
+    /// Attempts per row on key errors.
+    pub max_retries: u32,
+    pub backoff: Duration,
+    pub on_exhausted: OnExhausted,
+    pub prompt_template: Option<String>,
+    pub use_cache: bool,
+    pub limit: Option<u64>,
+    pub dry_run: bool,
+    pub overwrite: bool,
+    pub report_dir: Option<PathBuf>,
+}
+
+impl Config {
+    pub fn resolve(
+        args: &CommonArgs,
+        prices: (Option<f64>, Option<f64>),
+        flags: Limits,
+        org_groups: Option<&str>,
+    ) -> Result<Config> {
+        let vars = Vars::load(&args.env_file)?;
+        let provider = args.provider;
+        let d = defaults::defaults(provider);
+        let model = args.model.clone().unwrap_or_else(|| d.model.to_string());
+        let base_url = args
+            .base_url
+            .clone()
+            .unwrap_or_else(|| d.base_url.to_string())
+            .trim_end_matches('/')
+            .to_string();
+        if !(base_url.starts_with("http://") || base_url.starts_with("https://")) {
+            return Err(Error::Usage(format!(
+                "--base-url {base_url}: must start with http:// or https://"
+            )));
+        }
+        let secrets = if provider.needs_key() {
+            envfile::collect_keys(provider.as_str(), &vars)
+        } else {
+            vec!["ollama".to_string()]
+        };
+        if secrets.is_empty() {
+            let names = envfile::key_var_names(provider.as_str()).join(", ");
+            let file = args.env_file.display();
+            let where_ = if vars.file_found {
+                format!("{file} has none of them")
+            } else {
+                format!("{file} does not exist")
+            };
+            return Err(Error::Config(format!(
+                "no {} API key found: looked for {names} in {file} and the environment, and {where_}. \
+                 Copy envs/.envs.example to {file} and put your key(s) in it, e.g. {}_API_KEY=your-key",
+                provider.as_str(),
+                provider.as_str().to_uppercase()
+            )));
+        }
+        let keys: Vec<ApiKey> = secrets
+            .into_iter()
+            .enumerate()
+            .map(|(i, s)| ApiKey::new(i + 1, s))
+            .collect();
+        let (limits, limit_origins) = resolve_limits(provider, &model, flags, &vars);
+        let prefix = provider.as_str().to_uppercase();
+        let group_spec = org_groups.map(str::to_string).or_else(|| {
+            vars.get(&format!("{prefix}_ORG_GROUPS"))
+                .map(str::to_string)
+        });
+        let key_orgs = parse_org_groups(group_spec.as_deref(), keys.len())?;
+        let price = |flag: Option<f64>, name: &str| -> Result<f64> {
+            let v = match flag {
+                Some(v) => v,
+                None => match vars.get(&format!("{prefix}_{name}")) {
+                    Some(s) => s.trim().parse().map_err(|_| {
+                        Error::Config(format!(
+                            "{prefix}_{name}={s}: not a number (USD per million tokens)"
+                        ))
+                    })?,
+                    None => 0.0,
+                },
+            };
+            Ok(v / 1_000_000.0)
+        };
+        Ok(Config {
+            provider,
+            base_url,
+            model,
+            json_mode: d.json_mode,
+            keys,
+            key_orgs,
+            limits,
+            limit_origins,
+            timeout: Duration::from_secs_f64(args.timeout.max(0.001)),
+            state_path: crate::state::resolve_path(args.state.as_deref())?,
+            env_file: args.env_file.clone(),
+            quiet: args.quiet,
+            verbose: args.verbose,
+            prices: (price(prices.0, "PRICE_IN")?, price(prices.1, "PRICE_OUT")?),
+        })
+    }
+
+    /// For `usage`: like `resolve`, but a missing key is no error (the state still knows them).
+    pub fn resolve_for_report(args: &CommonArgs) -> Result<Config> {
+        match Config::resolve(args, (None, None), Limits::default(), None) {
+            Err(Error::Config(msg)) if msg.starts_with("no ") => {
+                let vars = Vars::load(&args.env_file).unwrap_or_default();
+                let model = args
+                    .model
+                    .clone()
+                    .unwrap_or_else(|| defaults::defaults(args.provider).model.to_string());
+                let (limits, limit_origins) =
+                    resolve_limits(args.provider, &model, Limits::default(), &vars);
+                Ok(Config {
+                    provider: args.provider,
+                    base_url: String::new(),
+                    model,
+                    json_mode: false,
+                    keys: Vec::new(),
+                    key_orgs: Vec::new(),
+                    limits,
+                    limit_origins,
+                    timeout: Duration::from_secs(30),
+                    state_path: crate::state::resolve_path(args.state.as_deref())?,
+                    env_file: args.env_file.clone(),
+                    quiet: args.quiet,
+                    verbose: args.verbose,
+                    prices: (0.0, 0.0),
+                })
+            }
+            other => other,
+        }
+    }
+
+    pub fn org_count(&self) -> usize {
+        self.key_orgs.iter().max().map_or(0, |m| m + 1)
+    }
+}
+
+impl LabelConfig {
+    pub fn resolve(args: &LabelArgs) -> Result<LabelConfig> {
+        let flags = Limits {
+            rpm: args.rpm,
+            rph: args.rph,
+            rpd: args.rpd,
+            tpm: args.tpm,
+            tpd: args.tpd,
+        };
+        for (name, v) in [
+            ("rpm", args.rpm),
+            ("rph", args.rph),
+            ("rpd", args.rpd),
+            ("tpm", args.tpm),
+            ("tpd", args.tpd),
+        ] {
+            if v == Some(0) {
+                return Err(Error::Usage(format!(
+                    "--{name} 0: a limit must be at least 1 (leave it out for the default)"
+                )));
+            }
+        }
+        let base = Config::resolve(
+            &args.common,
+            (args.price_in, args.price_out),
+            flags,
+            args.org_groups.as_deref(),
+        )?;
+        let labels =
+            LabelSet::parse(&args.labels).map_err(|e| Error::Usage(format!("--labels {e}")))?;
+        let prompt_template = match &args.prompt_file {
+            None => None,
+            Some(p) => {
+                let t = std::fs::read_to_string(p)
+                    .map_err(|e| Error::Usage(format!("--prompt-file {}: {e}", p.display())))?;
+                if !t.contains("{text}") {
+                    return Err(Error::Usage(format!(
+                        "--prompt-file {}: has no {{text}} placeholder for the text to label",
+                        p.display()
+                    )));
+                }
+                Some(t)
+            }
+        };
+        if args.fallback_label.trim().is_empty() {
+            return Err(Error::Usage("--fallback-label must not be empty".into()));
+        }
+        let input = args.input.clone().expect("clap requires --input");
+        let output = args.output.clone().expect("clap requires --output");
+        if same_file(&input, &output) {
+            return Err(Error::Usage(format!(
+                "--output {} is the input file; choose another path",
+                output.display()
+            )));
+        }
+        let max_retries = args.max_retries.unwrap_or(base.keys.len() as u32).max(1);
+        Ok(LabelConfig {
+            input,
+            output,
+            text_column: args.text_column.clone(),
+            label_column: args.label_column.clone(),
+            replace_label_column: args.replace_label_column,
+            status_column: args.status_column.clone(),
+            labels,
+            fallback_label: args.fallback_label.trim().to_string(),
+            delay: Duration::from_secs_f64(args.delay),
+            concurrency: args.concurrency as usize,
+            batch_size: args.batch_size as usize,
+            max_retries,
+            backoff: Duration::from_secs_f64(args.backoff),
+            on_exhausted: args.on_exhausted,
+            prompt_template,
+            use_cache: !args.no_cache,
+            limit: args.limit,
+            dry_run: args.dry_run,
+            overwrite: args.overwrite,
+            report_dir: args.report_dir.clone(),
+            base,
+        })
+    }
+}
+
+fn same_file(a: &std::path::Path, b: &std::path::Path) -> bool {
+    match (a.canonicalize(), b.canonicalize()) {
+        (Ok(x), Ok(y)) => x == y,
+        _ => a == b,
+    }
+}
+
+/// Flag > environment > env file > provider default, for each limit.
+fn resolve_limits(
+    provider: ProviderName,
+    model: &str,
+    flags: Limits,
+    vars: &Vars,
+) -> (Limits, Vec<String>) {
+    let defaults = defaults::free_tier_limits(provider, model);
+    let p = provider.as_str().to_uppercase();
+    let mut aliases: Vec<(&str, Vec<String>)> = vec![
+        ("rpm", vec![format!("{p}_RPM")]),
+        ("rph", vec![format!("{p}_RPH")]),
+        ("rpd", vec![format!("{p}_RPD")]),
+        ("tpm", vec![format!("{p}_TPM")]),
+        ("tpd", vec![format!("{p}_TPD")]),
+    ];
+    // The older tools' names.
+    match provider {
+        ProviderName::Gemini => {
+            aliases[0].1.push("GEMINI_MINUTE_LIMIT".into());
+            aliases[2].1.push("GEMINI_DAILY_LIMIT".into());
+            aliases[3].1.push("GEMINI_TOKEN_MINUTE_LIMIT".into());
+        }
+        ProviderName::Xai => {
+            aliases[0]
+                .1
+                .extend(["GROK_RPM".into(), "GROK_RATE_LIMIT_RPM".into()]);
+            aliases[1]
+                .1
+                .extend(["GROK_RPH".into(), "GROK_RATE_LIMIT_RPH".into()]);
+            aliases[2].1.push("GROK_RPD".into());
+            aliases[3].1.push("GROK_TPM".into());
+        }
+        _ => {}
+    }
+    let flag_values = [flags.rpm, flags.rph, flags.rpd, flags.tpm, flags.tpd];
+    let default_values = [
+        defaults.rpm,
+        defaults.rph,
+        defaults.rpd,
+        defaults.tpm,
+        defaults.tpd,
+    ];
+    let mut out = [None; 5];
+    let mut origins = Vec::new();
+    for (i, (name, vars_for)) in aliases.iter().enumerate() {
+        let from_env = vars_for.iter().find_map(|v| {
+            vars.get(v)
+                .and_then(|s| s.trim().parse::<u64>().ok())
+                .filter(|n| *n > 0)
+                .map(|n| (n, format!("{} ({v})", vars.origin(v))))
+        });
+        let (value, origin) = if let Some(f) = flag_values[i] {
+            (Some(f), format!("--{name}"))
+        } else if let Some((n, origin)) = from_env {
+            (Some(n), origin)
+        } else {
+            (
+                default_values[i],
+                format!("{} free-tier default", provider.as_str()),
+            )
+        };
+        out[i] = value;
+        origins.push(format!(
+            "{name} = {} from {origin}",
+            value.map_or("none".to_string(), |v| v.to_string())
+        ));
+    }
+    (
+        Limits {
+            rpm: out[0],
+            rph: out[1],
+            rpd: out[2],
+            tpm: out[3],
+            tpd: out[4],
+        },
+        origins,
+    )
+}
+
+/// `"1,2;3"` → keys 1 and 2 share an organization, key 3 has its own, and every key not
+/// named has its own too. Returns the organization index of each key.
+pub fn parse_org_groups(spec: Option<&str>, keys: usize) -> Result<Vec<usize>> {
+    let mut orgs: Vec<Option<usize>> = vec![None; keys];
+    let mut next = 0;
+    if let Some(spec) = spec.filter(|s| !s.trim().is_empty()) {
+        for group in spec.split(';').map(str::trim).filter(|g| !g.is_empty()) {
+            for item in group.split(',').map(str::trim).filter(|i| !i.is_empty()) {
+                let idx: usize = item
+                    .parse()
+                    .ok()
+                    .filter(|i| (1..=keys).contains(i))
+                    .ok_or_else(|| {
+                        Error::Usage(format!(
+                            "org groups '{spec}': '{item}' is not a key index between 1 and {keys}"
+                        ))
+                    })?;
+                if orgs[idx - 1].is_some() {
+                    return Err(Error::Usage(format!(
+                        "org groups '{spec}': key {idx} is named twice"
+                    )));
+                }
+                orgs[idx - 1] = Some(next);
+            }
+            next += 1;
+        }
+    }
+    Ok(orgs
+        .into_iter()
+        .map(|o| {
+            o.unwrap_or_else(|| {
+                next += 1;
+                next - 1
+            })
+        })
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn org_groups() {
+        assert_eq!(parse_org_groups(None, 3).unwrap(), [0, 1, 2]);
+        assert_eq!(parse_org_groups(Some("1,2"), 3).unwrap(), [0, 0, 1]);
+        assert_eq!(parse_org_groups(Some("1,3;2"), 4).unwrap(), [0, 1, 0, 2]);
+        assert!(parse_org_groups(Some("1,4"), 3).is_err());
+        assert!(parse_org_groups(Some("1;1"), 3).is_err());
+    }
+
+    #[test]
+    fn limit_precedence() {
+        let vars = Vars::from_maps(
+            &[("GROQ_RPM", "10"), ("GROQ_RPD", "99")],
+            &[("GROQ_RPD", "77")],
+        );
+        let flags = Limits {
+            rpd: None,
+            rpm: Some(5),
+            ..Limits::default()
+        };
+        let (l, origins) = resolve_limits(ProviderName::Groq, "llama-3.1-8b-instant", flags, &vars);
+        assert_eq!(l.rpm, Some(5));
+        assert_eq!(l.rpd, Some(77));
+        assert_eq!(l.tpm, Some(6000));
+        assert!(origins[0].contains("--rpm"));
+        let vars = Vars::from_maps(&[("GEMINI_MINUTE_LIMIT", "12")], &[]);
+        let (l, _) = resolve_limits(
+            ProviderName::Gemini,
+            "gemini-2.0-flash",
+            Limits::default(),
+            &vars,
+        );
+        assert_eq!(l.rpm, Some(12));
+        let vars = Vars::from_maps(&[("GROK_RATE_LIMIT_RPH", "100")], &[]);
+        let (l, _) = resolve_limits(ProviderName::Xai, "grok-3-mini", Limits::default(), &vars);
+        assert_eq!(l.rph, Some(100));
+    }
+}

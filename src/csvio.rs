@@ -1,0 +1,460 @@
+//! Every CSV reader and writer is built here, so the dialect cannot diverge between the
+//! input, the output and the resume check. Records are read one at a time into a reused
+//! buffer: memory stays flat whatever the file size.
+
+use std::fs::File;
+use std::io::{BufReader, Read};
+use std::path::{Path, PathBuf};
+
+use csv::{ReaderBuilder, StringRecord};
+
+use crate::error::{Error, Result};
+
+/// Column names tried, in order, when `--text-column` is not given.
+pub const TEXT_COLUMNS: &[&str] = &[
+    "text",
+    "tweet",
+    "full_text",
+    "content",
+    "comment",
+    "review",
+    "sentence",
+];
+
+/// What the input looks like, learned in one validating pass before any request.
+#[derive(Debug, Clone)]
+pub struct InputInfo {
+    pub path: PathBuf,
+    pub delimiter: u8,
+    pub headers: StringRecord,
+    pub text_col: usize,
+    /// Set when the input already has the label column and `--replace-label-column` was given.
+    pub replace_col: Option<usize>,
+    pub rows: u64,
+    pub empty_rows: u64,
+}
+
+pub struct OutputLayout {
+    pub label_column: String,
+    pub status_column: Option<String>,
+}
+
+impl InputInfo {
+    pub fn output_headers(&self, layout: &OutputLayout) -> StringRecord {
+        let mut h = self.headers.clone();
+        if self.replace_col.is_none() {
+            h.push_field(&layout.label_column);
+        }
+        if let Some(s) = &layout.status_column {
+            h.push_field(s);
+        }
+        h
+    }
+
+    /// The output row: input values unchanged, then label (and status).
+    pub fn output_record(
+        &self,
+        input: &StringRecord,
+        label: &str,
+        status: Option<&str>,
+        out: &mut StringRecord,
+    ) {
+        out.clear();
+        for (i, field) in input.iter().enumerate() {
+            out.push_field(if Some(i) == self.replace_col {
+                label
+            } else {
+                field
+            });
+        }
+        if self.replace_col.is_none() {
+            out.push_field(label);
+        }
+        if let Some(s) = status {
+            out.push_field(s);
+        }
+    }
+
+    /// Whether output row `out` carries input row `input` unchanged.
+    pub fn same_row(&self, input: &StringRecord, out: &StringRecord) -> bool {
+        if out.len() < input.len() {
+            return false;
+        }
+        input
+            .iter()
+            .zip(out.iter())
+            .enumerate()
+            .all(|(i, (a, b))| Some(i) == self.replace_col || a == b)
+    }
+
+    /// Where the label sits in an output row.
+    pub fn label_index(&self) -> usize {
+        self.replace_col.unwrap_or(self.headers.len())
+    }
+}
+
+/// Picks `,` `;` tab or `|` by counting them (outside quotes) in the header line.
+pub fn sniff_delimiter(path: &Path) -> Result<u8> {
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut f = File::open(path).map_err(|e| input_error(path, e))?;
+    let n = f.read(&mut buf).map_err(|e| input_error(path, e))?;
+    let head = &buf[..n];
+    let head = head.strip_prefix(b"\xef\xbb\xbf").unwrap_or(head);
+    let mut counts = [0usize; 4];
+    let candidates = [b',', b';', b'\t', b'|'];
+    let mut in_quotes = false;
+    for &b in head {
+        match b {
+            b'"' => in_quotes = !in_quotes,
+            b'\n' if !in_quotes => break,
+            _ if !in_quotes => {
+                if let Some(i) = candidates.iter().position(|c| *c == b) {
+                    counts[i] += 1;
+                }
+            }
+            _ => {}
+        }
+    }
+    let best = (0..4).max_by_key(|&i| (counts[i], 4 - i)).unwrap();
+    Ok(if counts[best] == 0 {
+        b','
+    } else {
+        candidates[best]
+    })
+}
+
+fn input_error(path: &Path, e: std::io::Error) -> Error {
+    Error::Input(format!("{}: cannot read: {e}", path.display()))
+}
+
+pub fn reader(path: &Path, delimiter: u8) -> Result<csv::Reader<BufReader<File>>> {
+    let file = File::open(path).map_err(|e| input_error(path, e))?;
+    Ok(ReaderBuilder::new()
+        .delimiter(delimiter)
+        .has_headers(true)
+        .flexible(false)
+        .from_reader(BufReader::with_capacity(256 * 1024, file)))
+}
+
+pub fn writer<W: std::io::Write>(w: W, delimiter: u8) -> csv::Writer<W> {
+    csv::WriterBuilder::new()
+        .delimiter(delimiter)
+        .terminator(csv::Terminator::Any(b'\n'))
+        .from_writer(w)
+}
+
+/// Explains a csv error with the file, row and column, as users need to fix it.
+pub fn describe_csv_error(path: &Path, headers: Option<&StringRecord>, e: &csv::Error) -> Error {
+    let p = path.display();
+    let msg = match e.kind() {
+        csv::ErrorKind::UnequalLengths {
+            pos,
+            expected_len,
+            len,
+        } => {
+            let (row, line) = pos
+                .as_ref()
+                .map(|p| (p.record(), p.line()))
+                .unwrap_or((0, 0));
+            format!(
+                "{p}: row {row} (line {line}) has {len} fields but the header has {expected_len}; \
+                 check for an unquoted delimiter or a missing quote in that row"
+            )
+        }
+        csv::ErrorKind::Utf8 { pos, err } => {
+            let col = err.field();
+            let name = headers
+                .and_then(|h| h.get(col))
+                .map(|n| format!(" ('{n}')"))
+                .unwrap_or_default();
+            let (row, line) = pos
+                .as_ref()
+                .map(|p| (p.record(), p.line()))
+                .unwrap_or((0, 0));
+            format!(
+                "{p}: row {row} (line {line}), column {}{name} is not valid UTF-8; save the file as UTF-8",
+                col + 1
+            )
+        }
+        _ => format!("{p}: {e}"),
+    };
+    Error::Input(msg)
+}
+
+/// Reads the whole input once: checks every row, counts rows and empty texts, resolves
+/// the text column. Nothing is sent or written before this passes.
+pub fn inspect_input(
+    path: &Path,
+    text_column: Option<&str>,
+    label_column: &str,
+    replace_label: bool,
+    limit: Option<u64>,
+) -> Result<InputInfo> {
+    if path.is_dir() {
+        return Err(Error::Input(format!(
+            "{}: is a directory, not a CSV file",
+            path.display()
+        )));
+    }
+    let delimiter = sniff_delimiter(path)?;
+    let mut rdr = reader(path, delimiter)?;
+    let headers = rdr
+        .headers()
+        .map_err(|e| describe_csv_error(path, None, &e))?
+        .clone();
+    let names: Vec<&str> = headers.iter().collect();
+    if names.is_empty() || (names.len() == 1 && names[0].is_empty()) {
+        return Err(Error::Input(format!(
+            "{}: is empty (no header row)",
+            path.display()
+        )));
+    }
+    let listing = names.join(", ");
+    let find = |want: &str| {
+        names
+            .iter()
+            .position(|n| n.trim().eq_ignore_ascii_case(want))
+    };
+    let text_col = match text_column {
+        Some(name) => find(name).ok_or_else(|| {
+            Error::Input(format!(
+                "{}: no column '{name}' (columns: {listing}); pass --text-column with one of them",
+                path.display()
+            ))
+        })?,
+        None => TEXT_COLUMNS.iter().find_map(|c| find(c)).ok_or_else(|| {
+            Error::Input(format!(
+                "{}: none of the usual text columns ({}) is there (columns: {listing}); pass --text-column NAME",
+                path.display(),
+                TEXT_COLUMNS.join(", ")
+            ))
+        })?,
+    };
+    let replace_col = match find(label_column) {
+        Some(i) if i == text_col => {
+            return Err(Error::Usage(format!(
+                "--label-column '{label_column}' is the text column; choose another name"
+            )))
+        }
+        Some(i) if replace_label => Some(i),
+        Some(_) => {
+            return Err(Error::Input(format!(
+                "{}: already has a column '{label_column}'; pass --label-column NEW_NAME to add another, \
+                 or --replace-label-column to overwrite it",
+                path.display()
+            )))
+        }
+        None => None,
+    };
+    let mut rec = StringRecord::new();
+    let mut rows = 0u64;
+    let mut empty_rows = 0u64;
+    loop {
+        if limit.is_some_and(|l| rows >= l) {
+            break;
+        }
+        match rdr.read_record(&mut rec) {
+            Ok(true) => {
+                rows += 1;
+                if rec.get(text_col).is_none_or(|t| t.trim().is_empty()) {
+                    empty_rows += 1;
+                }
+            }
+            Ok(false) => break,
+            Err(e) => return Err(describe_csv_error(path, Some(&headers), &e)),
+        }
+    }
+    Ok(InputInfo {
+        path: path.to_path_buf(),
+        delimiter,
+        headers,
+        text_col,
+        replace_col,
+        rows,
+        empty_rows,
+    })
+}
+
+/// What an existing output file means for this run.
+#[derive(Debug, PartialEq)]
+pub enum Existing {
+    /// No output yet (or an empty file).
+    Fresh,
+    /// The output holds the first `rows` rows of this input; bytes past `valid_len` are a
+    /// torn last row from a crash and are cut off before appending.
+    Resume { rows: u64, valid_len: u64 },
+}
+
+/// Checks that an existing output belongs to this input: same header, and each of its
+/// rows carries the input row of the same position unchanged.
+pub fn check_existing_output(
+    out: &Path,
+    info: &InputInfo,
+    layout: &OutputLayout,
+) -> Result<Existing> {
+    let meta = match std::fs::metadata(out) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Existing::Fresh),
+        Err(e) => return Err(Error::Input(format!("{}: cannot read: {e}", out.display()))),
+    };
+    if meta.is_dir() {
+        return Err(Error::Usage(format!(
+            "--output {}: is a directory",
+            out.display()
+        )));
+    }
+    if meta.len() == 0 {
+        return Ok(Existing::Fresh);
+    }
+    let not_ours = |why: String| {
+        Error::Input(format!(
+            "{}: exists and is not this input's output ({why}); pass --overwrite to replace it, or choose another --output",
+            out.display()
+        ))
+    };
+    let bytes_total = meta.len();
+    let mut orr = reader(out, info.delimiter)?;
+    let out_headers = match orr.headers() {
+        Ok(h) => h.clone(),
+        Err(_) => return Err(not_ours("its header is not readable".into())),
+    };
+    if out_headers != info.output_headers(layout) {
+        return Err(not_ours(format!(
+            "its columns are {}",
+            out_headers.iter().collect::<Vec<_>>().join(", ")
+        )));
+    }
+    let header_end = orr.position().byte();
+    let mut irr = reader(&info.path, info.delimiter)?;
+    let mut orec = StringRecord::new();
+    let mut irec = StringRecord::new();
+    let mut rows = 0u64;
+    let mut valid_len = header_end;
+    let expected_len = out_headers.len();
+    loop {
+        match orr.read_record(&mut orec) {
+            Ok(true) => {}
+            Ok(false) => break,
+            // A torn last row (killed mid-write) reads as short; anything after it is cut.
+            Err(_) => break,
+        }
+        let end = orr.position().byte();
+        let complete = orec.len() == expected_len && ends_with_newline(out, end, bytes_total)?;
+        if !complete {
+            break;
+        }
+        match irr.read_record(&mut irec) {
+            Ok(true) if info.same_row(&irec, &orec) => {}
+            Ok(true) => {
+                return Err(not_ours(format!(
+                    "row {} differs from the input's",
+                    rows + 1
+                )))
+            }
+            _ => return Err(not_ours("it has more rows than the input".into())),
+        }
+        rows += 1;
+        valid_len = end;
+    }
+    Ok(Existing::Resume { rows, valid_len })
+}
+
+/// A record is only complete if its line terminator made it to disk.
+fn ends_with_newline(path: &Path, end: u64, total: u64) -> Result<bool> {
+    if end == 0 || end > total {
+        return Ok(false);
+    }
+    if end < total {
+        // Not the last record: the reader consumed its terminator to get here.
+        return Ok(true);
+    }
+    use std::io::{Seek, SeekFrom};
+    let mut f = File::open(path).map_err(|e| input_error(path, e))?;
+    f.seek(SeekFrom::Start(end - 1))
+        .map_err(|e| input_error(path, e))?;
+    let mut b = [0u8; 1];
+    f.read_exact(&mut b).map_err(|e| input_error(path, e))?;
+    Ok(b[0] == b'\n')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn file(content: &[u8]) -> tempfile::NamedTempFile {
+        let mut f = tempfile::NamedTempFile::new().unwrap();
+        f.write_all(content).unwrap();
+        f
+    }
+
+    #[test]
+    fn sniffs_delimiters_and_strips_bom() {
+        for (content, d) in [
+            (&b"id,text\n1,a\n"[..], b','),
+            (b"id;text\n1;a,b\n", b';'),
+            (b"id\ttext\n1\ta\n", b'\t'),
+            (b"\"a,b\"|text\n1|x\n", b'|'),
+            (b"\xef\xbb\xbftext;id\nx;1\n", b';'),
+        ] {
+            let f = file(content);
+            assert_eq!(sniff_delimiter(f.path()).unwrap(), d);
+            let info = inspect_input(f.path(), None, "label", false, None).unwrap();
+            assert_eq!(
+                &info.headers[info.text_col], "text",
+                "BOM must not stick to the header"
+            );
+        }
+    }
+
+    #[test]
+    fn quoted_newlines_and_errors_with_row_numbers() {
+        let f = file(b"id,Text\n1,\"line one\nline two\"\n2,\n");
+        let info = inspect_input(f.path(), None, "label", false, None).unwrap();
+        assert_eq!((info.rows, info.empty_rows, info.text_col), (2, 1, 1));
+        let bad = file(b"id,text\n1,a\n2,b,c\n");
+        let err = inspect_input(bad.path(), None, "label", false, None)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("row 2") && err.contains("3 fields"), "{err}");
+        let err = inspect_input(f.path(), Some("tweet"), "label", false, None)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("no column 'tweet'") && err.contains("id, Text"),
+            "{err}"
+        );
+        let labeled = file(b"text,label\na,pos\n");
+        assert!(inspect_input(labeled.path(), None, "label", false, None).is_err());
+        let info = inspect_input(labeled.path(), None, "label", true, None).unwrap();
+        assert_eq!(info.replace_col, Some(1));
+    }
+
+    #[test]
+    fn resume_check_accepts_own_prefix_and_cuts_torn_rows() {
+        let input = file(b"id,text\n1,a\n2,\"b\nb\"\n3,c\n");
+        let info = inspect_input(input.path(), None, "label", false, None).unwrap();
+        let layout = OutputLayout {
+            label_column: "label".into(),
+            status_column: None,
+        };
+        let good = file(b"id,text,label\n1,a,positif\n2,\"b\nb\",netral\n3,c,posi");
+        match check_existing_output(good.path(), &info, &layout).unwrap() {
+            Existing::Resume { rows, valid_len } => {
+                assert_eq!(rows, 2);
+                assert_eq!(
+                    valid_len,
+                    b"id,text,label\n1,a,positif\n2,\"b\nb\",netral\n".len() as u64
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        let other = file(b"id,text,label\n1,zzz,positif\n");
+        let err = check_existing_output(other.path(), &info, &layout)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("--overwrite"), "{err}");
+        let wrong_header = file(b"a,b\n1,2\n");
+        assert!(check_existing_output(wrong_header.path(), &info, &layout).is_err());
+    }
+}

@@ -1,0 +1,376 @@
+//! The labeling command from start to end: check the input, take the output lock, decide
+//! between a fresh start, a resume and a rewrite of fallback rows, run the pipeline, and
+//! make the result durable.
+
+use std::collections::BTreeSet;
+use std::fs::{File, OpenOptions};
+use std::io::{BufWriter, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex};
+use std::time::{Instant, SystemTime};
+
+use crate::config::LabelConfig;
+use crate::csvio::{self, Existing, InputInfo, OutputLayout};
+use crate::error::{Error, Outcome, Result};
+use crate::keys::ring::{Health, KeyRing};
+use crate::pacing::{Dispatcher, OrgSetup};
+use crate::pipeline::{self, feeder::Previous, worker::Ctx, PipelineSetup};
+use crate::prompt::Prompter;
+use crate::provider::Client;
+use crate::state::{State, UsageDelta};
+use crate::ui::Ui;
+use crate::{report, timeutil};
+
+pub async fn run(cfg: LabelConfig) -> Result<Outcome> {
+    let ui = Arc::new(Ui::new(cfg.base.quiet, cfg.base.verbose));
+    for line in &cfg.base.limit_origins {
+        ui.debug(1, line);
+    }
+    let info = csvio::inspect_input(
+        &cfg.input,
+        cfg.text_column.as_deref(),
+        &cfg.label_column,
+        cfg.replace_label_column,
+        cfg.limit,
+    )?;
+    let layout = OutputLayout {
+        label_column: cfg.label_column.clone(),
+        status_column: cfg.status_column.clone(),
+    };
+    let state = Arc::new(State::open(&cfg.base.state_path)?);
+    let prompter = Prompter::new(&cfg.labels, cfg.prompt_template.clone());
+    let cache_scope = format!(
+        "{}|{}|{}",
+        cfg.base.provider.as_str(),
+        cfg.base.model,
+        prompter.identity()
+    );
+    if cfg.dry_run {
+        report::dry_run(&cfg, &info, &state, &cache_scope)?;
+        return Ok(Outcome::Complete);
+    }
+    let _lock = OutputLock::take(&cfg.output)?;
+    let output_id = output_id(&cfg.output);
+    let existing = if cfg.overwrite {
+        Existing::Fresh
+    } else {
+        csvio::check_existing_output(&cfg.output, &info, &layout)?
+    };
+    if cfg.overwrite {
+        state.set_fallback_rows(&output_id, &BTreeSet::new())?;
+    }
+    let plan = plan_output(&existing, &state, &output_id, &info)?;
+    if plan.done_already() {
+        ui.info(&format!(
+            "{}: all {} rows are labeled already; nothing to do",
+            cfg.output.display(),
+            info.rows
+        ));
+        return Ok(Outcome::Complete);
+    }
+    let (writer, previous, skip, temp) = open_output(&cfg.output, &info, &layout, &plan)?;
+    match &plan {
+        Plan::Append { rows, .. } if *rows > 0 => ui.info(&format!(
+            "resuming {}: {rows} of {} rows already labeled",
+            cfg.output.display(),
+            info.rows
+        )),
+        Plan::Rewrite { redo, .. } => ui.info(&format!(
+            "re-labeling {} rows that got the fallback label in an earlier run",
+            redo.len()
+        )),
+        _ => {}
+    }
+    let ctx = Arc::new(build_ctx(&cfg, ui.clone(), state.clone(), prompter)?);
+    ui.info(&ctx.dispatcher.with_ring(|r| r.summary()));
+    let started = Instant::now();
+    let setup = PipelineSetup {
+        info: info.clone(),
+        skip,
+        previous,
+        writer,
+        fallback_label: cfg.fallback_label.clone(),
+        status_column: cfg.status_column.is_some(),
+        concurrency: cfg.concurrency,
+        batch_size: cfg.batch_size,
+        use_cache: cfg.use_cache,
+        cache_scope,
+        output_id: output_id.clone(),
+    };
+    let (counts, writer) = pipeline::run(ctx.clone(), setup).await?;
+    let file = writer
+        .into_inner()
+        .map_err(|e| Error::Runtime(format!("cannot write the output: {e}")))?
+        .into_inner()
+        .map_err(|e| Error::Runtime(format!("cannot write the output: {e}")))?;
+    file.sync_all()
+        .map_err(|e| Error::io(format!("{}: cannot sync", cfg.output.display()), e))?;
+    if let (Some(temp), Plan::Rewrite { old_rows, .. }) = (&temp, &plan) {
+        // The rewrite replaces the old output only when it is complete.
+        if counts.written >= *old_rows && !counts.interrupted && !counts.stopped {
+            std::fs::rename(temp, &cfg.output)
+                .map_err(|e| Error::io(format!("{}: cannot replace", cfg.output.display()), e))?;
+            let still: BTreeSet<u64> = counts.fallback_rows.iter().copied().collect();
+            state.set_fallback_rows(&output_id, &still)?;
+        } else {
+            let _ = std::fs::remove_file(temp);
+        }
+    }
+    let fatal = ctx.fatal.lock().unwrap().clone();
+    let totals: Vec<UsageDelta> = ctx.totals.lock().unwrap().clone();
+    report::summary(&ui, &cfg, &ctx, &counts, &totals, started.elapsed());
+    if let Some(dir) = &cfg.report_dir {
+        report::write_daily_report(dir, &cfg.base, &state)?;
+    }
+    if let Some(message) = fatal {
+        return Err(Error::Runtime(message));
+    }
+    Ok(if counts.interrupted {
+        Outcome::Interrupted
+    } else if counts.stopped {
+        Outcome::Stopped
+    } else if counts.fallbacks > 0 {
+        Outcome::WithFallbacks
+    } else {
+        Outcome::Complete
+    })
+}
+
+/// How this run treats the output file.
+enum Plan {
+    Fresh,
+    /// Continue after `rows` rows; cut a torn last row at `valid_len`.
+    Append {
+        rows: u64,
+        valid_len: u64,
+        total: u64,
+    },
+    /// Write a new file, keeping old rows except `redo`, then rename it over the old one.
+    Rewrite {
+        old_rows: u64,
+        redo: BTreeSet<u64>,
+    },
+}
+
+impl Plan {
+    fn done_already(&self) -> bool {
+        matches!(self, Plan::Append { rows, total, .. } if rows >= total)
+    }
+}
+
+fn plan_output(
+    existing: &Existing,
+    state: &State,
+    output_id: &str,
+    info: &InputInfo,
+) -> Result<Plan> {
+    Ok(match *existing {
+        Existing::Fresh => {
+            state.set_fallback_rows(output_id, &BTreeSet::new())?;
+            Plan::Fresh
+        }
+        Existing::Resume { rows, valid_len } => {
+            let redo: BTreeSet<u64> = state
+                .fallback_rows(output_id)?
+                .into_iter()
+                .filter(|r| *r < rows)
+                .collect();
+            if redo.is_empty() {
+                Plan::Append {
+                    rows,
+                    valid_len,
+                    total: info.rows,
+                }
+            } else {
+                Plan::Rewrite {
+                    old_rows: rows,
+                    redo,
+                }
+            }
+        }
+    })
+}
+
+type Opened = (
+    csv::Writer<BufWriter<File>>,
+    Option<Previous>,
+    u64,
+    Option<PathBuf>,
+);
+
+fn open_output(
+    path: &Path,
+    info: &InputInfo,
+    layout: &OutputLayout,
+    plan: &Plan,
+) -> Result<Opened> {
+    let io = |what: &str, e: std::io::Error| Error::io(format!("{}: {what}", path.display()), e);
+    let fresh = |p: &Path| -> Result<csv::Writer<BufWriter<File>>> {
+        let f = File::create(p).map_err(|e| io("cannot create", e))?;
+        let mut w = csvio::writer(BufWriter::with_capacity(64 * 1024, f), info.delimiter);
+        w.write_record(&info.output_headers(layout))
+            .and_then(|_| w.flush().map_err(csv::Error::from))
+            .map_err(|e| Error::Runtime(format!("{}: cannot write: {e}", path.display())))?;
+        Ok(w)
+    };
+    Ok(match plan {
+        Plan::Fresh => (fresh(path)?, None, 0, None),
+        Plan::Append {
+            rows, valid_len, ..
+        } => {
+            let mut f = OpenOptions::new()
+                .write(true)
+                .open(path)
+                .map_err(|e| io("cannot open for appending", e))?;
+            f.set_len(*valid_len)
+                .map_err(|e| io("cannot cut a torn last row", e))?;
+            f.seek(SeekFrom::End(0)).map_err(|e| io("cannot seek", e))?;
+            let w = csvio::writer(BufWriter::with_capacity(64 * 1024, f), info.delimiter);
+            (w, None, *rows, None)
+        }
+        Plan::Rewrite { old_rows, redo } => {
+            let temp = sibling(path, ".autolabel-tmp");
+            let w = fresh(&temp)?;
+            let previous = Previous {
+                path: path.to_path_buf(),
+                rows: *old_rows,
+                redo: redo.clone(),
+            };
+            (w, Some(previous), 0, Some(temp))
+        }
+    })
+}
+
+fn sibling(path: &Path, suffix: &str) -> PathBuf {
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(suffix);
+    path.with_file_name(name)
+}
+
+/// The output's absolute path: how the state knows which rows of it fell back.
+fn output_id(path: &Path) -> String {
+    std::path::absolute(path)
+        .unwrap_or_else(|_| path.to_path_buf())
+        .display()
+        .to_string()
+}
+
+/// An exclusive lock on `<output>.lock`, released when the process ends, however it ends.
+struct OutputLock {
+    path: PathBuf,
+    _file: File,
+}
+
+impl OutputLock {
+    fn take(output: &Path) -> Result<OutputLock> {
+        let path = sibling(output, ".lock");
+        let file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(|e| {
+                Error::io(
+                    format!("{}: cannot create the lock file", path.display()),
+                    e,
+                )
+            })?;
+        match file.try_lock() {
+            Ok(()) => Ok(OutputLock { path, _file: file }),
+            Err(std::fs::TryLockError::WouldBlock) => Err(Error::Runtime(format!(
+                "another autolabel run is writing {} (it holds {}); wait for it to finish",
+                output.display(),
+                path.display()
+            ))),
+            Err(std::fs::TryLockError::Error(e)) => {
+                Err(Error::io(format!("{}: cannot lock", path.display()), e))
+            }
+        }
+    }
+}
+
+impl Drop for OutputLock {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+fn build_ctx(cfg: &LabelConfig, ui: Arc<Ui>, state: Arc<State>, prompter: Prompter) -> Result<Ctx> {
+    let base = &cfg.base;
+    let provider = base.provider.as_str();
+    let mut ring = KeyRing::new(base.keys.clone(), &base.key_orgs);
+    restore_health(&mut ring, &state, provider, &ui)?;
+    let orgs = (0..base.org_count())
+        .map(|o| {
+            let fps: Vec<String> = base
+                .keys
+                .iter()
+                .zip(&base.key_orgs)
+                .filter(|(_, org)| **org == o)
+                .map(|(k, _)| k.fingerprint.clone())
+                .collect();
+            Ok(OrgSetup {
+                limits: base.limits,
+                used_today: state.used_today(provider, &fps)?,
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let n = base.keys.len();
+    Ok(Ctx {
+        client: Client::new(
+            &base.base_url,
+            &base.model,
+            base.json_mode,
+            base.timeout,
+            cfg.concurrency,
+        ),
+        dispatcher: Dispatcher::new(ring, &orgs, cfg.delay),
+        keys: base.keys.clone(),
+        prompter,
+        labels: cfg.labels.clone(),
+        provider,
+        max_retries: cfg.max_retries,
+        backoff: cfg.backoff,
+        on_exhausted: cfg.on_exhausted,
+        ui,
+        state,
+        prices: base.prices,
+        ledger: Mutex::new(vec![UsageDelta::default(); n]),
+        totals: Mutex::new(vec![UsageDelta::default(); n]),
+        stopping: AtomicBool::new(false),
+        fatal: Mutex::new(None),
+    })
+}
+
+/// Keys that an earlier run found exhausted, invalid or cooling stay so, without a request.
+fn restore_health(ring: &mut KeyRing, state: &State, provider: &str, ui: &Ui) -> Result<()> {
+    let stored = state.load_health(provider)?;
+    let now = SystemTime::now();
+    for i in 0..ring.len() {
+        let fp = ring.slots[i].key.fingerprint.clone();
+        let Some(h) = stored.iter().find(|h| h.fingerprint == fp) else {
+            continue;
+        };
+        let health = match (h.status.as_str(), h.until) {
+            ("invalid", _) => Health::Invalid,
+            ("exhausted", Some(until)) if until > now => Health::Exhausted { until },
+            ("cooling", Some(until)) if until > now => Health::Cooling {
+                until: Instant::now() + until.duration_since(now).unwrap_or_default(),
+            },
+            _ => continue,
+        };
+        let when = match &health {
+            Health::Invalid => "until `autolabel test-keys` passes".to_string(),
+            _ => format!("until {}", timeutil::rfc3339(h.until.unwrap_or(now))),
+        };
+        ui.info(&format!(
+            "key {}: {} {when} (from an earlier run: {}); skipping it",
+            ring.slots[i].key.label(),
+            health.name(),
+            h.reason
+        ));
+        ring.restore(i, health);
+    }
+    Ok(())
+}

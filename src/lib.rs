@@ -1,0 +1,48 @@
+//! autolabel: label the sentiment of every row of a CSV with LLM chat APIs, spreading the
+//! work over several API keys within their quotas, and never losing a row.
+//!
+//! `run` is the whole program; `main.rs` only maps its result to an exit code.
+
+pub mod cli;
+pub mod config;
+pub mod csvio;
+pub mod error;
+pub mod keys;
+pub mod label;
+pub mod normalize;
+pub mod pacing;
+pub mod pipeline;
+pub mod prompt;
+pub mod provider;
+pub mod report;
+pub mod state;
+pub mod testkeys;
+pub mod timeutil;
+pub mod ui;
+
+use cli::{Cli, Command};
+use config::{Config, LabelConfig};
+use error::{Outcome, Result};
+use provider::defaults::Limits;
+
+pub async fn run(cli: Cli) -> Result<Outcome> {
+    match cli.command {
+        None => label::run(LabelConfig::resolve(&cli.label)?).await,
+        Some(Command::Label(args)) => label::run(LabelConfig::resolve(&args)?).await,
+        Some(Command::TestKeys(args)) => {
+            let cfg = Config::resolve(&args.common, (None, None), Limits::default(), None)?;
+            testkeys::run(&cfg, args.json, args.chat).await
+        }
+        Some(Command::Usage(args)) => {
+            let cfg = Config::resolve_for_report(&args.common)?;
+            let state = state::State::open(&cfg.state_path)?;
+            let value = report::usage_value(&cfg, &state, args.days.max(1))?;
+            if args.json {
+                println!("{}", serde_json::to_string_pretty(&value).expect("json"));
+            } else {
+                report::print_usage(&value, &cfg.state_path);
+            }
+            Ok(Outcome::Complete)
+        }
+    }
+}

@@ -1,0 +1,94 @@
+//! Reads the input on its own thread and hands rows to the collector through a bounded
+//! channel, so a slow disk never stalls the request loop and memory stays flat.
+//! When re-labeling fallback rows, it also reads the previous output in lockstep and
+//! passes along the rows to keep.
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+
+use csv::StringRecord;
+use tokio::sync::mpsc;
+
+use crate::csvio::{self, InputInfo};
+
+pub struct Row {
+    /// 0-based data row index in the input.
+    pub idx: u64,
+    pub record: StringRecord,
+    /// The previous output's row, to write again unchanged.
+    pub keep: Option<StringRecord>,
+}
+
+/// The previous output when it is being rewritten.
+pub struct Previous {
+    pub path: PathBuf,
+    pub rows: u64,
+    /// Rows (below `rows`) to label again.
+    pub redo: BTreeSet<u64>,
+}
+
+pub fn spawn(
+    info: InputInfo,
+    skip: u64,
+    previous: Option<Previous>,
+    tx: mpsc::Sender<Result<Row, String>>,
+) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        if let Err(e) = feed(&info, skip, previous, &tx) {
+            let _ = tx.blocking_send(Err(e));
+        }
+    })
+}
+
+fn feed(
+    info: &InputInfo,
+    skip: u64,
+    previous: Option<Previous>,
+    tx: &mpsc::Sender<Result<Row, String>>,
+) -> Result<(), String> {
+    let mut input = csvio::reader(&info.path, info.delimiter).map_err(|e| e.to_string())?;
+    let mut old = match &previous {
+        Some(p) => Some(csvio::reader(&p.path, info.delimiter).map_err(|e| e.to_string())?),
+        None => None,
+    };
+    let mut idx = 0u64;
+    loop {
+        if idx >= info.rows {
+            return Ok(());
+        }
+        let mut record = StringRecord::new();
+        match input.read_record(&mut record) {
+            Ok(true) => {}
+            Ok(false) => return Ok(()),
+            Err(e) => {
+                return Err(
+                    csvio::describe_csv_error(&info.path, Some(&info.headers), &e).to_string(),
+                )
+            }
+        }
+        let mut keep = None;
+        if let (Some(p), Some(r)) = (&previous, old.as_mut()) {
+            if idx < p.rows {
+                let mut o = StringRecord::new();
+                if !r
+                    .read_record(&mut o)
+                    .map_err(|e| format!("{}: {e}", p.path.display()))?
+                {
+                    return Err(format!(
+                        "{}: ended before row {}",
+                        p.path.display(),
+                        idx + 1
+                    ));
+                }
+                if !p.redo.contains(&idx) {
+                    keep = Some(o);
+                }
+            }
+        }
+        if idx >= skip && tx.blocking_send(Ok(Row { idx, record, keep })).is_err() {
+            // The collector stopped (interrupt or stop): nothing more to read.
+            return Ok(());
+        }
+        idx += 1;
+    }
+}

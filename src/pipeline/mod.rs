@@ -1,0 +1,418 @@
+//! The labeling loop: feeder → jobs (up to `--concurrency` in flight) → one collector.
+//!
+//! The collector alone owns the output writer, the progress display and the writes to
+//! the state. It keeps a bounded window of rows in input order, settles what it can
+//! locally (empty text, cache hit, same text already in flight), groups the rest into
+//! jobs, and writes rows strictly in input order as their labels arrive. Each row is
+//! flushed as soon as it can be written.
+
+pub mod feeder;
+pub mod worker;
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::fs::File;
+use std::io::BufWriter;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use csv::StringRecord;
+use sha2::{Digest, Sha256};
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+
+use crate::csvio::InputInfo;
+use crate::error::{Error, Result};
+use crate::timeutil;
+use feeder::Row;
+use worker::{Ctx, TextOutcome};
+
+/// How each written row got its label (the optional status column shows it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RowStatus {
+    Model,
+    Cached,
+    Empty,
+    Fallback,
+}
+
+impl RowStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RowStatus::Model => "model",
+            RowStatus::Cached => "cached",
+            RowStatus::Empty => "empty",
+            RowStatus::Fallback => "fallback",
+        }
+    }
+}
+
+/// What the pipeline needs besides the shared job context.
+pub struct PipelineSetup {
+    pub info: InputInfo,
+    pub skip: u64,
+    pub previous: Option<feeder::Previous>,
+    pub writer: csv::Writer<BufWriter<File>>,
+    pub fallback_label: String,
+    pub status_column: bool,
+    pub concurrency: usize,
+    pub batch_size: usize,
+    pub use_cache: bool,
+    /// Prefix of every cache key: provider, model, prompt and labels.
+    pub cache_scope: String,
+    /// Identifies the output in the state's fallback-row table.
+    pub output_id: String,
+}
+
+/// Counts for the summary.
+#[derive(Debug, Default, Clone)]
+pub struct RunCounts {
+    pub written: u64,
+    pub kept: u64,
+    pub per_label: BTreeMap<String, u64>,
+    pub model: u64,
+    pub cached: u64,
+    pub empty: u64,
+    pub fallbacks: u64,
+    /// Rows that got a fallback in this run (row indexes).
+    pub fallback_rows: Vec<u64>,
+    pub interrupted: bool,
+    pub stopped: bool,
+}
+
+enum Slot {
+    Pending(Arc<str>),
+    Done { label: String, status: RowStatus },
+    Keep(StringRecord),
+}
+
+struct Waiting {
+    refs: usize,
+    result: Option<TextOutcome>,
+}
+
+pub async fn run(
+    ctx: Arc<Ctx>,
+    mut setup: PipelineSetup,
+) -> Result<(RunCounts, csv::Writer<BufWriter<File>>)> {
+    let window_cap = (setup.concurrency * setup.batch_size * 4).max(1024);
+    let (tx, mut rx) = mpsc::channel::<std::result::Result<Row, String>>(1024);
+    let feeder = feeder::spawn(setup.info.clone(), setup.skip, setup.previous.take(), tx);
+    let total = setup.info.rows - setup.skip;
+    ctx.ui.start_progress(total);
+
+    let mut window: VecDeque<(u64, StringRecord, Slot)> = VecDeque::new();
+    let mut waiting: HashMap<Arc<str>, Waiting> = HashMap::new();
+    let mut batch: Vec<Arc<str>> = Vec::new();
+    let mut queue: VecDeque<Vec<Arc<str>>> = VecDeque::new();
+    let mut tasks: JoinSet<(Vec<Arc<str>>, Vec<TextOutcome>)> = JoinSet::new();
+    let mut counts = RunCounts::default();
+    let mut cache_puts: Vec<(Vec<u8>, String)> = Vec::new();
+    let mut input_done = false;
+    let mut input_error: Option<String> = None;
+    let started = Instant::now();
+    let mut tick = tokio::time::interval(Duration::from_millis(500));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let ctrl_c = tokio::signal::ctrl_c();
+    tokio::pin!(ctrl_c);
+    let mut out_rec = StringRecord::new();
+
+    loop {
+        let stopping = ctx.is_stopping();
+        if !batch.is_empty()
+            && (batch.len() >= setup.batch_size || input_done || window.len() >= window_cap)
+        {
+            queue.push_back(std::mem::take(&mut batch));
+        }
+        while tasks.len() < setup.concurrency && !stopping {
+            let Some(job) = queue.pop_front() else { break };
+            let ctx = ctx.clone();
+            tasks.spawn(async move {
+                let out = worker::label_texts(ctx, job.clone()).await;
+                (job, out)
+            });
+        }
+        drain(
+            &ctx,
+            &mut setup,
+            &mut window,
+            &mut waiting,
+            &mut counts,
+            &mut out_rec,
+            &mut cache_puts,
+        )?;
+        if input_done && window.is_empty() {
+            break;
+        }
+        if stopping && tasks.is_empty() {
+            counts.stopped = true;
+            break;
+        }
+        tokio::select! {
+            _ = &mut ctrl_c => {
+                ctx.ui.info("interrupted: writing what is done and stopping");
+                counts.interrupted = true;
+                ctx.stopping.store(true, std::sync::atomic::Ordering::SeqCst);
+                tasks.abort_all();
+                while tasks.join_next().await.is_some() {}
+                break;
+            }
+            Some(joined) = tasks.join_next(), if !tasks.is_empty() => {
+                let (texts, outcomes) = joined.map_err(|e| Error::Runtime(format!("a request task failed: {e}")))?;
+                for (text, outcome) in texts.into_iter().zip(outcomes) {
+                    if let (true, TextOutcome::Labeled(label)) = (setup.use_cache, &outcome) {
+                        cache_puts.push((cache_key(&setup.cache_scope, &text), label.clone()));
+                    }
+                    if let Some(w) = waiting.get_mut(&text) {
+                        w.result = Some(outcome);
+                    }
+                }
+            }
+            row = rx.recv(), if !input_done && !stopping && window.len() < window_cap => {
+                match row {
+                    None => input_done = true,
+                    Some(Err(e)) => { input_error = Some(e); input_done = true; ctx.stopping.store(true, std::sync::atomic::Ordering::SeqCst); }
+                    Some(Ok(row)) => admit(&ctx, &setup, row, &mut window, &mut waiting, &mut batch),
+                }
+            }
+            _ = tick.tick() => {
+                flush_state(&ctx, &mut cache_puts);
+                let done = counts.written;
+                let minutes = started.elapsed().as_secs_f64() / 60.0;
+                let key = ctx.dispatcher.with_ring(|r| r.current.map(|k| r.slots[k].key.label()).unwrap_or_else(|| "-".into()));
+                ctx.ui.progress(done, total, if minutes > 0.0 { (done - counts.kept) as f64 / minutes } else { 0.0 }, counts.fallbacks, &key);
+            }
+        }
+    }
+    drop(rx);
+    drain(
+        &ctx,
+        &mut setup,
+        &mut window,
+        &mut waiting,
+        &mut counts,
+        &mut out_rec,
+        &mut cache_puts,
+    )?;
+    flush_state(&ctx, &mut cache_puts);
+    ctx.ui.finish_progress();
+    let _ = feeder.join();
+    if let Some(e) = input_error {
+        return Err(Error::Input(e));
+    }
+    Ok((counts, setup.writer))
+}
+
+/// Settles a new row locally if possible, else makes sure its text is (or will be) asked.
+fn admit(
+    ctx: &Ctx,
+    setup: &PipelineSetup,
+    row: Row,
+    window: &mut VecDeque<(u64, StringRecord, Slot)>,
+    waiting: &mut HashMap<Arc<str>, Waiting>,
+    batch: &mut Vec<Arc<str>>,
+) {
+    if let Some(old) = row.keep {
+        window.push_back((row.idx, row.record, Slot::Keep(old)));
+        return;
+    }
+    let text = row.record.get(setup.info.text_col).unwrap_or("");
+    if text.trim().is_empty() {
+        let slot = Slot::Done {
+            label: setup.fallback_label.clone(),
+            status: RowStatus::Empty,
+        };
+        window.push_back((row.idx, row.record, slot));
+        return;
+    }
+    let text: Arc<str> = Arc::from(text);
+    if let Some(w) = waiting.get_mut(&text) {
+        w.refs += 1;
+        window.push_back((row.idx, row.record, Slot::Pending(text)));
+        return;
+    }
+    if setup.use_cache {
+        match ctx.state.cache_get(&cache_key(&setup.cache_scope, &text)) {
+            Ok(Some(label)) if ctx.labels.contains(&label) => {
+                window.push_back((
+                    row.idx,
+                    row.record,
+                    Slot::Done {
+                        label,
+                        status: RowStatus::Cached,
+                    },
+                ));
+                return;
+            }
+            Ok(_) => {}
+            Err(e) => ctx
+                .ui
+                .error(&format!("cache read failed (continuing without it): {e}")),
+        }
+    }
+    waiting.insert(
+        text.clone(),
+        Waiting {
+            refs: 1,
+            result: None,
+        },
+    );
+    batch.push(text.clone());
+    window.push_back((row.idx, row.record, Slot::Pending(text)));
+}
+
+/// Writes every finished row at the front of the window, in order, then flushes.
+/// Fallback rows are recorded in the state before they reach the output, so a crash in
+/// between can never leave an unmarked fallback label behind.
+fn drain(
+    ctx: &Ctx,
+    setup: &mut PipelineSetup,
+    window: &mut VecDeque<(u64, StringRecord, Slot)>,
+    waiting: &mut HashMap<Arc<str>, Waiting>,
+    counts: &mut RunCounts,
+    out_rec: &mut StringRecord,
+    cache_puts: &mut Vec<(Vec<u8>, String)>,
+) -> Result<()> {
+    let mut ready: Vec<(u64, StringRecord, Slot)> = Vec::new();
+    while let Some((_, _, slot)) = window.front() {
+        let finished = match slot {
+            Slot::Pending(text) => match waiting.get(text).and_then(|w| w.result.as_ref()) {
+                Some(TextOutcome::Stopped) | None => false,
+                Some(_) => true,
+            },
+            _ => true,
+        };
+        if !finished {
+            break;
+        }
+        let (idx, record, slot) = window.pop_front().unwrap();
+        let slot = match slot {
+            Slot::Pending(text) => {
+                let w = waiting.get_mut(&text).unwrap();
+                let outcome = w.result.clone().unwrap();
+                w.refs -= 1;
+                if w.refs == 0 {
+                    waiting.remove(&text);
+                }
+                match outcome {
+                    TextOutcome::Labeled(label) => Slot::Done {
+                        label,
+                        status: RowStatus::Model,
+                    },
+                    TextOutcome::Fallback(why) => {
+                        ctx.ui
+                            .debug(1, &format!("row {}: fallback label ({why})", idx + 1));
+                        Slot::Done {
+                            label: setup.fallback_label.clone(),
+                            status: RowStatus::Fallback,
+                        }
+                    }
+                    TextOutcome::Stopped => unreachable!("stopped rows are never drained"),
+                }
+            }
+            other => other,
+        };
+        ready.push((idx, record, slot));
+    }
+    if ready.is_empty() {
+        return Ok(());
+    }
+    let fallbacks: Vec<u64> = ready
+        .iter()
+        .filter(|(_, _, s)| {
+            matches!(
+                s,
+                Slot::Done {
+                    status: RowStatus::Fallback,
+                    ..
+                }
+            )
+        })
+        .map(|(i, _, _)| *i)
+        .collect();
+    if !fallbacks.is_empty() {
+        ctx.state.add_fallback_rows(&setup.output_id, &fallbacks)?;
+        counts.fallback_rows.extend(&fallbacks);
+    }
+    let out_err = |e: csv::Error| Error::Runtime(format!("cannot write the output: {e}"));
+    for (_, record, slot) in ready {
+        match slot {
+            Slot::Keep(old) => {
+                setup.writer.write_record(&old).map_err(out_err)?;
+                counts.kept += 1;
+                let label = old.get(setup.info.label_index()).unwrap_or("").to_string();
+                *counts.per_label.entry(label).or_default() += 1;
+            }
+            Slot::Done { label, status } => {
+                let status_field = setup.status_column.then(|| status.as_str());
+                setup
+                    .info
+                    .output_record(&record, &label, status_field, out_rec);
+                setup.writer.write_record(&*out_rec).map_err(out_err)?;
+                match status {
+                    RowStatus::Model => counts.model += 1,
+                    RowStatus::Cached => counts.cached += 1,
+                    RowStatus::Empty => counts.empty += 1,
+                    RowStatus::Fallback => counts.fallbacks += 1,
+                }
+                *counts.per_label.entry(label).or_default() += 1;
+            }
+            Slot::Pending(_) => unreachable!(),
+        }
+        counts.written += 1;
+    }
+    setup
+        .writer
+        .flush()
+        .map_err(|e| Error::io("cannot write the output", e))?;
+    if cache_puts.len() >= 256 {
+        flush_state(ctx, cache_puts);
+    }
+    Ok(())
+}
+
+/// Writes the usage ledger and pending cache entries in short transactions.
+pub fn flush_state(ctx: &Ctx, cache_puts: &mut Vec<(Vec<u8>, String)>) {
+    let day = timeutil::utc_date(SystemTime::now());
+    let deltas: Vec<_> = {
+        let mut ledger = ctx.ledger.lock().unwrap();
+        ledger
+            .iter_mut()
+            .enumerate()
+            .filter(|(_, d)| d.requests > 0)
+            .map(|(i, d)| {
+                let k = &ctx.keys[i];
+                (
+                    k.fingerprint.clone(),
+                    k.masked.clone(),
+                    ctx.client.model().to_string(),
+                    day.clone(),
+                    std::mem::take(d),
+                )
+            })
+            .collect()
+    };
+    if let Err(e) = ctx.state.add_usage(ctx.provider, &deltas) {
+        ctx.ui.error(&format!("could not record usage: {e}"));
+        // Put the counts back so the next flush tries again.
+        let mut ledger = ctx.ledger.lock().unwrap();
+        for (fp, _, _, _, d) in deltas {
+            if let Some(i) = ctx.keys.iter().position(|k| k.fingerprint == fp) {
+                ledger[i].add(&d);
+            }
+        }
+    }
+    if let Err(e) = ctx.state.cache_put_many(cache_puts) {
+        ctx.ui
+            .error(&format!("could not write the label cache: {e}"));
+    }
+    cache_puts.clear();
+}
+
+/// The cache key of a text: SHA-256 over provider, model, prompt, labels and the text.
+pub fn cache_key(scope: &str, text: &str) -> Vec<u8> {
+    let mut h = Sha256::new();
+    h.update(scope.as_bytes());
+    h.update([0u8]);
+    h.update(text.as_bytes());
+    h.finalize().to_vec()
+}

@@ -1,0 +1,346 @@
+//! Labeling one job (one text, or a batch of texts): wait for a key, call, classify,
+//! retry or rotate, normalize. Failures are data here; nothing leaves by `?`.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use crate::cli::OnExhausted;
+use crate::keys::ring::{HealthChange, KeyRing};
+use crate::keys::ApiKey;
+use crate::normalize::LabelSet;
+use crate::pacing::{Dispatcher, Grant};
+use crate::prompt::Prompter;
+use crate::provider::classify::{human, CallError, ErrorClass};
+use crate::provider::{ChatRequest, Client};
+use crate::state::{State, StoredHealth, UsageDelta};
+use crate::ui::Ui;
+
+/// Retries after server errors, timeouts and broken replies, before the row falls back.
+const MAX_TRANSIENT_RETRIES: u32 = 4;
+/// Attempts for a single text whose replies name no usable label.
+const MAX_UNUSABLE_REPLIES: u32 = 3;
+
+/// How a text ended up.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TextOutcome {
+    Labeled(String),
+    /// The fallback label was used; the reason is for the log.
+    Fallback(String),
+    /// The run is stopping (`--on-exhausted stop`, a fatal provider answer, or Ctrl-C).
+    Stopped,
+}
+
+/// Everything a job needs, shared by all in-flight jobs.
+pub struct Ctx {
+    pub client: Client,
+    pub dispatcher: Dispatcher,
+    pub keys: Vec<ApiKey>,
+    pub prompter: Prompter,
+    pub labels: LabelSet,
+    pub provider: &'static str,
+    pub max_retries: u32,
+    pub backoff: Duration,
+    pub on_exhausted: OnExhausted,
+    pub ui: Arc<Ui>,
+    pub state: Arc<State>,
+    /// USD per token, in and out.
+    pub prices: (f64, f64),
+    /// Per key: usage not yet written to the state.
+    pub ledger: Mutex<Vec<UsageDelta>>,
+    /// Per key: totals for the end-of-run summary.
+    pub totals: Mutex<Vec<UsageDelta>>,
+    pub stopping: AtomicBool,
+    /// A provider answer that no row can get past (wrong model or URL).
+    pub fatal: Mutex<Option<String>>,
+}
+
+enum Failure {
+    /// Replies came back but could not be used (batches are split on this).
+    Unusable,
+    Fallback(String),
+    Stopped,
+}
+
+impl Ctx {
+    fn record(&self, key: usize, f: impl Fn(&mut UsageDelta)) {
+        f(&mut self.ledger.lock().unwrap()[key]);
+        f(&mut self.totals.lock().unwrap()[key]);
+    }
+
+    /// Logs the key-status summary and persists each change (SPEC §4: on every change).
+    pub fn health_changed(&self, changes: &[HealthChange], ring: &KeyRing) {
+        for c in changes {
+            let key = &self.keys[c.key];
+            let until = match &c.to {
+                crate::keys::ring::Health::Exhausted { until } => Some(*until),
+                crate::keys::ring::Health::Cooling { until } => {
+                    Some(SystemTime::now() + until.saturating_duration_since(Instant::now()))
+                }
+                _ => None,
+            };
+            self.ui.info(&format!(
+                "key {}: {} -> {} ({})",
+                key.label(),
+                c.from,
+                c.to.name(),
+                c.reason
+            ));
+            let stored = StoredHealth {
+                fingerprint: key.fingerprint.clone(),
+                masked: key.masked.clone(),
+                status: c.to.name().to_string(),
+                until,
+                reason: c.reason.clone(),
+            };
+            if let Err(e) = self.state.save_health(self.provider, &stored) {
+                self.ui.error(&format!("could not save key health: {e}"));
+            }
+        }
+        if !changes.is_empty() {
+            self.ui.info(&ring.summary());
+        }
+    }
+
+    fn stop(&self) {
+        self.stopping.store(true, Ordering::SeqCst);
+    }
+
+    pub fn is_stopping(&self) -> bool {
+        self.stopping.load(Ordering::SeqCst)
+    }
+}
+
+/// Labels `texts` (one request if possible), splitting a batch whose reply cannot be
+/// trusted, so a label never lands on the wrong row.
+pub async fn label_texts(ctx: Arc<Ctx>, texts: Vec<Arc<str>>) -> Vec<TextOutcome> {
+    label_slice(&ctx, &texts).await
+}
+
+async fn label_slice(ctx: &Ctx, texts: &[Arc<str>]) -> Vec<TextOutcome> {
+    if texts.len() == 1 {
+        let req = ctx.prompter.single(&texts[0]);
+        let out = request(
+            ctx,
+            &req,
+            |reply| ctx.labels.normalize(reply).map(|i| vec![i]),
+            MAX_UNUSABLE_REPLIES,
+        )
+        .await;
+        return vec![to_outcome(ctx, out.map(|v| v[0]), "no usable reply")];
+    }
+    let refs: Vec<&str> = texts.iter().map(|t| &**t).collect();
+    let req = ctx.prompter.batch(&refs);
+    let n = texts.len();
+    match request(ctx, &req, |reply| ctx.labels.normalize_batch(reply, n), 1).await {
+        Ok(labels) => labels
+            .into_iter()
+            .map(|i| TextOutcome::Labeled(ctx.labels.name(i).to_string()))
+            .collect(),
+        Err(Failure::Unusable) => {
+            ctx.ui
+                .debug(1, &format!("batch of {n}: reply unusable, splitting"));
+            let (left, right) = texts.split_at(n / 2);
+            let mut out = Box::pin(label_slice(ctx, left)).await;
+            out.extend(Box::pin(label_slice(ctx, right)).await);
+            out
+        }
+        Err(Failure::Fallback(why)) => vec![TextOutcome::Fallback(why); n],
+        Err(Failure::Stopped) => vec![TextOutcome::Stopped; n],
+    }
+}
+
+fn to_outcome(ctx: &Ctx, r: Result<usize, Failure>, unusable: &str) -> TextOutcome {
+    match r {
+        Ok(i) => TextOutcome::Labeled(ctx.labels.name(i).to_string()),
+        Err(Failure::Unusable) => TextOutcome::Fallback(unusable.to_string()),
+        Err(Failure::Fallback(why)) => TextOutcome::Fallback(why),
+        Err(Failure::Stopped) => TextOutcome::Stopped,
+    }
+}
+
+/// One logical request, retried across keys until `validate` accepts a reply.
+async fn request<T>(
+    ctx: &Ctx,
+    req: &ChatRequest,
+    validate: impl Fn(&str) -> Option<T>,
+    max_unusable: u32,
+) -> Result<T, Failure> {
+    let tokens = req.estimated_tokens();
+    let mut key_failures = 0u32;
+    let mut transient = 0u32;
+    let mut unusable = 0u32;
+    let mut rotate_from: Option<(usize, String)> = None;
+    let on_change = |changes: &[HealthChange], ring: &KeyRing| ctx.health_changed(changes, ring);
+    loop {
+        if ctx.is_stopping() {
+            return Err(Failure::Stopped);
+        }
+        let key = match ctx.dispatcher.acquire(tokens, &on_change).await {
+            Grant::Key(k) => k,
+            Grant::NoKey { earliest } => match ctx.on_exhausted {
+                OnExhausted::Fallback => return Err(Failure::Fallback("no usable key".into())),
+                OnExhausted::Stop => {
+                    if !ctx.stopping.swap(true, Ordering::SeqCst) {
+                        ctx.ui.info("every key is exhausted or invalid: stopping (--on-exhausted stop); run again later to continue");
+                    }
+                    return Err(Failure::Stopped);
+                }
+                OnExhausted::Wait => {
+                    wait_for_reset(ctx, earliest).await;
+                    continue;
+                }
+            },
+        };
+        if let Some((from, reason)) = rotate_from.take() {
+            if from != key {
+                let (f, t) = (&ctx.keys[from], &ctx.keys[key]);
+                ctx.ui.debug(
+                    1,
+                    &format!("rotating {} -> {} ({reason})", f.label(), t.label()),
+                );
+                let _ =
+                    ctx.state
+                        .log_rotation(ctx.provider, &f.label(), &t.label(), &reason, "auto");
+            }
+        }
+        let secret = &ctx.keys[key].secret;
+        let res = ctx.client.chat(secret, req).await;
+        ctx.ui.debug(
+            2,
+            &format!(
+                "{} -> {} in {:.0} ms",
+                ctx.keys[key].label(),
+                match &res.result {
+                    Ok(_) => "ok".to_string(),
+                    Err(e) => e.describe(),
+                },
+                res.latency.as_secs_f64() * 1000.0
+            ),
+        );
+        match res.result {
+            Ok(reply) => {
+                let (tin, tout) = (
+                    reply
+                        .prompt_tokens
+                        .unwrap_or(tokens - req.max_tokens as u64),
+                    reply.completion_tokens.unwrap_or(0),
+                );
+                let cost = tin as f64 * ctx.prices.0 + tout as f64 * ctx.prices.1;
+                ctx.record(key, |d| {
+                    d.requests += 1;
+                    d.successes += 1;
+                    d.tokens_in += tin;
+                    d.tokens_out += tout;
+                    d.cost += cost;
+                });
+                let changes = ctx.dispatcher.succeeded(key, &res.headers, tokens);
+                if !changes.is_empty() {
+                    ctx.dispatcher
+                        .with_ring(|ring| ctx.health_changed(&changes, ring));
+                }
+                if let Some(v) = validate(&reply.content) {
+                    return Ok(v);
+                }
+                unusable += 1;
+                ctx.ui
+                    .debug(1, &format!("unusable reply: {:?}", preview(&reply.content)));
+                if unusable >= max_unusable {
+                    return Err(Failure::Unusable);
+                }
+            }
+            Err(err) => {
+                ctx.record(key, |d| {
+                    d.requests += 1;
+                    d.error(err.class());
+                });
+                match &err {
+                    CallError::RateLimited { .. }
+                    | CallError::QuotaExhausted { .. }
+                    | CallError::InvalidKey { .. } => {
+                        let changes = ctx.dispatcher.failed(key, &err, &res.headers);
+                        if !changes.is_empty() {
+                            ctx.dispatcher
+                                .with_ring(|ring| ctx.health_changed(&changes, ring));
+                        }
+                        key_failures += 1;
+                        rotate_from = Some((key, err.describe()));
+                        if key_failures >= ctx.max_retries {
+                            return Err(Failure::Fallback(format!(
+                                "{key_failures} key errors, last: {}",
+                                err.describe()
+                            )));
+                        }
+                    }
+                    CallError::Transient { class, .. } => {
+                        transient += 1;
+                        if transient > MAX_TRANSIENT_RETRIES {
+                            return Err(Failure::Fallback(format!(
+                                "{} after {transient} tries",
+                                err.describe()
+                            )));
+                        }
+                        if *class == ErrorClass::Unparsable {
+                            ctx.ui.debug(1, &err.describe());
+                        }
+                        tokio::time::sleep(backoff(ctx.backoff, transient)).await;
+                    }
+                    CallError::Rejected { .. } => {
+                        ctx.ui.info(&format!("request refused: {}", err.describe()));
+                        return Err(Failure::Unusable);
+                    }
+                    CallError::NotFound { message } => {
+                        let mut fatal = ctx.fatal.lock().unwrap();
+                        if fatal.is_none() {
+                            *fatal = Some(format!(
+                                "the provider answered 404 ({message}); check --model and --base-url"
+                            ));
+                        }
+                        ctx.stop();
+                        return Err(Failure::Stopped);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Exponential back-off with jitter: base, 2×base, 4×base… each ×(0.5..1.5).
+fn backoff(base: Duration, attempt: u32) -> Duration {
+    let exp = base.mul_f64(2f64.powi(attempt.saturating_sub(1).min(10) as i32));
+    exp.mul_f64(0.5 + fastrand::f64())
+}
+
+async fn wait_for_reset(ctx: &Ctx, earliest: Option<SystemTime>) {
+    let until = earliest.unwrap_or_else(|| SystemTime::now() + Duration::from_secs(60));
+    loop {
+        let left = until.duration_since(SystemTime::now()).unwrap_or_default();
+        if left.is_zero() || ctx.is_stopping() {
+            return;
+        }
+        ctx.ui.info(&format!(
+            "every key is exhausted or invalid: waiting {} for the earliest reset (--on-exhausted wait)",
+            human(left)
+        ));
+        tokio::time::sleep(left.min(Duration::from_secs(30))).await;
+    }
+}
+
+fn preview(s: &str) -> String {
+    s.chars().take(80).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_with_jitter() {
+        let b = Duration::from_secs(1);
+        for attempt in 1..=4 {
+            let d = backoff(b, attempt).as_secs_f64();
+            let center = 2f64.powi(attempt as i32 - 1);
+            assert!(d >= center * 0.5 && d <= center * 1.5, "{attempt}: {d}");
+        }
+    }
+}

@@ -1,0 +1,407 @@
+//! Reading a provider's answer: which kind of failure it is, and what its rate-limit
+//! headers say. Pure functions over status, headers and body, so every provider quirk
+//! from PROVIDERS.md is unit-tested here.
+
+use std::time::Duration;
+
+use serde_json::Value;
+
+/// What a failed call means for the key and the row.
+#[derive(Debug, Clone, PartialEq)]
+pub enum CallError {
+    /// A per-minute (or per-hour) limit: the key cools down, then serves again.
+    RateLimited { retry_after: Duration, what: String },
+    /// A daily/monthly quota or billing limit: the key is done until `reset`.
+    QuotaExhausted {
+        reset: Option<Duration>,
+        what: String,
+    },
+    /// 401/403: the key is invalid until `test-keys` passes.
+    InvalidKey { status: u16 },
+    /// Worth retrying after a back-off, on this key or another.
+    Transient { class: ErrorClass, detail: String },
+    /// The provider refused the request itself (400/413/422): retrying won't help this row.
+    Rejected { status: u16, message: String },
+    /// 404: wrong model or base URL; no row can succeed.
+    NotFound { message: String },
+}
+
+/// Error classes as counted in the usage ledger.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ErrorClass {
+    RateLimit,
+    Quota,
+    Auth,
+    Server,
+    Timeout,
+    Network,
+    Unparsable,
+    Rejected,
+}
+
+impl ErrorClass {
+    pub const ALL: [ErrorClass; 8] = [
+        ErrorClass::RateLimit,
+        ErrorClass::Quota,
+        ErrorClass::Auth,
+        ErrorClass::Server,
+        ErrorClass::Timeout,
+        ErrorClass::Network,
+        ErrorClass::Unparsable,
+        ErrorClass::Rejected,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorClass::RateLimit => "rate_limit",
+            ErrorClass::Quota => "quota",
+            ErrorClass::Auth => "auth",
+            ErrorClass::Server => "server",
+            ErrorClass::Timeout => "timeout",
+            ErrorClass::Network => "network",
+            ErrorClass::Unparsable => "unparsable",
+            ErrorClass::Rejected => "rejected",
+        }
+    }
+}
+
+impl CallError {
+    pub fn class(&self) -> ErrorClass {
+        match self {
+            CallError::RateLimited { .. } => ErrorClass::RateLimit,
+            CallError::QuotaExhausted { .. } => ErrorClass::Quota,
+            CallError::InvalidKey { .. } => ErrorClass::Auth,
+            CallError::Transient { class, .. } => *class,
+            CallError::Rejected { .. } | CallError::NotFound { .. } => ErrorClass::Rejected,
+        }
+    }
+
+    pub fn describe(&self) -> String {
+        match self {
+            CallError::RateLimited { retry_after, what } => {
+                format!(
+                    "rate limited ({what}), retry in {:.1}s",
+                    retry_after.as_secs_f64()
+                )
+            }
+            CallError::QuotaExhausted { reset, what } => match reset {
+                Some(r) => format!("quota exhausted ({what}), resets in {}", human(*r)),
+                None => format!("quota exhausted ({what})"),
+            },
+            CallError::InvalidKey { status } => format!("invalid key (HTTP {status})"),
+            CallError::Transient { class, detail } => format!("{}: {detail}", class.as_str()),
+            CallError::Rejected { status, message } => {
+                format!("rejected (HTTP {status}): {message}")
+            }
+            CallError::NotFound { message } => format!("not found (HTTP 404): {message}"),
+        }
+    }
+}
+
+/// Rate-limit headers of one reply (Groq/OpenAI style).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RateHeaders {
+    pub limit_requests: Option<u64>,
+    pub remaining_requests: Option<u64>,
+    pub reset_requests: Option<Duration>,
+    pub limit_tokens: Option<u64>,
+    pub remaining_tokens: Option<u64>,
+    pub reset_tokens: Option<Duration>,
+    pub retry_after: Option<Duration>,
+}
+
+impl RateHeaders {
+    pub fn from_headers(h: &reqwest::header::HeaderMap) -> RateHeaders {
+        let s = |name: &str| h.get(name).and_then(|v| v.to_str().ok()).map(str::trim);
+        let n = |name: &str| {
+            s(name)
+                .and_then(|v| v.parse::<f64>().ok())
+                .map(|v| v.max(0.0) as u64)
+        };
+        let d = |name: &str| s(name).and_then(parse_duration);
+        RateHeaders {
+            limit_requests: n("x-ratelimit-limit-requests"),
+            remaining_requests: n("x-ratelimit-remaining-requests"),
+            reset_requests: d("x-ratelimit-reset-requests"),
+            limit_tokens: n("x-ratelimit-limit-tokens"),
+            remaining_tokens: n("x-ratelimit-remaining-tokens"),
+            reset_tokens: d("x-ratelimit-reset-tokens"),
+            retry_after: d("retry-after"),
+        }
+    }
+}
+
+/// Parses `2m59.56s`, `7.66s`, `1h2m3s`, `120ms`, `26s` and bare seconds `4` / `4.5`.
+pub fn parse_duration(s: &str) -> Option<Duration> {
+    let s = s.trim().trim_matches('"');
+    if s.is_empty() {
+        return None;
+    }
+    if let Ok(secs) = s.parse::<f64>() {
+        return (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs));
+    }
+    let mut total = 0.0;
+    let mut num = String::new();
+    let mut chars = s.chars().peekable();
+    let mut any = false;
+    while let Some(c) = chars.next() {
+        if c.is_ascii_digit() || c == '.' {
+            num.push(c);
+            continue;
+        }
+        let value: f64 = num.parse().ok()?;
+        num.clear();
+        let unit = match c {
+            'h' => 3600.0,
+            'm' if chars.peek() == Some(&'s') => {
+                chars.next();
+                0.001
+            }
+            'm' => 60.0,
+            's' => 1.0,
+            _ => return None,
+        };
+        total += value * unit;
+        any = true;
+    }
+    if !num.is_empty() || !any {
+        return None;
+    }
+    Some(Duration::from_secs_f64(total))
+}
+
+/// `3m12s` style, for messages.
+pub fn human(d: Duration) -> String {
+    let secs = d.as_secs();
+    if secs >= 3600 {
+        format!("{}h{:02}m", secs / 3600, (secs % 3600) / 60)
+    } else if secs >= 60 {
+        format!("{}m{:02}s", secs / 60, secs % 60)
+    } else {
+        format!("{:.1}s", d.as_secs_f64())
+    }
+}
+
+/// The error object, also when Gemini wraps it in an array.
+fn error_object(body: &str) -> Option<Value> {
+    let v: Value = serde_json::from_str(body).ok()?;
+    let v = match v {
+        Value::Array(mut a) if !a.is_empty() => a.swap_remove(0),
+        other => other,
+    };
+    v.get("error").cloned()
+}
+
+/// "Please try again in 4.2s." / "try again in 7m22.5s"
+fn try_again_in(message: &str) -> Option<Duration> {
+    let lower = message.to_lowercase();
+    let at = lower.find("try again in ")? + "try again in ".len();
+    let rest = &lower[at..];
+    let token: String = rest
+        .chars()
+        .take_while(|c| c.is_ascii_alphanumeric() || *c == '.')
+        .collect();
+    parse_duration(token.trim_end_matches('.'))
+}
+
+/// Classifies a non-2xx reply.
+pub fn classify_status(status: u16, headers: &RateHeaders, body: &str) -> CallError {
+    let err = error_object(body);
+    let message = err
+        .as_ref()
+        .and_then(|e| e.get("message"))
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string();
+    let code = err
+        .as_ref()
+        .and_then(|e| e.get("code"))
+        .map(|c| match c {
+            Value::String(s) => s.clone(),
+            other => other.to_string(),
+        })
+        .unwrap_or_default();
+    let short = |m: &str| m.chars().take(200).collect::<String>();
+    match status {
+        401 | 403 => CallError::InvalidKey { status },
+        429 => classify_429(headers, &message, &code, err.as_ref()),
+        404 => CallError::NotFound {
+            message: short(&message),
+        },
+        400 | 413 | 422 => CallError::Rejected {
+            status,
+            message: short(&message),
+        },
+        408 => CallError::Transient {
+            class: ErrorClass::Timeout,
+            detail: format!("HTTP {status}"),
+        },
+        _ => CallError::Transient {
+            class: ErrorClass::Server,
+            detail: if message.is_empty() {
+                format!("HTTP {status}")
+            } else {
+                format!("HTTP {status}: {}", short(&message))
+            },
+        },
+    }
+}
+
+fn classify_429(
+    headers: &RateHeaders,
+    message: &str,
+    code: &str,
+    err: Option<&Value>,
+) -> CallError {
+    let lower = message.to_lowercase();
+    let hinted = try_again_in(message)
+        .or(headers.retry_after)
+        .or_else(|| gemini_retry_delay(err));
+    // OpenAI billing: the key is done, never retry it in a loop.
+    if code == "insufficient_quota" || lower.contains("exceeded your current quota") {
+        return CallError::QuotaExhausted {
+            reset: None,
+            what: "insufficient quota".into(),
+        };
+    }
+    let per_day = ["per day", "(rpd)", "(tpd)", "daily", "per month", "monthly"]
+        .iter()
+        .any(|k| lower.contains(k))
+        || gemini_quota_ids(err).iter().any(|q| q.contains("PerDay"));
+    let what = dimension(&lower).unwrap_or_else(|| {
+        if per_day {
+            "daily quota".to_string()
+        } else {
+            "rate limit".to_string()
+        }
+    });
+    if per_day {
+        CallError::QuotaExhausted {
+            reset: hinted,
+            what,
+        }
+    } else {
+        CallError::RateLimited {
+            // No hint at all: a minute is what a per-minute window needs at most.
+            retry_after: hinted.unwrap_or(Duration::from_secs(60)),
+            what,
+        }
+    }
+}
+
+/// Which of Groq's dimensions the message names.
+fn dimension(lower: &str) -> Option<String> {
+    ["(rpm)", "(rpd)", "(tpm)", "(tpd)", "(rph)"]
+        .iter()
+        .find(|d| lower.contains(*d))
+        .map(|d| d.trim_matches(|c| c == '(' || c == ')').to_uppercase())
+}
+
+fn gemini_quota_ids(err: Option<&Value>) -> Vec<String> {
+    let Some(details) = err.and_then(|e| e.get("details")).and_then(Value::as_array) else {
+        return Vec::new();
+    };
+    details
+        .iter()
+        .filter_map(|d| d.get("violations").and_then(Value::as_array))
+        .flatten()
+        .filter_map(|v| v.get("quotaId").and_then(Value::as_str).map(str::to_string))
+        .collect()
+}
+
+fn gemini_retry_delay(err: Option<&Value>) -> Option<Duration> {
+    err?.get("details")?
+        .as_array()?
+        .iter()
+        .find_map(|d| d.get("retryDelay").and_then(Value::as_str))
+        .and_then(parse_duration)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GROQ_RPM: &str = r#"{"error":{"message":"Rate limit reached for model `llama-3.1-8b-instant` in organization `org_x` service tier `on_demand` on requests per minute (RPM): Limit 30, Used 30, Requested 1. Please try again in 1.5s. Need more tokens?","type":"requests","code":"rate_limit_exceeded"}}"#;
+    const GROQ_RPD: &str = r#"{"error":{"message":"Rate limit reached for model `llama-3.1-8b-instant` in organization `org_x` service tier `on_demand` on requests per day (RPD): Limit 14400, Used 14400, Requested 1. Please try again in 7m22.5s.","type":"requests","code":"rate_limit_exceeded"}}"#;
+
+    #[test]
+    fn durations_in_provider_formats() {
+        assert_eq!(
+            parse_duration("2m59.56s"),
+            Some(Duration::from_secs_f64(179.56))
+        );
+        assert_eq!(parse_duration("7.66s"), Some(Duration::from_secs_f64(7.66)));
+        assert_eq!(parse_duration("1h2m3s"), Some(Duration::from_secs(3723)));
+        assert_eq!(parse_duration("120ms"), Some(Duration::from_millis(120)));
+        assert_eq!(parse_duration("4"), Some(Duration::from_secs(4)));
+        assert_eq!(parse_duration("soon"), None);
+    }
+
+    #[test]
+    fn groq_minute_vs_day() {
+        let h = RateHeaders {
+            retry_after: Some(Duration::from_secs(2)),
+            ..Default::default()
+        };
+        match classify_status(429, &h, GROQ_RPM) {
+            CallError::RateLimited { retry_after, what } => {
+                assert_eq!(retry_after, Duration::from_secs_f64(1.5));
+                assert_eq!(what, "RPM");
+            }
+            other => panic!("{other:?}"),
+        }
+        match classify_status(429, &h, GROQ_RPD) {
+            CallError::QuotaExhausted { reset, what } => {
+                assert_eq!(reset, Some(Duration::from_secs_f64(442.5)));
+                assert_eq!(what, "RPD");
+            }
+            other => panic!("{other:?}"),
+        }
+        let tpd = GROQ_RPD.replace("requests per day (RPD)", "tokens per day (TPD)");
+        assert!(matches!(
+            classify_status(429, &h, &tpd),
+            CallError::QuotaExhausted { .. }
+        ));
+    }
+
+    #[test]
+    fn gemini_array_wrapped_and_quota_ids() {
+        let body = r#"[{"error":{"code":429,"message":"You exceeded your quota.","status":"RESOURCE_EXHAUSTED","details":[{"@type":"type.googleapis.com/google.rpc.QuotaFailure","violations":[{"quotaId":"GenerateContentRequestsPerDayPerProjectPerModel-FreeTier"}]},{"@type":"type.googleapis.com/google.rpc.RetryInfo","retryDelay":"26s"}]}}]"#;
+        assert!(matches!(
+            classify_status(429, &RateHeaders::default(), body),
+            CallError::QuotaExhausted { reset: Some(r), .. } if r == Duration::from_secs(26)
+        ));
+        let minute = body.replace("PerDay", "PerMinute");
+        assert!(matches!(
+            classify_status(429, &RateHeaders::default(), &minute),
+            CallError::RateLimited { retry_after, .. } if retry_after == Duration::from_secs(26)
+        ));
+        let bare = r#"{"error":{"code":429,"message":"Resource has been exhausted (e.g. check quota).","status":"RESOURCE_EXHAUSTED"}}"#;
+        assert!(matches!(
+            classify_status(429, &RateHeaders::default(), bare),
+            CallError::RateLimited { .. }
+        ));
+    }
+
+    #[test]
+    fn openai_billing_and_auth_and_servers() {
+        let billing = r#"{"error":{"message":"You exceeded your current quota","type":"insufficient_quota","code":"insufficient_quota"}}"#;
+        assert!(matches!(
+            classify_status(429, &RateHeaders::default(), billing),
+            CallError::QuotaExhausted { reset: None, .. }
+        ));
+        let auth = r#"{"error":{"message":"Invalid API Key","type":"invalid_request_error","code":"invalid_api_key"}}"#;
+        assert_eq!(
+            classify_status(401, &RateHeaders::default(), auth),
+            CallError::InvalidKey { status: 401 }
+        );
+        assert_eq!(
+            classify_status(503, &RateHeaders::default(), "<html>").class(),
+            ErrorClass::Server
+        );
+        assert!(matches!(
+            classify_status(400, &RateHeaders::default(), "{}"),
+            CallError::Rejected { .. }
+        ));
+    }
+}

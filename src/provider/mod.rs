@@ -1,0 +1,231 @@
+//! The one client every provider shares: OpenAI-compatible chat completions over reqwest.
+//! It sends, times out, and classifies; it never decides about retries or keys.
+
+pub mod classify;
+pub mod defaults;
+
+use std::time::{Duration, Instant};
+
+use serde::Deserialize;
+use serde_json::json;
+
+use classify::{classify_status, CallError, ErrorClass, RateHeaders};
+
+/// One request's messages and size.
+#[derive(Debug, Clone)]
+pub struct ChatRequest {
+    pub system: String,
+    pub user: String,
+    pub max_tokens: u32,
+    /// Ask for a JSON object (batches), where the provider has JSON mode.
+    pub json: bool,
+}
+
+impl ChatRequest {
+    /// Tokens this request may cost before the reply says: ~4 bytes a token, plus the reply budget.
+    pub fn estimated_tokens(&self) -> u64 {
+        ((self.system.len() + self.user.len()) as u64).div_ceil(4) + 8 + self.max_tokens as u64
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct ChatReply {
+    pub content: String,
+    pub prompt_tokens: Option<u64>,
+    pub completion_tokens: Option<u64>,
+}
+
+/// A call's result together with the rate-limit headers it carried (also on errors).
+#[derive(Debug)]
+pub struct CallResult {
+    pub result: Result<ChatReply, CallError>,
+    pub headers: RateHeaders,
+    pub latency: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct Client {
+    http: reqwest::Client,
+    chat_url: String,
+    models_url: String,
+    model: String,
+    json_mode: bool,
+}
+
+#[derive(Deserialize)]
+struct Completion {
+    choices: Vec<Choice>,
+    usage: Option<Usage>,
+}
+
+#[derive(Deserialize)]
+struct Choice {
+    message: Message,
+}
+
+#[derive(Deserialize)]
+struct Message {
+    content: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct Usage {
+    prompt_tokens: Option<u64>,
+    completion_tokens: Option<u64>,
+}
+
+impl Client {
+    pub fn new(
+        base_url: &str,
+        model: &str,
+        json_mode: bool,
+        timeout: Duration,
+        pool: usize,
+    ) -> Client {
+        let base = base_url.trim_end_matches('/');
+        let http = reqwest::Client::builder()
+            .timeout(timeout)
+            .connect_timeout(timeout.min(Duration::from_secs(10)))
+            .pool_max_idle_per_host(pool)
+            .tcp_nodelay(true)
+            .user_agent(concat!("autolabel/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .expect("TLS backend available");
+        Client {
+            http,
+            chat_url: format!("{base}/chat/completions"),
+            models_url: format!("{base}/models"),
+            model: model.to_string(),
+            json_mode,
+        }
+    }
+
+    pub fn model(&self) -> &str {
+        &self.model
+    }
+
+    pub fn json_mode(&self) -> bool {
+        self.json_mode
+    }
+
+    /// One chat completion with `key` (its secret goes only into the Authorization header).
+    pub async fn chat(&self, key: &str, req: &ChatRequest) -> CallResult {
+        let mut body = json!({
+            "model": self.model,
+            "messages": [
+                {"role": "system", "content": req.system},
+                {"role": "user", "content": req.user},
+            ],
+            "temperature": 0,
+            "max_tokens": req.max_tokens,
+        });
+        if req.json && self.json_mode {
+            body["response_format"] = json!({"type": "json_object"});
+        }
+        let started = Instant::now();
+        let sent = self
+            .http
+            .post(&self.chat_url)
+            .bearer_auth(key)
+            .json(&body)
+            .send()
+            .await;
+        let (result, headers) = match sent {
+            Err(e) => (Err(transport_error(&e)), RateHeaders::default()),
+            Ok(resp) => {
+                let headers = RateHeaders::from_headers(resp.headers());
+                let status = resp.status().as_u16();
+                match resp.bytes().await {
+                    Err(e) => (Err(transport_error(&e)), headers),
+                    Ok(bytes) if (200..300).contains(&status) => {
+                        (parse_completion(&bytes), headers)
+                    }
+                    Ok(bytes) => {
+                        let text = String::from_utf8_lossy(&bytes);
+                        (Err(classify_status(status, &headers, &text)), headers)
+                    }
+                }
+            }
+        };
+        CallResult {
+            result,
+            headers,
+            latency: started.elapsed(),
+        }
+    }
+
+    /// `GET /models`: the cheapest way to learn whether a key works.
+    pub async fn list_models(&self, key: &str) -> CallResult {
+        let started = Instant::now();
+        let sent = self
+            .http
+            .get(&self.models_url)
+            .bearer_auth(key)
+            .send()
+            .await;
+        let (result, headers) = match sent {
+            Err(e) => (Err(transport_error(&e)), RateHeaders::default()),
+            Ok(resp) => {
+                let headers = RateHeaders::from_headers(resp.headers());
+                let status = resp.status().as_u16();
+                let text = resp.text().await.unwrap_or_default();
+                if (200..300).contains(&status) {
+                    (
+                        Ok(ChatReply {
+                            content: String::new(),
+                            prompt_tokens: None,
+                            completion_tokens: None,
+                        }),
+                        headers,
+                    )
+                } else {
+                    (Err(classify_status(status, &headers, &text)), headers)
+                }
+            }
+        };
+        CallResult {
+            result,
+            headers,
+            latency: started.elapsed(),
+        }
+    }
+}
+
+fn parse_completion(bytes: &[u8]) -> Result<ChatReply, CallError> {
+    let parsed: Completion = serde_json::from_slice(bytes).map_err(|e| CallError::Transient {
+        class: ErrorClass::Unparsable,
+        detail: format!("malformed reply body: {e}"),
+    })?;
+    let content = parsed
+        .choices
+        .into_iter()
+        .next()
+        .and_then(|c| c.message.content)
+        .ok_or_else(|| CallError::Transient {
+            class: ErrorClass::Unparsable,
+            detail: "reply has no message content".into(),
+        })?;
+    Ok(ChatReply {
+        content,
+        prompt_tokens: parsed.usage.as_ref().and_then(|u| u.prompt_tokens),
+        completion_tokens: parsed.usage.as_ref().and_then(|u| u.completion_tokens),
+    })
+}
+
+fn transport_error(e: &reqwest::Error) -> CallError {
+    // reqwest's messages carry the URL, never the Authorization header.
+    let class = if e.is_timeout() {
+        ErrorClass::Timeout
+    } else if e.is_decode() {
+        ErrorClass::Unparsable
+    } else {
+        ErrorClass::Network
+    };
+    let mut detail = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        detail = format!("{detail}: {s}");
+        source = s.source();
+    }
+    CallError::Transient { class, detail }
+}

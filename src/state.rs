@@ -1,0 +1,526 @@
+//! The embedded state: one SQLite file holding the usage ledger, key health across runs,
+//! the rotation log, the label cache, and which output rows got a fallback label.
+//!
+//! Keys are known here only by fingerprint (first 8 hex of SHA-256) and masked form.
+//! WAL mode and short transactions let several runs share the file.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::{Duration, SystemTime};
+
+use rusqlite::{params, Connection, OptionalExtension};
+
+use crate::error::{Error, Result};
+use crate::provider::classify::ErrorClass;
+use crate::timeutil;
+
+const SCHEMA_VERSION: i64 = 1;
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS usage (
+    day TEXT NOT NULL, provider TEXT NOT NULL, fingerprint TEXT NOT NULL, masked TEXT NOT NULL,
+    model TEXT NOT NULL,
+    requests INTEGER NOT NULL DEFAULT 0, successes INTEGER NOT NULL DEFAULT 0,
+    rate_limit INTEGER NOT NULL DEFAULT 0, quota INTEGER NOT NULL DEFAULT 0, auth INTEGER NOT NULL DEFAULT 0,
+    server INTEGER NOT NULL DEFAULT 0, timeout INTEGER NOT NULL DEFAULT 0, network INTEGER NOT NULL DEFAULT 0,
+    unparsable INTEGER NOT NULL DEFAULT 0, rejected INTEGER NOT NULL DEFAULT 0,
+    tokens_in INTEGER NOT NULL DEFAULT 0, tokens_out INTEGER NOT NULL DEFAULT 0, cost REAL NOT NULL DEFAULT 0,
+    PRIMARY KEY (day, provider, fingerprint, model)
+);
+CREATE TABLE IF NOT EXISTS key_health (
+    provider TEXT NOT NULL, fingerprint TEXT NOT NULL, masked TEXT NOT NULL,
+    status TEXT NOT NULL, until INTEGER, reason TEXT NOT NULL, updated INTEGER NOT NULL,
+    PRIMARY KEY (provider, fingerprint)
+);
+CREATE TABLE IF NOT EXISTS rotations (
+    id INTEGER PRIMARY KEY, ts INTEGER NOT NULL, provider TEXT NOT NULL,
+    from_key TEXT NOT NULL, to_key TEXT NOT NULL, reason TEXT NOT NULL, mode TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS cache (k BLOB PRIMARY KEY, label TEXT NOT NULL, created INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS fallback_rows (output TEXT NOT NULL, row INTEGER NOT NULL, PRIMARY KEY (output, row));
+";
+
+/// Counts for one key, model and day, added to the ledger in one go.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct UsageDelta {
+    pub requests: u64,
+    pub successes: u64,
+    pub errors: [u64; 8],
+    pub tokens_in: u64,
+    pub tokens_out: u64,
+    pub cost: f64,
+}
+
+impl UsageDelta {
+    pub fn error(&mut self, class: ErrorClass) {
+        let i = ErrorClass::ALL.iter().position(|c| *c == class).unwrap();
+        self.errors[i] += 1;
+    }
+
+    pub fn add(&mut self, other: &UsageDelta) {
+        self.requests += other.requests;
+        self.successes += other.successes;
+        for (a, b) in self.errors.iter_mut().zip(other.errors) {
+            *a += b;
+        }
+        self.tokens_in += other.tokens_in;
+        self.tokens_out += other.tokens_out;
+        self.cost += other.cost;
+    }
+
+    pub fn error_total(&self) -> u64 {
+        self.errors.iter().sum()
+    }
+}
+
+/// One ledger row as read back.
+#[derive(Debug, Clone)]
+pub struct UsageRow {
+    pub day: String,
+    pub fingerprint: String,
+    pub masked: String,
+    pub model: String,
+    pub usage: UsageDelta,
+}
+
+/// Key health as persisted: status is available, cooling, exhausted or invalid.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredHealth {
+    pub fingerprint: String,
+    pub masked: String,
+    pub status: String,
+    pub until: Option<SystemTime>,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct Rotation {
+    pub ts: SystemTime,
+    pub from: String,
+    pub to: String,
+    pub reason: String,
+    pub mode: String,
+}
+
+pub struct State {
+    conn: Mutex<Connection>,
+    pub path: PathBuf,
+}
+
+/// `--state` as given, or the default file in the user's data directory.
+pub fn resolve_path(flag: Option<&str>) -> Result<PathBuf> {
+    match flag {
+        Some(s) if s.starts_with("redis://") || s.starts_with("rediss://") => Err(Error::Usage(format!(
+            "--state {}: Redis state is not supported by this build yet; use a file path (the default is a SQLite file)",
+            crate::state::redact_url(s)
+        ))),
+        Some(s) => Ok(PathBuf::from(s)),
+        None => {
+            let base = dirs::data_dir().ok_or_else(|| {
+                Error::Config("no data directory for this user (HOME unset?); pass --state PATH".into())
+            })?;
+            Ok(base.join("autolabel").join("state.sqlite3"))
+        }
+    }
+}
+
+/// A URL with any password removed, for messages.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => format!("{}://…@{}", &url[..s], &url[at + 1..]),
+        _ => url.to_string(),
+    }
+}
+
+impl State {
+    pub fn open(path: &Path) -> Result<State> {
+        let fail = |message: String| Error::State {
+            path: path.to_path_buf(),
+            message,
+        };
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| fail(format!("cannot create its directory: {e}")))?;
+        }
+        let conn = Connection::open(path).map_err(|e| fail(format!("cannot open: {e}")))?;
+        let setup = || -> rusqlite::Result<i64> {
+            conn.busy_timeout(Duration::from_secs(30))?;
+            conn.pragma_update(None, "journal_mode", "WAL")?;
+            conn.pragma_update(None, "synchronous", "NORMAL")?;
+            let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+            Ok(version)
+        };
+        let version = setup().map_err(|e| {
+            fail(format!(
+                "is not a usable state file ({e}); move it away (a new one is created) or pass --state with another path"
+            ))
+        })?;
+        if version > SCHEMA_VERSION {
+            return Err(fail(format!(
+                "was written by a newer autolabel (schema {version}); upgrade, or pass --state with another path"
+            )));
+        }
+        conn.execute_batch(SCHEMA)
+            .and_then(|_| conn.pragma_update(None, "user_version", SCHEMA_VERSION))
+            .map_err(|e| fail(format!("cannot set up its tables: {e}")))?;
+        Ok(State {
+            conn: Mutex::new(conn),
+            path: path.to_path_buf(),
+        })
+    }
+
+    pub fn in_memory() -> State {
+        let conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch(SCHEMA).unwrap();
+        State {
+            conn: Mutex::new(conn),
+            path: PathBuf::from(":memory:"),
+        }
+    }
+
+    fn err(&self, e: rusqlite::Error) -> Error {
+        Error::State {
+            path: self.path.clone(),
+            message: e.to_string(),
+        }
+    }
+
+    /// Adds several deltas (key fingerprint, masked, model, day, delta) in one transaction.
+    pub fn add_usage(
+        &self,
+        provider: &str,
+        rows: &[(String, String, String, String, UsageDelta)],
+    ) -> Result<()> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let mut conn = self.conn.lock().unwrap();
+        let tx = conn.transaction().map_err(|e| self.err(e))?;
+        {
+            let mut stmt = tx
+                .prepare_cached(
+                    "INSERT INTO usage (day, provider, fingerprint, masked, model, requests, successes,
+                        rate_limit, quota, auth, server, timeout, network, unparsable, rejected,
+                        tokens_in, tokens_out, cost)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)
+                     ON CONFLICT (day, provider, fingerprint, model) DO UPDATE SET
+                        requests = requests + excluded.requests, successes = successes + excluded.successes,
+                        rate_limit = rate_limit + excluded.rate_limit, quota = quota + excluded.quota,
+                        auth = auth + excluded.auth, server = server + excluded.server,
+                        timeout = timeout + excluded.timeout, network = network + excluded.network,
+                        unparsable = unparsable + excluded.unparsable, rejected = rejected + excluded.rejected,
+                        tokens_in = tokens_in + excluded.tokens_in, tokens_out = tokens_out + excluded.tokens_out,
+                        cost = cost + excluded.cost",
+                )
+                .map_err(|e| self.err(e))?;
+            for (fp, masked, model, day, d) in rows {
+                let e = d.errors.map(|v| v as i64);
+                stmt.execute(params![
+                    day,
+                    provider,
+                    fp,
+                    masked,
+                    model,
+                    d.requests as i64,
+                    d.successes as i64,
+                    e[0],
+                    e[1],
+                    e[2],
+                    e[3],
+                    e[4],
+                    e[5],
+                    e[6],
+                    e[7],
+                    d.tokens_in as i64,
+                    d.tokens_out as i64,
+                    d.cost
+                ])
+                .map_err(|e| self.err(e))?;
+            }
+        }
+        tx.commit().map_err(|e| self.err(e))
+    }
+
+    /// Ledger rows for `provider` from `since_day` (inclusive), oldest first.
+    pub fn usage_since(&self, provider: &str, since_day: &str) -> Result<Vec<UsageRow>> {
+        let conn = self.conn.lock().unwrap();
+        let mut stmt = conn
+            .prepare(
+                "SELECT day, fingerprint, masked, model, requests, successes, rate_limit, quota, auth, server,
+                        timeout, network, unparsable, rejected, tokens_in, tokens_out, cost
+                 FROM usage WHERE provider = ?1 AND day >= ?2 ORDER BY day, fingerprint, model",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map(params![provider, since_day], |r| {
+                let mut errors = [0u64; 8];
+                for (i, e) in errors.iter_mut().enumerate() {
+                    *e = r.get::<_, i64>(6 + i)? as u64;
+                }
+                Ok(UsageRow {
+                    day: r.get(0)?,
+                    fingerprint: r.get(1)?,
+                    masked: r.get(2)?,
+                    model: r.get(3)?,
+                    usage: UsageDelta {
+                        requests: r.get::<_, i64>(4)? as u64,
+                        successes: r.get::<_, i64>(5)? as u64,
+                        errors,
+                        tokens_in: r.get::<_, i64>(14)? as u64,
+                        tokens_out: r.get::<_, i64>(15)? as u64,
+                        cost: r.get(16)?,
+                    },
+                })
+            })
+            .map_err(|e| self.err(e))?;
+        rows.collect::<rusqlite::Result<Vec<_>>>()
+            .map_err(|e| self.err(e))
+    }
+
+    /// Requests and tokens already used today by these keys (one organization).
+    pub fn used_today(&self, provider: &str, fingerprints: &[String]) -> Result<(u64, u64)> {
+        let today = timeutil::utc_date(SystemTime::now());
+        let mut total = (0, 0);
+        for row in self.usage_since(provider, &today)? {
+            if fingerprints.contains(&row.fingerprint) {
+                total.0 += row.usage.requests;
+                total.1 += row.usage.tokens_in + row.usage.tokens_out;
+            }
+        }
+        Ok(total)
+    }
+
+    pub fn save_health(&self, provider: &str, h: &StoredHealth) -> Result<()> {
+        let conn = self.conn.lock().unwrap();
+        conn.execute(
+            "INSERT INTO key_health (provider, fingerprint, masked, status, until, reason, updated)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+             ON CONFLICT (provider, fingerprint) DO UPDATE SET masked = excluded.masked,
+                status = excluded.status, until = excluded.until, reason = excluded.reason, updated = excluded.updated",
+            params![
+                provider,
+                h.fingerprint,
+                h.masked,
+                h.status,
+                h.until.map(timeutil::unix_secs),
+                h.reason,
+                timeutil::unix_secs(SystemTime::now())
+            ],
+        )
+        .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    pub fn load_health(&self, provider: &str) -> Result<Vec<StoredHealth>> {
+        let conn = self.conn.lock().unwrap();
+        let mut stmt = conn
+            .prepare("SELECT fingerprint, masked, status, until, reason FROM key_health WHERE provider = ?1")
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map(params![provider], |r| {
+                Ok(StoredHealth {
+                    fingerprint: r.get(0)?,
+                    masked: r.get(1)?,
+                    status: r.get(2)?,
+                    until: r.get::<_, Option<i64>>(3)?.map(timeutil::from_unix),
+                    reason: r.get(4)?,
+                })
+            })
+            .map_err(|e| self.err(e))?;
+        rows.collect::<rusqlite::Result<Vec<_>>>()
+            .map_err(|e| self.err(e))
+    }
+
+    pub fn log_rotation(
+        &self,
+        provider: &str,
+        from: &str,
+        to: &str,
+        reason: &str,
+        mode: &str,
+    ) -> Result<()> {
+        let conn = self.conn.lock().unwrap();
+        conn.execute(
+            "INSERT INTO rotations (ts, provider, from_key, to_key, reason, mode) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![timeutil::unix_secs(SystemTime::now()), provider, from, to, reason, mode],
+        )
+        .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    pub fn rotations(
+        &self,
+        provider: &str,
+        since: SystemTime,
+        limit: u32,
+    ) -> Result<Vec<Rotation>> {
+        let conn = self.conn.lock().unwrap();
+        let mut stmt = conn
+            .prepare(
+                "SELECT ts, from_key, to_key, reason, mode FROM rotations WHERE provider = ?1 AND ts >= ?2
+                 ORDER BY id DESC LIMIT ?3",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map(params![provider, timeutil::unix_secs(since), limit], |r| {
+                Ok(Rotation {
+                    ts: timeutil::from_unix(r.get(0)?),
+                    from: r.get(1)?,
+                    to: r.get(2)?,
+                    reason: r.get(3)?,
+                    mode: r.get(4)?,
+                })
+            })
+            .map_err(|e| self.err(e))?;
+        rows.collect::<rusqlite::Result<Vec<_>>>()
+            .map_err(|e| self.err(e))
+    }
+
+    pub fn cache_get(&self, key: &[u8]) -> Result<Option<String>> {
+        let conn = self.conn.lock().unwrap();
+        let mut stmt = conn
+            .prepare_cached("SELECT label FROM cache WHERE k = ?1")
+            .map_err(|e| self.err(e))?;
+        stmt.query_row(params![key], |r| r.get(0))
+            .optional()
+            .map_err(|e| self.err(e))
+    }
+
+    pub fn cache_put_many(&self, entries: &[(Vec<u8>, String)]) -> Result<()> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        let mut conn = self.conn.lock().unwrap();
+        let tx = conn.transaction().map_err(|e| self.err(e))?;
+        {
+            let mut stmt = tx
+                .prepare_cached(
+                    "INSERT OR REPLACE INTO cache (k, label, created) VALUES (?1, ?2, ?3)",
+                )
+                .map_err(|e| self.err(e))?;
+            let now = timeutil::unix_secs(SystemTime::now());
+            for (k, label) in entries {
+                stmt.execute(params![k, label, now])
+                    .map_err(|e| self.err(e))?;
+            }
+        }
+        tx.commit().map_err(|e| self.err(e))
+    }
+
+    pub fn add_fallback_rows(&self, output: &str, rows: &[u64]) -> Result<()> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let mut conn = self.conn.lock().unwrap();
+        let tx = conn.transaction().map_err(|e| self.err(e))?;
+        for r in rows {
+            tx.execute(
+                "INSERT OR IGNORE INTO fallback_rows (output, row) VALUES (?1, ?2)",
+                params![output, *r as i64],
+            )
+            .map_err(|e| self.err(e))?;
+        }
+        tx.commit().map_err(|e| self.err(e))
+    }
+
+    pub fn fallback_rows(&self, output: &str) -> Result<BTreeSet<u64>> {
+        let conn = self.conn.lock().unwrap();
+        let mut stmt = conn
+            .prepare("SELECT row FROM fallback_rows WHERE output = ?1")
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map(params![output], |r| r.get::<_, i64>(0).map(|v| v as u64))
+            .map_err(|e| self.err(e))?;
+        rows.collect::<rusqlite::Result<BTreeSet<_>>>()
+            .map_err(|e| self.err(e))
+    }
+
+    /// Replaces the fallback rows recorded for `output` with `rows`.
+    pub fn set_fallback_rows(&self, output: &str, rows: &BTreeSet<u64>) -> Result<()> {
+        let mut conn = self.conn.lock().unwrap();
+        let tx = conn.transaction().map_err(|e| self.err(e))?;
+        tx.execute(
+            "DELETE FROM fallback_rows WHERE output = ?1",
+            params![output],
+        )
+        .map_err(|e| self.err(e))?;
+        for r in rows {
+            tx.execute(
+                "INSERT INTO fallback_rows (output, row) VALUES (?1, ?2)",
+                params![output, *r as i64],
+            )
+            .map_err(|e| self.err(e))?;
+        }
+        tx.commit().map_err(|e| self.err(e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ledger_adds_up() {
+        let s = State::in_memory();
+        let mut d = UsageDelta {
+            requests: 2,
+            successes: 1,
+            tokens_in: 10,
+            ..Default::default()
+        };
+        d.error(ErrorClass::RateLimit);
+        let row = |d: &UsageDelta| {
+            (
+                "fp1".to_string(),
+                "gsk_…1234".to_string(),
+                "m".to_string(),
+                "2026-01-02".to_string(),
+                d.clone(),
+            )
+        };
+        s.add_usage("groq", &[row(&d), row(&d)]).unwrap();
+        let rows = s.usage_since("groq", "2026-01-01").unwrap();
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0].usage.requests, 4);
+        assert_eq!(rows[0].usage.errors[0], 2);
+        assert!(s.usage_since("groq", "2026-01-03").unwrap().is_empty());
+    }
+
+    #[test]
+    fn health_cache_and_fallbacks_round_trip() {
+        let s = State::in_memory();
+        let h = StoredHealth {
+            fingerprint: "fp".into(),
+            masked: "m".into(),
+            status: "invalid".into(),
+            until: None,
+            reason: "401".into(),
+        };
+        s.save_health("groq", &h).unwrap();
+        assert_eq!(s.load_health("groq").unwrap(), vec![h]);
+        s.cache_put_many(&[(vec![1, 2], "positif".into())]).unwrap();
+        assert_eq!(s.cache_get(&[1, 2]).unwrap().as_deref(), Some("positif"));
+        s.add_fallback_rows("out", &[3, 5]).unwrap();
+        assert_eq!(s.fallback_rows("out").unwrap().len(), 2);
+        s.set_fallback_rows("out", &BTreeSet::from([5])).unwrap();
+        assert_eq!(s.fallback_rows("out").unwrap(), BTreeSet::from([5]));
+    }
+
+    #[test]
+    fn corrupt_file_is_a_clear_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("state.sqlite3");
+        std::fs::write(
+            &p,
+            b"this is not a database, just some bytes that fill a page................",
+        )
+        .unwrap();
+        let err = State::open(&p).err().expect("must fail").to_string();
+        assert!(err.contains("move it away"), "{err}");
+        assert!(resolve_path(Some("redis://:pw@host:6379"))
+            .unwrap_err()
+            .to_string()
+            .contains("…@host"));
+    }
+}

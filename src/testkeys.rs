@@ -1,0 +1,119 @@
+//! `autolabel test-keys`: one cheap request per key, and what the provider said.
+//! A key that passes loses an earlier run's "invalid" mark.
+
+use serde_json::json;
+
+use crate::config::Config;
+use crate::error::{Outcome, Result};
+use crate::provider::classify::CallError;
+use crate::provider::{ChatRequest, Client};
+use crate::state::{State, StoredHealth};
+
+pub async fn run(cfg: &Config, json_out: bool, chat: bool) -> Result<Outcome> {
+    let client = Client::new(&cfg.base_url, &cfg.model, cfg.json_mode, cfg.timeout, 2);
+    let state = State::open(&cfg.state_path)?;
+    let provider = cfg.provider.as_str();
+    let mut results = Vec::new();
+    let mut all_ok = true;
+    for key in &cfg.keys {
+        let res = if chat {
+            let req = ChatRequest {
+                system: "Reply with the single word: ok".into(),
+                user: "ok".into(),
+                max_tokens: 1,
+                json: false,
+            };
+            client.chat(&key.secret, &req).await
+        } else {
+            client.list_models(&key.secret).await
+        };
+        let (status, detail) = match &res.result {
+            Ok(_) => ("ok", None),
+            Err(CallError::InvalidKey { .. }) => ("invalid", None),
+            Err(e @ (CallError::RateLimited { .. } | CallError::QuotaExhausted { .. })) => {
+                ("rate-limited", Some(e.describe()))
+            }
+            Err(e) => ("error", Some(e.describe())),
+        };
+        all_ok &= status == "ok";
+        // Only a definite answer changes the stored health.
+        let stored_status = match status {
+            "ok" => Some(("available", "test-keys passed")),
+            "invalid" => Some(("invalid", "test-keys: invalid key")),
+            _ => None,
+        };
+        if let Some((s, reason)) = stored_status {
+            let previous = state
+                .load_health(provider)?
+                .into_iter()
+                .find(|h| h.fingerprint == key.fingerprint);
+            // /models says nothing about a daily quota: keep an exhaustion unless a chat passed.
+            let keep_exhausted = !chat
+                && s == "available"
+                && previous.as_ref().is_some_and(|p| p.status == "exhausted");
+            if !keep_exhausted {
+                state.save_health(
+                    provider,
+                    &StoredHealth {
+                        fingerprint: key.fingerprint.clone(),
+                        masked: key.masked.clone(),
+                        status: s.into(),
+                        until: None,
+                        reason: reason.into(),
+                    },
+                )?;
+            }
+        }
+        results.push(json!({
+            "index": key.index,
+            "key": key.masked,
+            "status": status,
+            "latency_ms": (res.latency.as_secs_f64() * 1000.0).round() as u64,
+            "remaining_requests": res.headers.remaining_requests,
+            "remaining_tokens": res.headers.remaining_tokens,
+            "detail": detail,
+        }));
+    }
+    if json_out {
+        println!("{}", serde_json::to_string_pretty(&results).expect("json"));
+    } else {
+        println!(
+            "{} keys for {} at {} ({})",
+            cfg.keys.len(),
+            provider,
+            cfg.base_url,
+            if chat {
+                "one-token chat"
+            } else {
+                "GET /models"
+            }
+        );
+        println!(
+            "  {:<3} {:<14} {:<13} {:>9} {:>10} {:>10}",
+            "#", "KEY", "STATUS", "LATENCY", "REQ LEFT", "TOK LEFT"
+        );
+        for r in &results {
+            let n = |v: &serde_json::Value| v.as_u64().map_or("-".to_string(), |x| x.to_string());
+            println!(
+                "  {:<3} {:<14} {:<13} {:>6} ms {:>10} {:>10}{}",
+                r["index"],
+                r["key"].as_str().unwrap_or(""),
+                r["status"].as_str().unwrap_or(""),
+                r["latency_ms"],
+                n(&r["remaining_requests"]),
+                n(&r["remaining_tokens"]),
+                r["detail"]
+                    .as_str()
+                    .map(|d| format!("  {d}"))
+                    .unwrap_or_default()
+            );
+        }
+        let ok = results.iter().filter(|r| r["status"] == "ok").count();
+        println!("  {ok}/{} ok", results.len());
+    }
+    Ok(if all_ok {
+        Outcome::Complete
+    } else {
+        Outcome::CheckFailed
+    })
+}

@@ -1,0 +1,76 @@
+//! Calendar arithmetic on `SystemTime` (UTC days, RFC 3339 stamps), small enough not to
+//! need a date crate.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+pub fn unix_secs(t: SystemTime) -> i64 {
+    match t.duration_since(UNIX_EPOCH) {
+        Ok(d) => d.as_secs() as i64,
+        Err(e) => -(e.duration().as_secs() as i64),
+    }
+}
+
+pub fn from_unix(secs: i64) -> SystemTime {
+    if secs >= 0 {
+        UNIX_EPOCH + Duration::from_secs(secs as u64)
+    } else {
+        UNIX_EPOCH - Duration::from_secs(secs.unsigned_abs())
+    }
+}
+
+/// (year, month, day) of a day count since 1970-01-01 (Howard Hinnant's algorithm).
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (if m <= 2 { y + 1 } else { y }, m, d)
+}
+
+/// `YYYY-MM-DD` of the UTC day containing `t`.
+pub fn utc_date(t: SystemTime) -> String {
+    let (y, m, d) = civil_from_days(unix_secs(t).div_euclid(86_400));
+    format!("{y:04}-{m:02}-{d:02}")
+}
+
+/// `YYYY-MM-DD` of `days` days before the UTC day of `t`.
+pub fn utc_date_days_ago(t: SystemTime, days: u32) -> String {
+    utc_date(t - Duration::from_secs(86_400 * days as u64))
+}
+
+/// `YYYY-MM-DDTHH:MM:SSZ`
+pub fn rfc3339(t: SystemTime) -> String {
+    let secs = unix_secs(t);
+    let (y, m, d) = civil_from_days(secs.div_euclid(86_400));
+    let s = secs.rem_euclid(86_400);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        s / 3600,
+        (s % 3600) / 60,
+        s % 60
+    )
+}
+
+/// The next midnight UTC after `t`: when a daily quota without a stated reset comes back.
+pub fn next_utc_midnight(t: SystemTime) -> SystemTime {
+    let secs = unix_secs(t);
+    from_unix((secs.div_euclid(86_400) + 1) * 86_400)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dates() {
+        assert_eq!(utc_date(from_unix(0)), "1970-01-01");
+        assert_eq!(rfc3339(from_unix(1_795_000_000)), "2026-11-18T11:06:40Z");
+        assert_eq!(utc_date(from_unix(951_782_400)), "2000-02-29");
+        assert_eq!(unix_secs(next_utc_midnight(from_unix(86_400 + 5))), 172_800);
+    }
+}

@@ -1,0 +1,107 @@
+//! Everything the user sees on stderr, decided once: a progress bar when stderr is a
+//! terminal, plain timestamped lines when it is not (cron), nothing but errors with
+//! `--quiet`. Callers never check for a terminal themselves.
+
+use std::io::IsTerminal;
+use std::sync::Mutex;
+use std::time::{Duration, Instant, SystemTime};
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+use crate::timeutil;
+
+pub struct Ui {
+    quiet: bool,
+    verbose: u8,
+    tty: bool,
+    bar: Mutex<Option<ProgressBar>>,
+    last_line: Mutex<Instant>,
+    /// How often a non-terminal run logs its progress.
+    pub log_every: Duration,
+}
+
+impl Ui {
+    pub fn new(quiet: bool, verbose: u8) -> Ui {
+        Ui {
+            quiet,
+            verbose,
+            tty: std::io::stderr().is_terminal(),
+            bar: Mutex::new(None),
+            last_line: Mutex::new(Instant::now()),
+            log_every: Duration::from_secs(10),
+        }
+    }
+
+    fn emit(&self, line: &str) {
+        let bar = self.bar.lock().unwrap();
+        match bar.as_ref() {
+            Some(b) if self.tty => b.println(line),
+            _ if self.tty => eprintln!("{line}"),
+            _ => eprintln!("[{}] {line}", timeutil::rfc3339(SystemTime::now())),
+        }
+    }
+
+    pub fn info(&self, msg: &str) {
+        if !self.quiet {
+            self.emit(msg);
+        }
+    }
+
+    pub fn debug(&self, level: u8, msg: &str) {
+        if !self.quiet && self.verbose >= level {
+            self.emit(msg);
+        }
+    }
+
+    pub fn error(&self, msg: &str) {
+        self.emit(&format!("error: {msg}"));
+    }
+
+    pub fn start_progress(&self, total: u64) {
+        if self.quiet || !self.tty {
+            return;
+        }
+        let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
+        bar.set_style(
+            ProgressStyle::with_template("{bar:30.cyan/blue} {pos}/{len} rows · ETA {eta} · {msg}")
+                .expect("valid template")
+                .progress_chars("=> "),
+        );
+        bar.enable_steady_tick(Duration::from_millis(200));
+        *self.bar.lock().unwrap() = Some(bar);
+    }
+
+    /// Updates the bar, or logs a line every `log_every` when there is no terminal.
+    pub fn progress(&self, done: u64, total: u64, rate_per_min: f64, fallbacks: u64, key: &str) {
+        let msg = format!("{rate_per_min:.0} rows/min · fallbacks {fallbacks} · key {key}");
+        if let Some(bar) = self.bar.lock().unwrap().as_ref() {
+            bar.set_position(done);
+            bar.set_message(msg);
+            return;
+        }
+        if self.quiet {
+            return;
+        }
+        let mut last = self.last_line.lock().unwrap();
+        if last.elapsed() >= self.log_every {
+            *last = Instant::now();
+            drop(last);
+            let eta = if rate_per_min > 0.0 && total > done {
+                crate::provider::classify::human(Duration::from_secs_f64(
+                    (total - done) as f64 / rate_per_min * 60.0,
+                ))
+            } else {
+                "-".into()
+            };
+            self.emit(&format!(
+                "progress: {done}/{total} rows · ETA {eta} · {msg}"
+            ));
+        }
+    }
+
+    pub fn finish_progress(&self) {
+        if let Some(bar) = self.bar.lock().unwrap().take() {
+            bar.finish_and_clear();
+        }
+    }
+}

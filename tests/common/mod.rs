@@ -1,0 +1,266 @@
+//! Shared by the integration tests: a hermetic way to run the real binary against the
+//! fake provider, real dataset text for inputs, and the key-leak check.
+
+#![allow(dead_code)]
+
+pub mod fake;
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+#[allow(unused_imports)]
+pub use fake::{expected_label, FakeConfig, FakeKey, FakeProvider, Fault, OrgLimits, ReplyStyle};
+
+/// A key that must never appear anywhere in full. Looks fake at a glance.
+pub const PLANTED: &str = "gsk_PLANTEDFAKEKEY_0001_secretpart_zq9";
+pub const KEY2: &str = "gsk_SECONDFAKEKEY_0002_secretpart_xw8";
+pub const KEY3: &str = "gsk_THIRDFAKEKEY_0003_secretpart_vu7";
+
+/// A temp working directory with its own env file, state file and data dir.
+pub struct Sandbox {
+    pub dir: tempfile::TempDir,
+}
+
+impl Sandbox {
+    pub fn new() -> Sandbox {
+        Sandbox {
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    pub fn state(&self) -> PathBuf {
+        self.path("state/state.sqlite3")
+    }
+
+    pub fn env_file(&self) -> PathBuf {
+        self.path("keys.env")
+    }
+
+    /// Writes `GROQ_API_KEY_1..n` lines.
+    pub fn write_keys(&self, keys: &[&str]) {
+        let body: String = keys
+            .iter()
+            .enumerate()
+            .map(|(i, k)| format!("GROQ_API_KEY_{}={k}\n", i + 1))
+            .collect();
+        std::fs::write(self.env_file(), body).unwrap();
+    }
+
+    /// The binary with a clean environment: no real keys, state and data dir inside the sandbox.
+    pub fn cmd(&self) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_autolabel"));
+        c.env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("HOME", self.dir.path())
+            .env("XDG_DATA_HOME", self.path("xdg"))
+            .env("AUTOLABEL_STATE", self.state())
+            .env("AUTOLABEL_ENV_FILE", self.env_file())
+            // Tests run fast unless a test sets limits itself (flags win over these).
+            .env("GROQ_RPM", "600000")
+            .env("GROQ_TPM", "100000000")
+            .current_dir(self.dir.path())
+            .stdin(Stdio::null());
+        c
+    }
+
+    /// `autolabel --input IN --output OUT --base-url URL --delay 0 <extra>`
+    pub fn label(
+        &self,
+        fake: &FakeProvider,
+        input: &Path,
+        output: &Path,
+        extra: &[&str],
+    ) -> Command {
+        let mut c = self.cmd();
+        c.arg("--input")
+            .arg(input)
+            .arg("--output")
+            .arg(output)
+            .arg("--base-url")
+            .arg(fake.base_url())
+            .args(["--delay", "0", "--backoff", "0.05"])
+            .args(extra);
+        c
+    }
+
+    /// Every byte the tool may have written in the sandbox (output, state, WAL, reports).
+    pub fn all_files(&self) -> Vec<(PathBuf, Vec<u8>)> {
+        let mut out = Vec::new();
+        let mut stack = vec![self.dir.path().to_path_buf()];
+        while let Some(d) = stack.pop() {
+            for e in std::fs::read_dir(&d).unwrap().flatten() {
+                let p = e.path();
+                if p.is_dir() {
+                    stack.push(p);
+                } else if p != self.env_file() {
+                    let mut bytes = Vec::new();
+                    if let Ok(mut f) = std::fs::File::open(&p) {
+                        let _ = f.read_to_end(&mut bytes);
+                    }
+                    out.push((p, bytes));
+                }
+            }
+        }
+        out
+    }
+
+    /// Fails if any planted secret appears in the outputs or any file but the env file.
+    pub fn assert_no_leak(&self, outputs: &[&Output], secrets: &[&str]) {
+        for s in secrets {
+            let needle = s.as_bytes();
+            // The part after the masked prefix is what must never show.
+            let inner = &needle[4..needle.len() - 4];
+            for o in outputs {
+                for stream in [&o.stdout, &o.stderr] {
+                    assert!(
+                        !contains(stream, inner),
+                        "secret {s} leaked in process output"
+                    );
+                }
+            }
+            for (p, bytes) in self.all_files() {
+                assert!(
+                    !contains(&bytes, inner),
+                    "secret {s} leaked into {}",
+                    p.display()
+                );
+            }
+        }
+    }
+}
+
+pub fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    hay.windows(needle.len()).any(|w| w == needle)
+}
+
+/// Runs to completion, killing it after `limit` (a hung binary must fail the test, not CI).
+pub fn run_with_limit(cmd: &mut Command, limit: Duration) -> Output {
+    let child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_with_limit(child, limit)
+}
+
+pub fn wait_with_limit(mut child: Child, limit: Duration) -> Output {
+    let start = Instant::now();
+    // Drain pipes on threads so a chatty child cannot block on a full pipe.
+    let mut so = child.stdout.take();
+    let mut se = child.stderr.take();
+    let t1 = std::thread::spawn(move || {
+        let mut b = Vec::new();
+        if let Some(s) = so.as_mut() {
+            let _ = s.read_to_end(&mut b);
+        }
+        b
+    });
+    let t2 = std::thread::spawn(move || {
+        let mut b = Vec::new();
+        if let Some(s) = se.as_mut() {
+            let _ = s.read_to_end(&mut b);
+        }
+        b
+    });
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return Output {
+                status,
+                stdout: t1.join().unwrap(),
+                stderr: t2.join().unwrap(),
+            };
+        }
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "autolabel did not finish within {limit:?}; stderr: {}",
+                String::from_utf8_lossy(&t2.join().unwrap())
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+pub fn run(cmd: &mut Command) -> Output {
+    run_with_limit(cmd, Duration::from_secs(120))
+}
+
+pub fn code(o: &Output) -> i32 {
+    o.status.code().unwrap_or(-1)
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// Texts of a dataset in tests/data (real public sentiment data).
+pub fn dataset_texts(name: &str) -> Vec<String> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data")
+        .join(name);
+    let mut r = csv::Reader::from_path(&path).unwrap();
+    let col = r
+        .headers()
+        .unwrap()
+        .iter()
+        .position(|h| h == "text")
+        .unwrap();
+    r.records()
+        .map(|rec| rec.unwrap()[col].to_string())
+        .collect()
+}
+
+/// Writes a CSV with columns `id,text` from `texts`.
+pub fn write_input(path: &Path, texts: &[String]) {
+    let mut w = csv::WriterBuilder::new()
+        .terminator(csv::Terminator::Any(b'\n'))
+        .from_path(path)
+        .unwrap();
+    w.write_record(["id", "text"]).unwrap();
+    for (i, t) in texts.iter().enumerate() {
+        w.write_record([&(i + 1).to_string(), t]).unwrap();
+    }
+    w.flush().unwrap();
+}
+
+/// The first `n` texts of the SmSA sample.
+pub fn smsa(n: usize) -> Vec<String> {
+    dataset_texts("id_smsa_valid.csv")
+        .into_iter()
+        .take(n)
+        .collect()
+}
+
+/// Reads an output CSV as rows of fields (header first).
+pub fn read_rows(path: &Path) -> Vec<Vec<String>> {
+    let mut r = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .from_path(path)
+        .unwrap();
+    r.records()
+        .map(|rec| rec.unwrap().iter().map(str::to_string).collect())
+        .collect()
+}
+
+/// Asserts that `output` is `texts` in order with the fake's labels in the last column.
+pub fn assert_labeled(output: &Path, texts: &[String]) {
+    let rows = read_rows(output);
+    assert_eq!(rows[0], ["id", "text", "label"], "header");
+    assert_eq!(rows.len() - 1, texts.len(), "row count");
+    for (i, (row, text)) in rows[1..].iter().zip(texts).enumerate() {
+        assert_eq!(row[0], (i + 1).to_string(), "row {i} id (order)");
+        assert_eq!(&row[1], text, "row {i} text unchanged");
+        assert_eq!(row[2], expected_label(text), "row {i} label");
+    }
+}
