@@ -137,7 +137,7 @@ pub struct LabelArgs {
     #[arg(long)]
     pub max_retries: Option<u32>,
     /// First back-off in seconds after a server error, timeout or bad reply; doubles each time, with jitter.
-    #[arg(long, default_value_t = 1.0, value_parser = parse_seconds)]
+    #[arg(long, default_value_t = 1.0, value_parser = parse_seconds, env = "AUTOLABEL_BACKOFF")]
     pub backoff: f64,
     /// What to do when every key is exhausted or invalid.
     #[arg(long, value_enum, default_value = "fallback")]

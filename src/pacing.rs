@@ -20,6 +20,9 @@ use crate::provider::classify::{CallError, RateHeaders};
 use crate::provider::defaults::Limits;
 use crate::timeutil;
 
+/// A reset further away than this is a daily quota, not a minute window.
+const LONG_RESET: Duration = Duration::from_secs(120);
+
 /// A fixed counting window (an hour, a UTC day).
 #[derive(Debug)]
 struct Window {
@@ -253,7 +256,19 @@ impl Dispatcher {
         let mut inner = self.inner.lock().unwrap();
         let now = Instant::now();
         inner.apply_headers(key, headers, next_tokens, now);
-        inner.ring.succeeded(key, headers.remaining_requests)
+        let mut changes = inner.ring.succeeded(key, headers.remaining_requests);
+        // No request left for longer than a minute window: the daily quota is used up.
+        // Exhaust the organization now, before a request is wasted on a 429.
+        if let (Some(0), Some(reset)) = (headers.remaining_requests, headers.reset_requests) {
+            if reset > LONG_RESET {
+                let err = CallError::QuotaExhausted {
+                    reset: Some(reset),
+                    what: "no requests left (x-ratelimit-remaining-requests: 0)".into(),
+                };
+                changes.extend(inner.ring.failed(key, &err, now, SystemTime::now()));
+            }
+        }
+        changes
     }
 
     /// A failed reply: cool down, exhaust or invalidate the key (or its organization).
@@ -261,9 +276,11 @@ impl Dispatcher {
         let mut inner = self.inner.lock().unwrap();
         let now = Instant::now();
         inner.apply_headers(key, headers, 0, now);
-        if let CallError::RateLimited { what, .. } = err {
-            if what == "RPM" {
-                inner.learn_lower_rpm(key, now);
+        if let CallError::RateLimited { what, limit, .. } = err {
+            match what.as_str() {
+                "RPM" => inner.learn_lower_rpm(key, now, *limit),
+                "TPM" => inner.learn_lower_tpm(key, *limit),
+                _ => {}
             }
         }
         inner.ring.failed(key, err, now, SystemTime::now())
@@ -355,7 +372,7 @@ impl Inner {
             }
         };
         if h.remaining_requests == Some(0) {
-            block(h.reset_requests);
+            block(h.reset_requests.filter(|r| *r <= LONG_RESET));
         }
         if let Some(left) = h.remaining_tokens {
             if next_tokens > 0 && left < next_tokens {
@@ -365,8 +382,9 @@ impl Inner {
     }
 
     /// A per-minute 429 although our limiter allowed the request: the real limit is lower
-    /// than configured. Enforce what the provider actually served in the last minute.
-    fn learn_lower_rpm(&mut self, key: usize, now: Instant) {
+    /// than configured. Enforce the limit the provider states, or else what it actually
+    /// served in the last minute (only with enough requests to tell).
+    fn learn_lower_rpm(&mut self, key: usize, now: Instant, stated: Option<u64>) {
         let org = &mut self.orgs[self.ring.slots[key].org];
         while org
             .recent
@@ -376,10 +394,30 @@ impl Inner {
             org.recent.pop_front();
         }
         // The failed request itself was counted as a grant.
-        let served = (org.recent.len() as u64).saturating_sub(1).max(1);
-        if org.rpm_effective.is_none_or(|r| served < r) {
-            org.rpm_effective = Some(served);
-            org.rpm = Some(per_minute(served, 1));
+        let served = (org.recent.len() as u64).saturating_sub(1);
+        let Some(learned) = stated.or((served >= 5).then_some(served)) else {
+            return;
+        };
+        let learned = learned.max(1);
+        if org.rpm_effective.is_none_or(|r| learned < r) {
+            org.rpm_effective = Some(learned);
+            org.rpm = Some(per_minute(learned, 1));
+        }
+    }
+
+    /// A tokens-per-minute 429 stating a lower limit than configured.
+    fn learn_lower_tpm(&mut self, key: usize, stated: Option<u64>) {
+        let org = &mut self.orgs[self.ring.slots[key].org];
+        let Some(tpm) = stated.filter(|t| *t > 0) else {
+            return;
+        };
+        let current = org.tpm_burst * 10;
+        if org.tpm.is_none() || tpm < current {
+            org.tpm_burst = (tpm / 10).max(1);
+            org.tpm = Some(per_minute(
+                tpm.saturating_sub(org.tpm_burst).max(1),
+                org.tpm_burst,
+            ));
         }
     }
 }
@@ -489,8 +527,45 @@ mod tests {
         let err = CallError::RateLimited {
             retry_after: Duration::from_secs(1),
             what: "RPM".into(),
+            limit: None,
         };
         d.failed(0, &err, &RateHeaders::default());
         assert_eq!(d.effective_rpm(), vec![Some(60)]);
+        let stated = CallError::RateLimited {
+            retry_after: Duration::from_secs(1),
+            what: "RPM".into(),
+            limit: Some(30),
+        };
+        d.failed(0, &stated, &RateHeaders::default());
+        assert_eq!(d.effective_rpm(), vec![Some(30)]);
+    }
+
+    #[test]
+    fn one_early_429_without_a_stated_limit_teaches_nothing() {
+        let limits = Limits {
+            rpm: Some(300),
+            ..Limits::default()
+        };
+        let d = dispatcher(&[0], limits, Duration::ZERO);
+        let err = CallError::RateLimited {
+            retry_after: Duration::from_secs(1),
+            what: "RPM".into(),
+            limit: None,
+        };
+        d.failed(0, &err, &RateHeaders::default());
+        assert_eq!(d.effective_rpm(), vec![Some(300)]);
+    }
+
+    #[test]
+    fn no_requests_left_for_hours_exhausts_the_key() {
+        let d = dispatcher(&[0, 1], Limits::default(), Duration::ZERO);
+        let h = RateHeaders {
+            remaining_requests: Some(0),
+            reset_requests: Some(Duration::from_secs(7200)),
+            ..Default::default()
+        };
+        let changes = d.succeeded(0, &h, 10);
+        assert_eq!(changes.len(), 1);
+        assert_eq!(changes[0].to.name(), "exhausted");
     }
 }

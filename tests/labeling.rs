@@ -21,3 +21,466 @@ fn labels_every_row_in_order_across_three_keys_without_leaking_keys() {
     assert!(stderr(&out).contains("3/3 available"), "{}", stderr(&out));
     sb.assert_no_leak(&[&out], &[PLANTED, KEY2, KEY3]);
 }
+
+fn setup(
+    keys: &[&str],
+    cfg: FakeConfig,
+    n: usize,
+) -> (
+    FakeProvider,
+    Sandbox,
+    Vec<String>,
+    std::path::PathBuf,
+    std::path::PathBuf,
+) {
+    let fake = FakeProvider::start(cfg);
+    let sb = Sandbox::new();
+    sb.write_keys(keys);
+    let texts = smsa(n);
+    let (input, output) = (sb.path("in.csv"), sb.path("out.csv"));
+    write_input(&input, &texts);
+    (fake, sb, texts, input, output)
+}
+
+#[test]
+fn messy_replies_are_normalized_to_the_label_set() {
+    let mut cfg = FakeConfig::with_keys(&[PLANTED]);
+    cfg.style = ReplyStyle::Messy;
+    let (fake, sb, texts, input, output) = setup(&[PLANTED], cfg, 24);
+    let out = run(&mut sb.label(&fake, &input, &output, &[]));
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert_labeled(&output, &texts);
+    assert_eq!(
+        fake.requests().len(),
+        24,
+        "one request per row: every messy reply was usable"
+    );
+}
+
+#[test]
+fn minute_rate_limit_cools_the_key_and_the_row_moves_to_the_next_key() {
+    let (fake, sb, texts, input, output) =
+        setup(&[PLANTED, KEY2], FakeConfig::with_keys(&[PLANTED, KEY2]), 6);
+    fake.push_faults([Fault::RateLimitMinute {
+        retry_after_secs: 30.0,
+    }]);
+    let out = run(&mut sb.label(&fake, &input, &output, &[]));
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert_labeled(&output, &texts);
+    let reqs = fake.requests();
+    assert_eq!(reqs[0].status, 429);
+    assert_eq!(reqs[0].key, PLANTED);
+    // The same text is retried at once on the other key, and the cooling key gets nothing more.
+    assert_eq!(reqs[1].key, KEY2);
+    assert_eq!(reqs[1].texts, reqs[0].texts);
+    assert_eq!(
+        fake.requests_for(PLANTED),
+        1,
+        "a cooling key is not asked again within its cooldown"
+    );
+    let err = stderr(&out);
+    assert!(err.contains("available -> cooling"), "{err}");
+    assert!(
+        err.contains("cooling 1") && err.contains("1/2 available"),
+        "{err}"
+    );
+    sb.assert_no_leak(&[&out], &[PLANTED, KEY2]);
+}
+
+#[test]
+fn a_cooled_key_comes_back_after_retry_after_and_is_unfailed() {
+    let (fake, sb, texts, input, output) = setup(&[PLANTED], FakeConfig::with_keys(&[PLANTED]), 4);
+    fake.push_faults([Fault::RateLimitMinute {
+        retry_after_secs: 0.3,
+    }]);
+    let out = run(&mut sb.label(&fake, &input, &output, &["--max-retries", "2"]));
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert_labeled(&output, &texts);
+    let reqs = fake.requests();
+    assert_eq!(reqs[0].status, 429);
+    assert!(
+        reqs[1].at - reqs[0].at >= std::time::Duration::from_millis(280),
+        "the key waited for retry-after before the next request"
+    );
+    let err = stderr(&out);
+    assert!(err.contains("cooling -> available"), "{err}");
+}
+
+#[test]
+fn daily_limit_429_exhausts_the_key_for_the_run_and_others_carry_on() {
+    let (fake, sb, texts, input, output) = setup(
+        &[PLANTED, KEY2],
+        FakeConfig::with_keys(&[PLANTED, KEY2]),
+        12,
+    );
+    fake.push_faults([Fault::RateLimitDay]);
+    let out = run(&mut sb.label(&fake, &input, &output, &[]));
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert_labeled(&output, &texts);
+    // One 429 (RPD), then never again this run.
+    assert_eq!(fake.requests_for(PLANTED), 1);
+    assert_eq!(fake.requests_for(KEY2), 12);
+    let err = stderr(&out);
+    assert!(err.contains("-> exhausted") && err.contains("RPD"), "{err}");
+}
+
+#[test]
+fn no_requests_left_in_the_headers_exhausts_the_key_before_any_429() {
+    let cfg = FakeConfig::with_keys(&[PLANTED, KEY2]).limit(
+        "org_0",
+        OrgLimits {
+            rpd: Some(2),
+            ..Default::default()
+        },
+    );
+    let (fake, sb, texts, input, output) = setup(&[PLANTED, KEY2], cfg, 12);
+    let out = run(&mut sb.label(&fake, &input, &output, &["-vv"]));
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert_labeled(&output, &texts);
+    assert_eq!(
+        fake.requests_for(PLANTED),
+        2,
+        "the quota was used up, then the key was left alone: {}",
+        stderr(&out)
+    );
+    assert_eq!(fake.count_status(429), 0);
+    assert!(stderr(&out).contains("-> exhausted"), "{}", stderr(&out));
+}
+
+#[test]
+fn keys_of_one_organization_share_its_limit() {
+    // Two keys in one org with a daily limit of 3: after the 429 both are exhausted.
+    let cfg = FakeConfig::single_org(
+        &[PLANTED, KEY2],
+        "org_shared",
+        OrgLimits {
+            rpd: Some(3),
+            ..Default::default()
+        },
+    );
+    let (fake, sb, _texts, input, output) = setup(&[PLANTED, KEY2], cfg, 8);
+    let out = run(&mut sb.label(
+        &fake,
+        &input,
+        &output,
+        &["--org-groups", "1,2", "--status-column", "status"],
+    ));
+    assert_eq!(code(&out), 3, "{}", stderr(&out));
+    assert_eq!(fake.ok_count(), 3);
+    assert_eq!(
+        fake.count_status(429),
+        0,
+        "the organization's quota ran out for both keys at once"
+    );
+    assert!(stderr(&out).contains("exhausted 2"), "{}", stderr(&out));
+    let rows = read_rows(&output);
+    let statuses: Vec<&str> = rows[1..].iter().map(|r| r[3].as_str()).collect();
+    assert_eq!(statuses.iter().filter(|s| **s == "model").count(), 3);
+    assert_eq!(statuses.iter().filter(|s| **s == "fallback").count(), 5);
+    assert!(rows[1..]
+        .iter()
+        .filter(|r| r[3] == "fallback")
+        .all(|r| r[2] == "netral"));
+}
+
+#[test]
+fn invalid_key_is_asked_once_then_skipped() {
+    let mut cfg = FakeConfig::with_keys(&[KEY2]);
+    cfg.keys.insert(0, FakeKey::invalid(PLANTED));
+    let (fake, sb, texts, input, output) = setup(&[PLANTED, KEY2], cfg, 8);
+    let out = run(&mut sb.label(&fake, &input, &output, &[]));
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert_labeled(&output, &texts);
+    assert_eq!(fake.requests_for(PLANTED), 1);
+    assert_eq!(fake.count_status(401), 1);
+    let err = stderr(&out);
+    assert!(
+        err.contains("invalid 1") && err.contains("1/2 available"),
+        "{err}"
+    );
+    sb.assert_no_leak(&[&out], &[PLANTED, KEY2]);
+}
+
+#[test]
+fn server_errors_resets_timeouts_and_malformed_bodies_are_retried() {
+    let (fake, sb, texts, input, output) = setup(&[PLANTED], FakeConfig::with_keys(&[PLANTED]), 5);
+    fake.push_faults([
+        Fault::Status(500),
+        Fault::Reset,
+        Fault::MalformedJson,
+        Fault::Hang(std::time::Duration::from_secs(5)),
+    ]);
+    let out = run(&mut sb.label(&fake, &input, &output, &["--timeout", "0.5"]));
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert_labeled(&output, &texts);
+    assert_eq!(fake.pending_faults(), 0);
+}
+
+#[test]
+fn backoff_between_transient_retries_grows() {
+    let (fake, sb, _texts, input, output) = setup(&[PLANTED], FakeConfig::with_keys(&[PLANTED]), 1);
+    fake.push_faults([Fault::Status(500), Fault::Status(500), Fault::Status(500)]);
+    let out = run(&mut sb.label(&fake, &input, &output, &["--backoff", "0.2"]));
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let at: Vec<_> = fake.requests().iter().map(|r| r.at).collect();
+    assert_eq!(at.len(), 4);
+    // Jitter is ×0.5..1.5 of 0.2 s, 0.4 s, 0.8 s.
+    assert!(at[1] - at[0] >= std::time::Duration::from_millis(100));
+    assert!(at[2] - at[1] >= std::time::Duration::from_millis(200));
+    assert!(at[3] - at[2] >= std::time::Duration::from_millis(400));
+}
+
+#[test]
+fn a_row_that_fails_on_every_key_gets_the_fallback_and_exit_3() {
+    let (fake, sb, texts, input, output) =
+        setup(&[PLANTED, KEY2], FakeConfig::with_keys(&[PLANTED, KEY2]), 3);
+    fake.push_faults([
+        Fault::RateLimitMinute {
+            retry_after_secs: 0.2,
+        },
+        Fault::RateLimitMinute {
+            retry_after_secs: 0.2,
+        },
+    ]);
+    let out = run(&mut sb.label(&fake, &input, &output, &["--status-column", "status"]));
+    assert_eq!(code(&out), 3, "{}", stderr(&out));
+    let rows = read_rows(&output);
+    assert_eq!(rows[1][2], "netral");
+    assert_eq!(rows[1][3], "fallback");
+    assert_eq!(rows[2][2], expected_label(&texts[1]));
+    assert_eq!(rows[3][2], expected_label(&texts[2]));
+    assert!(stderr(&out).contains("re-label"), "{}", stderr(&out));
+}
+
+#[test]
+fn unusable_replies_are_retried_never_guessed() {
+    let (fake, sb, texts, input, output) = setup(&[PLANTED], FakeConfig::with_keys(&[PLANTED]), 2);
+    fake.push_faults([
+        Fault::Reply("I am not sure.".into()),
+        Fault::Reply("positif or negatif".into()),
+        Fault::Reply("Negative.".into()),
+        // Row 2: three unusable replies in a row → fallback, not a guess.
+        Fault::Reply("hmm".into()),
+        Fault::Reply("hmm".into()),
+        Fault::Reply("hmm".into()),
+    ]);
+    let out = run(&mut sb.label(&fake, &input, &output, &["--status-column", "status"]));
+    assert_eq!(code(&out), 3, "{}", stderr(&out));
+    let rows = read_rows(&output);
+    assert_eq!(rows[1][2], "negatif", "the third, clear reply was used");
+    assert_eq!(rows[1][3], "model");
+    assert_eq!(rows[2][3], "fallback");
+    assert_eq!(fake.requests().len(), 6);
+    let _ = texts;
+}
+
+#[test]
+fn every_key_invalid_means_fallback_without_further_requests() {
+    let mut cfg = FakeConfig::with_keys(&[]);
+    cfg.keys = vec![FakeKey::invalid(PLANTED)];
+    let (fake, sb, _texts, input, output) = setup(&[PLANTED], cfg, 10);
+    let out = run(&mut sb.label(&fake, &input, &output, &["--status-column", "status"]));
+    assert_eq!(code(&out), 3, "{}", stderr(&out));
+    assert_eq!(
+        fake.requests().len(),
+        1,
+        "no request after the only key turned out invalid"
+    );
+    let rows = read_rows(&output);
+    assert_eq!(rows.len(), 11);
+    assert!(rows[1..]
+        .iter()
+        .all(|r| r[2] == "netral" && r[3] == "fallback"));
+    assert!(stderr(&out).contains("0/1 available"));
+}
+
+#[test]
+fn empty_texts_get_the_fallback_label_without_a_request() {
+    let fake = FakeProvider::start(FakeConfig::with_keys(&[PLANTED]));
+    let sb = Sandbox::new();
+    sb.write_keys(&[PLANTED]);
+    let mut texts = smsa(4);
+    texts.insert(1, String::new());
+    texts.insert(3, "   ".into());
+    let (input, output) = (sb.path("in.csv"), sb.path("out.csv"));
+    write_input(&input, &texts);
+    let out = run(&mut sb.label(&fake, &input, &output, &["--fallback-label", "kosong"]));
+    assert_eq!(
+        code(&out),
+        0,
+        "empty rows are not failures: {}",
+        stderr(&out)
+    );
+    assert_eq!(fake.requests().len(), 4);
+    let rows = read_rows(&output);
+    assert_eq!(rows[2][2], "kosong");
+    assert_eq!(rows[4][2], "kosong");
+    assert_eq!(rows[4][1], "   ", "values unchanged");
+    assert_eq!(rows[1][2], expected_label(&texts[0]));
+}
+
+#[test]
+fn identical_texts_are_sent_once() {
+    let fake = FakeProvider::start(FakeConfig::with_keys(&[PLANTED]));
+    let sb = Sandbox::new();
+    sb.write_keys(&[PLANTED]);
+    let base = smsa(3);
+    let texts: Vec<String> = (0..12).map(|i| base[i % 3].clone()).collect();
+    let (input, output) = (sb.path("in.csv"), sb.path("out.csv"));
+    write_input(&input, &texts);
+    let out = run(&mut sb.label(
+        &fake,
+        &input,
+        &output,
+        &["--no-cache", "--concurrency", "4"],
+    ));
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert_labeled(&output, &texts);
+    assert_eq!(fake.requests().len(), 3);
+}
+
+#[test]
+fn batches_split_when_the_reply_has_the_wrong_count() {
+    let (fake, sb, texts, input, output) = setup(&[PLANTED], FakeConfig::with_keys(&[PLANTED]), 40);
+    fake.push_faults([
+        Fault::WrongCount,
+        Fault::Reply("{\"labels\": [\"happy\"]}".into()),
+    ]);
+    let out = run(&mut sb.label(&fake, &input, &output, &["--batch-size", "8"]));
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert_labeled(&output, &texts);
+    let reqs = fake.requests();
+    assert!(reqs.iter().all(|r| r.batch && r.texts.len() <= 8));
+    assert_eq!(reqs[0].texts.len(), 8);
+    // The first batch was split into halves (4 + 4), and one half again after the bad label.
+    assert_eq!(reqs[1].texts.len(), 4);
+    let sent: usize = reqs
+        .iter()
+        .filter(|r| r.status == 200)
+        .map(|r| r.texts.len())
+        .sum();
+    assert!(
+        sent > 40 && reqs.len() < 40 / 8 + 6,
+        "batches were split, not abandoned: {}",
+        reqs.len()
+    );
+}
+
+#[test]
+fn concurrency_keeps_the_output_in_input_order() {
+    let mut cfg = FakeConfig::with_keys(&[PLANTED, KEY2, KEY3]);
+    cfg.latency = std::time::Duration::from_millis(20);
+    cfg.jitter = std::time::Duration::from_millis(19);
+    let (fake, sb, texts, input, output) = setup(&[PLANTED, KEY2, KEY3], cfg, 120);
+    let out = run(&mut sb.label(&fake, &input, &output, &["--concurrency", "8"]));
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert_labeled(&output, &texts);
+    assert_eq!(fake.requests().len(), 120);
+}
+
+#[test]
+fn rpm_per_key_spreads_requests_evenly() {
+    let (fake, sb, texts, input, output) = setup(&[PLANTED], FakeConfig::with_keys(&[PLANTED]), 5);
+    let out = run(&mut sb.label(&fake, &input, &output, &["--rpm", "300"]));
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert_labeled(&output, &texts);
+    let at: Vec<_> = fake.requests().iter().map(|r| r.at).collect();
+    for w in at.windows(2) {
+        // 300/min = one per 200 ms, never a burst.
+        assert!(
+            w[1] - w[0] >= std::time::Duration::from_millis(190),
+            "{:?}",
+            w[1] - w[0]
+        );
+    }
+}
+
+#[test]
+fn the_default_delay_is_two_and_a_half_seconds_between_any_two_requests() {
+    let (fake, sb, texts, input, output) =
+        setup(&[PLANTED, KEY2], FakeConfig::with_keys(&[PLANTED, KEY2]), 3);
+    let mut cmd = sb.cmd();
+    cmd.arg("--input")
+        .arg(&input)
+        .arg("--output")
+        .arg(&output)
+        .arg("--base-url")
+        .arg(fake.base_url());
+    let out = run(&mut cmd);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert_labeled(&output, &texts);
+    let at: Vec<_> = fake.requests().iter().map(|r| r.at).collect();
+    for w in at.windows(2) {
+        assert!(
+            w[1] - w[0] >= std::time::Duration::from_millis(2450),
+            "{:?}",
+            w[1] - w[0]
+        );
+    }
+}
+
+#[test]
+fn prompt_file_is_used_with_its_placeholders() {
+    let (fake, sb, texts, input, output) = setup(&[PLANTED], FakeConfig::with_keys(&[PLANTED]), 2);
+    let prompt = sb.path("prompt.txt");
+    std::fs::write(&prompt, "Sentimen ({labels}) dari teks ini: {text}").unwrap();
+    let out = run(&mut sb.label(
+        &fake,
+        &input,
+        &output,
+        &["--prompt-file", prompt.to_str().unwrap()],
+    ));
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let reqs = fake.requests();
+    let body = &reqs[0].body;
+    let user = body["messages"][1]["content"].as_str().unwrap();
+    assert_eq!(
+        user,
+        format!(
+            "Sentimen (positif, negatif, netral) dari teks ini: {}",
+            texts[0]
+        )
+    );
+    assert_eq!(body["temperature"], 0);
+    assert!(body["max_tokens"].as_u64().unwrap() <= 32);
+}
+
+#[test]
+fn test_keys_reports_each_key_masked_and_fails_on_a_bad_one() {
+    let mut cfg = FakeConfig::with_keys(&[PLANTED, KEY3]);
+    cfg.keys.insert(1, FakeKey::invalid(KEY2));
+    let fake = FakeProvider::start(cfg);
+    let sb = Sandbox::new();
+    sb.write_keys(&[PLANTED, KEY2, KEY3]);
+    let out = run(sb
+        .cmd()
+        .args(["test-keys", "--json", "--base-url", &fake.base_url()]));
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let statuses: Vec<&str> = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(statuses, ["ok", "invalid", "ok"]);
+    assert_eq!(v[0]["key"], "gsk_…_zq9");
+    assert_eq!(v[0]["index"], 1);
+    assert!(v[0]["remaining_requests"].as_u64().is_some());
+    let text = run(sb.cmd().args(["test-keys", "--base-url", &fake.base_url()]));
+    assert!(stdout(&text).contains("2/3 ok"), "{}", stdout(&text));
+    let chat = run(sb.cmd().args([
+        "test-keys",
+        "--chat",
+        "--json",
+        "--base-url",
+        &fake.base_url(),
+    ]));
+    assert_eq!(code(&chat), 1);
+    assert_eq!(
+        fake.requests().len(),
+        3,
+        "--chat sends one chat request per key"
+    );
+    sb.assert_no_leak(&[&out, &text, &chat], &[PLANTED, KEY2, KEY3]);
+}

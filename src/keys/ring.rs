@@ -269,6 +269,7 @@ mod tests {
         let err = CallError::RateLimited {
             retry_after: Duration::from_secs(5),
             what: "RPM".into(),
+            limit: None,
         };
         let changes = r.failed(0, &err, now, SystemTime::now());
         assert_eq!(changes.len(), 2);
@@ -312,6 +313,7 @@ mod tests {
         let cool = CallError::RateLimited {
             retry_after: Duration::from_secs(1),
             what: "RPM".into(),
+            limit: None,
         };
         assert!(r.failed(0, &cool, Instant::now(), wall).is_empty());
     }

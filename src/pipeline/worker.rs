@@ -209,13 +209,15 @@ async fn request<T>(
         ctx.ui.debug(
             2,
             &format!(
-                "{} -> {} in {:.0} ms",
+                "{} -> {} in {:.0} ms (requests left {:?}, reset {:?})",
                 ctx.keys[key].label(),
                 match &res.result {
                     Ok(_) => "ok".to_string(),
                     Err(e) => e.describe(),
                 },
-                res.latency.as_secs_f64() * 1000.0
+                res.latency.as_secs_f64() * 1000.0,
+                res.headers.remaining_requests,
+                res.headers.reset_requests,
             ),
         );
         match res.result {

@@ -10,7 +10,12 @@ use serde_json::Value;
 #[derive(Debug, Clone, PartialEq)]
 pub enum CallError {
     /// A per-minute (or per-hour) limit: the key cools down, then serves again.
-    RateLimited { retry_after: Duration, what: String },
+    RateLimited {
+        retry_after: Duration,
+        what: String,
+        /// The real limit when the provider states it ("Limit 30" in Groq's message).
+        limit: Option<u64>,
+    },
     /// A daily/monthly quota or billing limit: the key is done until `reset`.
     QuotaExhausted {
         reset: Option<Duration>,
@@ -78,7 +83,9 @@ impl CallError {
 
     pub fn describe(&self) -> String {
         match self {
-            CallError::RateLimited { retry_after, what } => {
+            CallError::RateLimited {
+                retry_after, what, ..
+            } => {
                 format!(
                     "rate limited ({what}), retry in {:.1}s",
                     retry_after.as_secs_f64()
@@ -285,8 +292,19 @@ fn classify_429(
             // No hint at all: a minute is what a per-minute window needs at most.
             retry_after: hinted.unwrap_or(Duration::from_secs(60)),
             what,
+            limit: stated_limit(message),
         }
     }
+}
+
+/// "…: Limit 30, Used 30, Requested 1." → 30
+fn stated_limit(message: &str) -> Option<u64> {
+    let at = message.find("Limit ")? + "Limit ".len();
+    let digits: String = message[at..]
+        .chars()
+        .take_while(|c| c.is_ascii_digit())
+        .collect();
+    digits.parse().ok()
 }
 
 /// Which of Groq's dimensions the message names.
@@ -344,7 +362,9 @@ mod tests {
             ..Default::default()
         };
         match classify_status(429, &h, GROQ_RPM) {
-            CallError::RateLimited { retry_after, what } => {
+            CallError::RateLimited {
+                retry_after, what, ..
+            } => {
                 assert_eq!(retry_after, Duration::from_secs_f64(1.5));
                 assert_eq!(what, "RPM");
             }

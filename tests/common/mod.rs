@@ -63,6 +63,7 @@ impl Sandbox {
             .env("AUTOLABEL_ENV_FILE", self.env_file())
             // Tests run fast unless a test sets limits itself (flags win over these).
             .env("GROQ_RPM", "600000")
+            .env("AUTOLABEL_BACKOFF", "0.05")
             .env("GROQ_TPM", "100000000")
             .current_dir(self.dir.path())
             .stdin(Stdio::null());
@@ -84,7 +85,7 @@ impl Sandbox {
             .arg(output)
             .arg("--base-url")
             .arg(fake.base_url())
-            .args(["--delay", "0", "--backoff", "0.05"])
+            .args(["--delay", "0"])
             .args(extra);
         c
     }
