@@ -1,0 +1,195 @@
+//! Durable, resumable output: kill -9, Ctrl-C, torn rows, the output lock.
+
+mod common;
+
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+
+fn spawn(mut cmd: std::process::Command) -> Child {
+    cmd.stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// Complete data rows in a CSV being written (ignores a torn last line; texts have no newlines).
+fn complete_rows(path: &std::path::Path) -> usize {
+    let bytes = std::fs::read(path).unwrap_or_default();
+    bytes
+        .iter()
+        .filter(|b| **b == b'\n')
+        .count()
+        .saturating_sub(1)
+}
+
+fn wait_for_rows(path: &std::path::Path, n: usize, child: &mut Child) {
+    let start = Instant::now();
+    while complete_rows(path) < n {
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the run ended before {n} rows"
+        );
+        assert!(start.elapsed() < Duration::from_secs(60), "no progress");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+fn slow_fake(keys: &[&str], ms: u64) -> FakeProvider {
+    let mut cfg = FakeConfig::with_keys(keys);
+    cfg.latency = Duration::from_millis(ms);
+    FakeProvider::start(cfg)
+}
+
+#[test]
+fn kill_9_mid_run_then_resume_loses_nothing_and_repeats_no_finished_row() {
+    let fake = slow_fake(&[PLANTED, KEY2], 15);
+    let sb = Sandbox::new();
+    sb.write_keys(&[PLANTED, KEY2]);
+    let texts = smsa(200);
+    let (input, output) = (sb.path("in.csv"), sb.path("out.csv"));
+    write_input(&input, &texts);
+    let mut child = spawn(sb.label(
+        &fake,
+        &input,
+        &output,
+        &["--no-cache", "--concurrency", "2"],
+    ));
+    wait_for_rows(&output, 40, &mut child);
+    child.kill().unwrap(); // SIGKILL: no chance to clean up
+    child.wait().unwrap();
+    let done = complete_rows(&output);
+    assert!(done >= 40 && done < 200, "{done}");
+    let first_run_requests = fake.requests().len();
+
+    let out = run(&mut sb.label(
+        &fake,
+        &input,
+        &output,
+        &["--no-cache", "--concurrency", "2"],
+    ));
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains(&format!("resuming")),
+        "{}",
+        stderr(&out)
+    );
+    assert_labeled(&output, &texts);
+    let finished: std::collections::HashSet<&String> = texts[..done].iter().collect();
+    let second: Vec<_> = fake.requests()[first_run_requests..].to_vec();
+    for r in &second {
+        assert!(
+            !finished.contains(&r.texts[0]),
+            "a finished row was sent again: {}",
+            r.texts[0]
+        );
+    }
+    // Nothing lost: every row not finished before the kill was asked in run 2 (or was in flight).
+    assert!(
+        second.len() >= 200 - done - 2 && second.len() <= 200 - done,
+        "{}",
+        second.len()
+    );
+    sb.assert_no_leak(&[&out], &[PLANTED, KEY2]);
+}
+
+#[test]
+fn ctrl_c_flushes_what_is_done_exits_130_and_the_next_run_finishes() {
+    let fake = slow_fake(&[PLANTED], 40);
+    let sb = Sandbox::new();
+    sb.write_keys(&[PLANTED]);
+    let texts = smsa(60);
+    let (input, output) = (sb.path("in.csv"), sb.path("out.csv"));
+    write_input(&input, &texts);
+    let mut child = spawn(sb.label(&fake, &input, &output, &["--no-cache"]));
+    wait_for_rows(&output, 5, &mut child);
+    let pid = child.id().to_string();
+    assert!(std::process::Command::new("kill")
+        .args(["-INT", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let out = wait_with_limit(child, Duration::from_secs(30));
+    assert_eq!(code(&out), 130, "{}", stderr(&out));
+    assert!(stderr(&out).contains("interrupted"), "{}", stderr(&out));
+    let done = complete_rows(&output);
+    let bytes = std::fs::read(&output).unwrap();
+    assert_eq!(
+        bytes.last(),
+        Some(&b'\n'),
+        "no torn row after a clean interrupt"
+    );
+    assert!(!sb.path("out.csv.lock").exists(), "the lock is released");
+    let before = fake.requests().len();
+    let out = run(&mut sb.label(&fake, &input, &output, &["--no-cache"]));
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert_labeled(&output, &texts);
+    assert!(fake.requests().len() - before <= 60 - done);
+}
+
+#[test]
+fn a_torn_last_row_is_cut_and_relabeled() {
+    let fake = FakeProvider::start(FakeConfig::with_keys(&[PLANTED]));
+    let sb = Sandbox::new();
+    sb.write_keys(&[PLANTED]);
+    let texts = smsa(6);
+    let (input, output) = (sb.path("in.csv"), sb.path("out.csv"));
+    write_input(&input, &texts);
+    let out = run(&mut sb.label(&fake, &input, &output, &[]));
+    assert_eq!(code(&out), 0);
+    // Simulate a crash in the middle of writing row 5: keep 4 rows and half of the 5th.
+    let full = std::fs::read_to_string(&output).unwrap();
+    let lines: Vec<&str> = full.split_inclusive('\n').collect();
+    let torn = format!("{}{}", lines[..5].concat(), &lines[5][..lines[5].len() / 2]);
+    std::fs::write(&output, torn).unwrap();
+    let before = fake.requests().len();
+    let out = run(&mut sb.label(&fake, &input, &output, &["--no-cache"]));
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert_labeled(&output, &texts);
+    assert_eq!(fake.requests().len() - before, 2, "rows 5 and 6 only");
+}
+
+#[test]
+fn a_finished_output_is_left_alone() {
+    let fake = FakeProvider::start(FakeConfig::with_keys(&[PLANTED]));
+    let sb = Sandbox::new();
+    sb.write_keys(&[PLANTED]);
+    let texts = smsa(5);
+    let (input, output) = (sb.path("in.csv"), sb.path("out.csv"));
+    write_input(&input, &texts);
+    assert_eq!(code(&run(&mut sb.label(&fake, &input, &output, &[]))), 0);
+    let before = std::fs::read(&output).unwrap();
+    let out = run(&mut sb.label(&fake, &input, &output, &["--no-cache"]));
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(stderr(&out).contains("nothing to do"), "{}", stderr(&out));
+    assert_eq!(fake.requests().len(), 5);
+    assert_eq!(std::fs::read(&output).unwrap(), before);
+}
+
+#[test]
+fn a_second_run_on_the_same_output_refuses_while_the_first_runs() {
+    let fake = slow_fake(&[PLANTED], 100);
+    let sb = Sandbox::new();
+    sb.write_keys(&[PLANTED]);
+    let texts = smsa(40);
+    let (input, output) = (sb.path("in.csv"), sb.path("out.csv"));
+    write_input(&input, &texts);
+    let mut first = spawn(sb.label(&fake, &input, &output, &[]));
+    wait_for_rows(&output, 1, &mut first);
+    let before = std::fs::read(&output).unwrap();
+    let second = run(&mut sb.label(&fake, &input, &output, &[]));
+    assert_eq!(code(&second), 1, "{}", stderr(&second));
+    assert!(
+        stderr(&second).contains("another autolabel run"),
+        "{}",
+        stderr(&second)
+    );
+    first.kill().unwrap();
+    first.wait().unwrap();
+    let after = std::fs::read(&output).unwrap();
+    assert!(
+        after.starts_with(&before),
+        "the refused run did not touch the output"
+    );
+}
