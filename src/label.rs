@@ -107,8 +107,9 @@ pub async fn run(cfg: LabelConfig) -> Result<Outcome> {
     file.sync_all()
         .map_err(|e| Error::io(format!("{}: cannot sync", cfg.output.display()), e))?;
     if let (Some(temp), Plan::Rewrite { old_rows, .. }) = (&temp, &plan) {
-        // The rewrite replaces the old output only when it is complete.
-        if counts.written >= *old_rows && !counts.interrupted && !counts.stopped {
+        // The new file is a valid output of this input as soon as it is at least as long
+        // as the old one (even after Ctrl-C or a stop); a shorter one would lose rows.
+        if counts.written >= *old_rows {
             std::fs::rename(temp, &cfg.output)
                 .map_err(|e| Error::io(format!("{}: cannot replace", cfg.output.display()), e))?;
             let still: BTreeSet<u64> = counts.fallback_rows.iter().copied().collect();
@@ -340,6 +341,7 @@ fn build_ctx(cfg: &LabelConfig, ui: Arc<Ui>, state: Arc<State>, prompter: Prompt
         totals: Mutex::new(vec![UsageDelta::default(); n]),
         stopping: AtomicBool::new(false),
         fatal: Mutex::new(None),
+        token_scale: Mutex::new(1.0),
     })
 }
 

@@ -117,11 +117,12 @@ impl KeyRing {
         changes
     }
 
-    /// Keys that can be asked now or after a short cooldown, in round-robin order
-    /// starting after the last key handed out.
+    /// Keys that can be asked now or after a short cooldown: those with more requests
+    /// left (as their last reply said) first, then in round-robin order starting after
+    /// the last key handed out.
     pub fn candidates(&self) -> Vec<usize> {
         let n = self.slots.len();
-        (0..n)
+        let mut keys: Vec<usize> = (0..n)
             .map(|i| (self.next_rr + i) % n)
             .filter(|&i| {
                 matches!(
@@ -129,7 +130,12 @@ impl KeyRing {
                     Health::Available | Health::Cooling { .. }
                 )
             })
-            .collect()
+            .collect();
+        // Stable: keys that report the same (or nothing) keep the round-robin order.
+        keys.sort_by_key(|&i| {
+            std::cmp::Reverse(self.slots[i].remaining_requests.unwrap_or(u64::MAX))
+        });
+        keys
     }
 
     /// The earliest moment an exhausted key comes back, when no key is usable at all.
@@ -290,6 +296,12 @@ mod tests {
         assert_eq!(r.candidates(), vec![0, 2]);
         assert_eq!(r.succeeded(1, None).len(), 1);
         assert_eq!(r.slots[1].health, Health::Available);
+        // More requests left goes first; equal counts keep round robin.
+        r.succeeded(2, Some(500));
+        r.succeeded(0, Some(100));
+        r.succeeded(1, Some(500));
+        r.granted(0);
+        assert_eq!(r.candidates(), vec![1, 2, 0]);
     }
 
     #[test]

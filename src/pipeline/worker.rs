@@ -53,6 +53,8 @@ pub struct Ctx {
     pub stopping: AtomicBool,
     /// A provider answer that no row can get past (wrong model or URL).
     pub fatal: Mutex<Option<String>>,
+    /// Real prompt tokens per estimated one, learned from the replies' `usage`.
+    pub token_scale: Mutex<f64>,
 }
 
 enum Failure {
@@ -100,6 +102,22 @@ impl Ctx {
         if !changes.is_empty() {
             self.ui.info(&ring.summary());
         }
+    }
+
+    /// The token estimate for a request, corrected by what replies reported so far.
+    fn estimate(&self, req: &ChatRequest) -> (u64, u64) {
+        let prompt = req.estimated_tokens() - req.max_tokens as u64;
+        let scaled = (prompt as f64 * *self.token_scale.lock().unwrap()).ceil() as u64;
+        (prompt, scaled + req.max_tokens as u64)
+    }
+
+    fn observe_prompt_tokens(&self, estimated: u64, actual: u64) {
+        if estimated == 0 || actual == 0 {
+            return;
+        }
+        let mut scale = self.token_scale.lock().unwrap();
+        let ratio = actual as f64 / estimated as f64;
+        *scale = (*scale * 0.8 + ratio * 0.2).clamp(0.25, 4.0);
     }
 
     fn stop(&self) {
@@ -166,7 +184,7 @@ async fn request<T>(
     validate: impl Fn(&str) -> Option<T>,
     max_unusable: u32,
 ) -> Result<T, Failure> {
-    let tokens = req.estimated_tokens();
+    let (estimated_prompt, tokens) = ctx.estimate(req);
     let mut key_failures = 0u32;
     let mut transient = 0u32;
     let mut unusable = 0u32;
@@ -222,6 +240,9 @@ async fn request<T>(
         );
         match res.result {
             Ok(reply) => {
+                if let Some(p) = reply.prompt_tokens {
+                    ctx.observe_prompt_tokens(estimated_prompt, p);
+                }
                 let (tin, tout) = (
                     reply
                         .prompt_tokens
