@@ -126,25 +126,34 @@ fn daily_limit_429_exhausts_the_key_for_the_run_and_others_carry_on() {
 
 #[test]
 fn no_requests_left_in_the_headers_exhausts_the_key_before_any_429() {
-    let cfg = FakeConfig::with_keys(&[PLANTED, KEY2]).limit(
-        "org_0",
-        OrgLimits {
-            rpd: Some(2),
-            ..Default::default()
-        },
-    );
-    let (fake, sb, texts, input, output) = setup(&[PLANTED, KEY2], cfg, 12);
-    let out = run(&mut sb.label(&fake, &input, &output, &["-vv"]));
-    assert_eq!(code(&out), 0, "{}", stderr(&out));
-    assert_labeled(&output, &texts);
+    let day = OrgLimits {
+        rpd: Some(2),
+        ..Default::default()
+    };
+    let cfg = FakeConfig::with_keys(&[PLANTED, KEY2])
+        .limit("org_0", day.clone())
+        .limit("org_1", day);
+    let (fake, sb, _texts, input, output) = setup(&[PLANTED, KEY2], cfg, 12);
+    let out = run(&mut sb.label(&fake, &input, &output, &["--status-column", "status"]));
+    assert_eq!(code(&out), 3, "{}", stderr(&out));
     assert_eq!(
         fake.requests_for(PLANTED),
         2,
-        "the quota was used up, then the key was left alone: {}",
-        stderr(&out)
+        "quota used up, then left alone"
     );
-    assert_eq!(fake.count_status(429), 0);
-    assert!(stderr(&out).contains("-> exhausted"), "{}", stderr(&out));
+    assert_eq!(fake.requests_for(KEY2), 2);
+    assert_eq!(
+        fake.count_status(429),
+        0,
+        "the headers said so before any 429"
+    );
+    let err = stderr(&out);
+    assert!(
+        err.contains("exhausted 2") && err.contains("0/2 available"),
+        "{err}"
+    );
+    let rows = read_rows(&output);
+    assert_eq!(rows[1..].iter().filter(|r| r[3] == "fallback").count(), 8);
 }
 
 #[test]
