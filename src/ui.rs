@@ -47,6 +47,11 @@ impl Ui {
         }
     }
 
+    /// Whether `debug(level, ..)` prints: lets hot paths skip building the message.
+    pub fn shows(&self, level: u8) -> bool {
+        !self.quiet && self.verbose >= level
+    }
+
     pub fn debug(&self, level: u8, msg: &str) {
         if !self.quiet && self.verbose >= level {
             self.emit(msg);

@@ -224,20 +224,22 @@ async fn request<T>(
         }
         let secret = &ctx.keys[key].secret;
         let res = ctx.client.chat(secret, req).await;
-        ctx.ui.debug(
-            2,
-            &format!(
-                "{} -> {} in {:.0} ms (requests left {:?}, reset {:?})",
-                ctx.keys[key].label(),
-                match &res.result {
-                    Ok(_) => "ok".to_string(),
-                    Err(e) => e.describe(),
-                },
-                res.latency.as_secs_f64() * 1000.0,
-                res.headers.remaining_requests,
-                res.headers.reset_requests,
-            ),
-        );
+        if ctx.ui.shows(2) {
+            ctx.ui.debug(
+                2,
+                &format!(
+                    "{} -> {} in {:.0} ms (requests left {:?}, reset {:?})",
+                    ctx.keys[key].label(),
+                    match &res.result {
+                        Ok(_) => "ok".to_string(),
+                        Err(e) => e.describe(),
+                    },
+                    res.latency.as_secs_f64() * 1000.0,
+                    res.headers.remaining_requests,
+                    res.headers.reset_requests,
+                ),
+            );
+        }
         match res.result {
             Ok(reply) => {
                 if let Some(p) = reply.prompt_tokens {
