@@ -291,6 +291,13 @@ impl Dispatcher {
         inner.ring.failed(key, err, now, SystemTime::now())
     }
 
+    /// Whether some key is available or only cooling down (not exhausted or invalid).
+    pub fn any_usable(&self) -> bool {
+        let mut inner = self.inner.lock().unwrap();
+        inner.ring.refresh(Instant::now(), SystemTime::now());
+        !inner.ring.candidates().is_empty()
+    }
+
     /// The requests-per-minute now enforced for each organization (for the summary).
     pub fn effective_rpm(&self) -> Vec<Option<u64>> {
         let inner = self.inner.lock().unwrap();

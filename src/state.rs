@@ -103,6 +103,24 @@ pub struct Rotation {
     pub mode: String,
 }
 
+enum SetupError {
+    Sqlite(rusqlite::Error),
+    Newer(i64),
+}
+
+impl From<rusqlite::Error> for SetupError {
+    fn from(e: rusqlite::Error) -> Self {
+        SetupError::Sqlite(e)
+    }
+}
+
+fn is_busy(e: &rusqlite::Error) -> bool {
+    matches!(
+        e.sqlite_error_code(),
+        Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+    )
+}
+
 pub struct State {
     conn: Mutex<Connection>,
     pub path: PathBuf,
@@ -143,31 +161,53 @@ impl State {
             std::fs::create_dir_all(dir)
                 .map_err(|e| fail(format!("cannot create its directory: {e}")))?;
         }
-        let conn = Connection::open(path).map_err(|e| fail(format!("cannot open: {e}")))?;
-        let setup = || -> rusqlite::Result<i64> {
-            conn.busy_timeout(Duration::from_secs(30))?;
-            conn.pragma_update(None, "journal_mode", "WAL")?;
-            conn.pragma_update(None, "synchronous", "NORMAL")?;
-            let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
-            Ok(version)
-        };
-        let version = setup().map_err(|e| {
-            fail(format!(
-                "is not a usable state file ({e}); move it away (a new one is created) or pass --state with another path"
-            ))
-        })?;
-        if version > SCHEMA_VERSION {
-            return Err(fail(format!(
-                "was written by a newer autolabel (schema {version}); upgrade, or pass --state with another path"
-            )));
+        // Runs started together (cron) may set up a new file at the same moment; SQLite
+        // answers BUSY at once there (no busy handler while switching to WAL), so retry.
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            match Self::setup(path) {
+                Ok(conn) => {
+                    return Ok(State {
+                        conn: Mutex::new(conn),
+                        path: path.to_path_buf(),
+                    })
+                }
+                Err(SetupError::Sqlite(e)) if is_busy(&e) && std::time::Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(20 + fastrand::u64(0..80)));
+                }
+                Err(SetupError::Sqlite(e)) if is_busy(&e) => {
+                    return Err(fail(format!(
+                        "is locked by another process for over 30 s ({e}); wait for it or pass --state with another path"
+                    )))
+                }
+                Err(SetupError::Sqlite(e)) => {
+                    return Err(fail(format!(
+                        "is not a usable state file ({e}); move it away (a new one is created) or pass --state with another path"
+                    )))
+                }
+                Err(SetupError::Newer(version)) => {
+                    return Err(fail(format!(
+                        "was written by a newer autolabel (schema {version}); upgrade, or pass --state with another path"
+                    )))
+                }
+            }
         }
-        conn.execute_batch(SCHEMA)
-            .and_then(|_| conn.pragma_update(None, "user_version", SCHEMA_VERSION))
-            .map_err(|e| fail(format!("cannot set up its tables: {e}")))?;
-        Ok(State {
-            conn: Mutex::new(conn),
-            path: path.to_path_buf(),
-        })
+    }
+
+    fn setup(path: &Path) -> Result<Connection, SetupError> {
+        let conn = Connection::open(path)?;
+        conn.busy_timeout(Duration::from_secs(30))?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+        if version > SCHEMA_VERSION {
+            return Err(SetupError::Newer(version));
+        }
+        if version < SCHEMA_VERSION {
+            conn.execute_batch(SCHEMA)?;
+            conn.pragma_update(None, "user_version", SCHEMA_VERSION)?;
+        }
+        Ok(conn)
     }
 
     pub fn in_memory() -> State {

@@ -290,7 +290,9 @@ async fn request<T>(
                         }
                         key_failures += 1;
                         rotate_from = Some((key, err.describe()));
-                        if key_failures >= ctx.max_retries {
+                        // With no usable key left, `--on-exhausted` decides (next acquire),
+                        // not the per-row attempt limit.
+                        if key_failures >= ctx.max_retries && ctx.dispatcher.any_usable() {
                             return Err(Failure::Fallback(format!(
                                 "{key_failures} key errors, last: {}",
                                 err.describe()
