@@ -60,7 +60,7 @@ fn kill_9_mid_run_then_resume_loses_nothing_and_repeats_no_finished_row() {
     child.kill().unwrap(); // SIGKILL: no chance to clean up
     child.wait().unwrap();
     let done = complete_rows(&output);
-    assert!(done >= 40 && done < 200, "{done}");
+    assert!((40..200).contains(&done), "{done}");
     let first_run_requests = fake.requests().len();
 
     let out = run(&mut sb.label(
@@ -70,11 +70,7 @@ fn kill_9_mid_run_then_resume_loses_nothing_and_repeats_no_finished_row() {
         &["--no-cache", "--concurrency", "2"],
     ));
     assert_eq!(code(&out), 0, "{}", stderr(&out));
-    assert!(
-        stderr(&out).contains(&format!("resuming")),
-        "{}",
-        stderr(&out)
-    );
+    assert!(stderr(&out).contains("resuming"), "{}", stderr(&out));
     assert_labeled(&output, &texts);
     let finished: std::collections::HashSet<&String> = texts[..done].iter().collect();
     let second: Vec<_> = fake.requests()[first_run_requests..].to_vec();
