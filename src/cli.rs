@@ -190,6 +190,9 @@ pub struct UsageArgs {
     /// Print JSON on stdout (stable format, see README).
     #[arg(long)]
     pub json: bool,
+    /// Also write a self-contained HTML report (tables and charts) to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub html: Option<PathBuf>,
 }
 
 fn parse_seconds(s: &str) -> Result<f64, String> {

@@ -37,6 +37,10 @@ pub async fn run(cli: Cli) -> Result<Outcome> {
             let cfg = Config::resolve_for_report(&args.common)?;
             let state = state::State::open(&cfg.state_path)?;
             let value = report::usage_value(&cfg, &state, args.days.max(1))?;
+            if let Some(path) = &args.html {
+                std::fs::write(path, report::usage_html(&value))
+                    .map_err(|e| error::Error::io(format!("--html {}", path.display()), e))?;
+            }
             if args.json {
                 println!("{}", serde_json::to_string_pretty(&value).expect("json"));
             } else {

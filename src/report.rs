@@ -377,8 +377,8 @@ pub fn print_usage(v: &Value, state_path: &Path) {
                 } else {
                     ""
                 },
-                u["requests"],
-                u["successes"],
+                u["requests"].as_u64().unwrap_or(0),
+                u["successes"].as_u64().unwrap_or(0),
                 errs,
                 tokens,
                 format!("${:.4}", u["cost_usd"].as_f64().unwrap_or(0.0)),
@@ -417,4 +417,149 @@ pub fn write_daily_report(dir: &Path, cfg: &Config, state: &State) -> Result<()>
     ));
     let text = serde_json::to_string_pretty(&v).expect("json");
     std::fs::write(&path, text + "\n").map_err(|e| Error::io(format!("{}", path.display()), e))
+}
+
+fn esc(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+/// `usage --html FILE`: the same data as `--json`, as one self-contained page (inline CSS
+/// and SVG, nothing fetched): per-key table, requests per day chart, success rates, rotations.
+pub fn usage_html(v: &Value) -> String {
+    let keys = v["keys"].as_array().cloned().unwrap_or_default();
+    let s = |x: &Value| esc(x.as_str().unwrap_or(""));
+    let n = |x: &Value| x.as_u64().unwrap_or(0);
+    let mut rows = String::new();
+    for k in &keys {
+        let total = &k["total"];
+        let rate = if n(&total["requests"]) > 0 {
+            format!(
+                "{:.1} %",
+                n(&total["successes"]) as f64 * 100.0 / n(&total["requests"]) as f64
+            )
+        } else {
+            "-".into()
+        };
+        let errors: u64 = total["errors"]
+            .as_object()
+            .map_or(0, |m| m.values().filter_map(Value::as_u64).sum());
+        rows.push_str(&format!(
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td class=\"h-{}\">{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>${:.4}</td><td>{}</td></tr>\n",
+            k["index"].as_u64().map_or("-".into(), |i| format!("#{i}")),
+            s(&k["key"]),
+            s(&k["status"]),
+            s(&k["health"]),
+            s(&k["health"]),
+            n(&k["today"]["requests"]),
+            n(&total["requests"]),
+            n(&total["successes"]),
+            errors,
+            rate,
+            total["cost_usd"].as_f64().unwrap_or(0.0),
+            k["remaining"]["requests_today"].as_u64().map_or("-".into(), |r| r.to_string()),
+        ));
+    }
+    // Requests per day, one bar group per day, one bar per key.
+    let mut days: Vec<String> = keys
+        .iter()
+        .flat_map(|k| k["days"].as_array().cloned().unwrap_or_default())
+        .filter_map(|d| d["date"].as_str().map(str::to_string))
+        .collect();
+    days.sort();
+    days.dedup();
+    let max = keys
+        .iter()
+        .flat_map(|k| k["days"].as_array().cloned().unwrap_or_default())
+        .map(|d| n(&d["requests"]))
+        .max()
+        .unwrap_or(0)
+        .max(1);
+    let colors = [
+        "#2b6cb0", "#dd6b20", "#38a169", "#805ad5", "#d53f8c", "#718096",
+    ];
+    let (w, h, pad) = (720.0, 220.0, 30.0);
+    let group = if days.is_empty() {
+        w
+    } else {
+        (w - pad) / days.len() as f64
+    };
+    let bar = (group * 0.8 / keys.len().max(1) as f64).clamp(1.0, 40.0);
+    let mut svg = format!(
+        "<svg viewBox=\"0 0 {w} {}\" role=\"img\" aria-label=\"requests per day\">",
+        h + 40.0
+    );
+    for (di, day) in days.iter().enumerate() {
+        let x0 = pad + di as f64 * group;
+        for (ki, k) in keys.iter().enumerate() {
+            let reqs = k["days"]
+                .as_array()
+                .and_then(|a| a.iter().find(|d| d["date"].as_str() == Some(day)))
+                .map_or(0, |d| n(&d["requests"]));
+            let bh = reqs as f64 / max as f64 * h;
+            svg.push_str(&format!(
+                "<rect x=\"{:.1}\" y=\"{:.1}\" width=\"{:.1}\" height=\"{:.1}\" fill=\"{}\"><title>{} {}: {} requests</title></rect>",
+                x0 + ki as f64 * bar,
+                h - bh,
+                bar,
+                bh,
+                colors[ki % colors.len()],
+                s(&k["key"]),
+                esc(day),
+                reqs
+            ));
+        }
+        svg.push_str(&format!(
+            "<text x=\"{:.1}\" y=\"{}\" font-size=\"11\">{}</text>",
+            x0,
+            h + 16.0,
+            esc(&day[5..])
+        ));
+    }
+    svg.push_str(&format!(
+        "<text x=\"0\" y=\"12\" font-size=\"11\">{max}</text></svg>"
+    ));
+    let legend: String = keys
+        .iter()
+        .enumerate()
+        .map(|(i, k)| {
+            format!(
+                "<span style=\"color:{}\">■</span> {} ",
+                colors[i % colors.len()],
+                s(&k["key"])
+            )
+        })
+        .collect();
+    let rotations: String = v["rotations"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .iter()
+        .map(|r| {
+            format!(
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                s(&r["time"]),
+                s(&r["from"]),
+                s(&r["to"]),
+                s(&r["reason"]),
+                s(&r["mode"])
+            )
+        })
+        .collect();
+    format!(
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>autolabel usage: {provider}</title>\n<style>\
+body{{font-family:system-ui,sans-serif;margin:2em;color:#1a202c}}table{{border-collapse:collapse;margin:1em 0}}\
+td,th{{border:1px solid #cbd5e0;padding:4px 8px;text-align:right}}td:nth-child(2),th{{text-align:left}}\
+.h-healthy{{background:#c6f6d5}}.h-warning{{background:#fefcbf}}.h-critical{{background:#fed7d7}}</style></head><body>\n\
+<h1>autolabel usage: {provider}</h1><p>{from} to {to} · generated {generated}</p>\n\
+<h2>Keys</h2><table><tr><th>#</th><th>key</th><th>status</th><th>health</th><th>today</th><th>requests</th><th>ok</th><th>errors</th><th>success rate</th><th>cost</th><th>left today</th></tr>\n{rows}</table>\n\
+<h2>Requests per day</h2>{svg}<p>{legend}</p>\n\
+<h2>Recent rotations</h2><table><tr><th>time</th><th>from</th><th>to</th><th>reason</th><th>mode</th></tr>{rotations}</table>\n</body></html>\n",
+        provider = s(&v["provider"]),
+        from = s(&v["from"]),
+        to = s(&v["to"]),
+        generated = s(&v["generated_at"]),
+    )
 }

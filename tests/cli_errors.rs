@@ -567,7 +567,6 @@ fn help_of_each_command_names_every_flag_with_its_default() {
 
 /// SPEC §2 and §6: `usage --html FILE` writes a self-contained report with charts.
 #[test]
-#[ignore = "bug: `usage` has no --html FILE option (SPEC §2, §6)"]
 fn usage_html_writes_a_self_contained_report() {
     let usage = help_of(&["usage", "--help"]);
     assert!(flag_block(&usage, "--html").is_some(), "{usage}");
