@@ -160,6 +160,9 @@ pub struct LabelArgs {
     /// Write the day's usage report as DIR/<provider>_<YYYY-MM-DD>.json at the end.
     #[arg(long)]
     pub report_dir: Option<PathBuf>,
+    /// Seconds between progress lines when stderr is not a terminal (cron logs).
+    #[arg(long, default_value_t = 10.0, value_parser = parse_seconds)]
+    pub progress_every: f64,
     /// Price in USD per million input tokens, for cost estimates [default: 0, or P_PRICE_IN].
     #[arg(long)]
     pub price_in: Option<f64>,

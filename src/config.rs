@@ -63,6 +63,8 @@ pub struct LabelConfig {
     pub dry_run: bool,
     pub overwrite: bool,
     pub report_dir: Option<PathBuf>,
+    /// Seconds between progress lines without a terminal.
+    pub progress_every: Duration,
 }
 
 impl Config {
@@ -265,6 +267,7 @@ impl LabelConfig {
             dry_run: args.dry_run,
             overwrite: args.overwrite,
             report_dir: args.report_dir.clone(),
+            progress_every: Duration::from_secs_f64(args.progress_every),
             base,
         })
     }

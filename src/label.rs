@@ -23,7 +23,11 @@ use crate::ui::Ui;
 use crate::{report, timeutil};
 
 pub async fn run(cfg: LabelConfig) -> Result<Outcome> {
-    let ui = Arc::new(Ui::new(cfg.base.quiet, cfg.base.verbose));
+    let ui = Arc::new(Ui::new(
+        cfg.base.quiet,
+        cfg.base.verbose,
+        cfg.progress_every,
+    ));
     for line in &cfg.base.limit_origins {
         ui.debug(1, line);
     }

@@ -21,14 +21,14 @@ pub struct Ui {
 }
 
 impl Ui {
-    pub fn new(quiet: bool, verbose: u8) -> Ui {
+    pub fn new(quiet: bool, verbose: u8, log_every: Duration) -> Ui {
         Ui {
             quiet,
             verbose,
             tty: std::io::stderr().is_terminal(),
             bar: Mutex::new(None),
             last_line: Mutex::new(Instant::now()),
-            log_every: Duration::from_secs(10),
+            log_every,
         }
     }
 

@@ -493,3 +493,41 @@ fn test_keys_reports_each_key_masked_and_fails_on_a_bad_one() {
     );
     sb.assert_no_leak(&[&out, &text, &chat], &[PLANTED, KEY2, KEY3]);
 }
+
+#[test]
+fn without_a_terminal_progress_is_logged_as_plain_lines_and_quiet_prints_nothing() {
+    let mut cfg = FakeConfig::with_keys(&[PLANTED]);
+    cfg.latency = std::time::Duration::from_millis(40);
+    let (fake, sb, texts, input, output) = setup(&[PLANTED], cfg, 40);
+    let out = run(&mut sb.label(&fake, &input, &output, &["--progress-every", "0.1"]));
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let err = stderr(&out);
+    let progress: Vec<&str> = err.lines().filter(|l| l.contains("progress: ")).collect();
+    assert!(progress.len() >= 2, "{err}");
+    assert!(
+        progress[0].starts_with("[20")
+            && progress[0].contains("/40 rows")
+            && progress[0].contains("ETA"),
+        "{err}"
+    );
+    assert!(
+        !err.contains('\r') && !err.contains("\x1b["),
+        "no terminal control codes in logs"
+    );
+    assert!(
+        err.contains("done: 40 rows") && err.contains("positif") && err.contains("requests 40"),
+        "{err}"
+    );
+    assert!(stdout(&out).is_empty(), "stdout carries data only");
+
+    let quiet_out = sb.path("quiet.csv");
+    let out = run(&mut sb.label(
+        &fake,
+        &input,
+        &quiet_out,
+        &["--quiet", "--progress-every", "0.1"],
+    ));
+    assert_eq!(code(&out), 0);
+    assert!(out.stderr.is_empty(), "{}", stderr(&out));
+    assert_labeled(&quiet_out, &texts);
+}
