@@ -35,17 +35,6 @@ fn write_csv(path: &Path, delimiter: u8, rows: &[Vec<String>]) {
     w.flush().unwrap();
 }
 
-fn read_csv(path: &Path, delimiter: u8) -> Vec<Vec<String>> {
-    let mut r = csv::ReaderBuilder::new()
-        .delimiter(delimiter)
-        .has_headers(false)
-        .from_path(path)
-        .unwrap();
-    r.records()
-        .map(|rec| rec.unwrap().iter().map(str::to_string).collect())
-        .collect()
-}
-
 /// `test-keys --json` against `fake`; returns (index, masked key, status) per key.
 fn tested_keys(sb: &Sandbox, fake: &FakeProvider, extra: &[&str]) -> Vec<(u64, String, String)> {
     let out = run(sb

@@ -6,12 +6,11 @@ use common::*;
 
 #[test]
 fn labels_every_row_in_order_across_three_keys_without_leaking_keys() {
-    let fake = FakeProvider::start(FakeConfig::with_keys(&[PLANTED, KEY2, KEY3]));
-    let sb = Sandbox::new();
-    sb.write_keys(&[PLANTED, KEY2, KEY3]);
-    let texts = smsa(30);
-    let (input, output) = (sb.path("in.csv"), sb.path("out.csv"));
-    write_input(&input, &texts);
+    let (fake, sb, texts, input, output) = setup(
+        &[PLANTED, KEY2, KEY3],
+        FakeConfig::with_keys(&[PLANTED, KEY2, KEY3]),
+        30,
+    );
     let out = run(&mut sb.label(&fake, &input, &output, &["-v"]));
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     assert_labeled(&output, &texts);
@@ -20,26 +19,6 @@ fn labels_every_row_in_order_across_three_keys_without_leaking_keys() {
     }
     assert!(stderr(&out).contains("3/3 available"), "{}", stderr(&out));
     sb.assert_no_leak(&[&out], &[PLANTED, KEY2, KEY3]);
-}
-
-fn setup(
-    keys: &[&str],
-    cfg: FakeConfig,
-    n: usize,
-) -> (
-    FakeProvider,
-    Sandbox,
-    Vec<String>,
-    std::path::PathBuf,
-    std::path::PathBuf,
-) {
-    let fake = FakeProvider::start(cfg);
-    let sb = Sandbox::new();
-    sb.write_keys(keys);
-    let texts = smsa(n);
-    let (input, output) = (sb.path("in.csv"), sb.path("out.csv"));
-    write_input(&input, &texts);
-    (fake, sb, texts, input, output)
 }
 
 #[test]

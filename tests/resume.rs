@@ -36,20 +36,15 @@ fn wait_for_rows(path: &std::path::Path, n: usize, child: &mut Child) {
     }
 }
 
-fn slow_fake(keys: &[&str], ms: u64) -> FakeProvider {
+fn slow(keys: &[&str], ms: u64) -> FakeConfig {
     let mut cfg = FakeConfig::with_keys(keys);
     cfg.latency = Duration::from_millis(ms);
-    FakeProvider::start(cfg)
+    cfg
 }
 
 #[test]
 fn kill_9_mid_run_then_resume_loses_nothing_and_repeats_no_finished_row() {
-    let fake = slow_fake(&[PLANTED, KEY2], 15);
-    let sb = Sandbox::new();
-    sb.write_keys(&[PLANTED, KEY2]);
-    let texts = smsa(200);
-    let (input, output) = (sb.path("in.csv"), sb.path("out.csv"));
-    write_input(&input, &texts);
+    let (fake, sb, texts, input, output) = setup(&[PLANTED, KEY2], slow(&[PLANTED, KEY2], 15), 200);
     let mut child = spawn(sb.label(
         &fake,
         &input,
@@ -92,12 +87,7 @@ fn kill_9_mid_run_then_resume_loses_nothing_and_repeats_no_finished_row() {
 
 #[test]
 fn ctrl_c_flushes_what_is_done_exits_130_and_the_next_run_finishes() {
-    let fake = slow_fake(&[PLANTED], 40);
-    let sb = Sandbox::new();
-    sb.write_keys(&[PLANTED]);
-    let texts = smsa(60);
-    let (input, output) = (sb.path("in.csv"), sb.path("out.csv"));
-    write_input(&input, &texts);
+    let (fake, sb, texts, input, output) = setup(&[PLANTED], slow(&[PLANTED], 40), 60);
     let mut child = spawn(sb.label(&fake, &input, &output, &["--no-cache"]));
     wait_for_rows(&output, 5, &mut child);
     let pid = child.id().to_string();
@@ -126,12 +116,7 @@ fn ctrl_c_flushes_what_is_done_exits_130_and_the_next_run_finishes() {
 
 #[test]
 fn a_torn_last_row_is_cut_and_relabeled() {
-    let fake = FakeProvider::start(FakeConfig::with_keys(&[PLANTED]));
-    let sb = Sandbox::new();
-    sb.write_keys(&[PLANTED]);
-    let texts = smsa(6);
-    let (input, output) = (sb.path("in.csv"), sb.path("out.csv"));
-    write_input(&input, &texts);
+    let (fake, sb, texts, input, output) = setup(&[PLANTED], FakeConfig::with_keys(&[PLANTED]), 6);
     let out = run(&mut sb.label(&fake, &input, &output, &[]));
     assert_eq!(code(&out), 0);
     // Simulate a crash in the middle of writing row 5: keep 4 rows and half of the 5th.
@@ -148,12 +133,7 @@ fn a_torn_last_row_is_cut_and_relabeled() {
 
 #[test]
 fn a_finished_output_is_left_alone() {
-    let fake = FakeProvider::start(FakeConfig::with_keys(&[PLANTED]));
-    let sb = Sandbox::new();
-    sb.write_keys(&[PLANTED]);
-    let texts = smsa(5);
-    let (input, output) = (sb.path("in.csv"), sb.path("out.csv"));
-    write_input(&input, &texts);
+    let (fake, sb, _texts, input, output) = setup(&[PLANTED], FakeConfig::with_keys(&[PLANTED]), 5);
     assert_eq!(code(&run(&mut sb.label(&fake, &input, &output, &[]))), 0);
     let before = std::fs::read(&output).unwrap();
     let out = run(&mut sb.label(&fake, &input, &output, &["--no-cache"]));
@@ -165,12 +145,7 @@ fn a_finished_output_is_left_alone() {
 
 #[test]
 fn a_second_run_on_the_same_output_refuses_while_the_first_runs() {
-    let fake = slow_fake(&[PLANTED], 100);
-    let sb = Sandbox::new();
-    sb.write_keys(&[PLANTED]);
-    let texts = smsa(40);
-    let (input, output) = (sb.path("in.csv"), sb.path("out.csv"));
-    write_input(&input, &texts);
+    let (fake, sb, _texts, input, output) = setup(&[PLANTED], slow(&[PLANTED], 100), 40);
     let mut first = spawn(sb.label(&fake, &input, &output, &[]));
     wait_for_rows(&output, 1, &mut first);
     let before = std::fs::read(&output).unwrap();

@@ -179,12 +179,7 @@ fn fallback_rows_are_relabeled_after_the_provider_day_resets() {
     let mut cfg = FakeConfig::with_keys(&[PLANTED, KEY2]);
     cfg.day_window = window;
     let t0 = Instant::now();
-    let fake = FakeProvider::start(cfg);
-    let sb = Sandbox::new();
-    sb.write_keys(&[PLANTED, KEY2]);
-    let texts = smsa(20);
-    let (input, output) = (sb.path("in.csv"), sb.path("out.csv"));
-    write_input(&input, &texts);
+    let (fake, sb, texts, input, output) = setup(&[PLANTED, KEY2], cfg, 20);
     // 10 rows get labeled, then both keys' daily quota is used up until the day resets.
     exhaust_after(&fake, &texts[..10], 2);
 
@@ -252,12 +247,7 @@ fn on_exhausted_stop_exits_75_and_a_later_run_finishes_the_rest() {
     let mut cfg = FakeConfig::with_keys(&[PLANTED, KEY2]);
     cfg.day_window = window;
     let t0 = Instant::now();
-    let fake = FakeProvider::start(cfg);
-    let sb = Sandbox::new();
-    sb.write_keys(&[PLANTED, KEY2]);
-    let texts = smsa(20);
-    let (input, output) = (sb.path("in.csv"), sb.path("out.csv"));
-    write_input(&input, &texts);
+    let (fake, sb, texts, input, output) = setup(&[PLANTED, KEY2], cfg, 20);
     exhaust_after(&fake, &texts[..10], 2);
     let args = ["--on-exhausted", "stop"];
 
@@ -315,12 +305,11 @@ fn on_exhausted_stop_exits_75_and_a_later_run_finishes_the_rest() {
 /// met the last key's 429.
 #[test]
 fn on_exhausted_stop_writes_no_fallback_label() {
-    let fake = FakeProvider::start(FakeConfig::with_keys(&[PLANTED, KEY2]));
-    let sb = Sandbox::new();
-    sb.write_keys(&[PLANTED, KEY2]);
-    let texts = smsa(20);
-    let (input, output) = (sb.path("in.csv"), sb.path("out.csv"));
-    write_input(&input, &texts);
+    let (fake, sb, texts, input, output) = setup(
+        &[PLANTED, KEY2],
+        FakeConfig::with_keys(&[PLANTED, KEY2]),
+        20,
+    );
     exhaust_after(&fake, &texts[..10], 2);
     let r1 = run(&mut sb.label(
         &fake,
@@ -348,12 +337,7 @@ fn on_exhausted_stop_writes_no_fallback_label() {
 fn on_exhausted_wait_waits_for_the_reset_and_labels_every_row() {
     let mut cfg = FakeConfig::with_keys(&[PLANTED, KEY2]);
     cfg.day_window = Duration::from_secs(3);
-    let fake = FakeProvider::start(cfg);
-    let sb = Sandbox::new();
-    sb.write_keys(&[PLANTED, KEY2]);
-    let texts = smsa(14);
-    let (input, output) = (sb.path("in.csv"), sb.path("out.csv"));
-    write_input(&input, &texts);
+    let (fake, sb, texts, input, output) = setup(&[PLANTED, KEY2], cfg, 14);
     exhaust_after(&fake, &texts[..10], 2);
     let r = run(&mut sb.label(&fake, &input, &output, &["--on-exhausted", "wait"]));
     assert!(
@@ -512,12 +496,11 @@ fn usage_reports_exactly_what_the_provider_saw_per_key_and_masks_keys() {
 
 #[test]
 fn report_dir_writes_the_days_json_report() {
-    let fake = FakeProvider::start(FakeConfig::with_keys(&[PLANTED, KEY2]));
-    let sb = Sandbox::new();
-    sb.write_keys(&[PLANTED, KEY2]);
-    let texts = smsa(10);
-    let (input, output) = (sb.path("in.csv"), sb.path("out.csv"));
-    write_input(&input, &texts);
+    let (fake, sb, _texts, input, output) = setup(
+        &[PLANTED, KEY2],
+        FakeConfig::with_keys(&[PLANTED, KEY2]),
+        10,
+    );
     let dir = sb.path("reports/daily");
     let r = run(&mut sb.label(
         &fake,
@@ -667,12 +650,7 @@ fn two_concurrent_runs_share_one_state_file() {
 
 #[test]
 fn a_corrupt_state_file_is_a_clear_error_not_a_panic() {
-    let fake = FakeProvider::start(FakeConfig::with_keys(&[PLANTED]));
-    let sb = Sandbox::new();
-    sb.write_keys(&[PLANTED]);
-    let texts = smsa(5);
-    let (input, output) = (sb.path("in.csv"), sb.path("out.csv"));
-    write_input(&input, &texts);
+    let (fake, sb, texts, input, output) = setup(&[PLANTED], FakeConfig::with_keys(&[PLANTED]), 5);
     std::fs::create_dir_all(sb.state().parent().unwrap()).unwrap();
     let garbage: Vec<u8> = b"this is not an SQLite database, just some bytes\n"
         .iter()

@@ -243,9 +243,31 @@ pub fn smsa(n: usize) -> Vec<String> {
         .collect()
 }
 
+/// A fake provider with `cfg`, a sandbox holding `keys`, and an input of the first `n`
+/// SmSA texts: (fake, sandbox, texts, input path, output path).
+pub fn setup(
+    keys: &[&str],
+    cfg: FakeConfig,
+    n: usize,
+) -> (FakeProvider, Sandbox, Vec<String>, PathBuf, PathBuf) {
+    let fake = FakeProvider::start(cfg);
+    let sb = Sandbox::new();
+    sb.write_keys(keys);
+    let texts = smsa(n);
+    let (input, output) = (sb.path("in.csv"), sb.path("out.csv"));
+    write_input(&input, &texts);
+    (fake, sb, texts, input, output)
+}
+
 /// Reads an output CSV as rows of fields (header first).
 pub fn read_rows(path: &Path) -> Vec<Vec<String>> {
+    read_csv(path, b',')
+}
+
+/// Reads a CSV with `delimiter` as rows of fields (header first).
+pub fn read_csv(path: &Path, delimiter: u8) -> Vec<Vec<String>> {
     let mut r = csv::ReaderBuilder::new()
+        .delimiter(delimiter)
         .has_headers(false)
         .from_path(path)
         .unwrap();
