@@ -16,7 +16,15 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    let result = runtime.block_on(autolabel::run(cli));
+    // On a worker thread, not the main one: the collector is woken by every finished
+    // request, and waking the main thread costs a futex and a context switch each time.
+    let result = runtime.block_on(async {
+        tokio::spawn(autolabel::run(cli)).await.unwrap_or_else(|e| {
+            Err(autolabel::error::Error::Runtime(format!(
+                "the run failed: {e}"
+            )))
+        })
+    });
     if let Err(e) = &result {
         eprintln!("autolabel: error: {e}");
     }

@@ -12,7 +12,7 @@ use std::num::NonZeroU32;
 use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime};
 
-use governor::clock::{Clock, DefaultClock};
+use governor::clock::Clock;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 
 use crate::keys::ring::{HealthChange, KeyRing};
@@ -64,8 +64,9 @@ struct Org {
     tokens_day: Option<(u64, Window)>,
     /// Until when reply headers say this organization has nothing left.
     blocked_until: Option<Instant>,
-    /// Grant times in the last minute, to learn a lower real limit from a 429.
-    recent: VecDeque<Instant>,
+    /// Grants in the last minute, to learn a lower real limit from a 429: coalesced into
+    /// 100 ms buckets (start, count), so memory stays O(600) whatever the request rate.
+    recent: VecDeque<(Instant, u64)>,
 }
 
 /// Requests reach the provider a few milliseconds apart from when they were sent, so a
@@ -74,7 +75,9 @@ struct Org {
 const WINDOW_MARGIN: f64 = 1.015;
 
 fn per_minute(n: u64, burst: u64) -> DefaultDirectRateLimiter {
-    let period = Duration::from_secs_f64(60.0 * WINDOW_MARGIN / n.max(1) as f64);
+    // Far beyond any real limit the period would round to zero: a microsecond is no limit.
+    let period = Duration::from_secs_f64(60.0 * WINDOW_MARGIN / n.max(1) as f64)
+        .max(Duration::from_micros(1));
     let quota = Quota::with_period(period)
         .expect("positive period")
         .allow_burst(NonZeroU32::new(burst.clamp(1, u32::MAX as u64) as u32).unwrap());
@@ -130,17 +133,16 @@ impl Org {
 
     /// Tries to take one request of `tokens` from the minute limiters. On refusal, how long to wait.
     fn take(&mut self, tokens: u64) -> Result<(), Duration> {
-        let clock = DefaultClock::default();
         if let Some(rpm) = &self.rpm {
             if let Err(nu) = rpm.check() {
-                return Err(nu.wait_time_from(clock.now()));
+                return Err(nu.wait_time_from(rpm.clock().now()));
             }
         }
         if let Some(tpm) = &self.tpm {
             let ask = NonZeroU32::new(tokens.clamp(1, self.tpm_burst.max(1)) as u32).unwrap();
             match tpm.check_n(ask) {
                 Ok(Ok(())) => {}
-                Ok(Err(nu)) => return Err(nu.wait_time_from(clock.now())),
+                Ok(Err(nu)) => return Err(nu.wait_time_from(tpm.clock().now())),
                 Err(_) => {}
             }
         }
@@ -157,11 +159,14 @@ impl Org {
         if let Some((_, w)) = self.tokens_day.as_mut() {
             w.used += tokens;
         }
-        self.recent.push_back(now);
+        match self.recent.back_mut() {
+            Some((t, n)) if now.duration_since(*t) < Duration::from_millis(100) => *n += 1,
+            _ => self.recent.push_back((now, 1)),
+        }
         while self
             .recent
             .front()
-            .is_some_and(|t| now.duration_since(*t) > Duration::from_secs(60))
+            .is_some_and(|(t, _)| now.duration_since(*t) > Duration::from_secs(60))
         {
             self.recent.pop_front();
         }
@@ -401,12 +406,17 @@ impl Inner {
         while org
             .recent
             .front()
-            .is_some_and(|t| now.duration_since(*t) > Duration::from_secs(60))
+            .is_some_and(|(t, _)| now.duration_since(*t) > Duration::from_secs(60))
         {
             org.recent.pop_front();
         }
         // The failed request itself was counted as a grant.
-        let served = (org.recent.len() as u64).saturating_sub(1);
+        let served = org
+            .recent
+            .iter()
+            .map(|(_, n)| n)
+            .sum::<u64>()
+            .saturating_sub(1);
         let Some(learned) = stated.or((served >= 5).then_some(served)) else {
             return;
         };

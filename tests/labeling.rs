@@ -510,3 +510,31 @@ fn without_a_terminal_progress_is_logged_as_plain_lines_and_quiet_prints_nothing
     assert!(out.stderr.is_empty(), "{}", stderr(&out));
     assert_labeled(&quiet_out, &texts);
 }
+
+#[test]
+fn large_inputs_in_batches_fill_and_drain_the_window_without_stalling() {
+    // More rows than the reorder window holds, in batches that do not divide it: a partial
+    // batch must still go out when the window stops reading.
+    let fake = FakeProvider::start(FakeConfig::with_keys(&[PLANTED]));
+    let sb = Sandbox::new();
+    sb.write_keys(&[PLANTED]);
+    let base = dataset_texts("en_tweeteval_sentiment_val.csv");
+    let texts: Vec<String> = base
+        .iter()
+        .chain(base.iter().take(1000))
+        .map(|t| t.to_string())
+        .collect();
+    let (input, output) = (sb.path("in.csv"), sb.path("out.csv"));
+    write_input(&input, &texts);
+    let out = run(&mut sb.label(
+        &fake,
+        &input,
+        &output,
+        &["--batch-size", "7", "--concurrency", "3", "--no-cache"],
+    ));
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert_labeled(&output, &texts);
+    // Duplicates in flight together are sent once; the rest once each.
+    let sent: usize = fake.requests().iter().map(|r| r.texts.len()).sum();
+    assert!(sent >= 2000 && sent <= 3000, "{sent}");
+}
