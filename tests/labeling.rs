@@ -536,5 +536,5 @@ fn large_inputs_in_batches_fill_and_drain_the_window_without_stalling() {
     assert_labeled(&output, &texts);
     // Duplicates in flight together are sent once; the rest once each.
     let sent: usize = fake.requests().iter().map(|r| r.texts.len()).sum();
-    assert!(sent >= 2000 && sent <= 3000, "{sent}");
+    assert!((2000..=3000).contains(&sent), "{sent}");
 }
