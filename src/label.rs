@@ -15,7 +15,8 @@ use crate::csvio::{self, Existing, InputInfo, OutputLayout};
 use crate::error::{Error, Outcome, Result};
 use crate::keys::ring::{Health, KeyRing};
 use crate::pacing::{Dispatcher, OrgSetup};
-use crate::pipeline::{self, feeder::Previous, worker::Ctx, PipelineSetup};
+use crate::pipeline::worker::{Ctx, Usage};
+use crate::pipeline::{self, feeder::Previous, PipelineSetup};
 use crate::prompt::Prompter;
 use crate::provider::Client;
 use crate::state::{State, UsageDelta};
@@ -123,7 +124,7 @@ pub async fn run(cfg: LabelConfig) -> Result<Outcome> {
         }
     }
     let fatal = ctx.fatal.lock().unwrap().clone();
-    let totals: Vec<UsageDelta> = ctx.totals.lock().unwrap().clone();
+    let totals: Vec<UsageDelta> = ctx.usage.lock().unwrap().totals.clone();
     report::summary(&ui, &cfg, &ctx, &counts, &totals, started.elapsed());
     if let Some(dir) = &cfg.report_dir {
         report::write_daily_report(dir, &cfg.base, &state)?;
@@ -341,8 +342,10 @@ fn build_ctx(cfg: &LabelConfig, ui: Arc<Ui>, state: Arc<State>, prompter: Prompt
         ui,
         state,
         prices: base.prices,
-        ledger: Mutex::new(vec![UsageDelta::default(); n]),
-        totals: Mutex::new(vec![UsageDelta::default(); n]),
+        usage: Mutex::new(Usage {
+            unsaved: vec![UsageDelta::default(); n],
+            totals: vec![UsageDelta::default(); n],
+        }),
         stopping: AtomicBool::new(false),
         fatal: Mutex::new(None),
         token_scale: Mutex::new(1.0),

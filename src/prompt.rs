@@ -9,17 +9,27 @@ use crate::provider::ChatRequest;
 #[derive(Debug, Clone)]
 pub struct Prompter {
     labels: String,
-    count: usize,
     /// `--prompt-file` contents, with `{labels}` and `{text}` placeholders.
     template: Option<String>,
+    /// The system message for single texts, built once: it is the same for every request.
+    system_single: String,
 }
 
 impl Prompter {
     pub fn new(labels: &LabelSet, template: Option<String>) -> Prompter {
+        let joined = labels.labels().join(", ");
+        let system_single = match &template {
+            None => format!(
+                "You classify the sentiment of the text the user sends. Answer with exactly one word, \
+                 one of these {} labels: {joined}. No explanation, no punctuation.",
+                labels.labels().len()
+            ),
+            Some(_) => format!("Answer with exactly one of: {joined}. No explanation."),
+        };
         Prompter {
-            labels: labels.labels().join(", "),
-            count: labels.labels().len(),
+            labels: joined,
             template,
+            system_single,
         }
     }
 
@@ -28,27 +38,13 @@ impl Prompter {
         format!("{}|{}", self.labels, self.template.as_deref().unwrap_or(""))
     }
 
-    fn system_single(&self) -> String {
-        format!(
-            "You classify the sentiment of the text the user sends. Answer with exactly one word, \
-             one of these {} labels: {}. No explanation, no punctuation.",
-            self.count, self.labels
-        )
-    }
-
     pub fn single(&self, text: &str) -> ChatRequest {
-        let (system, user) = match &self.template {
-            None => (self.system_single(), text.to_string()),
-            Some(t) => (
-                format!(
-                    "Answer with exactly one of: {}. No explanation.",
-                    self.labels
-                ),
-                t.replace("{labels}", &self.labels).replace("{text}", text),
-            ),
+        let user = match &self.template {
+            None => text.to_string(),
+            Some(t) => t.replace("{labels}", &self.labels).replace("{text}", text),
         };
         ChatRequest {
-            system,
+            system: self.system_single.clone(),
             user,
             max_tokens: 16,
             json: false,

@@ -163,14 +163,20 @@ pub async fn run(
                 break;
             }
             Some(joined) = tasks.join_next(), if !tasks.is_empty() => {
-                let (texts, outcomes) = joined.map_err(|e| Error::Runtime(format!("a request task failed: {e}")))?;
-                for (text, outcome) in texts.into_iter().zip(outcomes) {
-                    if let (true, TextOutcome::Labeled(label)) = (setup.use_cache, &outcome) {
-                        cache_puts.push((cache_key(&setup.cache_scope, &text), label.clone()));
+                // Take every job that has finished by now, so that one write and flush
+                // covers them all under load (and still a single row when idle).
+                let mut next = Some(joined);
+                while let Some(joined) = next {
+                    let (texts, outcomes) = joined.map_err(|e| Error::Runtime(format!("a request task failed: {e}")))?;
+                    for (text, outcome) in texts.into_iter().zip(outcomes) {
+                        if let (true, TextOutcome::Labeled(label)) = (setup.use_cache, &outcome) {
+                            cache_puts.push((cache_key(&setup.cache_scope, &text), label.clone()));
+                        }
+                        if let Some(w) = waiting.get_mut(&text) {
+                            w.result = Some(outcome);
+                        }
                     }
-                    if let Some(w) = waiting.get_mut(&text) {
-                        w.result = Some(outcome);
-                    }
+                    next = tasks.try_join_next();
                 }
             }
             n = rx.recv_many(&mut rows_in, window_cap - window.len()), if !input_done && !stopping && window.len() < refill_below => {
@@ -389,8 +395,9 @@ fn drain(
 pub fn flush_state(ctx: &Ctx, cache_puts: &mut Vec<(Vec<u8>, String)>) {
     let day = timeutil::utc_date(SystemTime::now());
     let deltas: Vec<_> = {
-        let mut ledger = ctx.ledger.lock().unwrap();
-        ledger
+        let mut usage = ctx.usage.lock().unwrap();
+        usage
+            .unsaved
             .iter_mut()
             .enumerate()
             .filter(|(_, d)| d.requests > 0)
@@ -409,10 +416,10 @@ pub fn flush_state(ctx: &Ctx, cache_puts: &mut Vec<(Vec<u8>, String)>) {
     if let Err(e) = ctx.state.add_usage(ctx.provider, &deltas) {
         ctx.ui.error(&format!("could not record usage: {e}"));
         // Put the counts back so the next flush tries again.
-        let mut ledger = ctx.ledger.lock().unwrap();
+        let mut usage = ctx.usage.lock().unwrap();
         for (fp, _, _, _, d) in deltas {
             if let Some(i) = ctx.keys.iter().position(|k| k.fingerprint == fp) {
-                ledger[i].add(&d);
+                usage.unsaved[i].add(&d);
             }
         }
     }

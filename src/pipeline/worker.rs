@@ -46,15 +46,20 @@ pub struct Ctx {
     pub state: Arc<State>,
     /// USD per token, in and out.
     pub prices: (f64, f64),
-    /// Per key: usage not yet written to the state.
-    pub ledger: Mutex<Vec<UsageDelta>>,
-    /// Per key: totals for the end-of-run summary.
-    pub totals: Mutex<Vec<UsageDelta>>,
+    pub usage: Mutex<Usage>,
     pub stopping: AtomicBool,
     /// A provider answer that no row can get past (wrong model or URL).
     pub fatal: Mutex<Option<String>>,
     /// Real prompt tokens per estimated one, learned from the replies' `usage`.
     pub token_scale: Mutex<f64>,
+}
+
+/// Per key, this run's usage.
+pub struct Usage {
+    /// Not yet written to the state.
+    pub unsaved: Vec<UsageDelta>,
+    /// Totals for the end-of-run summary.
+    pub totals: Vec<UsageDelta>,
 }
 
 enum Failure {
@@ -66,8 +71,9 @@ enum Failure {
 
 impl Ctx {
     fn record(&self, key: usize, f: impl Fn(&mut UsageDelta)) {
-        f(&mut self.ledger.lock().unwrap()[key]);
-        f(&mut self.totals.lock().unwrap()[key]);
+        let mut usage = self.usage.lock().unwrap();
+        f(&mut usage.unsaved[key]);
+        f(&mut usage.totals[key]);
     }
 
     /// Logs the key-status summary and persists each change (SPEC §4: on every change).
