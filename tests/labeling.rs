@@ -538,3 +538,21 @@ fn large_inputs_in_batches_fill_and_drain_the_window_without_stalling() {
     let sent: usize = fake.requests().iter().map(|r| r.texts.len()).sum();
     assert!((2000..=3000).contains(&sent), "{sent}");
 }
+
+#[test]
+fn a_404_for_the_model_stops_the_run_with_a_clear_error_and_keeps_what_was_written() {
+    let (fake, sb, texts, input, output) = setup(&[PLANTED], FakeConfig::with_keys(&[PLANTED]), 5);
+    let first = run(&mut sb.label(&fake, &input, &output, &["--limit", "2"]));
+    assert_eq!(code(&first), 0, "{}", stderr(&first));
+    fake.push_faults([Fault::Status(404)]);
+    let out = run(&mut sb.label(&fake, &input, &output, &[]));
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    assert!(stderr(&out).contains("--model"), "{}", stderr(&out));
+    let rows = read_rows(&output);
+    assert_eq!(
+        rows.len(),
+        3,
+        "the two rows from before are kept, nothing guessed after the 404"
+    );
+    assert_eq!(rows[2][2], expected_label(&texts[1]));
+}
