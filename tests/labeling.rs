@@ -372,15 +372,8 @@ fn rpm_per_key_spreads_requests_evenly() {
     let out = run(&mut sb.label(&fake, &input, &output, &["--rpm", "300"]));
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     assert_labeled(&output, &texts);
-    let at: Vec<_> = fake.requests().iter().map(|r| r.at).collect();
-    for w in at.windows(2) {
-        // 300/min = one per 200 ms, never a burst.
-        assert!(
-            w[1] - w[0] >= std::time::Duration::from_millis(190),
-            "{:?}",
-            w[1] - w[0]
-        );
-    }
+    // 300/min = one per 200 ms, never a burst.
+    assert_min_spacing(&fake, std::time::Duration::from_millis(190));
 }
 
 #[test]
@@ -397,14 +390,7 @@ fn the_default_delay_is_two_and_a_half_seconds_between_any_two_requests() {
     let out = run(&mut cmd);
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     assert_labeled(&output, &texts);
-    let at: Vec<_> = fake.requests().iter().map(|r| r.at).collect();
-    for w in at.windows(2) {
-        assert!(
-            w[1] - w[0] >= std::time::Duration::from_millis(2450),
-            "{:?}",
-            w[1] - w[0]
-        );
-    }
+    assert_min_spacing(&fake, std::time::Duration::from_millis(2450));
 }
 
 #[test]

@@ -259,6 +259,18 @@ pub fn setup(
     (fake, sb, texts, input, output)
 }
 
+/// Asserts that every two consecutive requests the fake received are at least `min` apart.
+pub fn assert_min_spacing(fake: &FakeProvider, min: Duration) {
+    let at: Vec<Duration> = fake.requests().iter().map(|r| r.at).collect();
+    for w in at.windows(2) {
+        assert!(
+            w[1] - w[0] >= min,
+            "requests {:?} apart, expected at least {min:?}",
+            w[1] - w[0]
+        );
+    }
+}
+
 /// Reads an output CSV as rows of fields (header first).
 pub fn read_rows(path: &Path) -> Vec<Vec<String>> {
     read_csv(path, b',')
