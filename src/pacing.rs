@@ -366,11 +366,12 @@ impl Inner {
             }
         }
         if all_day_blocked {
-            // Our own count says every usable key's organization is through its hour/day:
-            // an hour window waits; a day window is like exhaustion.
+            // Our own count says every usable key's organization is through its hour/day
+            // limit. A window that ends soon is waited for; a longer one is like exhaustion,
+            // so that --on-exhausted decides instead of a long silent sleep.
             let until = day_blocked_until.unwrap_or(wall);
             let secs = until.duration_since(wall).unwrap_or_default();
-            if secs > Duration::from_secs(3600) {
+            if secs > LONG_RESET {
                 return Ok(Grant::NoKey {
                     earliest: Some(until),
                 });
