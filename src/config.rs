@@ -97,16 +97,15 @@ impl Config {
         if secrets.is_empty() {
             let names = envfile::key_var_names(provider.as_str()).join(", ");
             let file = args.env_file.display();
-            let where_ = if vars.file_found {
-                format!("{file} has none of them")
+            let upper = provider.as_str().to_uppercase();
+            let fix = if vars.file_found {
+                format!("{file} has none of them set: put your key(s) after the = in it, e.g. {upper}_API_KEY_1=your-key")
             } else {
-                format!("{file} does not exist")
+                format!("{file} does not exist: copy envs/.envs.example to {file} and put your key(s) in it, e.g. {upper}_API_KEY_1=your-key")
             };
             return Err(Error::Config(format!(
-                "no {} API key found: looked for {names} in {file} and the environment, and {where_}. \
-                 Copy envs/.envs.example to {file} and put your key(s) in it, e.g. {}_API_KEY=your-key",
-                provider.as_str(),
-                provider.as_str().to_uppercase()
+                "no {} API key found: looked for {names} in {file} and the environment; {fix}",
+                provider.as_str()
             )));
         }
         let keys: Vec<ApiKey> = secrets
