@@ -557,3 +557,21 @@ fn the_clients_own_hourly_count_stops_requests_at_the_limit() {
     let rows = read_rows(&output);
     assert_eq!(rows[1..].iter().filter(|r| r[3] == "fallback").count(), 3);
 }
+
+#[test]
+fn waiting_for_a_reset_that_cannot_come_stops_instead_of_hanging() {
+    let mut cfg = FakeConfig::with_keys(&[]);
+    cfg.keys = vec![FakeKey::invalid(PLANTED)];
+    let (fake, sb, _texts, input, output) = setup(&[PLANTED], cfg, 4);
+    let out = run_with_limit(
+        &mut sb.label(&fake, &input, &output, &["--on-exhausted", "wait"]),
+        std::time::Duration::from_secs(30),
+    );
+    assert_eq!(code(&out), 75, "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("every key is invalid"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(fake.requests().len(), 1);
+}

@@ -210,6 +210,13 @@ async fn request<T>(
                     }
                     return Err(Failure::Stopped);
                 }
+                OnExhausted::Wait if earliest.is_none() => {
+                    // Every key is invalid: no reset will ever come.
+                    if !ctx.stopping.swap(true, Ordering::SeqCst) {
+                        ctx.ui.error("every key is invalid, so there is no reset to wait for: stopping; fix the keys (autolabel test-keys) and run again");
+                    }
+                    return Err(Failure::Stopped);
+                }
                 OnExhausted::Wait => {
                     wait_for_reset(ctx, earliest).await;
                     continue;
@@ -345,7 +352,7 @@ fn backoff(base: Duration, attempt: u32) -> Duration {
 }
 
 async fn wait_for_reset(ctx: &Ctx, earliest: Option<SystemTime>) {
-    let until = earliest.unwrap_or_else(|| SystemTime::now() + Duration::from_secs(60));
+    let until = earliest.unwrap_or_else(SystemTime::now);
     loop {
         let left = until.duration_since(SystemTime::now()).unwrap_or_default();
         if left.is_zero() || ctx.is_stopping() {
