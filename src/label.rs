@@ -62,9 +62,6 @@ pub async fn run(cfg: LabelConfig) -> Result<Outcome> {
     } else {
         csvio::check_existing_output(&cfg.output, &info, &layout)?
     };
-    if cfg.overwrite {
-        state.set_fallback_rows(&output_id, &BTreeSet::new())?;
-    }
     let plan = plan_output(&existing, &state, &output_id, &info)?;
     if plan.done_already() {
         ui.info(&format!(

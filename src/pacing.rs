@@ -163,6 +163,11 @@ impl Org {
             Some((t, n)) if now.duration_since(*t) < Duration::from_millis(100) => *n += 1,
             _ => self.recent.push_back((now, 1)),
         }
+        self.served_last_minute(now);
+    }
+
+    /// Drops grants older than a minute and returns how many are left.
+    fn served_last_minute(&mut self, now: Instant) -> u64 {
         while self
             .recent
             .front()
@@ -170,6 +175,7 @@ impl Org {
         {
             self.recent.pop_front();
         }
+        self.recent.iter().map(|(_, n)| n).sum()
     }
 }
 
@@ -404,20 +410,8 @@ impl Inner {
     /// served in the last minute (only with enough requests to tell).
     fn learn_lower_rpm(&mut self, key: usize, now: Instant, stated: Option<u64>) {
         let org = &mut self.orgs[self.ring.slots[key].org];
-        while org
-            .recent
-            .front()
-            .is_some_and(|(t, _)| now.duration_since(*t) > Duration::from_secs(60))
-        {
-            org.recent.pop_front();
-        }
         // The failed request itself was counted as a grant.
-        let served = org
-            .recent
-            .iter()
-            .map(|(_, n)| n)
-            .sum::<u64>()
-            .saturating_sub(1);
+        let served = org.served_last_minute(now).saturating_sub(1);
         let Some(learned) = stated.or((served >= 5).then_some(served)) else {
             return;
         };

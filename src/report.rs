@@ -220,6 +220,13 @@ fn usage_json(d: &UsageDelta) -> Value {
     })
 }
 
+/// All errors of a usage object (the `U` of the JSON format), whatever their class.
+fn error_total(u: &Value) -> u64 {
+    u["errors"]
+        .as_object()
+        .map_or(0, |m| m.values().filter_map(Value::as_u64).sum())
+}
+
 /// healthy < 80 % · warning 80–95 % · critical > 95 % of the tightest daily limit.
 fn health(pct: Option<f64>, status: &str) -> &'static str {
     if status == "invalid" || status == "exhausted" {
@@ -348,9 +355,7 @@ pub fn print_usage(v: &Value, state_path: &Path) {
             None => format!("{} (not configured)", k["key"].as_str().unwrap_or("")),
         };
         for (scope, u) in [("today", &k["today"]), ("period", &k["total"])] {
-            let errs: u64 = u["errors"]
-                .as_object()
-                .map_or(0, |m| m.values().filter_map(Value::as_u64).sum());
+            let errs = error_total(u);
             let tokens =
                 u["tokens_in"].as_u64().unwrap_or(0) + u["tokens_out"].as_u64().unwrap_or(0);
             let left = if scope == "today" {
@@ -443,9 +448,7 @@ pub fn usage_html(v: &Value) -> String {
         } else {
             "-".into()
         };
-        let errors: u64 = total["errors"]
-            .as_object()
-            .map_or(0, |m| m.values().filter_map(Value::as_u64).sum());
+        let errors = error_total(total);
         rows.push_str(&format!(
             "<tr><td>{}</td><td>{}</td><td>{}</td><td class=\"h-{}\">{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>${:.4}</td><td>{}</td></tr>\n",
             k["index"].as_u64().map_or("-".into(), |i| format!("#{i}")),

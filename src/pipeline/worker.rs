@@ -110,6 +110,14 @@ impl Ctx {
         }
     }
 
+    /// `health_changed` for changes seen outside the dispatcher (after a reply).
+    fn report_changes(&self, changes: &[HealthChange]) {
+        if !changes.is_empty() {
+            self.dispatcher
+                .with_ring(|ring| self.health_changed(changes, ring));
+        }
+    }
+
     /// The token estimate for a request, corrected by what replies reported so far.
     fn estimate(&self, req: &ChatRequest) -> (u64, u64) {
         let prompt = req.estimated_tokens() - req.max_tokens as u64;
@@ -273,10 +281,7 @@ async fn request<T>(
                     d.cost += cost;
                 });
                 let changes = ctx.dispatcher.succeeded(key, &res.headers, tokens);
-                if !changes.is_empty() {
-                    ctx.dispatcher
-                        .with_ring(|ring| ctx.health_changed(&changes, ring));
-                }
+                ctx.report_changes(&changes);
                 if let Some(v) = validate(&reply.content) {
                     return Ok(v);
                 }
@@ -297,10 +302,7 @@ async fn request<T>(
                     | CallError::QuotaExhausted { .. }
                     | CallError::InvalidKey { .. } => {
                         let changes = ctx.dispatcher.failed(key, &err, &res.headers);
-                        if !changes.is_empty() {
-                            ctx.dispatcher
-                                .with_ring(|ring| ctx.health_changed(&changes, ring));
-                        }
+                        ctx.report_changes(&changes);
                         key_failures += 1;
                         rotate_from = Some((key, err.describe()));
                         // With no usable key left, `--on-exhausted` decides (next acquire),
