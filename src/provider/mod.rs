@@ -11,6 +11,18 @@ use serde_json::json;
 
 use classify::{classify_status, CallError, ErrorClass, RateHeaders};
 
+/// The most of a reply body that is ever read. The largest legitimate reply is a batch
+/// of 100 labels: `{"labels": [...]}` of about 1.5 KB inside a ~500-byte envelope, and
+/// `max_tokens` bounds what a model can add around it. 1 MiB leaves several hundred times
+/// that, and keeps a broken or hostile endpoint from growing memory with each request in
+/// flight (at most concurrency × 1 MiB).
+pub const MAX_REPLY_BYTES: usize = 1 << 20;
+
+/// The response header block allowed over HTTP/2 (reqwest's builder sets it). Over
+/// HTTP/1, hyper itself refuses a head that does not fit its ~400 KB read buffer or that
+/// has more than 100 headers; reqwest exposes no knob for those, and they are bounded.
+const MAX_HEADER_LIST_BYTES: u32 = 64 * 1024;
+
 /// One request's messages and size.
 #[derive(Debug, Clone)]
 pub struct ChatRequest {
@@ -88,6 +100,7 @@ impl Client {
             .connect_timeout(timeout.min(Duration::from_secs(10)))
             .pool_max_idle_per_host(pool)
             .tcp_nodelay(true)
+            .http2_max_header_list_size(MAX_HEADER_LIST_BYTES)
             .user_agent(concat!("autolabel/", env!("CARGO_PKG_VERSION")))
             .build()
             .expect("TLS backend available");
@@ -135,8 +148,8 @@ impl Client {
             Ok(resp) => {
                 let headers = RateHeaders::from_headers(resp.headers());
                 let status = resp.status().as_u16();
-                match resp.bytes().await {
-                    Err(e) => (Err(transport_error(&e)), headers),
+                match read_capped(resp, MAX_REPLY_BYTES).await {
+                    Err(e) => (Err(e), headers),
                     Ok(bytes) if (200..300).contains(&status) => {
                         (parse_completion(&bytes), headers)
                     }
@@ -168,8 +181,9 @@ impl Client {
             Ok(resp) => {
                 let headers = RateHeaders::from_headers(resp.headers());
                 let status = resp.status().as_u16();
-                let text = resp.text().await.unwrap_or_default();
                 if (200..300).contains(&status) {
+                    // The status is the answer; the model list itself (large on some
+                    // providers) is never read.
                     (
                         Ok(ChatReply {
                             content: String::new(),
@@ -179,7 +193,13 @@ impl Client {
                         headers,
                     )
                 } else {
-                    (Err(classify_status(status, &headers, &text)), headers)
+                    match read_capped(resp, MAX_REPLY_BYTES).await {
+                        Err(e) => (Err(e), headers),
+                        Ok(bytes) => {
+                            let text = String::from_utf8_lossy(&bytes);
+                            (Err(classify_status(status, &headers, &text)), headers)
+                        }
+                    }
                 }
             }
         };
@@ -189,6 +209,27 @@ impl Client {
             latency: started.elapsed(),
         }
     }
+}
+
+/// Reads the body chunk by chunk and gives up past `cap` bytes: a reply that large is
+/// broken (counted as unparsable and retried like one), and memory stays bounded
+/// whatever the endpoint sends. Dropping the response closes the connection.
+async fn read_capped(mut resp: reqwest::Response, cap: usize) -> Result<Vec<u8>, CallError> {
+    let over = || CallError::Transient {
+        class: ErrorClass::Unparsable,
+        detail: format!("reply body over {cap} bytes"),
+    };
+    if resp.content_length().is_some_and(|n| n > cap as u64) {
+        return Err(over());
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = resp.chunk().await.map_err(|e| transport_error(&e))? {
+        if body.len() + chunk.len() > cap {
+            return Err(over());
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
 }
 
 fn parse_completion(bytes: &[u8]) -> Result<ChatReply, CallError> {

@@ -169,6 +169,10 @@ pub enum Fault {
     RateLimitDay,
     /// Batch only: one label fewer than asked (a single request is answered normally).
     WrongCount,
+    /// That status with a chunked body (no length announced) that goes on for `bytes`
+    /// bytes: streamed from one small buffer, never held in memory, so only the client
+    /// can grow with it. The connection closes after it.
+    HugeBody { status: u16, bytes: u64 },
 }
 
 /// Configuration of a [`FakeProvider`].
@@ -281,6 +285,7 @@ struct State {
     orgs: HashMap<String, OrgState>,
     day_start: Instant,
     faults: VecDeque<Fault>,
+    models_faults: VecDeque<Fault>,
     records: Vec<RecordedRequest>,
     per_key: HashMap<String, usize>,
     per_status: HashMap<u16, usize>,
@@ -332,6 +337,7 @@ impl FakeProvider {
                 orgs,
                 day_start: start,
                 faults: VecDeque::new(),
+                models_faults: VecDeque::new(),
                 records: Vec::new(),
                 per_key: HashMap::new(),
                 per_status: HashMap::new(),
@@ -396,6 +402,12 @@ impl FakeProvider {
     /// Queues faults; each chat request with a valid key pops the next one.
     pub fn push_faults(&self, faults: impl IntoIterator<Item = Fault>) {
         self.lock().faults.extend(faults);
+    }
+
+    /// Queues faults for `GET /models`; each request with a valid key pops the next one
+    /// (only `Status` and `HugeBody` apply there).
+    pub fn push_models_faults(&self, faults: impl IntoIterator<Item = Fault>) {
+        self.lock().models_faults.extend(faults);
     }
 
     /// Faults still queued.
@@ -675,6 +687,11 @@ enum Action {
     },
     Hang(Duration),
     Reset(Duration),
+    Stream {
+        status: u16,
+        bytes: u64,
+        delay: Duration,
+    },
 }
 
 async fn serve_conn(mut stream: TcpStream, shared: Arc<Shared>) {
@@ -714,8 +731,51 @@ async fn serve_conn(mut stream: TcpStream, shared: Arc<Shared>) {
                 drop(stream);
                 return;
             }
+            Action::Stream {
+                status,
+                bytes,
+                delay,
+            } => {
+                if !delay.is_zero() {
+                    tokio::time::sleep(delay).await;
+                }
+                let _ = stream_huge_body(&mut stream, status, bytes).await;
+                let _ = stream.shutdown().await;
+                return;
+            }
         }
     }
+}
+
+/// Writes a chunked response of `bytes` body bytes (a JSON-looking start, then filler)
+/// until done or until the client stops reading.
+async fn stream_huge_body(stream: &mut TcpStream, status: u16, bytes: u64) -> std::io::Result<()> {
+    const CHUNK: usize = 64 * 1024;
+    let head = format!(
+        "HTTP/1.1 {status} {}\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n",
+        reason(status)
+    );
+    stream.write_all(head.as_bytes()).await?;
+    let start = br#"{"choices":[{"index":0,"message":{"role":"assistant","content":""#;
+    let mut frame = Vec::with_capacity(CHUNK + 16);
+    let mut left = bytes;
+    let mut first = true;
+    while left > 0 {
+        let n = left.min(CHUNK as u64) as usize;
+        frame.clear();
+        frame.extend_from_slice(format!("{n:x}\r\n").as_bytes());
+        if first && n >= start.len() {
+            frame.extend_from_slice(start);
+            frame.resize(frame.len() + n - start.len(), b'x');
+        } else {
+            frame.resize(frame.len() + n, b'x');
+        }
+        first = false;
+        frame.extend_from_slice(b"\r\n");
+        stream.write_all(&frame).await?;
+        left -= n as u64;
+    }
+    stream.write_all(b"0\r\n\r\n").await
 }
 
 // ---------------------------------------------------------------- API logic
@@ -1152,6 +1212,14 @@ impl Shared {
                 },
             ),
             Fault::Hang(d) => (0, Action::Hang(delay + d)),
+            Fault::HugeBody { status, bytes } => (
+                status,
+                Action::Stream {
+                    status,
+                    bytes,
+                    delay,
+                },
+            ),
             Fault::Reset => (0, Action::Reset(delay)),
             Fault::MalformedJson => (
                 200,
@@ -1370,6 +1438,24 @@ impl Shared {
                 }
             }
         };
+        match st.models_faults.pop_front() {
+            Some(Fault::HugeBody { status, bytes }) => {
+                return Action::Stream {
+                    status,
+                    bytes,
+                    delay: Duration::ZERO,
+                }
+            }
+            Some(Fault::Status(status)) => {
+                return Action::Respond {
+                    status,
+                    headers: Vec::new(),
+                    body: error_body("fake fault", "server_error", None),
+                    delay: Duration::ZERO,
+                }
+            }
+            _ => {}
+        }
         self.roll_day(&mut st, now);
         let day_left = self.day_remaining(&st, now);
         st.orgs.entry(org_name.clone()).or_default().prune(now);

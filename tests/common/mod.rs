@@ -189,6 +189,56 @@ pub fn wait_with_limit(mut child: Child, limit: Duration) -> Output {
     }
 }
 
+/// Runs to completion like [`run`] and also returns the child's peak resident memory in
+/// KiB, as the kernel accounted it (`wait4`'s `ru_maxrss`): exact, however short-lived
+/// the peak was.
+// The child is reaped by `wait4` (which std's `Child` does not see), so clippy's
+// zombie check cannot follow it.
+#[allow(clippy::zombie_processes)]
+pub fn run_measuring_memory(cmd: &mut Command, limit: Duration) -> (Output, u64) {
+    use std::os::unix::process::ExitStatusExt;
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id() as libc::pid_t;
+    let mut so = child.stdout.take().unwrap();
+    let mut se = child.stderr.take().unwrap();
+    let t1 = std::thread::spawn(move || {
+        let mut b = Vec::new();
+        let _ = so.read_to_end(&mut b);
+        b
+    });
+    let t2 = std::thread::spawn(move || {
+        let mut b = Vec::new();
+        let _ = se.read_to_end(&mut b);
+        b
+    });
+    let start = Instant::now();
+    loop {
+        let mut status = 0;
+        // SAFETY: plain FFI with valid out-pointers; the pid is our own child.
+        let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+        let r = unsafe { libc::wait4(pid, &mut status, libc::WNOHANG, &mut usage) };
+        assert!(r >= 0, "wait4 failed: {}", std::io::Error::last_os_error());
+        if r == pid {
+            let out = Output {
+                status: std::process::ExitStatus::from_raw(status),
+                stdout: t1.join().unwrap(),
+                stderr: t2.join().unwrap(),
+            };
+            return (out, usage.ru_maxrss as u64);
+        }
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("autolabel did not finish within {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
 pub fn run(cmd: &mut Command) -> Output {
     run_with_limit(cmd, Duration::from_secs(120))
 }
