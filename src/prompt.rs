@@ -1,41 +1,87 @@
-//! What the model is asked. A single text goes verbatim as the user message (nothing of
-//! it is rewritten); a batch goes as a numbered JSON list and asks for `{"labels": [...]}`.
-
-use serde_json::json;
+//! What the model is asked, in as few tokens as stay unambiguous: on a free tier the
+//! daily token quota decides how many rows a key labels, and every token of instructions
+//! repeated in each request is a row not labeled.
+//!
+//! - A single text goes verbatim as the user message (nothing of it is rewritten); the
+//!   system message names the labels and asks for one word.
+//! - A batch goes as a JSON array of strings, `["text 1","text 2"]`: three characters of
+//!   structure per text, and unambiguous whatever a text holds (line breaks, quotes,
+//!   digits and dots that look like numbering are all escaped or inside a string), which a
+//!   one-text-per-line list is not. The reply is the labels only, `{"labels":[...]}`,
+//!   in the texts' order, without ids or texts echoed back.
+//! - `max_tokens` follows from the labels' own length, so providers that reserve it
+//!   against a per-minute token limit admit as many requests as the reply needs.
 
 use crate::normalize::LabelSet;
 use crate::provider::ChatRequest;
 
+/// Reply tokens per label beyond the label's own estimate: a word the tokenizer splits
+/// once more than 4 bytes a token suggests, and in a batch the quotes, comma and space.
+const REPLY_SLACK_PER_LABEL: u32 = 2;
+/// Reply tokens of a batch's envelope: `{"labels": [` and `]}`.
+const BATCH_ENVELOPE_TOKENS: u32 = 8;
+
 #[derive(Debug, Clone)]
 pub struct Prompter {
     labels: String,
+    /// The labels in prose ("a, b or c"), as the prompts name them.
+    spoken: String,
     /// `--prompt-file` contents, with `{labels}` and `{text}` placeholders.
     template: Option<String>,
     /// The system message for single texts, built once: it is the same for every request.
     system_single: String,
+    /// Estimated tokens of the longest label.
+    label_tokens: u32,
 }
 
 impl Prompter {
     pub fn new(labels: &LabelSet, template: Option<String>) -> Prompter {
-        let joined = labels.labels().join(", ");
-        let system_single = match &template {
-            None => format!(
-                "You classify the sentiment of the text the user sends. Answer with exactly one word, \
-                 one of these {} labels: {joined}. No explanation, no punctuation.",
-                labels.labels().len()
-            ),
-            Some(_) => format!("Answer with exactly one of: {joined}. No explanation."),
+        let names = labels.labels();
+        let joined = names.join(", ");
+        let spoken = match names {
+            [] => String::new(),
+            [only] => only.clone(),
+            [init @ .., last] => format!("{} or {last}", init.join(", ")),
         };
+        // "one word" is only true when every label is one word.
+        let answer = if names.iter().all(|l| !l.contains(char::is_whitespace)) {
+            "Answer with one word."
+        } else {
+            "Answer with the label only."
+        };
+        let system_single = match &template {
+            None => format!("Text sentiment: {spoken}. {answer}"),
+            Some(_) => format!("{answer} One of: {spoken}."),
+        };
+        let label_tokens = names
+            .iter()
+            .map(|l| l.len().div_ceil(4) as u32)
+            .max()
+            .unwrap_or(1)
+            .max(1);
         Prompter {
             labels: joined,
+            spoken,
             template,
             system_single,
+            label_tokens,
         }
     }
 
     /// A fingerprint of everything that shapes the answer except the text, for the cache.
     pub fn identity(&self) -> String {
         format!("{}|{}", self.labels, self.template.as_deref().unwrap_or(""))
+    }
+
+    /// The reply budget for `n` labels: each label's estimate plus slack, and for a batch
+    /// the JSON envelope.
+    pub fn max_tokens(&self, n: usize) -> u32 {
+        let per_label = self.label_tokens + REPLY_SLACK_PER_LABEL;
+        if n <= 1 {
+            per_label
+        } else {
+            (n as u32).saturating_mul(per_label) + BATCH_ENVELOPE_TOKENS
+        }
     }
 
     pub fn single(&self, text: &str) -> ChatRequest {
@@ -46,40 +92,26 @@ impl Prompter {
         ChatRequest {
             system: self.system_single.clone(),
             user,
-            max_tokens: 16,
+            max_tokens: self.max_tokens(1),
             json: false,
         }
     }
 
     pub fn batch(&self, texts: &[&str]) -> ChatRequest {
         let n = texts.len();
-        let items: Vec<_> = texts
-            .iter()
-            .enumerate()
-            .map(|(i, t)| json!({"id": i + 1, "text": t}))
-            .collect();
-        let list = json!({ "texts": items }).to_string();
+        let list = serde_json::to_string(texts).expect("strings serialize");
         let instruction = format!(
-            "Reply with a JSON object {{\"labels\": [...]}} holding exactly {n} labels, one per text, \
-             in the order of the ids 1 to {n}. Each label is one of: {}. No explanation.",
-            self.labels
+            "Sentiment of each of the {n} texts: {}. Reply {{\"labels\":[...]}} in order.",
+            self.spoken
         );
-        let (system, user) = match &self.template {
-            None => (
-                format!(
-                    "You classify the sentiment of each text in the JSON list the user sends. {instruction}"
-                ),
-                list,
-            ),
-            Some(t) => (
-                instruction,
-                t.replace("{labels}", &self.labels).replace("{text}", &list),
-            ),
+        let user = match &self.template {
+            None => list,
+            Some(t) => t.replace("{labels}", &self.labels).replace("{text}", &list),
         };
         ChatRequest {
-            system,
+            system: instruction,
             user,
-            max_tokens: 8 * n as u32 + 24,
+            max_tokens: self.max_tokens(n),
             json: true,
         }
     }
@@ -89,21 +121,60 @@ impl Prompter {
 mod tests {
     use super::*;
 
+    fn default_labels() -> LabelSet {
+        LabelSet::parse("positif,negatif,netral").unwrap()
+    }
+
     #[test]
-    fn single_sends_the_text_verbatim_and_batches_number_them() {
-        let labels = LabelSet::parse("positif,negatif,netral").unwrap();
-        let p = Prompter::new(&labels, None);
+    fn single_sends_the_text_verbatim_under_a_short_instruction() {
+        let p = Prompter::new(&default_labels(), None);
         let r = p.single("  enak \"sekali\"\n");
         assert_eq!(r.user, "  enak \"sekali\"\n");
-        assert!(r.system.contains("positif, negatif, netral"));
-        let b = p.batch(&["a", "b"]);
         assert_eq!(
-            b.user,
-            r#"{"texts":[{"id":1,"text":"a"},{"id":2,"text":"b"}]}"#
+            r.system,
+            "Text sentiment: positif, negatif or netral. Answer with one word."
         );
-        assert!(b.system.contains("exactly 2 labels"));
-        assert!(b.json);
-        let t = Prompter::new(&labels, Some("Label ({labels}): {text}".into()));
+        assert!(!r.json);
+        let t = Prompter::new(&default_labels(), Some("Label ({labels}): {text}".into()));
         assert_eq!(t.single("x").user, "Label (positif, negatif, netral): x");
+    }
+
+    #[test]
+    fn batches_are_a_json_array_of_the_texts_and_nothing_else() {
+        let p = Prompter::new(&default_labels(), None);
+        let b = p.batch(&["a", "b \"q\"\n2. c"]);
+        assert_eq!(b.user, r#"["a","b \"q\"\n2. c"]"#);
+        // A text holding a line break and something like numbering stays one item.
+        let back: Vec<String> = serde_json::from_str(&b.user).unwrap();
+        assert_eq!(back, ["a", "b \"q\"\n2. c"]);
+        assert_eq!(
+            b.system,
+            r#"Sentiment of each of the 2 texts: positif, negatif or netral. Reply {"labels":[...]} in order."#
+        );
+        assert!(b.json);
+    }
+
+    #[test]
+    fn reply_budget_follows_the_labels_length() {
+        let p = Prompter::new(&default_labels(), None);
+        // "positif"/"negatif" are 7 bytes: 2 tokens at 4 bytes a token, + 2 slack.
+        assert_eq!(p.single("x").max_tokens, 4);
+        assert_eq!(p.batch(&["x"; 20]).max_tokens, 20 * 4 + 8);
+        let long = LabelSet::parse("sangat positif,sangat negatif,netral").unwrap();
+        let q = Prompter::new(&long, None);
+        // "sangat negatif" is 14 bytes: 4 tokens, + 2.
+        assert_eq!(q.single("x").max_tokens, 6);
+        assert_eq!(q.batch(&["x"; 10]).max_tokens, 10 * 6 + 8);
+        assert!(q.single("x").system.contains("the label only"));
+    }
+
+    #[test]
+    fn prompts_stay_short() {
+        // The instruction is what every request repeats; keep it well under a text's length.
+        let p = Prompter::new(&default_labels(), None);
+        assert!(p.single("").estimated_tokens() <= 30, "{:?}", p.single(""));
+        let b = p.batch(&[""; 20]);
+        let overhead = b.estimated_tokens() - b.max_tokens as u64;
+        assert!(overhead <= 50, "{b:?}");
     }
 }

@@ -355,6 +355,47 @@ fn batches_split_when_the_reply_has_the_wrong_count() {
 }
 
 #[test]
+fn batches_go_as_a_json_array_with_a_reply_budget_from_the_labels() {
+    let fake = FakeProvider::start(FakeConfig::with_keys(&[PLANTED]));
+    let sb = Sandbox::new();
+    sb.write_keys(&[PLANTED]);
+    // Texts that would break a one-text-per-line list: line breaks, quotes, numbering,
+    // a text that is itself a JSON array.
+    let mut texts = smsa(8);
+    texts.extend([
+        "baris satu\nbaris dua".to_string(),
+        "dia bilang \"mantap\" \\ oke".to_string(),
+        "2. nomor dua\n3. nomor tiga".to_string(),
+        "[\"bukan batch\"]".to_string(),
+    ]);
+    let (input, output) = (sb.path("in.csv"), sb.path("out.csv"));
+    write_input(&input, &texts);
+    let out = run(&mut sb.label(&fake, &input, &output, &["--batch-size", "5"]));
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert_labeled(&output, &texts);
+    let reqs = fake.requests();
+    assert_eq!(
+        reqs.iter().map(|r| r.texts.len()).collect::<Vec<_>>(),
+        [5, 5, 2]
+    );
+    for r in &reqs {
+        let n = r.texts.len();
+        let user = r.body["messages"][1]["content"].as_str().unwrap();
+        let sent: Vec<String> = serde_json::from_str(user).expect("a JSON array of strings");
+        assert_eq!(
+            sent, r.texts,
+            "the array is exactly the texts, nothing else"
+        );
+        // "positif"/"negatif": 2 tokens each at 4 bytes a token, + 2 slack, + the envelope.
+        assert_eq!(r.body["max_tokens"], 4 * n as u64 + 8);
+        assert_eq!(r.body["response_format"]["type"], "json_object");
+        let system = r.body["messages"][0]["content"].as_str().unwrap();
+        assert!(system.contains(&format!(" {n} texts")), "{system}");
+        assert!(system.len() < 100, "{system}");
+    }
+}
+
+#[test]
 fn concurrency_keeps_the_output_in_input_order() {
     let mut cfg = FakeConfig::with_keys(&[PLANTED, KEY2, KEY3]);
     cfg.latency = std::time::Duration::from_millis(20);

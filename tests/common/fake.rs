@@ -877,9 +877,16 @@ fn parse_chat(body: &Value) -> Result<ChatBody, String> {
     let last_user = last_user.ok_or_else(|| "no user message".to_string())?;
     let prompt_tokens = chars.div_ceil(4);
     let max_tokens = body.get("max_tokens").and_then(Value::as_u64).unwrap_or(16);
+    // A batch is a JSON array of strings (what autolabel sends), or the older
+    // `{"texts": [...]}` object.
     let batch_texts = serde_json::from_str::<Value>(last_user.trim())
         .ok()
-        .and_then(|v| v.get("texts").and_then(Value::as_array).cloned());
+        .and_then(|v| match v {
+            Value::Array(items) if !items.is_empty() && items.iter().all(Value::is_string) => {
+                Some(items)
+            }
+            v => v.get("texts").and_then(Value::as_array).cloned(),
+        });
     let (texts, batch) = match batch_texts {
         Some(items) => (
             items
