@@ -64,11 +64,21 @@ pub async fn run(cfg: LabelConfig) -> Result<Outcome> {
     };
     let plan = plan_output(&existing, &state, &output_id, &info)?;
     if plan.done_already() {
+        let past_limit = plan.fallbacks_past_limit().len() as u64;
         ui.info(&format!(
-            "{}: all {} rows are labeled already; nothing to do",
+            "{}: all {} rows{} are labeled already; nothing to do",
             cfg.output.display(),
-            info.rows
+            info.rows,
+            if cfg.limit.is_some() {
+                " up to --limit"
+            } else {
+                ""
+            }
         ));
+        if past_limit > 0 {
+            ui.info(&past_limit_note(past_limit, &cfg.fallback_label));
+            return Ok(Outcome::WithFallbacks);
+        }
         return Ok(Outcome::Complete);
     }
     let (writer, previous, skip, temp) = open_output(&cfg.output, &info, &layout, &plan)?;
@@ -100,7 +110,7 @@ pub async fn run(cfg: LabelConfig) -> Result<Outcome> {
         cache_scope,
         output_id: output_id.clone(),
     };
-    let (counts, writer) = pipeline::run(ctx.clone(), setup).await?;
+    let (mut counts, writer) = pipeline::run(ctx.clone(), setup).await?;
     let file = writer
         .into_inner()
         .map_err(|e| Error::Runtime(format!("cannot write the output: {e}")))?
@@ -108,13 +118,16 @@ pub async fn run(cfg: LabelConfig) -> Result<Outcome> {
         .map_err(|e| Error::Runtime(format!("cannot write the output: {e}")))?;
     file.sync_all()
         .map_err(|e| Error::io(format!("{}: cannot sync", cfg.output.display()), e))?;
+    let past_limit = plan.fallbacks_past_limit();
+    counts.fallbacks_past_limit = past_limit.len() as u64;
     if let (Some(temp), Plan::Rewrite { old_rows, .. }) = (&temp, &plan) {
         // The new file is a valid output of this input as soon as it is at least as long
         // as the old one (even after Ctrl-C or a stop); a shorter one would lose rows.
         if counts.written >= *old_rows {
             std::fs::rename(temp, &cfg.output)
                 .map_err(|e| Error::io(format!("{}: cannot replace", cfg.output.display()), e))?;
-            let still: BTreeSet<u64> = counts.fallback_rows.iter().copied().collect();
+            let mut still: BTreeSet<u64> = counts.fallback_rows.iter().copied().collect();
+            still.extend(past_limit);
             state.set_fallback_rows(&output_id, &still)?;
         } else {
             let _ = std::fs::remove_file(temp);
@@ -133,7 +146,7 @@ pub async fn run(cfg: LabelConfig) -> Result<Outcome> {
         Outcome::Interrupted
     } else if counts.stopped {
         Outcome::Stopped
-    } else if counts.fallbacks > 0 {
+    } else if counts.fallbacks > 0 || counts.fallbacks_past_limit > 0 {
         Outcome::WithFallbacks
     } else {
         Outcome::Complete
@@ -148,11 +161,13 @@ enum Plan {
         rows: u64,
         valid_len: u64,
         total: u64,
+        past_limit: BTreeSet<u64>,
     },
     /// Write a new file, keeping old rows except `redo`, then rename it over the old one.
     Rewrite {
         old_rows: u64,
         redo: BTreeSet<u64>,
+        past_limit: BTreeSet<u64>,
     },
 }
 
@@ -160,6 +175,25 @@ impl Plan {
     fn done_already(&self) -> bool {
         matches!(self, Plan::Append { rows, total, .. } if rows >= total)
     }
+
+    /// Fallback rows of the existing output past `--limit`: this run keeps them as they
+    /// are, and says so.
+    fn fallbacks_past_limit(&self) -> BTreeSet<u64> {
+        match self {
+            Plan::Fresh => BTreeSet::new(),
+            Plan::Append { past_limit, .. } | Plan::Rewrite { past_limit, .. } => {
+                past_limit.clone()
+            }
+        }
+    }
+}
+
+/// The summary line for fallback rows that `--limit` kept out of reach.
+pub fn past_limit_note(rows: u64, fallback_label: &str) -> String {
+    format!(
+        "  {rows} rows after --limit still have the fallback label '{fallback_label}' from an earlier run; \
+         run without --limit (or with a larger one) to re-label them"
+    )
 }
 
 fn plan_output(
@@ -174,21 +208,24 @@ fn plan_output(
             Plan::Fresh
         }
         Existing::Resume { rows, valid_len } => {
-            let redo: BTreeSet<u64> = state
+            // `info.rows` stops at `--limit`: fallback rows after it are not this run's.
+            let (redo, past_limit): (BTreeSet<u64>, BTreeSet<u64>) = state
                 .fallback_rows(output_id)?
                 .into_iter()
                 .filter(|r| *r < rows)
-                .collect();
+                .partition(|r| *r < info.rows);
             if redo.is_empty() {
                 Plan::Append {
                     rows,
                     valid_len,
                     total: info.rows,
+                    past_limit,
                 }
             } else {
                 Plan::Rewrite {
                     old_rows: rows,
                     redo,
+                    past_limit,
                 }
             }
         }
@@ -232,7 +269,7 @@ fn open_output(
             let w = csvio::writer(BufWriter::with_capacity(64 * 1024, f), info.delimiter);
             (w, None, *rows, None)
         }
-        Plan::Rewrite { old_rows, redo } => {
+        Plan::Rewrite { old_rows, redo, .. } => {
             let temp = sibling(path, ".autolabel-tmp");
             let w = fresh(&temp)?;
             let previous = Previous {

@@ -102,6 +102,12 @@ pub fn summary(
             c.fallbacks, cfg.fallback_label
         ));
     }
+    if c.fallbacks_past_limit > 0 {
+        ui.info(&crate::label::past_limit_note(
+            c.fallbacks_past_limit,
+            &cfg.fallback_label,
+        ));
+    }
 }
 
 /// `--dry-run`: what the run would do, without a request.

@@ -164,3 +164,70 @@ fn a_second_run_on_the_same_output_refuses_while_the_first_runs() {
         "the refused run did not touch the output"
     );
 }
+
+/// Faults that make rows `fall_back` (0-based) get the fallback label in a run with
+/// `--concurrency 1` over `texts`: 5 server errors use up a row's tries, the other rows
+/// get their label.
+fn fallback_rows_faults(texts: &[String], fall_back: &[usize]) -> Vec<Fault> {
+    let mut faults = Vec::new();
+    for (i, t) in texts.iter().enumerate() {
+        if fall_back.contains(&i) {
+            faults.extend((0..5).map(|_| Fault::Status(500)));
+        } else {
+            faults.push(Fault::Reply(expected_label(t).to_string()));
+        }
+        if i >= *fall_back.iter().max().unwrap() {
+            break;
+        }
+    }
+    faults
+}
+
+#[test]
+fn limit_relabels_the_fallback_rows_it_covers_and_reports_those_it_does_not() {
+    let (fake, sb, texts, input, output) = setup(&[PLANTED], FakeConfig::with_keys(&[PLANTED]), 20);
+    fake.push_faults(fallback_rows_faults(&texts, &[2, 15]));
+    let r1 = run(&mut sb.label(&fake, &input, &output, &[]));
+    assert_eq!(code(&r1), 3, "{}", stderr(&r1));
+    let rows = read_rows(&output);
+    assert_eq!(
+        (rows[3][2].as_str(), rows[16][2].as_str()),
+        ("netral", "netral")
+    );
+
+    // --limit 10 covers row 2, not row 15.
+    let before = fake.requests().len();
+    let r2 = run(&mut sb.label(&fake, &input, &output, &["--limit", "10"]));
+    let err = stderr(&r2);
+    assert_eq!(code(&r2), 3, "a fallback row is left in the output: {err}");
+    let asked: Vec<_> = fake.requests()[before..].to_vec();
+    assert_eq!(asked.len(), 1, "only row 2 is asked again");
+    assert_eq!(asked[0].texts, [texts[2].clone()]);
+    let rows = read_rows(&output);
+    assert_eq!(rows.len(), 21, "the rewrite keeps the rows after --limit");
+    assert_eq!(rows[3][2], expected_label(&texts[2]), "row 2 re-labeled");
+    assert_eq!(rows[16][2], "netral", "row 15 kept as it was");
+    assert!(
+        err.contains("1 rows after --limit still have the fallback label"),
+        "{err}"
+    );
+
+    // The same --limit again: nothing to do in its range, and it still says what is left.
+    let r3 = run(&mut sb.label(&fake, &input, &output, &["--limit", "10"]));
+    assert_eq!(code(&r3), 3, "{}", stderr(&r3));
+    assert!(stderr(&r3).contains("nothing to do"), "{}", stderr(&r3));
+    assert!(
+        stderr(&r3).contains("1 rows after --limit still have the fallback label"),
+        "{}",
+        stderr(&r3)
+    );
+    assert_eq!(fake.requests().len(), before + 1);
+
+    // Without --limit the last fallback row is re-labeled and the run is complete.
+    let r4 = run(&mut sb.label(&fake, &input, &output, &[]));
+    assert_eq!(code(&r4), 0, "{}", stderr(&r4));
+    assert_labeled(&output, &texts);
+    let asked: Vec<_> = fake.requests()[before + 1..].to_vec();
+    assert_eq!(asked.len(), 1);
+    assert_eq!(asked[0].texts, [texts[15].clone()]);
+}

@@ -23,8 +23,15 @@ pub struct Row {
 pub struct Previous {
     pub path: PathBuf,
     pub rows: u64,
-    /// Rows (below `rows`) to label again.
+    /// Rows (below `rows` and below the input's `--limit`) to label again.
     pub redo: BTreeSet<u64>,
+}
+
+/// How many rows the feeder hands on: the input's (up to `--limit`), and during a rewrite
+/// also every further row of the previous output, kept as it is: a rewrite may never
+/// make the output shorter.
+pub fn rows_to_feed(info: &InputInfo, previous: Option<&Previous>) -> u64 {
+    previous.map_or(info.rows, |p| p.rows.max(info.rows))
 }
 
 pub fn spawn(
@@ -51,9 +58,10 @@ fn feed(
         Some(p) => Some(csvio::reader(&p.path, info.delimiter).map_err(|e| e.to_string())?),
         None => None,
     };
+    let end = rows_to_feed(info, previous.as_ref());
     let mut idx = 0u64;
     loop {
-        if idx >= info.rows {
+        if idx >= end {
             return Ok(());
         }
         let mut record = StringRecord::new();
@@ -80,7 +88,7 @@ fn feed(
                         idx + 1
                     ));
                 }
-                if !p.redo.contains(&idx) {
+                if idx >= info.rows || !p.redo.contains(&idx) {
                     keep = Some(o);
                 }
             }

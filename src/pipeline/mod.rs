@@ -75,6 +75,9 @@ pub struct RunCounts {
     pub fallbacks: u64,
     /// Rows that got a fallback in this run (row indexes).
     pub fallback_rows: Vec<u64>,
+    /// Rows past `--limit` that still carry an earlier run's fallback label (out of this
+    /// run's reach, kept as they are).
+    pub fallbacks_past_limit: u64,
     pub interrupted: bool,
     pub stopped: bool,
 }
@@ -100,8 +103,8 @@ pub async fn run(
     let refill_below = window_cap - window_cap / 8;
     let mut rows_in: Vec<std::result::Result<Row, String>> = Vec::with_capacity(window_cap);
     let (tx, mut rx) = mpsc::channel::<std::result::Result<Row, String>>(1024);
+    let total = feeder::rows_to_feed(&setup.info, setup.previous.as_ref()) - setup.skip;
     let feeder = feeder::spawn(setup.info.clone(), setup.skip, setup.previous.take(), tx);
-    let total = setup.info.rows - setup.skip;
     ctx.ui.start_progress(total);
 
     let mut window: VecDeque<(u64, StringRecord, Slot)> = VecDeque::new();
