@@ -78,12 +78,13 @@ pub fn summary(
         c.model, c.cached, c.empty, c.fallbacks, c.kept
     ));
     ui.info(&format!(
-        "  requests {} · ok {} · errors: {} · tokens {} in / {} out · cost ${:.4}",
+        "  requests {} · ok {} · errors: {} · tokens {} in / {} out{} · cost ${:.4}",
         all.requests,
         all.successes,
         errors_text(&all),
         all.tokens_in,
         all.tokens_out,
+        tokens_per_row(&all).map_or(String::new(), |t| format!(" ({t:.1} a row)")),
         all.cost
     ));
     ui.info(&format!(
@@ -223,7 +224,14 @@ fn usage_json(d: &UsageDelta) -> Value {
         "tokens_in": d.tokens_in,
         "tokens_out": d.tokens_out,
         "cost_usd": (d.cost * 1e6).round() / 1e6,
+        "rows": d.rows,
+        "tokens_per_row": tokens_per_row(d).map(|t| (t * 10.0).round() / 10.0),
     })
+}
+
+/// Tokens (in and out) spent per row the model labeled; none before any row.
+fn tokens_per_row(d: &UsageDelta) -> Option<f64> {
+    (d.rows > 0).then(|| (d.tokens_in + d.tokens_out) as f64 / d.rows as f64)
 }
 
 /// All errors of a usage object (the `U` of the JSON format), whatever their class.
@@ -352,8 +360,18 @@ pub fn print_usage(v: &Value, state_path: &Path) {
         return;
     }
     println!(
-        "  {:<16} {:<10} {:<9} {:>8} {:>8} {:>7} {:>10} {:>10} {:>14}",
-        "KEY", "STATUS", "HEALTH", "REQ", "OK", "ERR", "TOKENS", "COST", "LEFT TODAY"
+        "  {:<16} {:<10} {:<9} {:>8} {:>8} {:>7} {:>8} {:>10} {:>8} {:>10} {:>14}",
+        "KEY",
+        "STATUS",
+        "HEALTH",
+        "REQ",
+        "OK",
+        "ERR",
+        "ROWS",
+        "TOKENS",
+        "TOK/ROW",
+        "COST",
+        "LEFT TODAY"
     );
     for k in &keys {
         let label = match k["index"].as_u64() {
@@ -371,8 +389,11 @@ pub fn print_usage(v: &Value, state_path: &Path) {
             } else {
                 String::new()
             };
+            let per_row = u["tokens_per_row"]
+                .as_f64()
+                .map_or("-".into(), |t| format!("{t:.1}"));
             println!(
-                "  {:<16} {:<10} {:<9} {:>8} {:>8} {:>7} {:>10} {:>10} {:>14}",
+                "  {:<16} {:<10} {:<9} {:>8} {:>8} {:>7} {:>8} {:>10} {:>8} {:>10} {:>14}",
                 if scope == "today" {
                     label.clone()
                 } else {
@@ -391,7 +412,9 @@ pub fn print_usage(v: &Value, state_path: &Path) {
                 u["requests"].as_u64().unwrap_or(0),
                 u["successes"].as_u64().unwrap_or(0),
                 errs,
+                u["rows"].as_u64().unwrap_or(0),
                 tokens,
+                per_row,
                 format!("${:.4}", u["cost_usd"].as_f64().unwrap_or(0.0)),
                 left
             );
@@ -456,7 +479,7 @@ pub fn usage_html(v: &Value) -> String {
         };
         let errors = error_total(total);
         rows.push_str(&format!(
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td class=\"h-{}\">{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>${:.4}</td><td>{}</td></tr>\n",
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td class=\"h-{}\">{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>${:.4}</td><td>{}</td></tr>\n",
             k["index"].as_u64().map_or("-".into(), |i| format!("#{i}")),
             s(&k["key"]),
             s(&k["status"]),
@@ -467,6 +490,8 @@ pub fn usage_html(v: &Value) -> String {
             n(&total["successes"]),
             errors,
             rate,
+            n(&total["rows"]),
+            total["tokens_per_row"].as_f64().map_or("-".into(), |t| format!("{t:.1}")),
             total["cost_usd"].as_f64().unwrap_or(0.0),
             k["remaining"]["requests_today"].as_u64().map_or("-".into(), |r| r.to_string()),
         ));
@@ -563,7 +588,7 @@ body{{font-family:system-ui,sans-serif;margin:2em;color:#1a202c}}table{{border-c
 td,th{{border:1px solid #cbd5e0;padding:4px 8px;text-align:right}}td:nth-child(2),th{{text-align:left}}\
 .h-healthy{{background:#c6f6d5}}.h-warning{{background:#fefcbf}}.h-critical{{background:#fed7d7}}</style></head><body>\n\
 <h1>autolabel usage: {provider}</h1><p>{from} to {to} · generated {generated}</p>\n\
-<h2>Keys</h2><table><tr><th>#</th><th>key</th><th>status</th><th>health</th><th>today</th><th>requests</th><th>ok</th><th>errors</th><th>success rate</th><th>cost</th><th>left today</th></tr>\n{rows}</table>\n\
+<h2>Keys</h2><table><tr><th>#</th><th>key</th><th>status</th><th>health</th><th>today</th><th>requests</th><th>ok</th><th>errors</th><th>success rate</th><th>rows</th><th>tokens/row</th><th>cost</th><th>left today</th></tr>\n{rows}</table>\n\
 <h2>Requests per day</h2>{svg}<p>{legend}</p>\n\
 <h2>Recent rotations</h2><table><tr><th>time</th><th>from</th><th>to</th><th>reason</th><th>mode</th></tr>{rotations}</table>\n</body></html>\n",
         provider = s(&v["provider"]),

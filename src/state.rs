@@ -50,6 +50,8 @@ pub struct UsageDelta {
     pub tokens_in: u64,
     pub tokens_out: u64,
     pub cost: f64,
+    /// Texts the model labeled: with the tokens, what a day of quota bought.
+    pub rows: u64,
 }
 
 impl UsageDelta {
@@ -67,6 +69,7 @@ impl UsageDelta {
         self.tokens_in += other.tokens_in;
         self.tokens_out += other.tokens_out;
         self.cost += other.cost;
+        self.rows += other.rows;
     }
 
     pub fn error_total(&self) -> u64 {
@@ -101,6 +104,52 @@ pub struct Rotation {
     pub to: String,
     pub reason: String,
     pub mode: String,
+}
+
+/// Columns added to existing tables after the first schema, as (table, column, definition).
+/// Added only when missing, so every older state file keeps working and opening twice
+/// changes nothing.
+const ADDED_COLUMNS: &[(&str, &str, &str)] = &[("usage", "rows", "INTEGER NOT NULL DEFAULT 0")];
+
+/// Adds the columns of `ADDED_COLUMNS` that a state file lacks. The check and the change
+/// happen in one write transaction, so two runs opening an old file at once cannot both
+/// try to add the same column.
+fn add_missing_columns(conn: &Connection) -> rusqlite::Result<()> {
+    let has = |table: &str, column: &str| -> rusqlite::Result<bool> {
+        let mut stmt = conn.prepare(&format!("PRAGMA table_info({table})"))?;
+        let names = stmt.query_map([], |r| r.get::<_, String>(1))?;
+        for name in names {
+            if name? == column {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    };
+    let mut missing = false;
+    for (table, column, _) in ADDED_COLUMNS {
+        missing |= !has(table, column)?;
+    }
+    if !missing {
+        return Ok(());
+    }
+    conn.execute_batch("BEGIN IMMEDIATE")?;
+    let result = (|| {
+        for (table, column, definition) in ADDED_COLUMNS {
+            if !has(table, column)? {
+                conn.execute_batch(&format!(
+                    "ALTER TABLE {table} ADD COLUMN {column} {definition}"
+                ))?;
+            }
+        }
+        Ok(())
+    })();
+    match result {
+        Ok(()) => conn.execute_batch("COMMIT"),
+        Err(e) => {
+            let _ = conn.execute_batch("ROLLBACK");
+            Err(e)
+        }
+    }
 }
 
 enum SetupError {
@@ -207,12 +256,14 @@ impl State {
             conn.execute_batch(SCHEMA)?;
             conn.pragma_update(None, "user_version", SCHEMA_VERSION)?;
         }
+        add_missing_columns(&conn)?;
         Ok(conn)
     }
 
     pub fn in_memory() -> State {
         let conn = Connection::open_in_memory().unwrap();
         conn.execute_batch(SCHEMA).unwrap();
+        add_missing_columns(&conn).unwrap();
         State {
             conn: Mutex::new(conn),
             path: PathBuf::from(":memory:"),
@@ -242,8 +293,8 @@ impl State {
                 .prepare_cached(
                     "INSERT INTO usage (day, provider, fingerprint, masked, model, requests, successes,
                         rate_limit, quota, auth, server, timeout, network, unparsable, rejected,
-                        tokens_in, tokens_out, cost)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)
+                        tokens_in, tokens_out, cost, rows)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)
                      ON CONFLICT (day, provider, fingerprint, model) DO UPDATE SET
                         requests = requests + excluded.requests, successes = successes + excluded.successes,
                         rate_limit = rate_limit + excluded.rate_limit, quota = quota + excluded.quota,
@@ -251,7 +302,7 @@ impl State {
                         timeout = timeout + excluded.timeout, network = network + excluded.network,
                         unparsable = unparsable + excluded.unparsable, rejected = rejected + excluded.rejected,
                         tokens_in = tokens_in + excluded.tokens_in, tokens_out = tokens_out + excluded.tokens_out,
-                        cost = cost + excluded.cost",
+                        cost = cost + excluded.cost, rows = rows + excluded.rows",
                 )
                 .map_err(|e| self.err(e))?;
             for (fp, masked, model, day, d) in rows {
@@ -274,7 +325,8 @@ impl State {
                     e[7],
                     d.tokens_in as i64,
                     d.tokens_out as i64,
-                    d.cost
+                    d.cost,
+                    d.rows as i64
                 ])
                 .map_err(|e| self.err(e))?;
             }
@@ -288,7 +340,7 @@ impl State {
         let mut stmt = conn
             .prepare(
                 "SELECT day, fingerprint, masked, model, requests, successes, rate_limit, quota, auth, server,
-                        timeout, network, unparsable, rejected, tokens_in, tokens_out, cost
+                        timeout, network, unparsable, rejected, tokens_in, tokens_out, cost, rows
                  FROM usage WHERE provider = ?1 AND day >= ?2 ORDER BY day, fingerprint, model",
             )
             .map_err(|e| self.err(e))?;
@@ -310,6 +362,7 @@ impl State {
                         tokens_in: r.get::<_, i64>(14)? as u64,
                         tokens_out: r.get::<_, i64>(15)? as u64,
                         cost: r.get(16)?,
+                        rows: r.get::<_, i64>(17)? as u64,
                     },
                 })
             })
@@ -525,6 +578,71 @@ mod tests {
         assert_eq!(rows[0].usage.requests, 4);
         assert_eq!(rows[0].usage.errors[0], 2);
         assert!(s.usage_since("groq", "2026-01-03").unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_state_file_from_before_the_rows_column_gets_it_and_keeps_its_ledger() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("state.sqlite3");
+        {
+            // The ledger as the first schema wrote it: no `rows` column.
+            let conn = Connection::open(&p).unwrap();
+            conn.execute_batch(SCHEMA).unwrap();
+            let has_rows: i64 = conn
+                .query_row(
+                    "SELECT count(*) FROM pragma_table_info('usage') WHERE name = 'rows'",
+                    [],
+                    |r| r.get(0),
+                )
+                .unwrap();
+            assert_eq!(has_rows, 0, "the first schema has no rows column");
+            conn.pragma_update(None, "user_version", SCHEMA_VERSION)
+                .unwrap();
+            conn.execute(
+                "INSERT INTO usage (day, provider, fingerprint, masked, model, requests, successes, tokens_in)
+                 VALUES ('2026-01-02', 'groq', 'fp1', 'gsk_…1234', 'm', 3, 3, 120)",
+                [],
+            )
+            .unwrap();
+        }
+        let columns = |s: &State| -> Vec<String> {
+            let conn = s.conn.lock().unwrap();
+            let mut stmt = conn.prepare("PRAGMA table_info(usage)").unwrap();
+            let names = stmt.query_map([], |r| r.get::<_, String>(1)).unwrap();
+            names.map(|n| n.unwrap()).collect()
+        };
+        let s = State::open(&p).unwrap();
+        assert_eq!(columns(&s).iter().filter(|c| *c == "rows").count(), 1);
+        let old = s.usage_since("groq", "2026-01-01").unwrap();
+        assert_eq!((old[0].usage.requests, old[0].usage.rows), (3, 0));
+        let d = UsageDelta {
+            requests: 1,
+            successes: 1,
+            tokens_in: 40,
+            rows: 20,
+            ..Default::default()
+        };
+        let row = (
+            "fp1".to_string(),
+            "gsk_…1234".to_string(),
+            "m".to_string(),
+            "2026-01-02".to_string(),
+            d,
+        );
+        s.add_usage("groq", &[row]).unwrap();
+        drop(s);
+        // Opening again adds nothing twice and keeps what was counted.
+        let s = State::open(&p).unwrap();
+        assert_eq!(columns(&s).iter().filter(|c| *c == "rows").count(), 1);
+        let now = s.usage_since("groq", "2026-01-01").unwrap();
+        assert_eq!(
+            (
+                now[0].usage.requests,
+                now[0].usage.rows,
+                now[0].usage.tokens_in
+            ),
+            (4, 20, 160)
+        );
     }
 
     #[test]

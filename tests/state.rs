@@ -440,6 +440,8 @@ fn usage_reports_exactly_what_the_provider_saw_per_key_and_masks_keys() {
             masked(k)
         );
         assert_eq!(e["today"]["successes"], ok, "successes of {}", masked(k));
+        // One text per request: every usable reply labeled one row.
+        assert_eq!(e["today"]["rows"], ok, "rows of {}", masked(k));
         let errors: u64 = e["today"]["errors"]
             .as_object()
             .unwrap()
@@ -492,6 +494,57 @@ fn usage_reports_exactly_what_the_provider_saw_per_key_and_masks_keys() {
     }
     assert!(text.contains("invalid"), "{text}");
     sb.assert_no_leak(&[&r, &u, &u3, &t], &[PLANTED, KEY2, KEY3]);
+}
+
+#[test]
+fn usage_counts_the_rows_each_key_labeled_and_the_tokens_they_took() {
+    let (fake, sb, texts, input, output) = setup(
+        &[PLANTED, KEY2],
+        FakeConfig::with_keys(&[PLANTED, KEY2]),
+        20,
+    );
+    // One batch reply is unusable: its tokens are spent, but it labels no row.
+    fake.push_faults([Fault::WrongCount]);
+    let r = run(&mut sb.label(&fake, &input, &output, &["--batch-size", "5"]));
+    assert_eq!(code(&r), 0, "{}", stderr(&r));
+    assert_labeled(&output, &texts);
+    let (u, v) = usage_json(&sb, &[]);
+    let mut rows = 0;
+    for k in [PLANTED, KEY2] {
+        let today = &key_entry(&v, k)["today"];
+        let n = today["rows"].as_u64().unwrap();
+        let tokens = today["tokens_in"].as_u64().unwrap() + today["tokens_out"].as_u64().unwrap();
+        assert!(n > 0, "both keys labeled rows: {today:#}");
+        let per_row = today["tokens_per_row"].as_f64().unwrap();
+        assert!(
+            (per_row - tokens as f64 / n as f64).abs() < 0.051,
+            "{today:#}"
+        );
+        assert_eq!(today["rows"], key_entry(&v, k)["total"]["rows"]);
+        rows += n;
+    }
+    assert_eq!(
+        rows, 20,
+        "each text counted once, the unusable reply not at all"
+    );
+    // The split halves after the bad reply mean more requests than 20 / 5.
+    assert!(fake.total_requests() > 4);
+    let t = run(sb.cmd().arg("usage"));
+    let text = stdout(&t);
+    assert!(text.contains("ROWS") && text.contains("TOK/ROW"), "{text}");
+    let line = text
+        .lines()
+        .find(|l| l.contains(&format!("#1 {}", masked(PLANTED))))
+        .unwrap();
+    let e = key_entry(&v, PLANTED);
+    assert!(
+        line.contains(&format!(
+            " {:.1} ",
+            e["today"]["tokens_per_row"].as_f64().unwrap()
+        )),
+        "{line}"
+    );
+    sb.assert_no_leak(&[&r, &u, &t], &[PLANTED, KEY2]);
 }
 
 #[test]

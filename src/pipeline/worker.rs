@@ -155,6 +155,7 @@ async fn label_slice(ctx: &Ctx, texts: &[Arc<str>]) -> Vec<TextOutcome> {
         let out = request(
             ctx,
             &req,
+            1,
             |reply| ctx.labels.normalize(reply).map(|i| vec![i]),
             MAX_UNUSABLE_REPLIES,
         )
@@ -164,7 +165,15 @@ async fn label_slice(ctx: &Ctx, texts: &[Arc<str>]) -> Vec<TextOutcome> {
     let refs: Vec<&str> = texts.iter().map(|t| &**t).collect();
     let req = ctx.prompter.batch(&refs);
     let n = texts.len();
-    match request(ctx, &req, |reply| ctx.labels.normalize_batch(reply, n), 1).await {
+    match request(
+        ctx,
+        &req,
+        n as u64,
+        |reply| ctx.labels.normalize_batch(reply, n),
+        1,
+    )
+    .await
+    {
         Ok(labels) => labels
             .into_iter()
             .map(|i| TextOutcome::Labeled(ctx.labels.name(i).to_string()))
@@ -191,10 +200,12 @@ fn to_outcome(ctx: &Ctx, r: Result<usize, Failure>, unusable: &str) -> TextOutco
     }
 }
 
-/// One logical request, retried across keys until `validate` accepts a reply.
+/// One logical request for `rows` texts, retried across keys until `validate` accepts a
+/// reply.
 async fn request<T>(
     ctx: &Ctx,
     req: &ChatRequest,
+    rows: u64,
     validate: impl Fn(&str) -> Option<T>,
     max_unusable: u32,
 ) -> Result<T, Failure> {
@@ -273,16 +284,21 @@ async fn request<T>(
                     reply.completion_tokens.unwrap_or(0),
                 );
                 let cost = tin as f64 * ctx.prices.0 + tout as f64 * ctx.prices.1;
+                let labeled = validate(&reply.content);
+                // Rows count only when the reply labeled them: tokens per row in the
+                // ledger then include what unusable replies wasted.
+                let labeled_rows = if labeled.is_some() { rows } else { 0 };
                 ctx.record(key, |d| {
                     d.requests += 1;
                     d.successes += 1;
                     d.tokens_in += tin;
                     d.tokens_out += tout;
                     d.cost += cost;
+                    d.rows += labeled_rows;
                 });
                 let changes = ctx.dispatcher.succeeded(key, &res.headers, tokens);
                 ctx.report_changes(&changes);
-                if let Some(v) = validate(&reply.content) {
+                if let Some(v) = labeled {
                     return Ok(v);
                 }
                 unusable += 1;
