@@ -33,7 +33,38 @@ pub enum Command {
     TestKeys(TestKeysArgs),
     /// Show usage per key, remaining quota, key health and recent rotations.
     Usage(UsageArgs),
+    /// Maintain the state file: remove old entries (prune) or compact it (vacuum).
+    #[command(subcommand)]
+    State(StateCommand),
 }
+
+#[derive(Debug, Subcommand)]
+pub enum StateCommand {
+    /// Remove cache entries, rotations and usage rows older than --keep-days, and say how many.
+    Prune(PruneArgs),
+    /// Compact the state file (after a prune) and print its size before and after.
+    Vacuum(StateFileArgs),
+}
+
+/// Where the state file is, for the `state` commands.
+#[derive(Debug, Args, Clone)]
+pub struct StateFileArgs {
+    /// State file [default: autolabel/state.sqlite3 in the user's data dir].
+    #[arg(long, env = "AUTOLABEL_STATE")]
+    pub state: Option<String>,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct PruneArgs {
+    #[command(flatten)]
+    pub file: StateFileArgs,
+    /// Keep this many days of history (today included); 0 keeps everything.
+    #[arg(long, default_value_t = DEFAULT_KEEP_DAYS)]
+    pub keep_days: u32,
+}
+
+/// Days of label cache, rotation log and usage history a state keeps.
+pub const DEFAULT_KEEP_DAYS: u32 = 90;
 
 /// Flags every command shares: which provider, which keys, where the state lives.
 #[derive(Debug, Args, Clone)]
@@ -157,6 +188,10 @@ pub struct LabelArgs {
     /// Replace an existing output that does not belong to this input.
     #[arg(long)]
     pub overwrite: bool,
+    /// Days of label cache, rotation log and usage history to keep in the state; older
+    /// entries are removed when a run starts (at most once a day). 0 keeps everything.
+    #[arg(long, default_value_t = DEFAULT_KEEP_DAYS, env = "AUTOLABEL_KEEP_DAYS")]
+    pub keep_days: u32,
     /// Write the day's usage report as DIR/<provider>_<YYYY-MM-DD>.json at the end.
     #[arg(long)]
     pub report_dir: Option<PathBuf>,

@@ -62,6 +62,8 @@ pub struct LabelConfig {
     pub limit: Option<u64>,
     pub dry_run: bool,
     pub overwrite: bool,
+    /// Days of history the state keeps (0: all).
+    pub keep_days: u32,
     pub report_dir: Option<PathBuf>,
     /// Seconds between progress lines without a terminal.
     pub progress_every: Duration,
@@ -265,6 +267,7 @@ impl LabelConfig {
             limit: args.limit,
             dry_run: args.dry_run,
             overwrite: args.overwrite,
+            keep_days: args.keep_days,
             report_dir: args.report_dir.clone(),
             progress_every: Duration::from_secs_f64(args.progress_every),
             base,

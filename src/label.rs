@@ -55,6 +55,16 @@ pub async fn run(cfg: LabelConfig) -> Result<Outcome> {
         report::dry_run(&cfg, &info, &state, &cache_scope)?;
         return Ok(Outcome::Complete);
     }
+    match state.prune_if_due(cfg.keep_days, SystemTime::now()) {
+        Ok(Some(pruned)) if pruned.total() > 0 => ui.info(&format!(
+            "state {}: {pruned} (--keep-days {})",
+            state.path.display(),
+            cfg.keep_days
+        )),
+        Ok(_) => {}
+        // Old entries cost only space; the run goes on.
+        Err(e) => ui.error(&format!("could not prune the state: {e}")),
+    }
     let _lock = OutputLock::take(&cfg.output)?;
     let output_id = output_id(&cfg.output);
     let existing = if cfg.overwrite {

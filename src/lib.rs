@@ -48,5 +48,46 @@ pub async fn run(cli: Cli) -> Result<Outcome> {
             }
             Ok(Outcome::Complete)
         }
+        Some(Command::State(cmd)) => state_command(cmd),
     }
+}
+
+/// `autolabel state prune|vacuum`: prints what it did on stdout.
+fn state_command(cmd: cli::StateCommand) -> Result<Outcome> {
+    let file = match &cmd {
+        cli::StateCommand::Prune(a) => &a.file,
+        cli::StateCommand::Vacuum(a) => a,
+    };
+    let path = state::resolve_path(file.state.as_deref())?;
+    if !path.exists() {
+        return Err(error::Error::Usage(format!(
+            "--state {}: no such state file",
+            path.display()
+        )));
+    }
+    let state = state::State::open(&path)?;
+    match cmd {
+        cli::StateCommand::Prune(a) => {
+            let pruned = state.prune(a.keep_days, std::time::SystemTime::now())?;
+            if a.keep_days == 0 {
+                println!(
+                    "{}: --keep-days 0 keeps everything; nothing removed",
+                    path.display()
+                );
+            } else {
+                println!("{}: {pruned}", path.display());
+            }
+        }
+        cli::StateCommand::Vacuum(_) => {
+            let c = state.vacuum()?;
+            println!(
+                "{}: {} bytes before, {} after ({} freed)",
+                path.display(),
+                c.before,
+                c.after,
+                c.before.saturating_sub(c.after)
+            );
+        }
+    }
+    Ok(Outcome::Complete)
 }

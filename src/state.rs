@@ -15,7 +15,8 @@ use crate::error::{Error, Result};
 use crate::provider::classify::ErrorClass;
 use crate::timeutil;
 
-const SCHEMA_VERSION: i64 = 1;
+/// 2: the `meta` table (when the state was last pruned).
+const SCHEMA_VERSION: i64 = 2;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS usage (
@@ -39,7 +40,41 @@ CREATE TABLE IF NOT EXISTS rotations (
 );
 CREATE TABLE IF NOT EXISTS cache (k BLOB PRIMARY KEY, label TEXT NOT NULL, created INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS fallback_rows (output TEXT NOT NULL, row INTEGER NOT NULL, PRIMARY KEY (output, row));
+CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v TEXT NOT NULL);
 ";
+
+/// What a prune removed, and from when on it kept everything.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Pruned {
+    pub cache: u64,
+    pub rotations: u64,
+    pub usage: u64,
+    /// The first UTC day kept.
+    pub kept_from: String,
+}
+
+impl Pruned {
+    pub fn total(&self) -> u64 {
+        self.cache + self.rotations + self.usage
+    }
+}
+
+impl std::fmt::Display for Pruned {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "removed {} cache entries, {} rotations and {} usage rows from before {}",
+            self.cache, self.rotations, self.usage, self.kept_from
+        )
+    }
+}
+
+/// A state file's size before and after `vacuum`, in bytes (main file and WAL).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Compacted {
+    pub before: u64,
+    pub after: u64,
+}
 
 /// Counts for one key, model and day, added to the ledger in one go.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -501,6 +536,85 @@ impl State {
         tx.commit().map_err(|e| self.err(e))
     }
 
+    /// Removes cache entries (by when they were written), rotations and usage rows from
+    /// before the UTC day `keep_days` days before `now`. Today's usage is always kept:
+    /// the daily quota counts start from it. `keep_days` 0 keeps everything.
+    pub fn prune(&self, keep_days: u32, now: SystemTime) -> Result<Pruned> {
+        let day = 86_400;
+        let today = timeutil::unix_secs(now).div_euclid(day) * day;
+        let cutoff = today - i64::from(keep_days) * day;
+        let kept_from = timeutil::utc_date(timeutil::from_unix(cutoff));
+        if keep_days == 0 {
+            return Ok(Pruned {
+                cache: 0,
+                rotations: 0,
+                usage: 0,
+                kept_from,
+            });
+        }
+        let mut conn = self.conn.lock().unwrap();
+        let tx = conn.transaction().map_err(|e| self.err(e))?;
+        let delete = |sql: &str, arg: &dyn rusqlite::ToSql| -> Result<u64> {
+            tx.execute(sql, [arg])
+                .map(|n| n as u64)
+                .map_err(|e| self.err(e))
+        };
+        let pruned = Pruned {
+            cache: delete("DELETE FROM cache WHERE created < ?1", &cutoff)?,
+            rotations: delete("DELETE FROM rotations WHERE ts < ?1", &cutoff)?,
+            usage: delete("DELETE FROM usage WHERE day < ?1", &kept_from)?,
+            kept_from,
+        };
+        tx.commit().map_err(|e| self.err(e))?;
+        Ok(pruned)
+    }
+
+    /// `prune` at most once per UTC day and `keep_days` setting, so that runs started
+    /// every few minutes from cron do not each scan the whole cache. `None` if it was
+    /// done already today.
+    pub fn prune_if_due(&self, keep_days: u32, now: SystemTime) -> Result<Option<Pruned>> {
+        if keep_days == 0 {
+            return Ok(None);
+        }
+        let mark = format!("{} {keep_days}", timeutil::utc_date(now));
+        let last: Option<String> = {
+            let conn = self.conn.lock().unwrap();
+            conn.query_row("SELECT v FROM meta WHERE k = 'pruned'", [], |r| r.get(0))
+                .optional()
+                .map_err(|e| self.err(e))?
+        };
+        if last.as_deref() == Some(mark.as_str()) {
+            return Ok(None);
+        }
+        let pruned = self.prune(keep_days, now)?;
+        let conn = self.conn.lock().unwrap();
+        conn.execute(
+            "INSERT INTO meta (k, v) VALUES ('pruned', ?1) ON CONFLICT (k) DO UPDATE SET v = excluded.v",
+            params![mark],
+        )
+        .map_err(|e| self.err(e))?;
+        Ok(Some(pruned))
+    }
+
+    /// Gives the space of removed entries back to the file system: writes the WAL into
+    /// the main file and rebuilds it (SQLite `VACUUM`).
+    pub fn vacuum(&self) -> Result<Compacted> {
+        let size = |p: &Path| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
+        let wal = {
+            let mut name = self.path.as_os_str().to_os_string();
+            name.push("-wal");
+            PathBuf::from(name)
+        };
+        let before = size(&self.path) + size(&wal);
+        let conn = self.conn.lock().unwrap();
+        conn.execute_batch("VACUUM; PRAGMA wal_checkpoint(TRUNCATE);")
+            .map_err(|e| self.err(e))?;
+        Ok(Compacted {
+            before,
+            after: size(&self.path) + size(&wal),
+        })
+    }
+
     pub fn add_fallback_rows(&self, output: &str, rows: &[u64]) -> Result<()> {
         if rows.is_empty() {
             return Ok(());
@@ -663,6 +777,78 @@ mod tests {
         assert_eq!(s.fallback_rows("out").unwrap().len(), 2);
         s.set_fallback_rows("out", &BTreeSet::from([5])).unwrap();
         assert_eq!(s.fallback_rows("out").unwrap(), BTreeSet::from([5]));
+    }
+
+    #[test]
+    fn prune_removes_only_what_is_older_than_the_kept_days() {
+        let s = State::in_memory();
+        let now = timeutil::from_unix(1_780_000_000); // 2026-05-28T20:26:40Z
+        let days_ago = |d: i64| timeutil::unix_secs(now) - d * 86_400;
+        {
+            let conn = s.conn.lock().unwrap();
+            for (k, age) in [(1u8, 100), (2, 31), (3, 29), (4, 0)] {
+                conn.execute(
+                    "INSERT INTO cache (k, label, created) VALUES (?1, 'positif', ?2)",
+                    params![vec![k], days_ago(age)],
+                )
+                .unwrap();
+                conn.execute(
+                    "INSERT INTO rotations (ts, provider, from_key, to_key, reason, mode) VALUES (?1, 'groq', 'a', 'b', 'r', 'auto')",
+                    params![days_ago(age)],
+                )
+                .unwrap();
+            }
+        }
+        let usage_on = |day: &str| {
+            (
+                "fp".to_string(),
+                "m".to_string(),
+                "model".to_string(),
+                day.to_string(),
+                UsageDelta {
+                    requests: 1,
+                    ..Default::default()
+                },
+            )
+        };
+        s.add_usage(
+            "groq",
+            &[
+                usage_on("2026-04-27"),
+                usage_on("2026-04-28"),
+                usage_on("2026-05-28"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(s.prune(0, now).unwrap().total(), 0, "0 keeps everything");
+        let pruned = s.prune(30, now).unwrap();
+        assert_eq!(
+            pruned,
+            Pruned {
+                cache: 2,
+                rotations: 2,
+                usage: 1,
+                kept_from: "2026-04-28".into()
+            }
+        );
+        assert!(s.cache_get(&[2]).unwrap().is_none());
+        assert!(s.cache_get(&[3]).unwrap().is_some());
+        assert_eq!(s.usage_since("groq", "2000-01-01").unwrap().len(), 2);
+        assert_eq!(
+            s.rotations("groq", timeutil::from_unix(0), 10)
+                .unwrap()
+                .len(),
+            2
+        );
+        // Once a day: the second call the same day does nothing, a new setting does.
+        assert!(s.prune_if_due(30, now).unwrap().is_some());
+        assert!(s.prune_if_due(30, now).unwrap().is_none());
+        assert!(s.prune_if_due(1, now).unwrap().is_some());
+        assert_eq!(
+            s.usage_since("groq", "2000-01-01").unwrap().len(),
+            1,
+            "today stays"
+        );
     }
 
     #[test]
