@@ -16,7 +16,9 @@ use crate::provider::defaults::ProviderName;
     subcommand_negates_reqs = true,
     args_conflicts_with_subcommands = true,
     after_help = "Exit codes: 0 all rows labeled · 1 runtime failure · 2 bad usage, configuration or input · \
-                  3 finished with fallback labels · 75 stopped early (--on-exhausted stop) · 130 interrupted"
+                  3 finished with fallback labels · 75 stopped early (--on-exhausted stop) · \
+                  129 hang-up (SIGHUP) · 130 interrupted (Ctrl-C) · 143 terminated (SIGTERM); \
+                  after 129, 130 and 143 every finished row is written and the same command continues"
 )]
 pub struct Cli {
     #[command(subcommand)]

@@ -42,8 +42,12 @@ pub enum Outcome {
     WithFallbacks,
     /// `--on-exhausted stop` ended the run with work left.
     Stopped,
-    /// Ctrl-C: everything written so far is kept.
+    /// Ctrl-C (SIGINT): everything written so far is kept.
     Interrupted,
+    /// SIGTERM: the same as Ctrl-C.
+    Terminated,
+    /// SIGHUP (the terminal closed): the same as Ctrl-C.
+    HungUp,
     /// A check command (test-keys) found problems.
     CheckFailed,
 }
@@ -54,7 +58,10 @@ pub fn exit_code(result: &Result<Outcome>) -> u8 {
         Ok(Outcome::Complete) => 0,
         Ok(Outcome::WithFallbacks) => 3,
         Ok(Outcome::Stopped) => 75,
+        // 128 + the signal number, as a shell reports a process the signal killed.
+        Ok(Outcome::HungUp) => 129,
         Ok(Outcome::Interrupted) => 130,
+        Ok(Outcome::Terminated) => 143,
         Ok(Outcome::CheckFailed) => 1,
         Err(Error::Usage(_) | Error::Config(_) | Error::Input(_)) => 2,
         Err(Error::State { .. }) => 2,

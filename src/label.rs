@@ -19,6 +19,7 @@ use crate::pipeline::worker::{Ctx, Usage};
 use crate::pipeline::{self, feeder::Previous, PipelineSetup};
 use crate::prompt::Prompter;
 use crate::provider::Client;
+use crate::signals::StopSignal;
 use crate::state::{State, UsageDelta};
 use crate::ui::Ui;
 use crate::{report, timeutil};
@@ -152,8 +153,12 @@ pub async fn run(cfg: LabelConfig) -> Result<Outcome> {
     if let Some(message) = fatal {
         return Err(Error::Runtime(message));
     }
-    Ok(if counts.interrupted {
-        Outcome::Interrupted
+    Ok(if let Some(signal) = counts.interrupted {
+        match signal {
+            StopSignal::Interrupt => Outcome::Interrupted,
+            StopSignal::Terminate => Outcome::Terminated,
+            StopSignal::HangUp => Outcome::HungUp,
+        }
     } else if counts.stopped {
         Outcome::Stopped
     } else if counts.fallbacks > 0 || counts.fallbacks_past_limit > 0 {

@@ -15,6 +15,7 @@ pub mod pipeline;
 pub mod prompt;
 pub mod provider;
 pub mod report;
+pub mod signals;
 pub mod state;
 pub mod testkeys;
 pub mod timeutil;

@@ -56,8 +56,12 @@ pub fn summary(
         .filter(|(_, t)| t.requests > 0)
         .map(|(k, t)| format!("{} {} req ({} ok)", k.label(), t.requests, t.successes))
         .collect();
-    let ended = if c.interrupted {
-        "interrupted"
+    let ended = if let Some(signal) = c.interrupted {
+        match signal {
+            crate::signals::StopSignal::Interrupt => "interrupted",
+            crate::signals::StopSignal::Terminate => "terminated (SIGTERM)",
+            crate::signals::StopSignal::HangUp => "hung up (SIGHUP)",
+        }
     } else if c.stopped {
         "stopped early"
     } else {

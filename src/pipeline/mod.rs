@@ -22,6 +22,7 @@ use tokio::task::JoinSet;
 
 use crate::csvio::InputInfo;
 use crate::error::{Error, Result};
+use crate::signals::{Signals, StopSignal};
 use crate::timeutil;
 use feeder::Row;
 use worker::{Ctx, TextOutcome};
@@ -78,7 +79,8 @@ pub struct RunCounts {
     /// Rows past `--limit` that still carry an earlier run's fallback label (out of this
     /// run's reach, kept as they are).
     pub fallbacks_past_limit: u64,
-    pub interrupted: bool,
+    /// The signal that ended the run early, if one did.
+    pub interrupted: Option<StopSignal>,
     pub stopped: bool,
 }
 
@@ -119,8 +121,7 @@ pub async fn run(
     let started = Instant::now();
     let mut tick = tokio::time::interval(Duration::from_millis(500));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let ctrl_c = tokio::signal::ctrl_c();
-    tokio::pin!(ctrl_c);
+    let mut signals = Signals::install();
     let mut out_rec = StringRecord::new();
 
     loop {
@@ -157,9 +158,9 @@ pub async fn run(
             break;
         }
         tokio::select! {
-            _ = &mut ctrl_c => {
-                ctx.ui.info("interrupted: writing what is done and stopping");
-                counts.interrupted = true;
+            signal = signals.recv() => {
+                ctx.ui.info(&format!("{} received: writing what is done and stopping", signal.name()));
+                counts.interrupted = Some(signal);
                 ctx.stopping.store(true, std::sync::atomic::Ordering::SeqCst);
                 tasks.abort_all();
                 while tasks.join_next().await.is_some() {}
