@@ -163,9 +163,10 @@ pub struct LabelArgs {
     /// Requests in flight at once.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=512), env = "AUTOLABEL_CONCURRENCY")]
     pub concurrency: u32,
-    /// Texts per request (the reply must be {"labels": [...]}, checked and split if wrong).
-    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=100))]
-    pub batch_size: u32,
+    /// Texts per request, 1 to 100 (the reply must be {"labels": [...]}, checked and split if wrong),
+    /// or auto: chosen from the limit that binds, at most 50.
+    #[arg(long, default_value = "1", value_parser = parse_batch_size)]
+    pub batch_size: BatchSize,
     /// Attempts per row on key errors (rate limit, quota, invalid key) [default: number of keys].
     #[arg(long)]
     pub max_retries: Option<u32>,
@@ -235,6 +236,26 @@ pub struct UsageArgs {
     pub html: Option<PathBuf>,
 }
 
+/// `--batch-size`: a number of texts per request, or `auto`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BatchSize {
+    Fixed(usize),
+    /// Chosen at the start of a run from the limits in force and the input's texts.
+    Auto,
+}
+
+fn parse_batch_size(s: &str) -> Result<BatchSize, String> {
+    if s.trim().eq_ignore_ascii_case("auto") {
+        return Ok(BatchSize::Auto);
+    }
+    match s.trim().parse::<usize>() {
+        Ok(n) if (1..=100).contains(&n) => Ok(BatchSize::Fixed(n)),
+        _ => Err(format!(
+            "'{s}' is neither a number of texts from 1 to 100 nor auto"
+        )),
+    }
+}
+
 fn parse_seconds(s: &str) -> Result<f64, String> {
     let v: f64 = s
         .parse()
@@ -267,5 +288,22 @@ mod tests {
         let cli = Cli::try_parse_from(["autolabel", "test-keys", "--json"]).unwrap();
         assert!(matches!(cli.command, Some(Command::TestKeys(_))));
         assert!(Cli::try_parse_from(["autolabel", "--input", "a.csv"]).is_err());
+    }
+
+    #[test]
+    fn batch_size_is_a_number_from_1_to_100_or_auto() {
+        let parse = |v: &str| {
+            Cli::try_parse_from(["autolabel", "-i", "a", "-o", "b", "--batch-size", v])
+                .map(|c| c.label.batch_size)
+        };
+        let default = Cli::try_parse_from(["autolabel", "-i", "a", "-o", "b"]).unwrap();
+        assert_eq!(default.label.batch_size, BatchSize::Fixed(1));
+        assert_eq!(parse("20").unwrap(), BatchSize::Fixed(20));
+        assert_eq!(parse("100").unwrap(), BatchSize::Fixed(100));
+        assert_eq!(parse("auto").unwrap(), BatchSize::Auto);
+        assert_eq!(parse("AUTO").unwrap(), BatchSize::Auto);
+        for bad in ["0", "101", "-1", "auto5", "", "1.5"] {
+            assert!(parse(bad).is_err(), "{bad}");
+        }
     }
 }

@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::cli::{CommonArgs, LabelArgs, OnExhausted};
+use crate::cli::{BatchSize, CommonArgs, LabelArgs, OnExhausted};
 use crate::error::{Error, Result};
 use crate::keys::envfile::{self, Vars};
 use crate::keys::ApiKey;
@@ -52,7 +52,7 @@ pub struct LabelConfig {
     pub fallback_label: String,
     pub delay: Duration,
     pub concurrency: usize,
-    pub batch_size: usize,
+    pub batch_size: BatchSize,
     /// Attempts per row on key errors.
     pub max_retries: u32,
     pub backoff: Duration,
@@ -258,7 +258,7 @@ impl LabelConfig {
             fallback_label: args.fallback_label.trim().to_string(),
             delay: Duration::from_secs_f64(args.delay),
             concurrency: args.concurrency as usize,
-            batch_size: args.batch_size as usize,
+            batch_size: args.batch_size,
             max_retries,
             backoff: Duration::from_secs_f64(args.backoff),
             on_exhausted: args.on_exhausted,

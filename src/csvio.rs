@@ -32,6 +32,20 @@ pub struct InputInfo {
     pub replace_col: Option<usize>,
     pub rows: u64,
     pub empty_rows: u64,
+    /// Bytes of all non-empty texts: their average sizes batches and token estimates.
+    pub text_bytes: u64,
+}
+
+impl InputInfo {
+    /// Average bytes of a non-empty text (0 when there is none).
+    pub fn average_text_bytes(&self) -> f64 {
+        let texts = self.rows - self.empty_rows;
+        if texts == 0 {
+            0.0
+        } else {
+            self.text_bytes as f64 / texts as f64
+        }
+    }
 }
 
 pub struct OutputLayout {
@@ -249,6 +263,7 @@ pub fn inspect_input(
     let mut rec = StringRecord::new();
     let mut rows = 0u64;
     let mut empty_rows = 0u64;
+    let mut text_bytes = 0u64;
     loop {
         if limit.is_some_and(|l| rows >= l) {
             break;
@@ -256,8 +271,9 @@ pub fn inspect_input(
         match rdr.read_record(&mut rec) {
             Ok(true) => {
                 rows += 1;
-                if rec.get(text_col).is_none_or(|t| t.trim().is_empty()) {
-                    empty_rows += 1;
+                match rec.get(text_col) {
+                    Some(t) if !t.trim().is_empty() => text_bytes += t.len() as u64,
+                    _ => empty_rows += 1,
                 }
             }
             Ok(false) => break,
@@ -272,6 +288,7 @@ pub fn inspect_input(
         replace_col,
         rows,
         empty_rows,
+        text_bytes,
     })
 }
 

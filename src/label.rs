@@ -10,6 +10,8 @@ use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 use std::time::{Instant, SystemTime};
 
+use crate::budget;
+use crate::cli::BatchSize;
 use crate::config::LabelConfig;
 use crate::csvio::{self, Existing, InputInfo, OutputLayout};
 use crate::error::{Error, Outcome, Result};
@@ -52,8 +54,22 @@ pub async fn run(cfg: LabelConfig) -> Result<Outcome> {
         cfg.base.model,
         prompter.identity()
     );
+    let batch_size = match cfg.batch_size {
+        BatchSize::Fixed(n) => n,
+        BatchSize::Auto => {
+            let choice =
+                budget::auto_batch_size(&cfg.base.limits, &prompter, info.average_text_bytes());
+            if !cfg.dry_run {
+                ui.info(&format!(
+                    "--batch-size auto: {} texts a request ({})",
+                    choice.size, choice.reason
+                ));
+            }
+            choice.size
+        }
+    };
     if cfg.dry_run {
-        report::dry_run(&cfg, &info, &state, &cache_scope)?;
+        report::dry_run(&cfg, &info, &state, &cache_scope, batch_size)?;
         return Ok(Outcome::Complete);
     }
     match state.prune_if_due(cfg.keep_days, SystemTime::now()) {
@@ -116,7 +132,7 @@ pub async fn run(cfg: LabelConfig) -> Result<Outcome> {
         fallback_label: cfg.fallback_label.clone(),
         status_column: cfg.status_column.is_some(),
         concurrency: cfg.concurrency,
-        batch_size: cfg.batch_size,
+        batch_size,
         use_cache: cfg.use_cache,
         cache_scope,
         output_id: output_id.clone(),

@@ -121,6 +121,7 @@ pub fn dry_run(
     info: &InputInfo,
     state: &State,
     cache_scope: &str,
+    batch_size: usize,
 ) -> Result<()> {
     let mut rdr = csvio::reader(&info.path, info.delimiter)?;
     let mut rec = csv::StringRecord::new();
@@ -149,9 +150,9 @@ pub fn dry_run(
         bytes += text.len() as u64;
     }
     let to_send = unique - cache_hits;
-    let requests = to_send.div_ceil(cfg.batch_size as u64);
+    let requests = to_send.div_ceil(batch_size as u64);
     let prompt = crate::prompt::Prompter::new(&cfg.labels, cfg.prompt_template.clone());
-    let overhead = if cfg.batch_size > 1 {
+    let overhead = if batch_size > 1 {
         prompt.batch(&[""]).estimated_tokens()
     } else {
         prompt.single("").estimated_tokens()
@@ -191,10 +192,7 @@ pub fn dry_run(
         "  cache hits:       {cache_hits}{}",
         if cfg.use_cache { "" } else { " (--no-cache)" }
     );
-    println!(
-        "  requests:         {requests} (batch size {})",
-        cfg.batch_size
-    );
+    println!("  requests:         {requests} (batch size {})", batch_size);
     println!("  estimated tokens: {tokens}");
     println!("  estimated cost:   ${cost:.4} (input tokens at --price-in)");
     println!(

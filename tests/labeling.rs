@@ -395,6 +395,111 @@ fn batches_go_as_a_json_array_with_a_reply_budget_from_the_labels() {
     }
 }
 
+/// The size `--batch-size auto` logged, and the whole log line.
+fn auto_choice(stderr: &str) -> (usize, String) {
+    let lines: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.contains("--batch-size auto:"))
+        .collect();
+    assert_eq!(lines.len(), 1, "the choice is logged once: {stderr}");
+    let size = lines[0]
+        .split("--batch-size auto: ")
+        .nth(1)
+        .and_then(|r| r.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no size in {}", lines[0]));
+    (size, lines[0].to_string())
+}
+
+#[test]
+fn batch_size_auto_fills_batches_when_the_daily_tokens_bind() {
+    // The sandbox lifts the per-minute limits; Groq's free-tier day (14,400 requests,
+    // 500,000 tokens) stays: for one text a request tokens run out first.
+    let (fake, sb, texts, input, output) =
+        setup(&[PLANTED], FakeConfig::with_keys(&[PLANTED]), 120);
+    let out = run(&mut sb.label(&fake, &input, &output, &["--batch-size", "auto"]));
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert_labeled(&output, &texts);
+    let (size, line) = auto_choice(&stderr(&out));
+    // These texts average about 45 tokens: the 2 % rule lands in the thirties or forties.
+    assert!((20..=50).contains(&size), "{line}");
+    assert!(line.contains("tokens per day bind"), "{line}");
+    assert!(line.contains("rows per key a day"), "{line}");
+    let sizes: Vec<usize> = fake.requests().iter().map(|r| r.texts.len()).collect();
+    assert_eq!(sizes.len(), 120usize.div_ceil(size), "{sizes:?}");
+    assert!(
+        sizes[..sizes.len() - 1].iter().all(|n| *n == size),
+        "{sizes:?}"
+    );
+}
+
+#[test]
+fn batch_size_auto_keeps_long_texts_within_half_the_assumed_context() {
+    let fake = FakeProvider::start(FakeConfig::with_keys(&[PLANTED]));
+    let sb = Sandbox::new();
+    sb.write_keys(&[PLANTED]);
+    // Reviews of about 1,000 characters (250 tokens): 50 of them would not fit in 8k.
+    // Requests bind (a plentiful token day), so auto wants batches as large as can be.
+    let short = smsa(600);
+    let texts: Vec<String> = short.chunks(6).take(60).map(|c| c.join(" ")).collect();
+    let (input, output) = (sb.path("in.csv"), sb.path("out.csv"));
+    write_input(&input, &texts);
+    let out = run(&mut sb.label(
+        &fake,
+        &input,
+        &output,
+        &[
+            "--batch-size",
+            "auto",
+            "--rpd",
+            "1000",
+            "--tpd",
+            "100000000",
+        ],
+    ));
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert_labeled(&output, &texts);
+    let (size, line) = auto_choice(&stderr(&out));
+    assert!(
+        line.contains("capped at half of an assumed 8192-token context"),
+        "{line}"
+    );
+    let reqs = fake.requests();
+    for r in &reqs[..reqs.len() - 1] {
+        assert_eq!(r.texts.len(), size, "{line}");
+    }
+    // A batch of average texts (with its instruction) fits in half of 8,192 tokens, and
+    // one more text would not.
+    let chars: usize = texts.iter().map(|t| t.chars().count()).sum();
+    let per_text = chars as f64 / 4.0 / texts.len() as f64;
+    assert!(per_text * size as f64 <= 4096.0, "{per_text} × {line}");
+    assert!(per_text * (size + 2) as f64 > 4096.0, "{per_text} × {line}");
+}
+
+#[test]
+fn batch_size_auto_goes_to_the_cap_when_requests_bind() {
+    let (fake, sb, texts, input, output) = setup(&[PLANTED], FakeConfig::with_keys(&[PLANTED]), 60);
+    let out = run(&mut sb.label(
+        &fake,
+        &input,
+        &output,
+        &[
+            "--batch-size",
+            "auto",
+            "--rpd",
+            "1000",
+            "--tpd",
+            "100000000",
+        ],
+    ));
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert_labeled(&output, &texts);
+    let (size, line) = auto_choice(&stderr(&out));
+    assert_eq!(size, 50, "{line}");
+    assert!(line.contains("requests per day bind"), "{line}");
+    assert!(line.contains("capped at 50 texts"), "{line}");
+}
+
 #[test]
 fn concurrency_keeps_the_output_in_input_order() {
     let mut cfg = FakeConfig::with_keys(&[PLANTED, KEY2, KEY3]);
