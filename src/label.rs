@@ -69,7 +69,7 @@ pub async fn run(cfg: LabelConfig) -> Result<Outcome> {
         }
     };
     if cfg.dry_run {
-        report::dry_run(&cfg, &info, &state, &cache_scope, batch_size)?;
+        report::dry_run(&cfg, &info, &state, &cache_scope, &prompter, batch_size)?;
         return Ok(Outcome::Complete);
     }
     match state.prune_if_due(cfg.keep_days, SystemTime::now()) {

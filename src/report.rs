@@ -7,10 +7,13 @@ use std::time::{Duration, SystemTime};
 
 use serde_json::{json, Value};
 
+use crate::budget;
+use crate::cli::BatchSize;
 use crate::config::{Config, LabelConfig};
 use crate::csvio::{self, InputInfo};
 use crate::error::{Error, Result};
 use crate::pipeline::{cache_key, worker::Ctx, RunCounts};
+use crate::prompt::Prompter;
 use crate::provider::classify::{human, ErrorClass};
 use crate::provider::defaults::Limits;
 use crate::state::{State, UsageDelta};
@@ -121,6 +124,7 @@ pub fn dry_run(
     info: &InputInfo,
     state: &State,
     cache_scope: &str,
+    prompter: &Prompter,
     batch_size: usize,
 ) -> Result<()> {
     let mut rdr = csvio::reader(&info.path, info.delimiter)?;
@@ -151,13 +155,14 @@ pub fn dry_run(
     }
     let to_send = unique - cache_hits;
     let requests = to_send.div_ceil(batch_size as u64);
-    let prompt = crate::prompt::Prompter::new(&cfg.labels, cfg.prompt_template.clone());
-    let overhead = if batch_size > 1 {
-        prompt.batch(&[""]).estimated_tokens()
+    let average_bytes = if to_send > 0 {
+        bytes as f64 / to_send as f64
     } else {
-        prompt.single("").estimated_tokens()
+        info.average_text_bytes()
     };
-    let tokens = bytes.div_ceil(4) + requests * overhead;
+    let tokens_per_row =
+        prompter.estimated_request_tokens(batch_size, average_bytes) / batch_size as f64;
+    let tokens = (tokens_per_row * to_send as f64).ceil() as u64;
     let base = &cfg.base;
     let orgs = base.org_count() as f64;
     let mut per_sec = f64::INFINITY;
@@ -210,7 +215,77 @@ pub fn dry_run(
             println!("  note: {requests} requests exceed the {cap} per day the keys allow; it will take more than a day");
         }
     }
+    let l = &base.limits;
+    let shown = |v: Option<u64>| v.map_or("none".to_string(), |v| v.to_string());
+    println!(
+        "  budget per key or organization (rpm {} · rph {} · rpd {} · tpm {} · tpd {}; texts {:.1} tokens a row):",
+        shown(l.rpm),
+        shown(l.rph),
+        shown(l.rpd),
+        shown(l.tpm),
+        shown(l.tpd),
+        average_bytes / 4.0
+    );
+    let auto = budget::auto_batch_size(&base.limits, prompter, info.average_text_bytes());
+    let mut sizes = vec![(format!("batch size {batch_size}"), batch_size)];
+    if cfg.batch_size == BatchSize::Auto {
+        sizes[0].0 = format!("batch size auto ({batch_size})");
+    } else {
+        sizes.push((format!("batch size auto ({})", auto.size), auto.size));
+    }
+    for (name, size) in sizes {
+        println!(
+            "    {:<24}{}",
+            format!("{name}:"),
+            budget_line(cfg, prompter, size, average_bytes, to_send)
+        );
+    }
+    println!("    auto: {}", auto.reason);
     Ok(())
+}
+
+/// One dry-run budget line: tokens per row, rows per key a day, the binding limit, and
+/// the days `rows` take with the configured keys.
+fn budget_line(
+    cfg: &LabelConfig,
+    prompter: &Prompter,
+    batch: usize,
+    average_bytes: f64,
+    rows: u64,
+) -> String {
+    let base = &cfg.base;
+    let request = prompter.estimated_request_tokens(batch, average_bytes);
+    let per_row = request / batch as f64;
+    let own = average_bytes / 4.0;
+    let ratio = if own > 0.0 {
+        format!(" ({:.2}x the texts)", per_row / own)
+    } else {
+        String::new()
+    };
+    let day = budget::rows_per_day(&base.limits, batch, request);
+    let orgs = base.org_count().max(1);
+    let keys = base.keys.len();
+    let with = if keys == orgs {
+        format!("{keys} key(s)")
+    } else {
+        format!("{keys} keys in {orgs} organization(s)")
+    };
+    let capacity = match (day.rows, day.binding) {
+        (Some(r), Some(limit)) if r > 0.0 => {
+            let days = rows as f64 / (r * orgs as f64);
+            format!(
+                "{} rows per key a day ({} bind) · {days:.2} days for {rows} rows with {with}",
+                budget::thousands(r),
+                limit.describe(),
+            )
+        }
+        (Some(_), Some(limit)) => format!(
+            "no row fits: one request is larger than the {}",
+            limit.describe()
+        ),
+        _ => "no daily limit known".to_string(),
+    };
+    format!("{per_row:.1} tokens a row{ratio} · {capacity}")
 }
 
 fn usage_json(d: &UsageDelta) -> Value {

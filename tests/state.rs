@@ -581,6 +581,117 @@ fn report_dir_writes_the_days_json_report() {
     sb.assert_no_leak(&[&r], &[PLANTED, KEY2]);
 }
 
+/// The dry run's budget line for `name` ("batch size 1", "batch size auto"):
+/// (tokens a row, rows per key a day, binding limit, days).
+fn budget_of(out: &str, name: &str) -> (f64, f64, String, f64) {
+    let line = out
+        .lines()
+        .find(|l| l.trim_start().starts_with(name))
+        .unwrap_or_else(|| panic!("no '{name}' line in: {out}"));
+    let after = &line[line.find(':').unwrap() + 1..];
+    let num = |s: &str| -> f64 {
+        s.replace(',', "")
+            .parse()
+            .unwrap_or_else(|_| panic!("{s} in {line}"))
+    };
+    let words: Vec<&str> = after.split_whitespace().collect();
+    let at = |w: &str| {
+        words
+            .iter()
+            .position(|x| *x == w)
+            .unwrap_or_else(|| panic!("no '{w}' in {line}"))
+    };
+    let tokens = num(words[0]);
+    let rows = num(words[at("rows") - 1]);
+    let binding = after[after.find('(').unwrap() + 1..after.find(" bind)").unwrap()]
+        .rsplit('(')
+        .next()
+        .unwrap()
+        .to_string();
+    let days = num(words[at("days") - 1]);
+    (tokens, rows, binding, days)
+}
+
+#[test]
+fn dry_run_tells_the_budget_for_the_chosen_batch_size_and_for_auto() {
+    let fake = FakeProvider::start(FakeConfig::with_keys(&[PLANTED, KEY2]));
+    let sb = Sandbox::new();
+    sb.write_keys(&[PLANTED, KEY2]);
+    let texts = smsa(400);
+    let (input, output) = (sb.path("in.csv"), sb.path("out.csv"));
+    write_input(&input, &texts);
+    // Groq's free tier, stated as flags (the sandbox lifts the minute limits otherwise).
+    let groq = [
+        "--dry-run",
+        "--rpm",
+        "30",
+        "--tpm",
+        "6000",
+        "--rpd",
+        "14400",
+        "--tpd",
+        "500000",
+    ];
+    let r = run(&mut sb.label(&fake, &input, &output, &groq));
+    assert_eq!(code(&r), 0, "{}", stderr(&r));
+    assert_eq!(fake.total_requests(), 0);
+    let out = stdout(&r);
+    let (t1, rows1, bind1, days1) = budget_of(&out, "batch size 1:");
+    let (ta, rowsa, binda, daysa) = budget_of(&out, "batch size auto");
+    // Tokens bind for these texts: a day is 500,000 tokens over the tokens a row.
+    for (t, rows, bind, days) in [(t1, rows1, &bind1, days1), (ta, rowsa, &binda, daysa)] {
+        assert_eq!(bind, "tokens per day", "{out}");
+        assert!(
+            (rows - 500_000.0 / t).abs() <= 500_000.0 / t * 0.002 + 1.0,
+            "{rows} vs {t}: {out}"
+        );
+        // 400 rows over two keys of `rows` a day.
+        assert!((days - 400.0 / (2.0 * rows)).abs() < 0.006, "{days}: {out}");
+    }
+    assert!(ta < t1 * 0.8, "auto spends fewer tokens a row: {out}");
+    // The texts' own tokens are named, and the multiple is consistent with them.
+    let own: f64 = texts.iter().map(|t| t.len()).sum::<usize>() as f64 / 4.0 / 400.0;
+    assert!(
+        out.contains(&format!("texts {own:.1} tokens a row")),
+        "{own}: {out}"
+    );
+    assert!(out.contains("auto: tokens per day bind"), "{out}");
+
+    // When requests bind, rows a day are requests times the batch: 100 × 1 and 100 × 50.
+    let r = run(&mut sb.label(
+        &fake,
+        &input,
+        &output,
+        &[
+            "--dry-run",
+            "--rpd",
+            "100",
+            "--tpd",
+            "1000000000",
+            "--batch-size",
+            "auto",
+        ],
+    ));
+    assert_eq!(code(&r), 0, "{}", stderr(&r));
+    let out = stdout(&r);
+    let (_, rows, bind, days) = budget_of(&out, "batch size auto (50)");
+    assert_eq!(
+        (rows, bind.as_str()),
+        (5_000.0, "requests per day"),
+        "{out}"
+    );
+    assert!((days - 0.04).abs() < 0.006, "{out}");
+    assert!(
+        !out.contains("batch size 1:"),
+        "auto was chosen, so it is the only line: {out}"
+    );
+    assert!(
+        out.contains("requests: ") && out.contains("(batch size 50)"),
+        "{out}"
+    );
+    sb.assert_no_leak(&[&r], &[PLANTED, KEY2]);
+}
+
 #[test]
 fn dry_run_sends_nothing_and_prints_the_plan() {
     let fake = FakeProvider::start(FakeConfig::with_keys(&[PLANTED]));
