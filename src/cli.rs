@@ -86,8 +86,8 @@ pub struct CommonArgs {
     /// State file (usage, key health, cache) [default: autolabel/state.sqlite3 in the user's data dir].
     #[arg(long, env = "AUTOLABEL_STATE")]
     pub state: Option<String>,
-    /// Seconds before a request is abandoned.
-    #[arg(long, default_value_t = 30.0, value_parser = parse_seconds)]
+    /// Seconds before a request is abandoned (more than 0, at most 3600).
+    #[arg(long, default_value_t = 30.0, value_parser = timeout_seconds)]
     pub timeout: f64,
     /// Print only errors.
     #[arg(long, short = 'q', global = true)]
@@ -139,8 +139,8 @@ pub struct LabelArgs {
     /// Label written when no key can label a row (and for empty texts).
     #[arg(long, default_value = "netral")]
     pub fallback_label: String,
-    /// Minimum seconds between any two requests (0 = off).
-    #[arg(long, default_value_t = 2.5, value_parser = parse_seconds, env = "AUTOLABEL_DELAY")]
+    /// Minimum seconds between any two requests (0 = off; at most 86400).
+    #[arg(long, default_value_t = 2.5, value_parser = seconds_up_to::<86_400>, env = "AUTOLABEL_DELAY")]
     pub delay: f64,
     /// Requests per minute per key/organization [default: provider free tier, or P_RPM in the env file].
     #[arg(long)]
@@ -167,11 +167,11 @@ pub struct LabelArgs {
     /// or auto: chosen from the limit that binds, at most 50.
     #[arg(long, default_value = "1", value_parser = parse_batch_size)]
     pub batch_size: BatchSize,
-    /// Attempts per row on key errors (rate limit, quota, invalid key) [default: number of keys].
-    #[arg(long)]
+    /// Retries per row after server errors, timeouts, dropped connections and malformed replies, before the row gets the fallback label (at most 100). Rate limits, cooldowns and exhausted or invalid keys never count: the row waits for, or moves to, a key that can serve it [default: number of keys, at least 4].
+    #[arg(long, value_parser = clap::value_parser!(u32).range(0..=100))]
     pub max_retries: Option<u32>,
-    /// First back-off in seconds after a server error, timeout or bad reply; doubles each time, with jitter.
-    #[arg(long, default_value_t = 1.0, value_parser = parse_seconds, env = "AUTOLABEL_BACKOFF")]
+    /// First back-off in seconds after a server error, timeout or bad reply (or a 429 that gives no wait); doubles each time, with jitter (at most 3600).
+    #[arg(long, default_value_t = 1.0, value_parser = seconds_up_to::<3600>, env = "AUTOLABEL_BACKOFF")]
     pub backoff: f64,
     /// What to do when every key is exhausted or invalid.
     #[arg(long, value_enum, default_value = "fallback")]
@@ -198,8 +198,8 @@ pub struct LabelArgs {
     /// Write the day's usage report as DIR/<provider>_<YYYY-MM-DD>.json at the end.
     #[arg(long)]
     pub report_dir: Option<PathBuf>,
-    /// Seconds between progress lines when stderr is not a terminal (cron logs).
-    #[arg(long, default_value_t = 10.0, value_parser = parse_seconds)]
+    /// Seconds between progress lines when stderr is not a terminal (cron logs; at most 86400).
+    #[arg(long, default_value_t = 10.0, value_parser = seconds_up_to::<86_400>)]
     pub progress_every: f64,
     /// Price in USD per million input tokens, for cost estimates [default: 0, or P_PRICE_IN].
     #[arg(long)]
@@ -225,8 +225,8 @@ pub struct TestKeysArgs {
 pub struct UsageArgs {
     #[command(flatten)]
     pub common: CommonArgs,
-    /// Days of history to show, today included.
-    #[arg(long, default_value_t = 7)]
+    /// Days of history to show, today included (1 to 3650).
+    #[arg(long, default_value_t = 7, value_parser = clap::value_parser!(u32).range(1..=3650))]
     pub days: u32,
     /// Print JSON on stdout (stable format, see README).
     #[arg(long)]
@@ -256,12 +256,23 @@ fn parse_batch_size(s: &str) -> Result<BatchSize, String> {
     }
 }
 
-fn parse_seconds(s: &str) -> Result<f64, String> {
+/// Seconds from 0 to `MAX`: anything else (negative, NaN, infinite, huge) is refused with
+/// exit 2 naming the flag, before it can reach a `Duration`.
+fn seconds_up_to<const MAX: u32>(s: &str) -> Result<f64, String> {
     let v: f64 = s
+        .trim()
         .parse()
         .map_err(|_| format!("'{s}' is not a number of seconds"))?;
-    if !v.is_finite() || v < 0.0 {
-        return Err(format!("'{s}' must be zero or more seconds"));
+    if !v.is_finite() || v < 0.0 || v > MAX as f64 {
+        return Err(format!("'{s}' must be between 0 and {MAX} seconds"));
+    }
+    Ok(v)
+}
+
+fn timeout_seconds(s: &str) -> Result<f64, String> {
+    let v = seconds_up_to::<3600>(s)?;
+    if v < 0.001 {
+        return Err(format!("'{s}' must be more than 0 seconds"));
     }
     Ok(v)
 }

@@ -9,8 +9,10 @@ use crate::cli::{BatchSize, CommonArgs, LabelArgs, OnExhausted};
 use crate::error::{Error, Result};
 use crate::keys::envfile::{self, Vars};
 use crate::keys::ApiKey;
+use crate::limits::{Dim, LimitSet, Limits, Source};
 use crate::normalize::LabelSet;
-use crate::provider::defaults::{self, Limits, ProviderName};
+use crate::provider::defaults::{self, ProviderName};
+use crate::state::State;
 
 /// What every command needs: provider, keys and where the state lives.
 #[derive(Debug, Clone)]
@@ -25,10 +27,12 @@ pub struct Config {
     pub keys: Vec<ApiKey>,
     /// Per key: the index of its organization (keys of one organization share limits).
     pub key_orgs: Vec<usize>,
-    /// Limits per organization.
-    pub limits: Limits,
-    /// For `-v`: where each limit came from.
-    pub limit_origins: Vec<String>,
+    /// Limits as configured (flag, environment, env file, or the free-tier default),
+    /// each with where it came from.
+    pub limits: LimitSet,
+    /// Per organization: `limits` with what the provider stated to earlier runs
+    /// (`load_learned`); the pacer starts from these.
+    pub org_limits: Vec<LimitSet>,
     pub timeout: Duration,
     pub state_path: PathBuf,
     pub env_file: PathBuf,
@@ -37,6 +41,9 @@ pub struct Config {
     /// USD per token, in and out.
     pub prices: (f64, f64),
 }
+
+/// `--max-retries` without a value: the number of keys, but never fewer than this.
+const DEFAULT_MIN_RETRIES: u32 = 4;
 
 /// A labeling run on top of `Config`.
 #[derive(Debug, Clone)]
@@ -53,7 +60,8 @@ pub struct LabelConfig {
     pub delay: Duration,
     pub concurrency: usize,
     pub batch_size: BatchSize,
-    /// Attempts per row on key errors.
+    /// Retries per row after transient failures (server errors, timeouts, dropped
+    /// connections, malformed replies). Rate limits and key errors never count.
     pub max_retries: u32,
     pub backoff: Duration,
     pub on_exhausted: OnExhausted,
@@ -115,13 +123,14 @@ impl Config {
             .enumerate()
             .map(|(i, s)| ApiKey::new(i + 1, s))
             .collect();
-        let (limits, limit_origins) = resolve_limits(provider, &model, flags, &vars);
+        let limits = resolve_limits(provider, &model, flags, &vars)?;
         let prefix = provider.as_str().to_uppercase();
         let group_spec = org_groups.map(str::to_string).or_else(|| {
             vars.get(&format!("{prefix}_ORG_GROUPS"))
                 .map(str::to_string)
         });
         let key_orgs = parse_org_groups(group_spec.as_deref(), keys.len())?;
+        let org_count = key_orgs.iter().max().map_or(0, |m| m + 1);
         let price = |flag: Option<f64>, name: &str| -> Result<f64> {
             let v = match flag {
                 Some(v) => v,
@@ -134,6 +143,11 @@ impl Config {
                     None => 0.0,
                 },
             };
+            if !v.is_finite() || v < 0.0 {
+                return Err(Error::Usage(format!(
+                    "price {v}: must be a finite number of USD per million tokens, 0 or more"
+                )));
+            }
             Ok(v / 1_000_000.0)
         };
         Ok(Config {
@@ -143,8 +157,8 @@ impl Config {
             json_mode: d.json_mode,
             keys,
             key_orgs,
+            org_limits: vec![limits.clone(); org_count],
             limits,
-            limit_origins,
             timeout: Duration::from_secs_f64(args.timeout.max(0.001)),
             state_path: crate::state::resolve_path(args.state.as_deref())?,
             env_file: args.env_file.clone(),
@@ -163,8 +177,7 @@ impl Config {
                     .model
                     .clone()
                     .unwrap_or_else(|| defaults::defaults(args.provider).model.to_string());
-                let (limits, limit_origins) =
-                    resolve_limits(args.provider, &model, Limits::default(), &vars);
+                let limits = resolve_limits(args.provider, &model, Limits::default(), &vars)?;
                 Ok(Config {
                     provider: args.provider,
                     base_url: String::new(),
@@ -172,8 +185,8 @@ impl Config {
                     json_mode: false,
                     keys: Vec::new(),
                     key_orgs: Vec::new(),
+                    org_limits: vec![limits.clone()],
                     limits,
-                    limit_origins,
                     timeout: Duration::from_secs(30),
                     state_path: crate::state::resolve_path(args.state.as_deref())?,
                     env_file: args.env_file.clone(),
@@ -188,6 +201,49 @@ impl Config {
 
     pub fn org_count(&self) -> usize {
         self.key_orgs.iter().max().map_or(0, |m| m + 1)
+    }
+
+    /// Starts each organization from the limits its keys' provider stated to earlier runs
+    /// (for this model), by the rule of `limits`: a stated value replaces a default and
+    /// lowers a value the user set. Without configured keys, every key the state knows
+    /// counts as one organization.
+    pub fn load_learned(&mut self, state: &State) -> crate::error::Result<()> {
+        let learned = state.learned_limits(self.provider.as_str(), &self.model)?;
+        if learned.is_empty() {
+            return Ok(());
+        }
+        for (org, set) in self.org_limits.iter_mut().enumerate() {
+            let fingerprints: Vec<&str> = self
+                .keys
+                .iter()
+                .zip(&self.key_orgs)
+                .filter(|(_, o)| **o == org)
+                .map(|(k, _)| k.fingerprint.as_str())
+                .collect();
+            for dim in Dim::ALL {
+                // The newest statement by any key of the organization.
+                let newest = learned
+                    .iter()
+                    .filter(|l| l.dim == dim)
+                    .filter(|l| {
+                        self.keys.is_empty() || fingerprints.contains(&l.fingerprint.as_str())
+                    })
+                    .max_by_key(|l| l.updated);
+                if let Some(l) = newest {
+                    let source = Source::Stated {
+                        by: l.source.clone(),
+                        earlier: true,
+                    };
+                    set.state(dim, l.value, source);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The lowest limits in force over the organizations (for estimates and reports).
+    pub fn limits_in_force(&self) -> Limits {
+        crate::pacing::lowest(&self.org_limits)
     }
 }
 
@@ -246,7 +302,9 @@ impl LabelConfig {
                 output.display()
             )));
         }
-        let max_retries = args.max_retries.unwrap_or(base.keys.len() as u32).max(1);
+        let max_retries = args
+            .max_retries
+            .unwrap_or((base.keys.len() as u32).max(DEFAULT_MIN_RETRIES));
         Ok(LabelConfig {
             input,
             output,
@@ -282,84 +340,79 @@ fn same_file(a: &std::path::Path, b: &std::path::Path) -> bool {
     }
 }
 
-/// Flag > environment > env file > provider default, for each limit.
+/// Flag > environment > env file > provider default, for each limit. A variable that
+/// is set but not a whole number of at least 1 is an error naming it.
 fn resolve_limits(
     provider: ProviderName,
     model: &str,
     flags: Limits,
     vars: &Vars,
-) -> (Limits, Vec<String>) {
+) -> Result<LimitSet> {
     let defaults = defaults::free_tier_limits(provider, model);
     let p = provider.as_str().to_uppercase();
-    let mut aliases: Vec<(&str, Vec<String>)> = vec![
-        ("rpm", vec![format!("{p}_RPM")]),
-        ("rph", vec![format!("{p}_RPH")]),
-        ("rpd", vec![format!("{p}_RPD")]),
-        ("tpm", vec![format!("{p}_TPM")]),
-        ("tpd", vec![format!("{p}_TPD")]),
-    ];
+    let mut names: Vec<(Dim, Vec<String>)> = Dim::ALL
+        .iter()
+        .map(|&d| (d, vec![format!("{p}_{}", d.as_str().to_uppercase())]))
+        .collect();
     // The older tools' names.
+    let mut alias = |dim: Dim, more: &[&str]| {
+        names[dim as usize]
+            .1
+            .extend(more.iter().map(|s| s.to_string()))
+    };
     match provider {
         ProviderName::Gemini => {
-            aliases[0].1.push("GEMINI_MINUTE_LIMIT".into());
-            aliases[2].1.push("GEMINI_DAILY_LIMIT".into());
-            aliases[3].1.push("GEMINI_TOKEN_MINUTE_LIMIT".into());
+            alias(Dim::Rpm, &["GEMINI_MINUTE_LIMIT"]);
+            alias(Dim::Rpd, &["GEMINI_DAILY_LIMIT"]);
+            alias(Dim::Tpm, &["GEMINI_TOKEN_MINUTE_LIMIT"]);
         }
         ProviderName::Xai => {
-            aliases[0]
-                .1
-                .extend(["GROK_RPM".into(), "GROK_RATE_LIMIT_RPM".into()]);
-            aliases[1]
-                .1
-                .extend(["GROK_RPH".into(), "GROK_RATE_LIMIT_RPH".into()]);
-            aliases[2].1.push("GROK_RPD".into());
-            aliases[3].1.push("GROK_TPM".into());
+            alias(Dim::Rpm, &["GROK_RPM", "GROK_RATE_LIMIT_RPM"]);
+            alias(Dim::Rph, &["GROK_RPH", "GROK_RATE_LIMIT_RPH"]);
+            alias(Dim::Rpd, &["GROK_RPD"]);
+            alias(Dim::Tpm, &["GROK_TPM"]);
         }
         _ => {}
     }
-    let flag_values = [flags.rpm, flags.rph, flags.rpd, flags.tpm, flags.tpd];
-    let default_values = [
-        defaults.rpm,
-        defaults.rph,
-        defaults.rpd,
-        defaults.tpm,
-        defaults.tpd,
-    ];
-    let mut out = [None; 5];
-    let mut origins = Vec::new();
-    for (i, (name, vars_for)) in aliases.iter().enumerate() {
-        let from_env = vars_for.iter().find_map(|v| {
-            vars.get(v)
-                .and_then(|s| s.trim().parse::<u64>().ok())
+    let mut values = Dim::ALL.map(|_| (None, Source::Flag));
+    for (dim, vars_for) in &names {
+        let mut from_env = None;
+        for name in vars_for {
+            let Some(raw) = vars.get(name) else { continue };
+            let n = raw
+                .trim()
+                .parse::<u64>()
+                .ok()
                 .filter(|n| *n > 0)
-                .map(|n| (n, format!("{} ({v})", vars.origin(v))))
-        });
-        let (value, origin) = if let Some(f) = flag_values[i] {
-            (Some(f), format!("--{name}"))
-        } else if let Some((n, origin)) = from_env {
-            (Some(n), origin)
+                .ok_or_else(|| {
+                    Error::Config(format!(
+                        "{name}={raw} (from the {}): a limit must be a whole number of at least 1",
+                        vars.origin(name)
+                    ))
+                })?;
+            from_env = Some((
+                n,
+                Source::Variable {
+                    name: name.clone(),
+                    place: vars.origin(name).to_string(),
+                },
+            ));
+            break;
+        }
+        values[*dim as usize] = if let Some(f) = flags.get(*dim) {
+            (Some(f), Source::Flag)
+        } else if let Some((n, source)) = from_env {
+            (Some(n), source)
         } else {
             (
-                default_values[i],
-                format!("{} free-tier default", provider.as_str()),
+                defaults.get(*dim),
+                Source::Default {
+                    provider: provider.as_str(),
+                },
             )
         };
-        out[i] = value;
-        origins.push(format!(
-            "{name} = {} from {origin}",
-            value.map_or("none".to_string(), |v| v.to_string())
-        ));
     }
-    (
-        Limits {
-            rpm: out[0],
-            rph: out[1],
-            rpd: out[2],
-            tpm: out[3],
-            tpd: out[4],
-        },
-        origins,
-    )
+    Ok(LimitSet::configured(values))
 }
 
 /// `"1,2;3"` → keys 1 and 2 share an organization, key 3 has its own, and every key not
@@ -424,21 +477,35 @@ mod tests {
             rpm: Some(5),
             ..Limits::default()
         };
-        let (l, origins) = resolve_limits(ProviderName::Groq, "llama-3.1-8b-instant", flags, &vars);
+        let set = resolve_limits(ProviderName::Groq, "llama-3.1-8b-instant", flags, &vars).unwrap();
+        let l = set.values();
         assert_eq!(l.rpm, Some(5));
         assert_eq!(l.rpd, Some(77));
         assert_eq!(l.tpm, Some(6000));
-        assert!(origins[0].contains("--rpm"));
+        let origins = set.describe();
+        assert_eq!(origins[0], "rpm = 5 from --rpm");
+        assert_eq!(origins[2], "rpd = 77 from GROQ_RPD in environment");
+        assert_eq!(origins[3], "tpm = 6000 from the groq free-tier default");
+        let bad = Vars::from_maps(&[("GROQ_TPM", "6k")], &[]);
+        let err = resolve_limits(ProviderName::Groq, "m", Limits::default(), &bad).unwrap_err();
+        assert!(
+            err.to_string().contains("GROQ_TPM=6k (from the env file)"),
+            "{err}"
+        );
         let vars = Vars::from_maps(&[("GEMINI_MINUTE_LIMIT", "12")], &[]);
-        let (l, _) = resolve_limits(
+        let l = resolve_limits(
             ProviderName::Gemini,
             "gemini-2.0-flash",
             Limits::default(),
             &vars,
-        );
+        )
+        .unwrap()
+        .values();
         assert_eq!(l.rpm, Some(12));
         let vars = Vars::from_maps(&[("GROK_RATE_LIMIT_RPH", "100")], &[]);
-        let (l, _) = resolve_limits(ProviderName::Xai, "grok-3-mini", Limits::default(), &vars);
+        let l = resolve_limits(ProviderName::Xai, "grok-3-mini", Limits::default(), &vars)
+            .unwrap()
+            .values();
         assert_eq!(l.rph, Some(100));
     }
 }

@@ -16,25 +16,22 @@ use crate::config::LabelConfig;
 use crate::csvio::{self, Existing, InputInfo, OutputLayout};
 use crate::error::{Error, Outcome, Result};
 use crate::keys::ring::{Health, KeyRing};
-use crate::pacing::{Dispatcher, OrgSetup};
+use crate::pacing::{Dispatcher, OrgSetup, ProviderRules, SystemClock};
 use crate::pipeline::worker::{Ctx, Usage};
 use crate::pipeline::{self, feeder::Previous, PipelineSetup};
 use crate::prompt::Prompter;
-use crate::provider::Client;
+use crate::provider::{defaults, Client};
 use crate::signals::StopSignal;
 use crate::state::{State, UsageDelta};
 use crate::ui::Ui;
 use crate::{report, timeutil};
 
-pub async fn run(cfg: LabelConfig) -> Result<Outcome> {
+pub async fn run(mut cfg: LabelConfig) -> Result<Outcome> {
     let ui = Arc::new(Ui::new(
         cfg.base.quiet,
         cfg.base.verbose,
         cfg.progress_every,
     ));
-    for line in &cfg.base.limit_origins {
-        ui.debug(1, line);
-    }
     let info = csvio::inspect_input(
         &cfg.input,
         cfg.text_column.as_deref(),
@@ -47,6 +44,8 @@ pub async fn run(cfg: LabelConfig) -> Result<Outcome> {
         status_column: cfg.status_column.clone(),
     };
     let state = Arc::new(State::open(&cfg.base.state_path)?);
+    cfg.base.load_learned(&state)?;
+    log_limits(&ui, &cfg.base);
     let prompter = Prompter::new(&cfg.labels, cfg.prompt_template.clone());
     let cache_scope = format!(
         "{}|{}|{}",
@@ -57,8 +56,11 @@ pub async fn run(cfg: LabelConfig) -> Result<Outcome> {
     let batch_size = match cfg.batch_size {
         BatchSize::Fixed(n) => n,
         BatchSize::Auto => {
-            let choice =
-                budget::auto_batch_size(&cfg.base.limits, &prompter, info.average_text_bytes());
+            let choice = budget::auto_batch_size(
+                &cfg.base.limits_in_force(),
+                &prompter,
+                info.average_text_bytes(),
+            );
             if !cfg.dry_run {
                 ui.info(&format!(
                     "--batch-size auto: {} texts a request ({})",
@@ -417,10 +419,37 @@ impl Drop for OutputLock {
     }
 }
 
+/// `-v`: each limit in force and where it came from, once per distinct set.
+fn log_limits(ui: &Ui, base: &crate::config::Config) {
+    let mut shown: Vec<&crate::limits::LimitSet> = Vec::new();
+    for (org, set) in base.org_limits.iter().enumerate() {
+        if shown.contains(&set) {
+            continue;
+        }
+        shown.push(set);
+        let whose = if base.org_limits.len() > 1 {
+            let keys: Vec<String> = base
+                .keys
+                .iter()
+                .zip(&base.key_orgs)
+                .filter(|(_, o)| **o == org)
+                .map(|(k, _)| format!("#{}", k.index))
+                .collect();
+            format!(" (organization of key {})", keys.join(", "))
+        } else {
+            String::new()
+        };
+        for line in set.describe() {
+            ui.debug(1, &format!("{line}{whose}"));
+        }
+    }
+}
+
 fn build_ctx(cfg: &LabelConfig, ui: Arc<Ui>, state: Arc<State>, prompter: Prompter) -> Result<Ctx> {
     let base = &cfg.base;
     let provider = base.provider.as_str();
-    let mut ring = KeyRing::new(base.keys.clone(), &base.key_orgs);
+    let mut ring = KeyRing::new(base.keys.clone(), &base.key_orgs)
+        .with_rules(defaults::day_start(base.provider), cfg.backoff);
     restore_health(&mut ring, &state, provider, &ui)?;
     let orgs = (0..base.org_count())
         .map(|o| {
@@ -432,7 +461,7 @@ fn build_ctx(cfg: &LabelConfig, ui: Arc<Ui>, state: Arc<State>, prompter: Prompt
                 .map(|(k, _)| k.fingerprint.clone())
                 .collect();
             Ok(OrgSetup {
-                limits: base.limits,
+                limits: base.org_limits[o].clone(),
                 used_today: state.used_today(provider, &fps)?,
             })
         })
@@ -446,7 +475,16 @@ fn build_ctx(cfg: &LabelConfig, ui: Arc<Ui>, state: Arc<State>, prompter: Prompt
             base.timeout,
             cfg.concurrency,
         ),
-        dispatcher: Dispatcher::new(ring, &orgs, cfg.delay),
+        dispatcher: Dispatcher::new(
+            ring,
+            orgs,
+            cfg.delay,
+            ProviderRules {
+                headers: defaults::header_meaning(base.provider),
+                day: defaults::day_start(base.provider),
+            },
+            Arc::new(SystemClock),
+        ),
         keys: base.keys.clone(),
         prompter,
         labels: cfg.labels.clone(),
@@ -480,7 +518,7 @@ fn restore_health(ring: &mut KeyRing, state: &State, provider: &str, ui: &Ui) ->
             ("invalid", _) => Health::Invalid,
             ("exhausted", Some(until)) if until > now => Health::Exhausted { until },
             ("cooling", Some(until)) if until > now => Health::Cooling {
-                until: Instant::now() + until.duration_since(now).unwrap_or_default(),
+                until: tokio::time::Instant::now() + until.duration_since(now).unwrap_or_default(),
             },
             _ => continue,
         };

@@ -10,6 +10,7 @@ pub mod csvio;
 pub mod error;
 pub mod keys;
 pub mod label;
+pub mod limits;
 pub mod normalize;
 pub mod pacing;
 pub mod pipeline;
@@ -36,15 +37,19 @@ pub async fn run(cli: Cli) -> Result<Outcome> {
             testkeys::run(&cfg, args.json, args.chat).await
         }
         Some(Command::Usage(args)) => {
-            let cfg = Config::resolve_for_report(&args.common)?;
+            let mut cfg = Config::resolve_for_report(&args.common)?;
             let state = state::State::open(&cfg.state_path)?;
+            cfg.load_learned(&state)?;
             let value = report::usage_value(&cfg, &state, args.days.max(1))?;
             if let Some(path) = &args.html {
                 std::fs::write(path, report::usage_html(&value))
                     .map_err(|e| error::Error::io(format!("--html {}", path.display()), e))?;
             }
             if args.json {
-                println!("{}", serde_json::to_string_pretty(&value).expect("json"));
+                crate::outln!(
+                    "{}",
+                    serde_json::to_string_pretty(&value).unwrap_or_default()
+                );
             } else {
                 report::print_usage(&value, &cfg.state_path);
             }
@@ -72,17 +77,17 @@ fn state_command(cmd: cli::StateCommand) -> Result<Outcome> {
         cli::StateCommand::Prune(a) => {
             let pruned = state.prune(a.keep_days, std::time::SystemTime::now())?;
             if a.keep_days == 0 {
-                println!(
+                crate::outln!(
                     "{}: --keep-days 0 keeps everything; nothing removed",
                     path.display()
                 );
             } else {
-                println!("{}: {pruned}", path.display());
+                crate::outln!("{}: {pruned}", path.display());
             }
         }
         cli::StateCommand::Vacuum(_) => {
             let c = state.vacuum()?;
-            println!(
+            crate::outln!(
                 "{}: {} bytes before, {} after ({} freed)",
                 path.display(),
                 c.before,

@@ -164,15 +164,16 @@ pub fn dry_run(
         prompter.estimated_request_tokens(batch_size, average_bytes) / batch_size as f64;
     let tokens = (tokens_per_row * to_send as f64).ceil() as u64;
     let base = &cfg.base;
+    let limits = base.limits_in_force();
     let orgs = base.org_count() as f64;
     let mut per_sec = f64::INFINITY;
     if !cfg.delay.is_zero() {
         per_sec = per_sec.min(1.0 / cfg.delay.as_secs_f64());
     }
-    if let Some(rpm) = base.limits.rpm {
+    if let Some(rpm) = limits.rpm {
         per_sec = per_sec.min(orgs * rpm as f64 / 60.0);
     }
-    if let (Some(tpm), true) = (base.limits.tpm, requests > 0) {
+    if let (Some(tpm), true) = (limits.tpm, requests > 0) {
         per_sec = per_sec.min(orgs * tpm as f64 / 60.0 / (tokens as f64 / requests as f64));
     }
     let eta = if per_sec.is_finite() && per_sec > 0.0 {
@@ -180,39 +181,38 @@ pub fn dry_run(
     } else {
         "as fast as the provider answers".into()
     };
-    let day_cap = base.limits.rpd.map(|d| d * base.org_count() as u64);
+    let day_cap = limits.rpd.map(|d| d * base.org_count() as u64);
     let cost = tokens as f64 * base.prices.0;
-    println!(
+    crate::outln!(
         "dry run for {} ({} rows, text column '{}')",
         info.path.display(),
         info.rows,
         &info.headers[info.text_col]
     );
-    println!(
+    crate::outln!(
         "  empty texts:      {} (get '{}' without a request)",
-        info.empty_rows, cfg.fallback_label
+        info.empty_rows,
+        cfg.fallback_label
     );
-    println!("  unique texts:     {unique}");
-    println!(
+    crate::outln!("  unique texts:     {unique}");
+    crate::outln!(
         "  cache hits:       {cache_hits}{}",
         if cfg.use_cache { "" } else { " (--no-cache)" }
     );
-    println!("  requests:         {requests} (batch size {})", batch_size);
-    println!("  estimated tokens: {tokens}");
-    println!("  estimated cost:   ${cost:.4} (input tokens at --price-in)");
-    println!(
+    crate::outln!("  requests:         {requests} (batch size {})", batch_size);
+    crate::outln!("  estimated tokens: {tokens}");
+    crate::outln!("  estimated cost:   ${cost:.4} (input tokens at --price-in)");
+    crate::outln!(
         "  keys: {} in {} organization(s) · delay {}s · rpm {} per organization",
         base.keys.len(),
         base.org_count(),
         cfg.delay.as_secs_f64(),
-        base.limits
-            .rpm
-            .map_or("unlimited".into(), |r| r.to_string())
+        limits.rpm.map_or("unlimited".into(), |r| r.to_string())
     );
-    println!("  estimated time:   {eta}");
+    crate::outln!("  estimated time:   {eta}");
     if let Some(cap) = day_cap {
         if requests > cap {
-            println!("  note: {requests} requests exceed the {cap} per day the keys allow; it will take more than a day");
+            crate::outln!("  note: {requests} requests exceed the {cap} per day the keys allow; it will take more than a day");
         }
     }
     let l = &base.limits;
@@ -349,7 +349,7 @@ pub fn usage_value(cfg: &Config, state: &State, days: u32) -> Result<Value> {
             keys.push((None, r.fingerprint.clone(), r.masked.clone()));
         }
     }
-    let limits: Limits = cfg.limits;
+    let limits: Limits = cfg.limits_in_force();
     let mut out_keys = Vec::new();
     for (index, fp, masked) in &keys {
         let mut per_day: BTreeMap<String, UsageDelta> = BTreeMap::new();
@@ -424,7 +424,7 @@ pub fn usage_value(cfg: &Config, state: &State, days: u32) -> Result<Value> {
 
 /// `autolabel usage` in text form.
 pub fn print_usage(v: &Value, state_path: &Path) {
-    println!(
+    crate::outln!(
         "usage for {} from {} to {} (state: {})",
         v["provider"].as_str().unwrap_or(""),
         v["from"].as_str().unwrap_or(""),
@@ -433,10 +433,10 @@ pub fn print_usage(v: &Value, state_path: &Path) {
     );
     let keys = v["keys"].as_array().cloned().unwrap_or_default();
     if keys.is_empty() {
-        println!("  no keys and no recorded usage yet");
+        crate::outln!("  no keys and no recorded usage yet");
         return;
     }
-    println!(
+    crate::outln!(
         "  {:<16} {:<10} {:<9} {:>8} {:>8} {:>7} {:>8} {:>10} {:>8} {:>10} {:>14}",
         "KEY",
         "STATUS",
@@ -469,7 +469,7 @@ pub fn print_usage(v: &Value, state_path: &Path) {
             let per_row = u["tokens_per_row"]
                 .as_f64()
                 .map_or("-".into(), |t| format!("{t:.1}"));
-            println!(
+            crate::outln!(
                 "  {:<16} {:<10} {:<9} {:>8} {:>8} {:>7} {:>8} {:>10} {:>8} {:>10} {:>14}",
                 if scope == "today" {
                     label.clone()
@@ -497,14 +497,14 @@ pub fn print_usage(v: &Value, state_path: &Path) {
             );
         }
         if let Some(until) = k["status_until"].as_str() {
-            println!("    {} until {until}", k["status"].as_str().unwrap_or(""));
+            crate::outln!("    {} until {until}", k["status"].as_str().unwrap_or(""));
         }
     }
     let rotations = v["rotations"].as_array().cloned().unwrap_or_default();
     if !rotations.is_empty() {
-        println!("  recent rotations:");
+        crate::outln!("  recent rotations:");
         for r in rotations.iter().take(10) {
-            println!(
+            crate::outln!(
                 "    {}  {} -> {}  ({}, {})",
                 r["time"].as_str().unwrap_or(""),
                 r["from"].as_str().unwrap_or(""),

@@ -12,6 +12,7 @@ use std::time::{Duration, SystemTime};
 use rusqlite::{params, Connection, OptionalExtension};
 
 use crate::error::{Error, Result};
+use crate::limits::Dim;
 use crate::provider::classify::ErrorClass;
 use crate::timeutil;
 
@@ -74,6 +75,27 @@ impl std::fmt::Display for Pruned {
 pub struct Compacted {
     pub before: u64,
     pub after: u64,
+}
+
+/// Added after schema 1 shipped; created on every open, so older files gain it too.
+const LEARNED_LIMITS: &str = "
+CREATE TABLE IF NOT EXISTS learned_limits (
+    provider TEXT NOT NULL, model TEXT NOT NULL, fingerprint TEXT NOT NULL, dim TEXT NOT NULL,
+    value INTEGER NOT NULL, source TEXT NOT NULL, updated INTEGER NOT NULL,
+    PRIMARY KEY (provider, model, fingerprint, dim)
+);
+";
+
+/// A limit a provider stated on a reply to one key.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LearnedLimit {
+    pub fingerprint: String,
+    pub dim: Dim,
+    pub value: u64,
+    /// What stated it: a header name, or "a 429 reply".
+    pub source: String,
+    /// Unix seconds.
+    pub updated: i64,
 }
 
 /// Counts for one key, model and day, added to the ledger in one go.
@@ -292,6 +314,7 @@ impl State {
             conn.pragma_update(None, "user_version", SCHEMA_VERSION)?;
         }
         add_missing_columns(&conn)?;
+        conn.execute_batch(LEARNED_LIMITS)?;
         Ok(conn)
     }
 
@@ -299,6 +322,7 @@ impl State {
         let conn = Connection::open_in_memory().unwrap();
         conn.execute_batch(SCHEMA).unwrap();
         add_missing_columns(&conn).unwrap();
+        conn.execute_batch(LEARNED_LIMITS).unwrap();
         State {
             conn: Mutex::new(conn),
             path: PathBuf::from(":memory:"),
@@ -458,6 +482,72 @@ impl State {
             .map_err(|e| self.err(e))?;
         rows.collect::<rusqlite::Result<Vec<_>>>()
             .map_err(|e| self.err(e))
+    }
+
+    /// Remembers a limit the provider stated on a reply to this key, for this model.
+    pub fn save_learned_limit(
+        &self,
+        provider: &str,
+        model: &str,
+        fingerprint: &str,
+        limit: (Dim, u64),
+        source: &str,
+    ) -> Result<()> {
+        let conn = self.conn.lock().unwrap();
+        conn.execute(
+            "INSERT INTO learned_limits (provider, model, fingerprint, dim, value, source, updated)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+             ON CONFLICT (provider, model, fingerprint, dim) DO UPDATE SET value = excluded.value,
+                source = excluded.source, updated = excluded.updated",
+            params![
+                provider,
+                model,
+                fingerprint,
+                limit.0.as_str(),
+                limit.1.min(i64::MAX as u64) as i64,
+                source,
+                timeutil::unix_secs(SystemTime::now())
+            ],
+        )
+        .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    /// Every limit stated for this provider and model, by any key.
+    pub fn learned_limits(&self, provider: &str, model: &str) -> Result<Vec<LearnedLimit>> {
+        let conn = self.conn.lock().unwrap();
+        let mut stmt = conn
+            .prepare(
+                "SELECT fingerprint, dim, value, source, updated FROM learned_limits
+                 WHERE provider = ?1 AND model = ?2",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map(params![provider, model], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, i64>(2)?,
+                    r.get::<_, String>(3)?,
+                    r.get::<_, i64>(4)?,
+                ))
+            })
+            .map_err(|e| self.err(e))?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (fingerprint, dim, value, source, updated) = row.map_err(|e| self.err(e))?;
+            // A row this version cannot read is skipped, not fatal.
+            if let (Some(dim), Ok(value)) = (Dim::parse(&dim), u64::try_from(value)) {
+                out.push(LearnedLimit {
+                    fingerprint,
+                    dim,
+                    value,
+                    source,
+                    updated,
+                });
+            }
+        }
+        Ok(out)
     }
 
     pub fn log_rotation(

@@ -75,9 +75,9 @@ pub async fn run(cfg: &Config, json_out: bool, chat: bool) -> Result<Outcome> {
         }));
     }
     if json_out {
-        println!("{}", serde_json::to_string_pretty(&results).expect("json"));
+        crate::outln!("{}", serde_json::to_string_pretty(&results).expect("json"));
     } else {
-        println!(
+        crate::outln!(
             "{} keys for {} at {} ({})",
             cfg.keys.len(),
             provider,
@@ -88,13 +88,18 @@ pub async fn run(cfg: &Config, json_out: bool, chat: bool) -> Result<Outcome> {
                 "GET /models"
             }
         );
-        println!(
+        crate::outln!(
             "  {:<3} {:<14} {:<13} {:>9} {:>10} {:>10}",
-            "#", "KEY", "STATUS", "LATENCY", "REQ LEFT", "TOK LEFT"
+            "#",
+            "KEY",
+            "STATUS",
+            "LATENCY",
+            "REQ LEFT",
+            "TOK LEFT"
         );
         for r in &results {
             let n = |v: &serde_json::Value| v.as_u64().map_or("-".to_string(), |x| x.to_string());
-            println!(
+            crate::outln!(
                 "  {:<3} {:<14} {:<13} {:>6} ms {:>10} {:>10}{}",
                 r["index"],
                 r["key"].as_str().unwrap_or(""),
@@ -109,7 +114,7 @@ pub async fn run(cfg: &Config, json_out: bool, chat: bool) -> Result<Outcome> {
             );
         }
         let ok = results.iter().filter(|r| r["status"] == "ok").count();
-        println!("  {ok}/{} ok", results.len());
+        crate::outln!("  {ok}/{} ok", results.len());
     }
     Ok(if all_ok {
         Outcome::Complete

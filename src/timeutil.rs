@@ -1,5 +1,5 @@
-//! Calendar arithmetic on `SystemTime` (UTC days, RFC 3339 stamps), small enough not to
-//! need a date crate.
+//! Calendar arithmetic on `SystemTime`: UTC days and RFC 3339 stamps by hand, and the
+//! start of a provider's day (UTC, or Pacific time with its daylight saving) with jiff.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -62,6 +62,51 @@ pub fn next_utc_midnight(t: SystemTime) -> SystemTime {
     from_unix((secs.div_euclid(86_400) + 1) * 86_400)
 }
 
+/// When a provider's day (and its daily quota) starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DayStart {
+    UtcMidnight,
+    /// Midnight in America/Los_Angeles: 07:00 or 08:00 UTC, with daylight saving.
+    PacificMidnight,
+}
+
+impl DayStart {
+    /// The start of the day containing `t`.
+    pub fn start_of_day(self, t: SystemTime) -> SystemTime {
+        match self {
+            DayStart::UtcMidnight => from_unix(unix_secs(t).div_euclid(86_400) * 86_400),
+            DayStart::PacificMidnight => pacific(t, false),
+        }
+    }
+
+    /// The start of the next day after `t`: when a daily quota comes back.
+    pub fn next_start(self, t: SystemTime) -> SystemTime {
+        match self {
+            DayStart::UtcMidnight => next_utc_midnight(t),
+            DayStart::PacificMidnight => pacific(t, true),
+        }
+    }
+}
+
+/// Midnight Pacific time starting the day of `t` (or the next day). Should the time-zone
+/// data fail, Pacific standard time (UTC-8) is a close enough answer.
+fn pacific(t: SystemTime, next: bool) -> SystemTime {
+    let secs = unix_secs(t);
+    let exact = || -> Result<i64, jiff::Error> {
+        let zoned = jiff::Timestamp::from_second(secs)?.in_tz("America/Los_Angeles")?;
+        let day = if next { zoned.tomorrow()? } else { zoned };
+        Ok(day.start_of_day()?.timestamp().as_second())
+    };
+    match exact() {
+        Ok(s) => from_unix(s),
+        Err(_) => {
+            let local = secs - 8 * 3600;
+            let start = local.div_euclid(86_400) * 86_400 + 8 * 3600;
+            from_unix(if next { start + 86_400 } else { start })
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -72,5 +117,22 @@ mod tests {
         assert_eq!(rfc3339(from_unix(1_795_000_000)), "2026-11-18T11:06:40Z");
         assert_eq!(utc_date(from_unix(951_782_400)), "2000-02-29");
         assert_eq!(unix_secs(next_utc_midnight(from_unix(86_400 + 5))), 172_800);
+    }
+
+    #[test]
+    fn pacific_days_follow_daylight_saving() {
+        // 2026-11-30T05:00:00Z is still 2026-11-29 in Los Angeles (UTC-8).
+        let t = from_unix(1_796_014_800);
+        assert_eq!(rfc3339(t), "2026-11-30T05:00:00Z");
+        let p = DayStart::PacificMidnight;
+        assert_eq!(rfc3339(p.start_of_day(t)), "2026-11-29T08:00:00Z");
+        assert_eq!(rfc3339(p.next_start(t)), "2026-11-30T08:00:00Z");
+        // In July it is UTC-7.
+        let july = from_unix(1_783_000_000);
+        assert_eq!(rfc3339(july), "2026-07-02T13:46:40Z");
+        assert_eq!(rfc3339(p.next_start(july)), "2026-07-03T07:00:00Z");
+        let u = DayStart::UtcMidnight;
+        assert_eq!(rfc3339(u.start_of_day(t)), "2026-11-30T00:00:00Z");
+        assert_eq!(rfc3339(u.next_start(t)), "2026-12-01T00:00:00Z");
     }
 }

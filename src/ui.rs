@@ -110,3 +110,26 @@ impl Ui {
         }
     }
 }
+
+/// `println!` for the report commands (`usage`, `test-keys`, `--dry-run`): a reader that
+/// went away (`autolabel usage --json | head -c 1`) ends the command quietly with exit 0
+/// instead of a panic. Only report commands print to stdout, and they have nothing left
+/// half-done, so ending right there is safe.
+#[macro_export]
+macro_rules! outln {
+    ($($arg:tt)*) => {
+        $crate::ui::write_stdout(format_args!($($arg)*))
+    };
+}
+
+pub fn write_stdout(args: std::fmt::Arguments) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    if let Err(e) = out.write_fmt(args).and_then(|_| out.write_all(b"\n")) {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(0);
+        }
+        eprintln!("autolabel: error: cannot write to standard output: {e}");
+        std::process::exit(1);
+    }
+}

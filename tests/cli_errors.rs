@@ -487,7 +487,10 @@ fn help_of_each_command_names_every_flag_with_its_default() {
         ("--tpd", Some("[default: provider free tier")),
         ("--concurrency", Some("[default: 1]")),
         ("--batch-size", Some("[default: 1]")),
-        ("--max-retries", Some("[default: number of keys]")),
+        (
+            "--max-retries",
+            Some("[default: number of keys, at least 4]"),
+        ),
         ("--timeout", Some("[default: 30]")),
         ("--on-exhausted", Some("[default: fallback]")),
         ("--state", Some("[default:")),

@@ -219,7 +219,7 @@ fn backoff_between_transient_retries_grows() {
 }
 
 #[test]
-fn a_row_that_fails_on_every_key_gets_the_fallback_and_exit_3() {
+fn per_minute_429s_on_every_key_make_the_row_wait_never_fall_back() {
     let (fake, sb, texts, input, output) =
         setup(&[PLANTED, KEY2], FakeConfig::with_keys(&[PLANTED, KEY2]), 3);
     fake.push_faults([
@@ -229,8 +229,27 @@ fn a_row_that_fails_on_every_key_gets_the_fallback_and_exit_3() {
         Fault::RateLimitMinute {
             retry_after_secs: 0.2,
         },
+        Fault::RateLimitMinute {
+            retry_after_secs: 0.2,
+        },
     ]);
-    let out = run(&mut sb.label(&fake, &input, &output, &["--status-column", "status"]));
+    let out = run(&mut sb.label(&fake, &input, &output, &["--max-retries", "1"]));
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert_labeled(&output, &texts);
+    assert_eq!(fake.count_status(429), 3);
+}
+
+#[test]
+fn a_row_whose_transient_retries_are_spent_gets_the_fallback_and_exit_3() {
+    let (fake, sb, texts, input, output) =
+        setup(&[PLANTED, KEY2], FakeConfig::with_keys(&[PLANTED, KEY2]), 3);
+    fake.push_faults([Fault::Status(503), Fault::Status(503)]);
+    let out = run(&mut sb.label(
+        &fake,
+        &input,
+        &output,
+        &["--status-column", "status", "--max-retries", "1"],
+    ));
     assert_eq!(code(&out), 3, "{}", stderr(&out));
     let rows = read_rows(&output);
     assert_eq!(rows[1][2], "netral");

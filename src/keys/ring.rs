@@ -4,11 +4,17 @@
 //! Organization-wide limits live in `pacing`; this module only knows single keys, except
 //! that a limit hit by one key of an organization is applied to all its keys.
 
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
+
+use tokio::time::Instant;
 
 use super::ApiKey;
 use crate::provider::classify::CallError;
-use crate::timeutil;
+use crate::timeutil::DayStart;
+
+/// A per-minute 429 that gives no wait: the key cools for the back-off base, doubling
+/// with each such 429 in a row, up to a minute (a minute window is over by then).
+const LONGEST_UNHINTED_COOLDOWN: Duration = Duration::from_secs(60);
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Health {
@@ -44,6 +50,8 @@ pub struct KeySlot {
     pub health: Health,
     /// From the last reply's headers (per day on Groq, per minute on OpenAI).
     pub remaining_requests: Option<u64>,
+    /// Per-minute 429s in a row that gave no wait.
+    unhinted_429s: u32,
 }
 
 /// A change worth persisting and logging.
@@ -61,6 +69,10 @@ pub struct KeyRing {
     /// The key most recently handed out.
     pub current: Option<usize>,
     next_rr: usize,
+    /// When a quota without a stated reset comes back.
+    day: DayStart,
+    /// The first cooldown after a 429 that gives no wait (`--backoff`).
+    unhinted_base: Duration,
 }
 
 impl KeyRing {
@@ -73,13 +85,24 @@ impl KeyRing {
                 org,
                 health: Health::Available,
                 remaining_requests: None,
+                unhinted_429s: 0,
             })
             .collect();
         KeyRing {
             slots,
             current: None,
             next_rr: 0,
+            day: DayStart::UtcMidnight,
+            unhinted_base: Duration::from_secs(1),
         }
+    }
+
+    /// The provider's day (for quotas without a stated reset) and the first cooldown
+    /// after a 429 that gives no wait.
+    pub fn with_rules(mut self, day: DayStart, unhinted_base: Duration) -> KeyRing {
+        self.day = day;
+        self.unhinted_base = unhinted_base;
+        self
     }
 
     pub fn len(&self) -> usize {
@@ -157,6 +180,7 @@ impl KeyRing {
     /// A success un-fails the key (and nothing else changes).
     pub fn succeeded(&mut self, key: usize, remaining_requests: Option<u64>) -> Vec<HealthChange> {
         let slot = &mut self.slots[key];
+        slot.unhinted_429s = 0;
         if remaining_requests.is_some() {
             slot.remaining_requests = remaining_requests;
         }
@@ -183,17 +207,25 @@ impl KeyRing {
     ) -> Vec<HealthChange> {
         let org = self.slots[key].org;
         let (to, whole_org) = match err {
-            CallError::RateLimited { retry_after, .. } => (
-                Health::Cooling {
-                    until: now + *retry_after,
-                },
-                true,
-            ),
+            CallError::RateLimited { retry_after, .. } => {
+                let wait = match retry_after {
+                    Some(r) => *r,
+                    None => {
+                        let slot = &mut self.slots[key];
+                        slot.unhinted_429s = slot.unhinted_429s.saturating_add(1);
+                        let doubling = 2u32.pow(slot.unhinted_429s.min(16) - 1);
+                        self.unhinted_base
+                            .saturating_mul(doubling)
+                            .min(LONGEST_UNHINTED_COOLDOWN)
+                    }
+                };
+                (Health::Cooling { until: now + wait }, true)
+            }
             CallError::QuotaExhausted { reset, .. } => (
                 Health::Exhausted {
                     until: reset
-                        .map(|r| wall + r)
-                        .unwrap_or_else(|| timeutil::next_utc_midnight(wall)),
+                        .and_then(|r| wall.checked_add(r))
+                        .unwrap_or_else(|| self.day.next_start(wall)),
                 },
                 true,
             ),
@@ -268,13 +300,51 @@ mod tests {
         KeyRing::new(keys, orgs)
     }
 
+    #[tokio::test(start_paused = true)]
+    async fn unhinted_429s_cool_for_a_doubling_backoff_up_to_a_minute() {
+        let mut r = ring(&[0]).with_rules(DayStart::UtcMidnight, Duration::from_millis(500));
+        let err = CallError::RateLimited {
+            retry_after: None,
+            dim: None,
+            limit: None,
+        };
+        let now = Instant::now();
+        let mut waits = Vec::new();
+        for _ in 0..10 {
+            r.failed(0, &err, now, SystemTime::now());
+            waits.push(r.cooling_wait(0, now).as_millis());
+            r.refresh(now + Duration::from_secs(61), SystemTime::now());
+        }
+        assert_eq!(waits[..5], [500, 1000, 2000, 4000, 8000]);
+        assert_eq!(waits[9], 60_000);
+        // A success starts the doubling again.
+        r.succeeded(0, None);
+        r.failed(0, &err, now, SystemTime::now());
+        assert_eq!(r.cooling_wait(0, now).as_millis(), 500);
+    }
+
     #[test]
-    fn rate_limit_cools_the_whole_org_and_success_unfails() {
+    fn a_quota_without_a_reset_lasts_until_the_providers_next_day() {
+        let mut r = ring(&[0]).with_rules(DayStart::PacificMidnight, Duration::from_secs(1));
+        let wall = crate::timeutil::from_unix(1_796_014_800); // 2026-11-30T05:00Z
+        let err = CallError::QuotaExhausted {
+            reset: None,
+            what: "daily quota".into(),
+            dim: None,
+            limit: None,
+        };
+        r.failed(0, &err, Instant::now(), wall);
+        let until = r.earliest_reset().unwrap();
+        assert_eq!(crate::timeutil::rfc3339(until), "2026-11-30T08:00:00Z");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn rate_limit_cools_the_whole_org_and_success_unfails() {
         let mut r = ring(&[0, 0, 1]);
         let now = Instant::now();
         let err = CallError::RateLimited {
-            retry_after: Duration::from_secs(5),
-            what: "RPM".into(),
+            retry_after: Some(Duration::from_secs(5)),
+            dim: None,
             limit: None,
         };
         let changes = r.failed(0, &err, now, SystemTime::now());
@@ -304,13 +374,15 @@ mod tests {
         assert_eq!(r.candidates(), vec![1, 2, 0]);
     }
 
-    #[test]
-    fn exhausted_keys_report_their_reset() {
+    #[tokio::test(start_paused = true)]
+    async fn exhausted_keys_report_their_reset() {
         let mut r = ring(&[0, 1]);
         let wall = SystemTime::now();
         let err = CallError::QuotaExhausted {
             reset: Some(Duration::from_secs(60)),
             what: "RPD".into(),
+            dim: None,
+            limit: None,
         };
         r.failed(0, &err, Instant::now(), wall);
         r.failed(
@@ -323,8 +395,8 @@ mod tests {
         assert_eq!(r.earliest_reset(), Some(wall + Duration::from_secs(60)));
         // A later per-minute limit does not shorten the daily exhaustion.
         let cool = CallError::RateLimited {
-            retry_after: Duration::from_secs(1),
-            what: "RPM".into(),
+            retry_after: Some(Duration::from_secs(1)),
+            dim: None,
             limit: None,
         };
         assert!(r.failed(0, &cool, Instant::now(), wall).is_empty());

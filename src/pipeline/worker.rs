@@ -3,21 +3,20 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
 use crate::cli::OnExhausted;
-use crate::keys::ring::{HealthChange, KeyRing};
+use crate::keys::ring::{Health, KeyRing};
 use crate::keys::ApiKey;
+use crate::limits::Source;
 use crate::normalize::LabelSet;
-use crate::pacing::{Dispatcher, Grant};
+use crate::pacing::{Changes, Dispatcher, Grant};
 use crate::prompt::Prompter;
 use crate::provider::classify::{human, CallError, ErrorClass};
 use crate::provider::{ChatRequest, Client};
 use crate::state::{State, StoredHealth, UsageDelta};
 use crate::ui::Ui;
 
-/// Retries after server errors, timeouts and broken replies, before the row falls back.
-const MAX_TRANSIENT_RETRIES: u32 = 4;
 /// Attempts for a single text whose replies name no usable label.
 const MAX_UNUSABLE_REPLIES: u32 = 3;
 
@@ -39,6 +38,8 @@ pub struct Ctx {
     pub prompter: Prompter,
     pub labels: LabelSet,
     pub provider: &'static str,
+    /// Retries per row after transient failures (server errors, timeouts, dropped
+    /// connections, malformed replies); rate limits and key errors never count.
     pub max_retries: u32,
     pub backoff: Duration,
     pub on_exhausted: OnExhausted,
@@ -76,14 +77,17 @@ impl Ctx {
         f(&mut usage.totals[key]);
     }
 
-    /// Logs the key-status summary and persists each change (SPEC §4: on every change).
-    pub fn health_changed(&self, changes: &[HealthChange], ring: &KeyRing) {
-        for c in changes {
+    /// Logs and persists what a reply or a wait changed: each key-health change with the
+    /// key-status summary after them, and each change of a limit in force (`-v`), which
+    /// is remembered when the provider stated it.
+    pub fn changed(&self, changes: &Changes, ring: &KeyRing) {
+        let clock = self.dispatcher.clock();
+        for c in &changes.health {
             let key = &self.keys[c.key];
             let until = match &c.to {
-                crate::keys::ring::Health::Exhausted { until } => Some(*until),
-                crate::keys::ring::Health::Cooling { until } => {
-                    Some(SystemTime::now() + until.saturating_duration_since(Instant::now()))
+                Health::Exhausted { until } => Some(*until),
+                Health::Cooling { until } => {
+                    Some(clock.wall() + until.saturating_duration_since(clock.now()))
                 }
                 _ => None,
             };
@@ -105,16 +109,44 @@ impl Ctx {
                 self.ui.error(&format!("could not save key health: {e}"));
             }
         }
-        if !changes.is_empty() {
+        if !changes.health.is_empty() {
             self.ui.info(&ring.summary());
+        }
+        for l in &changes.limits {
+            let key = &self.keys[l.key];
+            let c = &l.change;
+            self.ui.debug(
+                1,
+                &format!(
+                    "organization of key {}: {} = {} from {} (was {})",
+                    key.label(),
+                    c.dim,
+                    c.value,
+                    c.source,
+                    c.was
+                ),
+            );
+            if let Source::Stated { by, .. } = &c.source {
+                let saved = self.state.save_learned_limit(
+                    self.provider,
+                    self.client.model(),
+                    &key.fingerprint,
+                    (c.dim, c.value),
+                    by,
+                );
+                if let Err(e) = saved {
+                    self.ui
+                        .error(&format!("could not save a learned limit: {e}"));
+                }
+            }
         }
     }
 
-    /// `health_changed` for changes seen outside the dispatcher (after a reply).
-    fn report_changes(&self, changes: &[HealthChange]) {
+    /// `changed` for changes seen outside the dispatcher (after a reply).
+    fn report_changes(&self, changes: &Changes) {
         if !changes.is_empty() {
             self.dispatcher
-                .with_ring(|ring| self.health_changed(changes, ring));
+                .with_ring(|ring| self.changed(changes, ring));
         }
     }
 
@@ -210,11 +242,10 @@ async fn request<T>(
     max_unusable: u32,
 ) -> Result<T, Failure> {
     let (estimated_prompt, tokens) = ctx.estimate(req);
-    let mut key_failures = 0u32;
     let mut transient = 0u32;
     let mut unusable = 0u32;
     let mut rotate_from: Option<(usize, String)> = None;
-    let on_change = |changes: &[HealthChange], ring: &KeyRing| ctx.health_changed(changes, ring);
+    let on_change = |changes: &Changes, ring: &KeyRing| ctx.changed(changes, ring);
     loop {
         if ctx.is_stopping() {
             return Err(Failure::Stopped);
@@ -314,25 +345,20 @@ async fn request<T>(
                     d.error(err.class());
                 });
                 match &err {
+                    // A limit that passes (a cooldown, a minute window) makes the row wait
+                    // for the soonest key that can serve it; an exhausted or invalid key
+                    // moves it to another. Neither counts against the row: when no key is
+                    // left at all, --on-exhausted decides at the next acquire.
                     CallError::RateLimited { .. }
                     | CallError::QuotaExhausted { .. }
                     | CallError::InvalidKey { .. } => {
                         let changes = ctx.dispatcher.failed(key, &err, &res.headers);
                         ctx.report_changes(&changes);
-                        key_failures += 1;
                         rotate_from = Some((key, err.describe()));
-                        // With no usable key left, `--on-exhausted` decides (next acquire),
-                        // not the per-row attempt limit.
-                        if key_failures >= ctx.max_retries && ctx.dispatcher.any_usable() {
-                            return Err(Failure::Fallback(format!(
-                                "{key_failures} key errors, last: {}",
-                                err.describe()
-                            )));
-                        }
                     }
                     CallError::Transient { class, .. } => {
                         transient += 1;
-                        if transient > MAX_TRANSIENT_RETRIES {
+                        if transient > ctx.max_retries {
                             return Err(Failure::Fallback(format!(
                                 "{} after {transient} tries",
                                 err.describe()
@@ -341,6 +367,8 @@ async fn request<T>(
                         if *class == ErrorClass::Unparsable {
                             ctx.ui.debug(1, &err.describe());
                         }
+                        let changes = ctx.dispatcher.failed(key, &err, &res.headers);
+                        ctx.report_changes(&changes);
                         tokio::time::sleep(backoff(ctx.backoff, transient)).await;
                     }
                     CallError::Rejected { .. } => {

@@ -1,18 +1,36 @@
 //! Reading a provider's answer: which kind of failure it is, and what its rate-limit
 //! headers say. Pure functions over status, headers and body, so every provider quirk
-//! from PROVIDERS.md is unit-tested here.
+//! is unit-tested here, and property-tested never to panic on what a provider sends.
+//!
+//! Every duration a provider sends (`retry-after`, `x-ratelimit-reset-*`, Gemini's
+//! `retryDelay`, "try again in 4.2s") is data: negative, NaN, empty and garbled values
+//! are ignored, and huge ones are clamped to [`LONGEST_HINT`].
 
 use std::time::Duration;
 
 use serde_json::Value;
+
+use crate::limits::Dim;
+
+/// The longest wait a provider can meaningfully ask for: a monthly quota's reset.
+pub const LONGEST_HINT: Duration = Duration::from_secs(31 * 86_400);
+
+/// A wait longer than this is a daily (or longer) quota, not a minute window.
+pub const LONG_RESET: Duration = Duration::from_secs(120);
+
+/// A minute window never needs a longer wait than this; a per-minute 429 asking for more
+/// is clamped to it.
+const MINUTE_WINDOW: Duration = Duration::from_secs(60);
 
 /// What a failed call means for the key and the row.
 #[derive(Debug, Clone, PartialEq)]
 pub enum CallError {
     /// A per-minute (or per-hour) limit: the key cools down, then serves again.
     RateLimited {
-        retry_after: Duration,
-        what: String,
+        /// How long the provider asks to wait; `None` when it says nothing usable.
+        retry_after: Option<Duration>,
+        /// The window the provider names, if it names one.
+        dim: Option<Dim>,
         /// The real limit when the provider states it ("Limit 30" in Groq's message).
         limit: Option<u64>,
     },
@@ -20,6 +38,9 @@ pub enum CallError {
     QuotaExhausted {
         reset: Option<Duration>,
         what: String,
+        /// The window and limit when the provider names them (Groq's RPD/TPD messages).
+        dim: Option<Dim>,
+        limit: Option<u64>,
     },
     /// 401/403: the key is invalid until `test-keys` passes.
     InvalidKey { status: u16 },
@@ -84,14 +105,15 @@ impl CallError {
     pub fn describe(&self) -> String {
         match self {
             CallError::RateLimited {
-                retry_after, what, ..
+                retry_after, dim, ..
             } => {
-                format!(
-                    "rate limited ({what}), retry in {:.1}s",
-                    retry_after.as_secs_f64()
-                )
+                let what = dim.map_or("rate limit".to_string(), |d| d.as_str().to_uppercase());
+                match retry_after {
+                    Some(r) => format!("rate limited ({what}), retry in {:.1}s", r.as_secs_f64()),
+                    None => format!("rate limited ({what}), no retry time given"),
+                }
             }
-            CallError::QuotaExhausted { reset, what } => match reset {
+            CallError::QuotaExhausted { reset, what, .. } => match reset {
                 Some(r) => format!("quota exhausted ({what}), resets in {}", human(*r)),
                 None => format!("quota exhausted ({what})"),
             },
@@ -120,11 +142,7 @@ pub struct RateHeaders {
 impl RateHeaders {
     pub fn from_headers(h: &reqwest::header::HeaderMap) -> RateHeaders {
         let s = |name: &str| h.get(name).and_then(|v| v.to_str().ok()).map(str::trim);
-        let n = |name: &str| {
-            s(name)
-                .and_then(|v| v.parse::<f64>().ok())
-                .map(|v| v.max(0.0) as u64)
-        };
+        let n = |name: &str| s(name).and_then(parse_count);
         let d = |name: &str| s(name).and_then(parse_duration);
         RateHeaders {
             limit_requests: n("x-ratelimit-limit-requests"),
@@ -138,14 +156,32 @@ impl RateHeaders {
     }
 }
 
+/// A count in a header: a whole number, or a finite non-negative decimal (rounded down).
+fn parse_count(s: &str) -> Option<u64> {
+    if let Ok(n) = s.parse::<u64>() {
+        return Some(n);
+    }
+    let v: f64 = s.parse().ok()?;
+    // `as` saturates at u64::MAX for huge values.
+    (v.is_finite() && v >= 0.0).then_some(v as u64)
+}
+
+/// Seconds from outside as a duration: `None` for negative, NaN or infinite values,
+/// clamped to [`LONGEST_HINT`].
+pub fn seconds(secs: f64) -> Option<Duration> {
+    (secs.is_finite() && secs >= 0.0)
+        .then(|| Duration::from_secs_f64(secs.min(LONGEST_HINT.as_secs_f64())))
+}
+
 /// Parses `2m59.56s`, `7.66s`, `1h2m3s`, `120ms`, `26s` and bare seconds `4` / `4.5`.
+/// Anything else is `None`; huge values are clamped to [`LONGEST_HINT`].
 pub fn parse_duration(s: &str) -> Option<Duration> {
     let s = s.trim().trim_matches('"');
-    if s.is_empty() {
+    if s.is_empty() || s.len() > 64 {
         return None;
     }
     if let Ok(secs) = s.parse::<f64>() {
-        return (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs));
+        return seconds(secs);
     }
     let mut total = 0.0;
     let mut num = String::new();
@@ -158,6 +194,9 @@ pub fn parse_duration(s: &str) -> Option<Duration> {
         }
         let value: f64 = num.parse().ok()?;
         num.clear();
+        if !value.is_finite() {
+            return None;
+        }
         let unit = match c {
             'h' => 3600.0,
             'm' if chars.peek() == Some(&'s') => {
@@ -174,7 +213,7 @@ pub fn parse_duration(s: &str) -> Option<Duration> {
     if !num.is_empty() || !any {
         return None;
     }
-    Some(Duration::from_secs_f64(total))
+    seconds(total)
 }
 
 /// `3m12s` style, for messages.
@@ -269,30 +308,47 @@ fn classify_429(
         return CallError::QuotaExhausted {
             reset: None,
             what: "insufficient quota".into(),
+            dim: None,
+            limit: None,
         };
     }
-    let per_day = ["per day", "(rpd)", "(tpd)", "daily", "per month", "monthly"]
-        .iter()
-        .any(|k| lower.contains(k))
+    let dim = dimension(&lower);
+    let per_day = matches!(dim, Some(Dim::Rpd | Dim::Tpd))
+        || ["per day", "daily", "per month", "monthly"]
+            .iter()
+            .any(|k| lower.contains(k))
         || gemini_quota_ids(err).iter().any(|q| q.contains("PerDay"));
-    let what = dimension(&lower).unwrap_or_else(|| {
-        if per_day {
-            "daily quota".to_string()
-        } else {
-            "rate limit".to_string()
-        }
-    });
-    if per_day {
+    let per_minute = matches!(dim, Some(Dim::Rpm | Dim::Tpm))
+        || gemini_quota_ids(err)
+            .iter()
+            .any(|q| q.contains("PerMinute"));
+    let limit = stated_limit(message);
+    // A wait far longer than any minute window, for a limit that names no minute window,
+    // is a quota in all but name: the key is done until then, and --on-exhausted decides.
+    let long_wait = hinted.is_some_and(|h| h > LONG_RESET) && !per_minute;
+    if per_day || long_wait {
         CallError::QuotaExhausted {
             reset: hinted,
-            what,
+            what: dim.map_or_else(
+                || {
+                    if per_day {
+                        "daily quota"
+                    } else {
+                        "long rate limit"
+                    }
+                    .to_string()
+                },
+                |d| d.as_str().to_uppercase(),
+            ),
+            dim,
+            limit,
         }
     } else {
         CallError::RateLimited {
-            // No hint at all: a minute is what a per-minute window needs at most.
-            retry_after: hinted.unwrap_or(Duration::from_secs(60)),
-            what,
-            limit: stated_limit(message),
+            // A minute window never needs a longer wait, whatever the reply says.
+            retry_after: hinted.map(|h| h.min(MINUTE_WINDOW)),
+            dim,
+            limit,
         }
     }
 }
@@ -303,16 +359,16 @@ fn stated_limit(message: &str) -> Option<u64> {
     let digits: String = message[at..]
         .chars()
         .take_while(|c| c.is_ascii_digit())
+        .take(19)
         .collect();
-    digits.parse().ok()
+    digits.parse().ok().filter(|n| *n > 0)
 }
 
-/// Which of Groq's dimensions the message names.
-fn dimension(lower: &str) -> Option<String> {
-    ["(rpm)", "(rpd)", "(tpm)", "(tpd)", "(rph)"]
-        .iter()
-        .find(|d| lower.contains(*d))
-        .map(|d| d.trim_matches(|c| c == '(' || c == ')').to_uppercase())
+/// Which of Groq's dimensions the message names: "… on tokens per minute (TPM): …".
+fn dimension(lower: &str) -> Option<Dim> {
+    Dim::ALL
+        .into_iter()
+        .find(|d| lower.contains(&format!("({})", d.as_str())))
 }
 
 fn gemini_quota_ids(err: Option<&Value>) -> Vec<String> {
@@ -363,17 +419,27 @@ mod tests {
         };
         match classify_status(429, &h, GROQ_RPM) {
             CallError::RateLimited {
-                retry_after, what, ..
+                retry_after,
+                dim,
+                limit,
             } => {
-                assert_eq!(retry_after, Duration::from_secs_f64(1.5));
-                assert_eq!(what, "RPM");
+                assert_eq!(retry_after, Some(Duration::from_secs_f64(1.5)));
+                assert_eq!(dim, Some(Dim::Rpm));
+                assert_eq!(limit, Some(30));
             }
             other => panic!("{other:?}"),
         }
         match classify_status(429, &h, GROQ_RPD) {
-            CallError::QuotaExhausted { reset, what } => {
+            CallError::QuotaExhausted {
+                reset,
+                what,
+                dim,
+                limit,
+            } => {
                 assert_eq!(reset, Some(Duration::from_secs_f64(442.5)));
                 assert_eq!(what, "RPD");
+                assert_eq!(dim, Some(Dim::Rpd));
+                assert_eq!(limit, Some(14400));
             }
             other => panic!("{other:?}"),
         }
@@ -394,7 +460,7 @@ mod tests {
         let minute = body.replace("PerDay", "PerMinute");
         assert!(matches!(
             classify_status(429, &RateHeaders::default(), &minute),
-            CallError::RateLimited { retry_after, .. } if retry_after == Duration::from_secs(26)
+            CallError::RateLimited { retry_after: Some(r), .. } if r == Duration::from_secs(26)
         ));
         let bare = r#"{"error":{"code":429,"message":"Resource has been exhausted (e.g. check quota).","status":"RESOURCE_EXHAUSTED"}}"#;
         assert!(matches!(
@@ -423,5 +489,105 @@ mod tests {
             classify_status(400, &RateHeaders::default(), "{}"),
             CallError::Rejected { .. }
         ));
+    }
+
+    #[test]
+    fn absurd_durations_are_clamped_or_ignored() {
+        assert_eq!(parse_duration("1e20"), Some(LONGEST_HINT));
+        assert_eq!(parse_duration("99999999999999999999h"), Some(LONGEST_HINT));
+        for bad in [
+            "-1", "NaN", "inf", "-inf", "", "garbage", "1e400s", "5x", ".",
+        ] {
+            assert_eq!(parse_duration(bad), None, "{bad}");
+        }
+        let h = |v: &str| {
+            let mut map = reqwest::header::HeaderMap::new();
+            map.insert("retry-after", v.parse().unwrap());
+            map.insert("x-ratelimit-remaining-requests", v.parse().unwrap());
+            RateHeaders::from_headers(&map)
+        };
+        assert_eq!(h("1e20").retry_after, Some(LONGEST_HINT));
+        assert_eq!(h("1e20").remaining_requests, Some(u64::MAX));
+        assert_eq!(h("NaN").retry_after, None);
+        assert_eq!(h("-1").remaining_requests, None);
+    }
+
+    #[test]
+    fn a_huge_wait_without_a_minute_window_is_exhaustion() {
+        let huge = RateHeaders {
+            retry_after: parse_duration("1e20"),
+            ..Default::default()
+        };
+        let bare = r#"{"error":{"message":"fake fault","type":"server_error"}}"#;
+        assert!(matches!(
+            classify_status(429, &huge, bare),
+            CallError::QuotaExhausted { reset: Some(r), .. } if r == LONGEST_HINT
+        ));
+        // A per-minute 429 is never asked to wait more than a minute.
+        let minute = GROQ_RPM.replace("Please try again in 1.5s. ", "");
+        assert!(matches!(
+            classify_status(429, &huge, &minute),
+            CallError::RateLimited { retry_after: Some(r), .. } if r == Duration::from_secs(60)
+        ));
+        // No usable hint at all: the caller decides the wait.
+        assert!(matches!(
+            classify_status(429, &RateHeaders::default(), bare),
+            CallError::RateLimited {
+                retry_after: None,
+                ..
+            }
+        ));
+    }
+
+    mod never_panics {
+        use super::super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            #[test]
+            fn durations(s in ".{0,40}") {
+                if let Some(d) = parse_duration(&s) {
+                    prop_assert!(d <= LONGEST_HINT);
+                }
+            }
+
+            #[test]
+            fn duration_like(s in "[0-9.eE+-]{0,12}[hms]{0,2}[0-9.]{0,8}[ms]{0,2}") {
+                if let Some(d) = parse_duration(&s) {
+                    prop_assert!(d <= LONGEST_HINT);
+                }
+            }
+
+            #[test]
+            fn bodies(status in 100u16..600, body in ".{0,200}", retry in ".{0,12}") {
+                let mut map = reqwest::header::HeaderMap::new();
+                if let Ok(v) = reqwest::header::HeaderValue::from_str(&retry) {
+                    map.insert("retry-after", v.clone());
+                    map.insert("x-ratelimit-reset-requests", v.clone());
+                    map.insert("x-ratelimit-limit-tokens", v);
+                }
+                let h = RateHeaders::from_headers(&map);
+                let _ = classify_status(status, &h, &body).describe();
+            }
+
+            #[test]
+            fn groq_like_bodies(limit in ".{0,8}", wait in ".{0,10}", dim in "(RPM|RPD|TPM|TPD|rph|x)") {
+                let body = format!(
+                    r#"{{"error":{{"message":"Rate limit reached on requests per minute ({dim}): Limit {limit}, Used 1. Please try again in {wait}. ","code":"rate_limit_exceeded"}}}}"#
+                );
+                let e = classify_status(429, &RateHeaders::default(), &body);
+                if let CallError::RateLimited { retry_after: Some(r), .. } = e {
+                    prop_assert!(r <= LONGEST_HINT);
+                }
+            }
+
+            #[test]
+            fn gemini_like_bodies(delay in ".{0,12}", quota in ".{0,30}") {
+                let body = format!(
+                    r#"[{{"error":{{"code":429,"details":[{{"violations":[{{"quotaId":"{quota}"}}]}},{{"retryDelay":"{delay}"}}]}}}}]"#
+                );
+                let _ = classify_status(429, &RateHeaders::default(), &body);
+            }
+        }
     }
 }

@@ -1,6 +1,7 @@
-//! What each supported provider is by default: base URL, model, free-tier limits, and
-//! whether it accepts OpenAI's JSON mode. Figures from PROVIDERS.md; flags and the env
-//! file override every one of them.
+//! What each supported provider is by default: base URL, model, free-tier limits,
+//! whether it accepts OpenAI's JSON mode, what its rate-limit headers mean and when its
+//! day starts. The free-tier figures are the published ones at the time of writing;
+//! flags, the env file and the limits a provider states in its replies override them.
 
 use clap::ValueEnum;
 
@@ -31,15 +32,9 @@ impl ProviderName {
     }
 }
 
-/// Per-key (per-organization) limits. `None` means "no limit known".
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Limits {
-    pub rpm: Option<u64>,
-    pub rph: Option<u64>,
-    pub rpd: Option<u64>,
-    pub tpm: Option<u64>,
-    pub tpd: Option<u64>,
-}
+use crate::limits::Dim;
+pub use crate::limits::Limits;
+use crate::timeutil::DayStart;
 
 pub struct ProviderDefaults {
     pub base_url: &'static str,
@@ -115,5 +110,43 @@ pub fn free_tier_limits(p: ProviderName, model: &str) -> Limits {
             ..Limits::default()
         },
         ProviderName::Ollama => Limits::default(),
+    }
+}
+
+/// What the `x-ratelimit-limit-*` headers of a provider's replies count.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HeaderMeaning {
+    /// The window of `x-ratelimit-limit-requests`.
+    pub requests: Option<Dim>,
+    /// The window of `x-ratelimit-limit-tokens`.
+    pub tokens: Option<Dim>,
+}
+
+/// Groq counts `x-ratelimit-limit-requests` per day and tokens per minute; OpenAI (and xAI,
+/// which copies its API) count both per minute. Gemini's and OpenRouter's compatible
+/// endpoints do not send these headers in this form, so nothing is read from them.
+pub fn header_meaning(p: ProviderName) -> HeaderMeaning {
+    match p {
+        ProviderName::Groq => HeaderMeaning {
+            requests: Some(Dim::Rpd),
+            tokens: Some(Dim::Tpm),
+        },
+        ProviderName::Openai | ProviderName::Xai => HeaderMeaning {
+            requests: Some(Dim::Rpm),
+            tokens: Some(Dim::Tpm),
+        },
+        ProviderName::Gemini | ProviderName::Openrouter | ProviderName::Ollama => HeaderMeaning {
+            requests: None,
+            tokens: None,
+        },
+    }
+}
+
+/// When a provider's daily quota starts again: Gemini's at midnight Pacific time, the
+/// others' at midnight UTC.
+pub fn day_start(p: ProviderName) -> DayStart {
+    match p {
+        ProviderName::Gemini => DayStart::PacificMidnight,
+        _ => DayStart::UtcMidnight,
     }
 }

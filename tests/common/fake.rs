@@ -28,10 +28,11 @@ use tokio::sync::Notify;
 /// The labels the fake answers with, indexed by `fnv1a64(text) % 3`.
 pub const LABELS: [&str; 3] = ["positif", "negatif", "netral"];
 
-/// Per-day request limit reported in headers when an org has no RPD limit.
-pub const DEFAULT_LIMIT_REQUESTS: u32 = 14_400;
-/// Per-minute token limit reported in headers when an org has no TPM limit.
-pub const DEFAULT_LIMIT_TOKENS: u32 = 6_000;
+/// Per-day request limit stated in headers when an org has no RPD limit: far above
+/// anything a test sends, as a real provider states the real (high) limit of a paid tier.
+pub const DEFAULT_LIMIT_REQUESTS: u32 = 1_000_000_000;
+/// Per-minute token limit stated in headers when an org has no TPM limit.
+pub const DEFAULT_LIMIT_TOKENS: u32 = 1_000_000_000;
 
 const MINUTE: Duration = Duration::from_secs(60);
 const MAX_HEAD: usize = 1 << 20;
@@ -167,6 +168,9 @@ pub enum Fault {
     RateLimitMinute { retry_after_secs: f64 },
     /// 429 with Groq's RPD body; the hint is the time left in the day window.
     RateLimitDay,
+    /// 429 whose body names no window and gives no wait, with `retry-after` set to this
+    /// raw value (huge, negative, NaN, garbage...).
+    RateLimitRaw { retry_after: String },
     /// Batch only: one label fewer than asked (a single request is answered normally).
     WrongCount,
     /// That status with a chunked body (no length announced) that goes on for `bytes`
@@ -1267,6 +1271,22 @@ impl Shared {
                     too_large: false,
                 };
                 self.limited_reply(org_name, &lim, headers, delay)
+            }
+            Fault::RateLimitRaw { retry_after } => {
+                headers.push(("retry-after", retry_after));
+                (
+                    429,
+                    Action::Respond {
+                        status: 429,
+                        headers,
+                        body: error_body(
+                            "Too many requests",
+                            "requests",
+                            Some("rate_limit_exceeded"),
+                        ),
+                        delay,
+                    },
+                )
             }
             Fault::Reply(_) | Fault::WrongCount => unreachable!("handled by the caller"),
         }

@@ -1,0 +1,405 @@
+//! When the next request may go, and on which key.
+//!
+//! Two layers: one global spacing (`--delay`, a governor limiter) for all requests, and
+//! per-organization limits (`org`): requests and tokens per minute spread evenly with
+//! GCRA, hour and day counts in calendar windows aligned to the provider's reset. A
+//! request is checked against every limit before any is charged, so a token-limit
+//! refusal never uses up a request slot. Reply headers and 429s feed back into the same
+//! state: the limits a provider states replace assumed defaults (see `limits`).
+//!
+//! All time comes from a [`Clock`], so the whole pacer runs on tokio's paused time in
+//! tests.
+
+pub mod clock;
+pub mod gcra;
+pub mod org;
+
+use std::num::NonZeroU32;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use governor::clock::Clock as _;
+use governor::middleware::NoOpMiddleware;
+use governor::state::{InMemoryState, NotKeyed};
+use governor::{Quota, RateLimiter};
+use tokio::time::Instant;
+
+use crate::keys::ring::{HealthChange, KeyRing};
+use crate::limits::{Dim, LimitChange, LimitSet, Limits, Source};
+use crate::provider::classify::{CallError, RateHeaders, LONG_RESET};
+use crate::provider::defaults::HeaderMeaning;
+use crate::timeutil::DayStart;
+pub use clock::{Clock, SystemClock};
+use org::{Org, Wait};
+
+/// governor's view of our clock: time since the dispatcher started.
+#[derive(Clone)]
+struct GovernorClock {
+    clock: Arc<dyn Clock>,
+    origin: Instant,
+}
+
+impl governor::clock::Clock for GovernorClock {
+    type Instant = Duration;
+
+    fn now(&self) -> Duration {
+        self.clock.now().saturating_duration_since(self.origin)
+    }
+}
+
+type Spacing = RateLimiter<NotKeyed, InMemoryState, GovernorClock, NoOpMiddleware<Duration>>;
+
+/// Organization and key state, locked only briefly (never across a sleep).
+struct Inner {
+    ring: KeyRing,
+    orgs: Vec<Org>,
+    /// `--delay` between any two requests.
+    spacing: Option<Spacing>,
+}
+
+/// What the dispatcher hands out.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Grant {
+    /// Send now, on this key.
+    Key(usize),
+    /// No key is usable (all exhausted or invalid); the earliest one is back at `earliest`.
+    NoKey { earliest: Option<SystemTime> },
+}
+
+/// A limit in force that changed, for one organization, seen on a reply of `key`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OrgLimitChange {
+    pub org: usize,
+    pub key: usize,
+    pub change: LimitChange,
+}
+
+/// Everything a reply or a wait changed that is worth logging and persisting.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Changes {
+    pub health: Vec<HealthChange>,
+    pub limits: Vec<OrgLimitChange>,
+}
+
+impl Changes {
+    pub fn is_empty(&self) -> bool {
+        self.health.is_empty() && self.limits.is_empty()
+    }
+}
+
+/// Per organization: its limits and what it has used today already (requests, tokens).
+pub struct OrgSetup {
+    pub limits: LimitSet,
+    pub used_today: (u64, u64),
+}
+
+/// How the dispatcher reads a provider.
+#[derive(Debug, Clone, Copy)]
+pub struct ProviderRules {
+    pub headers: HeaderMeaning,
+    pub day: DayStart,
+}
+
+/// Hands out keys at the pace every limit allows. Shared by all in-flight requests.
+pub struct Dispatcher {
+    inner: Mutex<Inner>,
+    /// Held while waiting for a slot, so waiters queue fairly instead of racing.
+    turn: tokio::sync::Mutex<()>,
+    clock: Arc<dyn Clock>,
+    rules: ProviderRules,
+}
+
+impl Dispatcher {
+    pub fn new(
+        ring: KeyRing,
+        orgs: Vec<OrgSetup>,
+        delay: Duration,
+        rules: ProviderRules,
+        clock: Arc<dyn Clock>,
+    ) -> Dispatcher {
+        let wall = clock.wall();
+        let spacing = Quota::with_period(delay).map(|q| {
+            RateLimiter::direct_with_clock(
+                q.allow_burst(NonZeroU32::MIN),
+                GovernorClock {
+                    clock: clock.clone(),
+                    origin: clock.now(),
+                },
+            )
+        });
+        Dispatcher {
+            inner: Mutex::new(Inner {
+                ring,
+                orgs: orgs
+                    .into_iter()
+                    .map(|o| Org::new(o.limits, wall, o.used_today, rules.day))
+                    .collect(),
+                spacing,
+            }),
+            turn: tokio::sync::Mutex::new(()),
+            clock,
+            rules,
+        }
+    }
+
+    pub fn clock(&self) -> &dyn Clock {
+        &*self.clock
+    }
+
+    /// Runs `f` on the key ring (for summaries and restores).
+    pub fn with_ring<T>(&self, f: impl FnOnce(&mut KeyRing) -> T) -> T {
+        f(&mut self.inner.lock().unwrap().ring)
+    }
+
+    /// The limits in force for each organization.
+    pub fn limits(&self) -> Vec<LimitSet> {
+        let inner = self.inner.lock().unwrap();
+        inner.orgs.iter().map(|o| o.limits.clone()).collect()
+    }
+
+    /// Waits until some key may send a request of about `tokens` tokens, and takes that slot.
+    /// The health changes seen on the way (cooldowns ending) are passed to `on_change`.
+    pub async fn acquire(
+        &self,
+        tokens: u64,
+        on_change: &(dyn Fn(&Changes, &KeyRing) + Sync),
+    ) -> Grant {
+        let _turn = self.turn.lock().await;
+        loop {
+            let wait = {
+                let mut guard = self.inner.lock().unwrap();
+                let inner = &mut *guard;
+                let now = self.clock.now();
+                let wall = self.clock.wall();
+                let changes = Changes {
+                    health: inner.ring.refresh(now, wall),
+                    limits: Vec::new(),
+                };
+                if !changes.is_empty() {
+                    on_change(&changes, &inner.ring);
+                }
+                match inner.try_grant(tokens, now, wall) {
+                    Ok(grant) => return grant,
+                    Err(wait) => wait,
+                }
+            };
+            tokio::time::sleep(wait.max(Duration::from_millis(1))).await;
+        }
+    }
+
+    /// A successful reply: un-fail the key, learn from its headers.
+    pub fn succeeded(&self, key: usize, headers: &RateHeaders, next_tokens: u64) -> Changes {
+        let mut inner = self.inner.lock().unwrap();
+        let (now, wall) = (self.clock.now(), self.clock.wall());
+        let limits = inner.read_headers(key, headers, next_tokens, now, wall, self.rules);
+        let mut health = inner.ring.succeeded(key, headers.remaining_requests);
+        // No request left for longer than a minute window: the daily quota is used up.
+        // Exhaust the organization now, before a request is wasted on a 429.
+        if let (Some(0), Some(reset)) = (headers.remaining_requests, headers.reset_requests) {
+            if reset > LONG_RESET {
+                let err = CallError::QuotaExhausted {
+                    reset: Some(reset),
+                    what: "no requests left (x-ratelimit-remaining-requests: 0)".into(),
+                    dim: None,
+                    limit: None,
+                };
+                health.extend(inner.ring.failed(key, &err, now, wall));
+            }
+        }
+        Changes { health, limits }
+    }
+
+    /// A failed reply: cool down, exhaust or invalidate the key (or its organization),
+    /// and learn the limit a 429 states.
+    pub fn failed(&self, key: usize, err: &CallError, headers: &RateHeaders) -> Changes {
+        let mut inner = self.inner.lock().unwrap();
+        let (now, wall) = (self.clock.now(), self.clock.wall());
+        let mut limits = inner.read_headers(key, headers, 0, now, wall, self.rules);
+        let stated = match err {
+            CallError::RateLimited { dim, limit, .. }
+            | CallError::QuotaExhausted { dim, limit, .. } => dim.map(|d| (d, *limit)),
+            _ => None,
+        };
+        let org = inner.ring.slots[key].org;
+        match stated {
+            Some((dim, Some(limit))) => {
+                let source = Source::Stated {
+                    by: "a 429 reply".into(),
+                    earlier: false,
+                };
+                let o = &mut inner.orgs[org];
+                let change = o.limits.state(dim, limit, source);
+                limits.extend(
+                    o.restate(change)
+                        .map(|change| OrgLimitChange { org, key, change }),
+                );
+            }
+            Some((Dim::Rpm, None)) => limits.extend(inner.learn_rpm_from_count(key, now)),
+            _ => {}
+        }
+        let health = inner.ring.failed(key, err, now, wall);
+        Changes { health, limits }
+    }
+}
+
+impl Inner {
+    fn try_grant(
+        &mut self,
+        tokens: u64,
+        now: Instant,
+        wall: SystemTime,
+    ) -> Result<Grant, Duration> {
+        let candidates = self.ring.candidates();
+        if candidates.is_empty() {
+            return Ok(Grant::NoKey {
+                earliest: self.ring.earliest_reset(),
+            });
+        }
+        let mut wait = Duration::MAX;
+        let mut window_until: Option<SystemTime> = None;
+        let mut all_windows_full = true;
+        for key in candidates {
+            let cooling = self.ring.cooling_wait(key, now);
+            let org = &mut self.orgs[self.ring.slots[key].org];
+            match org.check(now, wall, tokens) {
+                Err(Wait::Until(until)) => {
+                    window_until = Some(window_until.map_or(until, |u| u.min(until)));
+                    continue;
+                }
+                Err(Wait::For(w)) => {
+                    all_windows_full = false;
+                    wait = wait.min(w.max(cooling));
+                }
+                Ok(()) if !cooling.is_zero() => {
+                    all_windows_full = false;
+                    wait = wait.min(cooling);
+                }
+                Ok(()) => {
+                    // Every limit of the organization allows it; the global spacing last,
+                    // so that nothing is charged unless the request really goes.
+                    if let Some(spacing) = &self.spacing {
+                        if let Err(not_yet) = spacing.check() {
+                            return Err(not_yet.wait_time_from(spacing.clock().now()));
+                        }
+                    }
+                    org.take(now, tokens);
+                    self.ring.granted(key);
+                    return Ok(Grant::Key(key));
+                }
+            }
+        }
+        if all_windows_full {
+            // Our own count says every usable key's organization is through its hour/day
+            // limit. A window that ends soon is waited for; a longer one is like exhaustion,
+            // so that --on-exhausted decides instead of a long silent sleep.
+            let until = window_until.unwrap_or(wall);
+            let left = until.duration_since(wall).unwrap_or_default();
+            if left > LONG_RESET {
+                return Ok(Grant::NoKey {
+                    earliest: Some(until),
+                });
+            }
+            return Err(left);
+        }
+        Err(wait)
+    }
+
+    /// Learns from the rate-limit headers of any reply: the limits they state, the
+    /// provider's own count of the day, and a short block when nothing is left.
+    fn read_headers(
+        &mut self,
+        key: usize,
+        h: &RateHeaders,
+        next_tokens: u64,
+        now: Instant,
+        wall: SystemTime,
+        rules: ProviderRules,
+    ) -> Vec<OrgLimitChange> {
+        let org_idx = self.ring.slots[key].org;
+        let org = &mut self.orgs[org_idx];
+        let mut changes = Vec::new();
+        for (dim, value, header) in [
+            (
+                rules.headers.requests,
+                h.limit_requests,
+                "x-ratelimit-limit-requests",
+            ),
+            (
+                rules.headers.tokens,
+                h.limit_tokens,
+                "x-ratelimit-limit-tokens",
+            ),
+        ] {
+            let (Some(dim), Some(value)) = (dim, value.filter(|v| *v > 0)) else {
+                continue;
+            };
+            let source = Source::Stated {
+                by: header.to_string(),
+                earlier: false,
+            };
+            let change = org.limits.state(dim, value, source);
+            changes.extend(org.restate(change).map(|change| OrgLimitChange {
+                org: org_idx,
+                key,
+                change,
+            }));
+        }
+        if let (Some(dim), Some(limit), Some(left)) = (
+            rules.headers.requests,
+            h.limit_requests,
+            h.remaining_requests,
+        ) {
+            // The provider's reset applies to our window only when its limit is the one
+            // we count against (a lower limit of the user's keeps our own calendar day).
+            let reset = h
+                .reset_requests
+                .filter(|_| org.values().get(dim) == Some(limit));
+            org.sync_day(wall, dim, (limit, left), reset);
+        }
+        let mut block = |d: Option<Duration>| {
+            if let Some(d) = d {
+                let until = now + d.min(Duration::from_secs(3600));
+                org.blocked_until = org.blocked_until.max(Some(until));
+            }
+        };
+        if h.remaining_requests == Some(0) {
+            block(h.reset_requests.filter(|r| *r <= LONG_RESET));
+        }
+        if let Some(left) = h.remaining_tokens {
+            if next_tokens > 0 && left < next_tokens {
+                block(h.reset_tokens.filter(|r| *r <= LONG_RESET));
+            }
+        }
+        changes
+    }
+
+    /// A per-minute 429 that states no limit although our limiter allowed the request:
+    /// the real limit is lower than ours. Enforce what was actually served in the last
+    /// minute, but only with enough requests to tell (one early 429 teaches nothing).
+    fn learn_rpm_from_count(&mut self, key: usize, now: Instant) -> Option<OrgLimitChange> {
+        let org_idx = self.ring.slots[key].org;
+        let org = &mut self.orgs[org_idx];
+        // The failed request itself was counted as a grant.
+        let served = org.served_last_minute(now).saturating_sub(1);
+        if served < 5 {
+            return None;
+        }
+        let change = org.limits.observe_lower(Dim::Rpm, served);
+        org.restate(change).map(|change| OrgLimitChange {
+            org: org_idx,
+            key,
+            change,
+        })
+    }
+}
+
+/// The limits in force of several organizations, the lowest of each (for summaries).
+pub fn lowest(sets: &[LimitSet]) -> Limits {
+    sets.iter()
+        .map(LimitSet::values)
+        .reduce(Limits::min)
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests;
