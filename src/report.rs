@@ -215,9 +215,9 @@ pub fn dry_run(
             crate::outln!("  note: {requests} requests exceed the {cap} per day the keys allow; it will take more than a day");
         }
     }
-    let l = &base.limits;
+    let l = &base.limits_in_force();
     let shown = |v: Option<u64>| v.map_or("none".to_string(), |v| v.to_string());
-    println!(
+    crate::outln!(
         "  budget per key or organization (rpm {} · rph {} · rpd {} · tpm {} · tpd {}; texts {:.1} tokens a row):",
         shown(l.rpm),
         shown(l.rph),
@@ -226,7 +226,8 @@ pub fn dry_run(
         shown(l.tpd),
         average_bytes / 4.0
     );
-    let auto = budget::auto_batch_size(&base.limits, prompter, info.average_text_bytes());
+    let auto =
+        budget::auto_batch_size(&base.limits_in_force(), prompter, info.average_text_bytes());
     let mut sizes = vec![(format!("batch size {batch_size}"), batch_size)];
     if cfg.batch_size == BatchSize::Auto {
         sizes[0].0 = format!("batch size auto ({batch_size})");
@@ -234,13 +235,13 @@ pub fn dry_run(
         sizes.push((format!("batch size auto ({})", auto.size), auto.size));
     }
     for (name, size) in sizes {
-        println!(
+        crate::outln!(
             "    {:<24}{}",
             format!("{name}:"),
             budget_line(cfg, prompter, size, average_bytes, to_send)
         );
     }
-    println!("    auto: {}", auto.reason);
+    crate::outln!("    auto: {}", auto.reason);
     Ok(())
 }
 
@@ -262,7 +263,7 @@ fn budget_line(
     } else {
         String::new()
     };
-    let day = budget::rows_per_day(&base.limits, batch, request);
+    let day = budget::rows_per_day(&base.limits_in_force(), batch, request);
     let orgs = base.org_count().max(1);
     let keys = base.keys.len();
     let with = if keys == orgs {
