@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 
 use csv::{ReaderBuilder, StringRecord};
 
+use crate::csvscan;
 use crate::error::{Error, Result};
 
 /// Column names tried, in order, when `--text-column` is not given.
@@ -195,6 +196,58 @@ pub fn describe_csv_error(path: &Path, headers: Option<&StringRecord>, e: &csv::
     Error::Input(msg)
 }
 
+/// Explains what the byte-level scan found, with the file, row, line and column.
+fn describe_scan_problem(path: &Path, delimiter: u8, f: &csvscan::Found) -> Error {
+    let p = path.display();
+    // The header names the column; read it only when the problem is further down (the
+    // header itself may be the huge or broken part).
+    let name = (f.row > 0)
+        .then(|| {
+            reader(path, delimiter)
+                .ok()?
+                .headers()
+                .ok()?
+                .get(f.column)
+                .map(str::to_string)
+        })
+        .flatten()
+        .map(|n| format!(" ('{n}')"))
+        .unwrap_or_default();
+    let place = if f.row == 0 {
+        format!(
+            "{p}: the header row (line {}), column {}{name}",
+            f.line,
+            f.column + 1
+        )
+    } else {
+        format!(
+            "{p}: row {} (line {}), column {}{name}",
+            f.row,
+            f.line,
+            f.column + 1
+        )
+    };
+    let msg = match f.problem {
+        csvscan::Problem::Nul => format!(
+            "{place} contains a NUL byte: this is not a text CSV (a UTF-16 file? save it as UTF-8)"
+        ),
+        csvscan::Problem::FieldTooLarge => {
+            let quote = f
+                .quote_line
+                .map(|l| format!("; if the quote opened on line {l} was meant to close earlier, close it there"))
+                .unwrap_or_default();
+            format!(
+                "{place} is over {} bytes: too long for a text to label{quote}",
+                csvscan::MAX_FIELD_BYTES
+            )
+        }
+        csvscan::Problem::UnclosedQuote => format!(
+            "{place} opens a quote that is never closed (the file ends inside it); close it, or double a quote meant literally (\"\")"
+        ),
+    };
+    Error::Input(msg)
+}
+
 /// Reads the whole input once: checks every row, counts rows and empty texts, resolves
 /// the text column. Nothing is sent or written before this passes.
 pub fn inspect_input(
@@ -211,6 +264,11 @@ pub fn inspect_input(
         )));
     }
     let delimiter = sniff_delimiter(path)?;
+    if let Err(found) =
+        csvscan::scan_file(path, delimiter, limit).map_err(|e| input_error(path, e))?
+    {
+        return Err(describe_scan_problem(path, delimiter, &found));
+    }
     let mut rdr = reader(path, delimiter)?;
     let headers = rdr
         .headers()
@@ -279,6 +337,12 @@ pub fn inspect_input(
             Ok(false) => break,
             Err(e) => return Err(describe_csv_error(path, Some(&headers), &e)),
         }
+    }
+    if rows == 0 && limit != Some(0) {
+        return Err(Error::Input(format!(
+            "{}: has a header ({listing}) but no data rows; nothing to label",
+            path.display()
+        )));
     }
     Ok(InputInfo {
         path: path.to_path_buf(),
@@ -349,14 +413,31 @@ pub fn check_existing_output(
     let mut valid_len = header_end;
     let expected_len = out_headers.len();
     loop {
+        let start = orr.position().byte();
         match orr.read_record(&mut orec) {
             Ok(true) => {}
             Ok(false) => break,
-            // A torn last row (killed mid-write) reads as short; anything after it is cut.
-            Err(_) => break,
+            // A torn last row (killed mid-write) may not parse; it is cut. A row that does
+            // not parse with more rows after it is damage, and nothing is cut for it.
+            Err(e) => match orr.read_record(&mut orec) {
+                Ok(false) => break,
+                _ => {
+                    return Err(Error::Input(format!(
+                        "{}: row {} is damaged ({e}) and more rows follow, so it is not a row cut \
+                         off by a crash; nothing was changed: repair or move the file, or pass --overwrite",
+                        out.display(),
+                        rows + 1
+                    )))
+                }
+            },
         }
         let end = orr.position().byte();
-        let complete = orec.len() == expected_len && ends_with_newline(out, end, bytes_total)?;
+        let complete = orec.len() == expected_len
+            && ends_with_newline(out, end, bytes_total)?
+            // A crash inside a quoted field can leave a newline of the text last.
+            && (end < bytes_total
+                || !csvscan::ends_inside_quotes(out, start, info.delimiter)
+                    .map_err(|e| input_error(out, e))?);
         if !complete {
             break;
         }

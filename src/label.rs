@@ -110,58 +110,78 @@ pub async fn run(mut cfg: LabelConfig) -> Result<Outcome> {
         }
         return Ok(Outcome::Complete);
     }
-    let (writer, previous, skip, temp) = open_output(&cfg.output, &info, &layout, &plan)?;
-    match &plan {
-        Plan::Append { rows, .. } if *rows > 0 => ui.info(&format!(
-            "resuming {}: {rows} of {} rows already labeled",
-            cfg.output.display(),
-            info.rows
-        )),
-        Plan::Rewrite { redo, .. } => ui.info(&format!(
-            "re-labeling {} rows that got the fallback label in an earlier run",
-            redo.len()
-        )),
-        _ => {}
-    }
-    let ctx = Arc::new(build_ctx(&cfg, ui.clone(), state.clone(), prompter)?);
-    ui.info(&ctx.dispatcher.with_ring(|r| r.summary()));
-    let started = Instant::now();
-    let setup = PipelineSetup {
-        info: info.clone(),
-        skip,
-        previous,
-        writer,
-        fallback_label: cfg.fallback_label.clone(),
-        status_column: cfg.status_column.is_some(),
-        concurrency: cfg.concurrency,
-        batch_size,
-        use_cache: cfg.use_cache,
-        cache_scope,
-        output_id: output_id.clone(),
-    };
-    let (mut counts, writer) = pipeline::run(ctx.clone(), setup).await?;
-    let file = writer
-        .into_inner()
-        .map_err(|e| Error::Runtime(format!("cannot write the output: {e}")))?
-        .into_inner()
-        .map_err(|e| Error::Runtime(format!("cannot write the output: {e}")))?;
-    file.sync_all()
-        .map_err(|e| Error::io(format!("{}: cannot sync", cfg.output.display()), e))?;
-    let past_limit = plan.fallbacks_past_limit();
-    counts.fallbacks_past_limit = past_limit.len() as u64;
-    if let (Some(temp), Plan::Rewrite { old_rows, .. }) = (&temp, &plan) {
-        // The new file is a valid output of this input as soon as it is at least as long
-        // as the old one (even after Ctrl-C or a stop); a shorter one would lose rows.
-        if counts.written >= *old_rows {
-            std::fs::rename(temp, &cfg.output)
-                .map_err(|e| Error::io(format!("{}: cannot replace", cfg.output.display()), e))?;
-            let mut still: BTreeSet<u64> = counts.fallback_rows.iter().copied().collect();
-            still.extend(past_limit);
-            state.set_fallback_rows(&output_id, &still)?;
-        } else {
-            let _ = std::fs::remove_file(temp);
+    // Everything that writes: on a failure (a full disk, say) the output is put back
+    // the way a resume expects it, and a rewrite's temp file is removed.
+    let written = async {
+        let (writer, previous, skip, temp) = open_output(&cfg.output, &info, &layout, &plan)?;
+        // Where this run's rows go: the output, or the temp file of a rewrite.
+        let written_path = temp.clone().unwrap_or_else(|| cfg.output.clone());
+        match &plan {
+            Plan::Append { rows, .. } if *rows > 0 => ui.info(&format!(
+                "resuming {}: {rows} of {} rows already labeled",
+                cfg.output.display(),
+                info.rows
+            )),
+            Plan::Rewrite { redo, .. } => ui.info(&format!(
+                "re-labeling {} rows that got the fallback label in an earlier run",
+                redo.len()
+            )),
+            _ => {}
         }
+        let ctx = Arc::new(build_ctx(&cfg, ui.clone(), state.clone(), prompter)?);
+        ui.info(&ctx.dispatcher.with_ring(|r| r.summary()));
+        let started = Instant::now();
+        let setup = PipelineSetup {
+            info: info.clone(),
+            skip,
+            previous,
+            writer,
+            fallback_label: cfg.fallback_label.clone(),
+            status_column: cfg.status_column.is_some(),
+            concurrency: cfg.concurrency,
+            batch_size,
+            use_cache: cfg.use_cache,
+            cache_scope,
+            output_id: output_id.clone(),
+            output_path: written_path.clone(),
+        };
+        let (mut counts, writer) = pipeline::run(ctx.clone(), setup).await?;
+        let cannot_write = |e: &dyn std::fmt::Display| {
+            Error::Runtime(format!("{}: cannot write: {e}", written_path.display()))
+        };
+        let file = writer
+            .into_inner()
+            .map_err(|e| cannot_write(&e))?
+            .into_inner()
+            .map_err(|e| cannot_write(&e))?;
+        file.sync_all()
+            .map_err(|e| Error::io(format!("{}: cannot sync", written_path.display()), e))?;
+        let past_limit = plan.fallbacks_past_limit();
+        counts.fallbacks_past_limit = past_limit.len() as u64;
+        if let (Some(temp), Plan::Rewrite { old_rows, .. }) = (&temp, &plan) {
+            // The new file is a valid output of this input as soon as it is at least as long
+            // as the old one (even after Ctrl-C or a stop); a shorter one would lose rows.
+            if counts.written >= *old_rows {
+                std::fs::rename(temp, &cfg.output).map_err(|e| {
+                    Error::io(format!("{}: cannot replace", cfg.output.display()), e)
+                })?;
+                let mut still: BTreeSet<u64> = counts.fallback_rows.iter().copied().collect();
+                still.extend(past_limit);
+                state.set_fallback_rows(&output_id, &still)?;
+            } else {
+                let _ = std::fs::remove_file(temp);
+            }
+        }
+        Ok::<_, Error>((ctx, counts, started))
     }
+    .await;
+    let (ctx, counts, started) = match written {
+        Ok(done) => done,
+        Err(e) => {
+            recover_output(&cfg.output, &plan, &info, &layout, &ui);
+            return Err(e);
+        }
+    };
     let fatal = ctx.fatal.lock().unwrap().clone();
     let totals: Vec<UsageDelta> = ctx.usage.lock().unwrap().totals.clone();
     report::summary(&ui, &cfg, &ctx, &counts, &totals, started.elapsed());
@@ -280,11 +300,12 @@ fn open_output(
 ) -> Result<Opened> {
     let io = |what: &str, e: std::io::Error| Error::io(format!("{}: {what}", path.display()), e);
     let fresh = |p: &Path| -> Result<csv::Writer<BufWriter<File>>> {
-        let f = File::create(p).map_err(|e| io("cannot create", e))?;
+        let f =
+            File::create(p).map_err(|e| Error::io(format!("{}: cannot create", p.display()), e))?;
         let mut w = csvio::writer(BufWriter::with_capacity(64 * 1024, f), info.delimiter);
         w.write_record(&info.output_headers(layout))
             .and_then(|_| w.flush().map_err(csv::Error::from))
-            .map_err(|e| Error::Runtime(format!("{}: cannot write: {e}", path.display())))?;
+            .map_err(|e| Error::Runtime(format!("{}: cannot write: {e}", p.display())))?;
         Ok(w)
     };
     Ok(match plan {
@@ -313,6 +334,33 @@ fn open_output(
             (w, Some(previous), 0, Some(temp))
         }
     })
+}
+
+/// After a failed write: a rewrite's temp file goes; an output this run appended to (or
+/// created) is cut back to its last complete row, so it is again exactly what a resume
+/// expects (for a run that wrote nothing: byte for byte what was there before). An
+/// output this run created that holds no complete row is removed.
+fn recover_output(path: &Path, plan: &Plan, info: &InputInfo, layout: &OutputLayout, ui: &Ui) {
+    if let Plan::Rewrite { .. } = plan {
+        let _ = std::fs::remove_file(sibling(path, ".autolabel-tmp"));
+        return;
+    }
+    let cut = match csvio::check_existing_output(path, info, layout) {
+        Ok(Existing::Resume { rows, valid_len }) if rows > 0 || !matches!(plan, Plan::Fresh) => {
+            OpenOptions::new()
+                .write(true)
+                .open(path)
+                .and_then(|f| f.set_len(valid_len).and_then(|_| f.sync_all()))
+        }
+        _ if matches!(plan, Plan::Fresh) => std::fs::remove_file(path),
+        _ => Ok(()),
+    };
+    if let Err(e) = cut {
+        ui.error(&format!(
+            "{}: could not cut back to its last complete row ({e}); the next run does it",
+            path.display()
+        ));
+    }
 }
 
 fn sibling(path: &Path, suffix: &str) -> PathBuf {
@@ -355,7 +403,10 @@ impl OutputLock {
                 .open(&path)
                 .map_err(|e| {
                     Error::io(
-                        format!("{}: cannot create the lock file", path.display()),
+                        format!(
+                            "{}: cannot create the lock file (the output's directory must be writable)",
+                            path.display()
+                        ),
                         e,
                     )
                 })?;

@@ -7,6 +7,7 @@ pub mod budget;
 pub mod cli;
 pub mod config;
 pub mod csvio;
+pub mod csvscan;
 pub mod error;
 pub mod keys;
 pub mod label;

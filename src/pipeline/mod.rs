@@ -62,6 +62,8 @@ pub struct PipelineSetup {
     pub cache_scope: String,
     /// Identifies the output in the state's fallback-row table.
     pub output_id: String,
+    /// The file the writer writes (the output, or a rewrite's temp file), for messages.
+    pub output_path: std::path::PathBuf,
 }
 
 /// Counts for the summary.
@@ -358,7 +360,12 @@ fn drain(
         ctx.state.add_fallback_rows(&setup.output_id, &fallbacks)?;
         counts.fallback_rows.extend(&fallbacks);
     }
-    let out_err = |e: csv::Error| Error::Runtime(format!("cannot write the output: {e}"));
+    let out_err = |e: csv::Error| {
+        Error::Runtime(format!(
+            "{}: cannot write: {e}",
+            setup.output_path.display()
+        ))
+    };
     for (_, record, slot) in ready {
         match slot {
             Slot::Keep(old) => {
@@ -388,7 +395,7 @@ fn drain(
     setup
         .writer
         .flush()
-        .map_err(|e| Error::io("cannot write the output", e))?;
+        .map_err(|e| Error::io(format!("{}: cannot write", setup.output_path.display()), e))?;
     if cache_puts.len() >= 256 {
         flush_state(ctx, cache_puts);
     }
