@@ -555,4 +555,155 @@ mod tests {
         let wrong_header = file(b"a,b\n1,2\n");
         assert!(check_existing_output(wrong_header.path(), &info, &layout).is_err());
     }
+
+    mod properties {
+        //! Property tests: the delimiter is found whatever the rows hold, and cutting an
+        //! output anywhere then resuming it never changes or drops a complete row.
+
+        use super::*;
+        use proptest::prelude::*;
+
+        const DELIMITERS: [u8; 4] = [b',', b';', b'\t', b'|'];
+
+        /// Field text with every character that matters to CSV, and some that do not.
+        fn field() -> impl Strategy<Value = String> {
+            let chars = vec![
+                'a', 'b', ' ', ',', ';', '\t', '|', '"', '\n', '\r', 'é', '😀', '\'',
+            ];
+            prop::collection::vec(prop::sample::select(chars), 0..10)
+                .prop_map(|v| v.into_iter().collect())
+        }
+
+        /// Column names (no delimiter characters, as real headers have), `text` among them,
+        /// and rows of arbitrary fields.
+        fn table() -> impl Strategy<Value = (Vec<String>, Vec<Vec<String>>)> {
+            (2usize..5, 1usize..12).prop_flat_map(|(cols, rows)| {
+                let names: Vec<String> = ["id", "text", "note", "extra", "more"][..cols]
+                    .iter()
+                    .map(|s| s.to_string())
+                    .collect();
+                let rows = prop::collection::vec(prop::collection::vec(field(), cols), rows);
+                (Just(names), rows)
+            })
+        }
+
+        fn write_table(
+            path: &Path,
+            delimiter: u8,
+            bom: bool,
+            names: &[String],
+            rows: &[Vec<String>],
+        ) {
+            let mut bytes = if bom {
+                b"\xef\xbb\xbf".to_vec()
+            } else {
+                Vec::new()
+            };
+            let mut w = writer(&mut bytes, delimiter);
+            w.write_record(names).unwrap();
+            for r in rows {
+                w.write_record(r).unwrap();
+            }
+            drop(w);
+            std::fs::write(path, bytes).unwrap();
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(200))]
+
+            #[test]
+            fn the_delimiter_is_found_and_every_row_reads_back(
+                (names, rows) in table(),
+                d in 0usize..4,
+                bom in any::<bool>(),
+            ) {
+                let dir = tempfile::tempdir().unwrap();
+                let path = dir.path().join("in.csv");
+                write_table(&path, DELIMITERS[d], bom, &names, &rows);
+                prop_assert_eq!(sniff_delimiter(&path).unwrap(), DELIMITERS[d]);
+                let info = inspect_input(&path, None, "label", false, None).unwrap();
+                prop_assert_eq!(info.rows, rows.len() as u64);
+                let mut r = reader(&path, info.delimiter).unwrap();
+                let back: Vec<Vec<String>> = r
+                    .records()
+                    .map(|rec| rec.unwrap().iter().map(str::to_string).collect())
+                    .collect();
+                prop_assert_eq!(back, rows);
+            }
+
+            #[test]
+            fn a_cut_output_resumes_with_every_complete_row_unchanged(
+                (mut names, mut rows) in table(),
+                d in 0usize..4,
+                replace_at in prop::option::of(0usize..5),
+                status in any::<bool>(),
+                cut_seed in any::<u64>(),
+                after_newline in any::<bool>(),
+            ) {
+                let delimiter = DELIMITERS[d];
+                // With --replace-label-column the label sits among the input's columns
+                // (so the last field may be any text); otherwise it is appended.
+                let replace = replace_at.map(|at| {
+                    let at = at.min(names.len());
+                    names.insert(at, "label".into());
+                    for r in rows.iter_mut() {
+                        r.insert(at, "old".into());
+                    }
+                });
+                let dir = tempfile::tempdir().unwrap();
+                let input = dir.path().join("in.csv");
+                write_table(&input, delimiter, false, &names, &rows);
+                let info = inspect_input(&input, Some("text"), "label", replace.is_some(), None).unwrap();
+                let layout = OutputLayout {
+                    label_column: "label".into(),
+                    status_column: status.then(|| "status".into()),
+                };
+                // The whole output, and where each row ends in it.
+                let mut full = Vec::new();
+                let mut ends = Vec::new();
+                {
+                    let mut w = writer(&mut full, delimiter);
+                    w.write_record(&info.output_headers(&layout)).unwrap();
+                    w.flush().unwrap();
+                    drop(w);
+                    ends.push(full.len());
+                    let mut out = StringRecord::new();
+                    for (i, r) in rows.iter().enumerate() {
+                        let label = ["positif", "negatif", "netral"][i % 3];
+                        info.output_record(&StringRecord::from(r.clone()), label, status.then_some("model"), &mut out);
+                        let mut w = writer(&mut full, delimiter);
+                        w.write_record(&out).unwrap();
+                        drop(w);
+                        ends.push(full.len());
+                    }
+                }
+                // Anywhere, or (the tricky places) just after a newline byte, which may be
+                // a row's end or one inside a quoted text.
+                let newlines: Vec<usize> = (ends[0]..=full.len())
+                    .filter(|&p| full[p - 1] == b'\n')
+                    .collect();
+                let cut = if after_newline {
+                    newlines[(cut_seed as usize) % newlines.len()]
+                } else {
+                    ends[0] + (cut_seed as usize) % (full.len() - ends[0] + 1)
+                };
+                let output = dir.path().join("out.csv");
+                std::fs::write(&output, &full[..cut]).unwrap();
+                match check_existing_output(&output, &info, &layout).unwrap() {
+                    Existing::Resume { rows: kept, valid_len } => {
+                        // Every row whose bytes (newline included) are all there is kept,
+                        // and nothing else.
+                        let complete = ends.iter().filter(|e| **e <= cut).count() - 1;
+                        prop_assert_eq!(kept as usize, complete, "cut at {} of {}", cut, full.len());
+                        prop_assert_eq!(valid_len as usize, ends[complete]);
+                        // Appending the remaining rows after the cut gives the whole output.
+                        let mut resumed = full[..valid_len as usize].to_vec();
+                        resumed.extend_from_slice(&full[ends[complete]..]);
+                        prop_assert_eq!(resumed, full);
+                    }
+                    Existing::Fresh => prop_assert!(false, "a file with a header is not fresh"),
+                }
+            }
+        }
+    }
 }
