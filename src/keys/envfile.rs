@@ -23,7 +23,10 @@ impl Vars {
     pub fn load(path: &Path) -> Result<Vars> {
         let process = std::env::vars().collect();
         let (file, file_found) = match std::fs::read(path) {
-            Ok(bytes) => (parse_env_bytes(path, &bytes)?, true),
+            Ok(bytes) => {
+                warn_if_others_may_read(path);
+                (parse_env_bytes(path, &bytes)?, true)
+            }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => (BTreeMap::new(), false),
             Err(e) => {
                 return Err(Error::Config(format!(
@@ -73,6 +76,31 @@ impl Vars {
     fn names(&self) -> impl Iterator<Item = &String> {
         self.file.keys().chain(self.process.keys())
     }
+}
+
+/// Warns when the env file's mode lets anyone but its owner in (wider than 0600). Shown
+/// even with `--quiet`: it is about the keys, and cron mails stderr.
+#[cfg(unix)]
+fn warn_if_others_may_read(path: &Path) {
+    if let Some(mode) = loose_mode(path) {
+        eprintln!(
+            "autolabel: warning: {} holds API keys and other users may read it (mode {mode:04o}); \
+             restrict it: chmod 600 {}",
+            path.display(),
+            path.display()
+        );
+    }
+}
+
+#[cfg(not(unix))]
+fn warn_if_others_may_read(_: &Path) {}
+
+/// The file's permission bits if group or others have any access.
+#[cfg(unix)]
+pub fn loose_mode(path: &Path) -> Option<u32> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(path).ok()?.permissions().mode() & 0o777;
+    (mode & 0o077 != 0).then_some(mode)
 }
 
 fn parse_env_bytes(path: &Path, bytes: &[u8]) -> Result<BTreeMap<String, String>> {
@@ -194,6 +222,17 @@ mod tests {
         );
         assert_eq!(collect_keys("groq", &vars), ["a", "b", "p", "c", "j", "z"]);
         assert_eq!(collect_keys("gemini", &vars), ["g1", "g2"]);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_mode_wider_than_0600_is_loose() {
+        use std::os::unix::fs::PermissionsExt;
+        let f = tempfile::NamedTempFile::new().unwrap();
+        for (mode, loose) in [(0o600, false), (0o400, false), (0o640, true), (0o604, true)] {
+            std::fs::set_permissions(f.path(), std::fs::Permissions::from_mode(mode)).unwrap();
+            assert_eq!(loose_mode(f.path()).is_some(), loose, "{mode:o}");
+        }
     }
 
     #[test]
