@@ -128,6 +128,16 @@ impl LabelSet {
         if items.len() != n {
             return None;
         }
+        // The request sends no ids, but a model may number its answers anyway: a number
+        // that is not the item's position means the order cannot be trusted.
+        let numbered_elsewhere = items.iter().enumerate().any(|(i, v)| {
+            v.get("id")
+                .and_then(Value::as_u64)
+                .is_some_and(|id| id != i as u64 + 1)
+        });
+        if numbered_elsewhere {
+            return None;
+        }
         items.iter().map(|v| self.label_in_json(v)).collect()
     }
 }
@@ -238,5 +248,20 @@ mod tests {
             None
         );
         assert_eq!(s.normalize_batch("{\"labels\": [", 1), None);
+        // Numbered answers count only when the numbers are the positions.
+        assert_eq!(
+            s.normalize_batch(
+                r#"{"labels":[{"id":1,"label":"netral"},{"id":2,"label":"positif"}]}"#,
+                2
+            ),
+            Some(vec![2, 0])
+        );
+        assert_eq!(
+            s.normalize_batch(
+                r#"{"labels":[{"id":2,"label":"netral"},{"id":1,"label":"positif"}]}"#,
+                2
+            ),
+            None
+        );
     }
 }
