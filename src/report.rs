@@ -501,6 +501,9 @@ pub fn print_usage(v: &Value, state_path: &Path) {
             crate::outln!("    {} until {until}", k["status"].as_str().unwrap_or(""));
         }
     }
+    if let Some(line) = quota_buys(v) {
+        crate::outln!("  {line}");
+    }
     let rotations = v["rotations"].as_array().cloned().unwrap_or_default();
     if !rotations.is_empty() {
         crate::outln!("  recent rotations:");
@@ -515,6 +518,44 @@ pub fn print_usage(v: &Value, state_path: &Path) {
             );
         }
     }
+}
+
+/// What a day of quota buys at the period's measured tokens per row and rows per request
+/// (all keys together), under the limits in force; `None` before any labeled row.
+fn quota_buys(v: &Value) -> Option<String> {
+    let keys = v["keys"].as_array()?;
+    let sum = |field: &str| -> u64 {
+        keys.iter()
+            .map(|k| k["total"][field].as_u64().unwrap_or(0))
+            .sum()
+    };
+    let (rows, successes) = (sum("rows"), sum("successes"));
+    if rows == 0 || successes == 0 {
+        return None;
+    }
+    let per_row = (sum("tokens_in") + sum("tokens_out")) as f64 / rows as f64;
+    let batch = ((rows as f64 / successes as f64).round() as usize).max(1);
+    let l = &v["limits"];
+    let limits = Limits {
+        rpm: l["rpm"].as_u64(),
+        rph: l["rph"].as_u64(),
+        rpd: l["rpd"].as_u64(),
+        tpm: l["tpm"].as_u64(),
+        tpd: l["tpd"].as_u64(),
+    };
+    let day = budget::rows_per_day(&limits, batch, per_row * batch as f64);
+    let buys = match (day.rows, day.binding) {
+        (Some(r), Some(limit)) => format!(
+            "a day of quota buys about {} rows per key ({} bind)",
+            budget::thousands(r),
+            limit.describe()
+        ),
+        _ => "no daily limit is known".to_string(),
+    };
+    Some(format!(
+        "{rows} rows over the period at {per_row:.1} tokens a row and {:.1} rows a request: {buys}",
+        rows as f64 / successes as f64
+    ))
 }
 
 /// `--report-dir DIR`: today's usage as DIR/<provider>_<YYYY-MM-DD>.json.

@@ -544,6 +544,32 @@ fn usage_counts_the_rows_each_key_labeled_and_the_tokens_they_took() {
         )),
         "{line}"
     );
+    // The footer turns the measured tokens a row into rows a day under the limits (the
+    // sandbox lifts the minute limits, so Groq's 500,000 tokens a day bind).
+    let (mut tokens, mut ok) = (0u64, 0u64);
+    for k in [PLANTED, KEY2] {
+        let total = &key_entry(&v, k)["total"];
+        tokens += total["tokens_in"].as_u64().unwrap() + total["tokens_out"].as_u64().unwrap();
+        ok += total["successes"].as_u64().unwrap();
+    }
+    let per_row = tokens as f64 / 20.0;
+    let footer = text
+        .lines()
+        .find(|l| l.contains("a day of quota buys"))
+        .unwrap_or_else(|| panic!("no footer: {text}"));
+    let expected = format!(
+        "20 rows over the period at {per_row:.1} tokens a row and {:.1} rows a request",
+        20.0 / ok as f64
+    );
+    assert!(footer.contains(&expected), "{footer}");
+    let rows_a_day: f64 = footer
+        .split("buys about ")
+        .nth(1)
+        .and_then(|r| r.split(' ').next())
+        .map(|n| n.replace(',', "").parse().unwrap())
+        .unwrap();
+    assert!((rows_a_day - 500_000.0 / per_row).abs() <= 1.0, "{footer}");
+    assert!(footer.contains("(tokens per day bind)"), "{footer}");
     sb.assert_no_leak(&[&r, &u, &t], &[PLANTED, KEY2]);
 }
 
