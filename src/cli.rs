@@ -12,7 +12,7 @@ use crate::provider::defaults::ProviderName;
 #[derive(Debug, Parser)]
 #[command(
     name = "autolabel",
-    version,
+    version = env!("AUTOLABEL_VERSION"),
     subcommand_negates_reqs = true,
     args_conflicts_with_subcommands = true,
     after_help = "Exit codes: 0 all rows labeled · 1 runtime failure · 2 bad usage, configuration or input · \
@@ -38,6 +38,13 @@ pub enum Command {
     /// Maintain the state file: remove old entries (prune) or compact it (vacuum).
     #[command(subcommand)]
     State(StateCommand),
+    /// Print a shell completion script: bash, zsh, fish, powershell (or elvish).
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff) on stdout, e.g. `autolabel man > autolabel.1`.
+    Man,
 }
 
 #[derive(Debug, Subcommand)]

@@ -57,7 +57,31 @@ pub async fn run(cli: Cli) -> Result<Outcome> {
             Ok(Outcome::Complete)
         }
         Some(Command::State(cmd)) => state_command(cmd),
+        Some(Command::Completions { shell }) => {
+            // Into a buffer first: the generator panics on a write error (a closed pipe).
+            let mut script = Vec::new();
+            let mut cmd = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(shell, &mut cmd, "autolabel", &mut script);
+            print_bytes(&script, "the completion script")
+        }
+        Some(Command::Man) => {
+            let mut page = Vec::new();
+            clap_mangen::Man::new(<Cli as clap::CommandFactory>::command())
+                .render(&mut page)
+                .map_err(|e| error::Error::io("cannot render the manual page", e))?;
+            print_bytes(&page, "the manual page")
+        }
     }
+}
+
+/// Writes generated text to stdout; a closed pipe or full disk is an error, not a panic.
+fn print_bytes(bytes: &[u8], what: &str) -> Result<Outcome> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    out.write_all(bytes)
+        .and_then(|_| out.flush())
+        .map_err(|e| error::Error::io(format!("cannot write {what}"), e))?;
+    Ok(Outcome::Complete)
 }
 
 /// `autolabel state prune|vacuum`: prints what it did on stdout.
