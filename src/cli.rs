@@ -67,7 +67,7 @@ pub struct StateFileArgs {
 pub struct PruneArgs {
     #[command(flatten)]
     pub file: StateFileArgs,
-    /// Keep this many days of history (today included); 0 keeps everything.
+    /// Remove entries from before the UTC day N days ago (today's always stay); 0 keeps everything.
     #[arg(long, default_value_t = DEFAULT_KEEP_DAYS)]
     pub keep_days: u32,
 }
