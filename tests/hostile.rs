@@ -398,3 +398,54 @@ fn a_full_disk_during_a_rewrite_leaves_the_output_byte_identical() {
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     assert_labeled(&output, &texts);
 }
+
+#[test]
+fn a_full_disk_while_appending_leaves_the_output_byte_identical() {
+    use std::os::unix::fs::MetadataExt;
+    let (fake, sb, texts, input, reference) =
+        setup(&[PLANTED], FakeConfig::with_keys(&[PLANTED]), 200);
+    let out = run(&mut sb.label(&fake, &input, &reference, &[]));
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let full = std::fs::read(&reference).unwrap();
+    let ends: Vec<usize> = (0..full.len())
+        .filter(|&i| full[i] == b'\n')
+        .map(|i| i + 1)
+        .collect();
+    let disk = sb.path("disk");
+    let _mounted = match Mounted::tmpfs(&disk, "256k") {
+        Ok(m) => m,
+        Err(why) => {
+            eprintln!(
+                "skipped a_full_disk_while_appending_leaves_the_output_byte_identical: {why}"
+            );
+            return;
+        }
+    };
+    // An earlier run's output of k rows whose last block has no room for row k + 1: a
+    // full disk then lets no further row be completed, only a piece of one.
+    let block = std::fs::metadata(&disk).unwrap().blksize() as usize;
+    let k = (1..texts.len())
+        .find(|&k| (block - ends[k] % block) % block < ends[k + 1] - ends[k])
+        .expect("some row count leaves less room than the next row needs");
+    let output = disk.join("out.csv");
+    std::fs::write(&output, &full[..ends[k]]).unwrap();
+    fill(&disk);
+    let out = run(&mut sb.label(&fake, &input, &output, &[]));
+    let err = stderr(&out);
+    assert_eq!(code(&out), 1, "{err}");
+    assert!(
+        err.contains("out.csv: cannot write") && err.contains("No space left"),
+        "{err}"
+    );
+    assert!(
+        std::fs::read(&output).unwrap() == full[..ends[k]],
+        "the output is byte-identical to before the run"
+    );
+    std::fs::remove_file(disk.join("filler")).unwrap();
+    let out = run(&mut sb.label(&fake, &input, &output, &[]));
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(
+        std::fs::read(&output).unwrap() == full,
+        "finished as one run would"
+    );
+}
