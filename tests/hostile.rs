@@ -46,6 +46,26 @@ fn huge_reply_bodies_are_cut_off_and_retried_with_flat_memory() {
 }
 
 #[test]
+fn huge_response_headers_are_refused_and_retried_with_flat_memory() {
+    let (fake, sb, texts, input, output) = setup(&[PLANTED], FakeConfig::with_keys(&[PLANTED]), 2);
+    fake.push_faults([Fault::HugeHeader(HUGE), Fault::HugeHeader(HUGE)]);
+    let (out, rss_kib) = run_measuring_memory(
+        &mut sb.label(&fake, &input, &output, &["-v"]),
+        Duration::from_secs(60),
+    );
+    let err = stderr(&out);
+    assert_eq!(code(&out), 0, "{err}");
+    assert_labeled(&output, &texts);
+    assert_eq!(
+        fake.total_requests(),
+        4,
+        "two refused heads, each tried again"
+    );
+    assert!(rss_kib < MAX_RSS_KIB, "peak RSS {rss_kib} KiB");
+    assert!(!err.contains("panicked"), "{err}");
+}
+
+#[test]
 fn a_row_whose_replies_are_always_huge_gets_the_fallback() {
     let (fake, sb, texts, input, output) = setup(&[PLANTED], FakeConfig::with_keys(&[PLANTED]), 1);
     // One try and four retries, all huge.

@@ -177,6 +177,9 @@ pub enum Fault {
     /// bytes: streamed from one small buffer, never held in memory, so only the client
     /// can grow with it. The connection closes after it.
     HugeBody { status: u16, bytes: u64 },
+    /// 200 whose response head holds one header line of `bytes` bytes (streamed, never
+    /// finished if the client stops reading).
+    HugeHeader(u64),
 }
 
 /// Configuration of a [`FakeProvider`].
@@ -696,6 +699,10 @@ enum Action {
         bytes: u64,
         delay: Duration,
     },
+    StreamHead {
+        bytes: u64,
+        delay: Duration,
+    },
 }
 
 async fn serve_conn(mut stream: TcpStream, shared: Arc<Shared>) {
@@ -747,6 +754,14 @@ async fn serve_conn(mut stream: TcpStream, shared: Arc<Shared>) {
                 let _ = stream.shutdown().await;
                 return;
             }
+            Action::StreamHead { bytes, delay } => {
+                if !delay.is_zero() {
+                    tokio::time::sleep(delay).await;
+                }
+                let _ = stream_huge_head(&mut stream, bytes).await;
+                let _ = stream.shutdown().await;
+                return;
+            }
         }
     }
 }
@@ -780,6 +795,23 @@ async fn stream_huge_body(stream: &mut TcpStream, status: u16, bytes: u64) -> st
         left -= n as u64;
     }
     stream.write_all(b"0\r\n\r\n").await
+}
+
+/// Writes a 200 response whose head has one `x-filler` header of `bytes` bytes.
+async fn stream_huge_head(stream: &mut TcpStream, bytes: u64) -> std::io::Result<()> {
+    stream
+        .write_all(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\nx-filler: ")
+        .await?;
+    let chunk = vec![b'h'; 64 * 1024];
+    let mut left = bytes;
+    while left > 0 {
+        let n = left.min(chunk.len() as u64) as usize;
+        stream.write_all(&chunk[..n]).await?;
+        left -= n as u64;
+    }
+    stream
+        .write_all(b"\r\ncontent-length: 2\r\nconnection: close\r\n\r\n{}")
+        .await
 }
 
 // ---------------------------------------------------------------- API logic
@@ -1223,6 +1255,7 @@ impl Shared {
                 },
             ),
             Fault::Hang(d) => (0, Action::Hang(delay + d)),
+            Fault::HugeHeader(bytes) => (200, Action::StreamHead { bytes, delay }),
             Fault::HugeBody { status, bytes } => (
                 status,
                 Action::Stream {
