@@ -1,0 +1,45 @@
+//! `autolabel state prune|vacuum`: keeping the state file small, and saying what was done.
+
+use crate::cli::StateCommand;
+use crate::error::{Error, Outcome, Result};
+use crate::state::{self, State};
+
+/// `autolabel state prune|vacuum`: prints what it did on stdout.
+pub fn run(cmd: StateCommand) -> Result<Outcome> {
+    let file = match &cmd {
+        StateCommand::Prune(a) => &a.file,
+        StateCommand::Vacuum(a) => a,
+    };
+    let path = state::resolve_path(file.state.as_deref())?;
+    if !path.exists() {
+        return Err(Error::Usage(format!(
+            "--state {}: no such state file",
+            path.display()
+        )));
+    }
+    let state = State::open(&path)?;
+    match cmd {
+        StateCommand::Prune(a) => {
+            let pruned = state.prune(a.keep_days, std::time::SystemTime::now())?;
+            if a.keep_days == 0 {
+                crate::outln!(
+                    "{}: --keep-days 0 keeps everything; nothing removed",
+                    path.display()
+                );
+            } else {
+                crate::outln!("{}: {pruned}", path.display());
+            }
+        }
+        StateCommand::Vacuum(_) => {
+            let c = state.vacuum()?;
+            crate::outln!(
+                "{}: {} bytes before, {} after ({} freed)",
+                path.display(),
+                c.before,
+                c.after,
+                c.before.saturating_sub(c.after)
+            );
+        }
+    }
+    Ok(Outcome::Complete)
+}
