@@ -758,6 +758,42 @@ mod tests {
     use super::*;
 
     #[test]
+    fn learned_limits_are_kept_per_provider_model_key_and_dimension() {
+        let s = State::in_memory();
+        let header = "x-ratelimit-limit-tokens";
+        s.save_learned_limit("groq", "m1", "fp1", (Dim::Tpm, 6000), header)
+            .unwrap();
+        s.save_learned_limit("groq", "m1", "fp1", (Dim::Tpm, 10_000_000), header)
+            .unwrap();
+        s.save_learned_limit("groq", "m1", "fp2", (Dim::Rpd, 14_400), "a 429 reply")
+            .unwrap();
+        s.save_learned_limit("groq", "m2", "fp1", (Dim::Tpm, 1), header)
+            .unwrap();
+        s.save_learned_limit("openai", "m1", "fp1", (Dim::Tpm, 2), header)
+            .unwrap();
+        let mut got = s.learned_limits("groq", "m1").unwrap();
+        got.sort_by(|a, b| a.fingerprint.cmp(&b.fingerprint));
+        let seen: Vec<_> = got
+            .iter()
+            .map(|l| (l.fingerprint.as_str(), l.dim, l.value, l.source.as_str()))
+            .collect();
+        assert_eq!(
+            seen,
+            [
+                ("fp1", Dim::Tpm, 10_000_000, header),
+                ("fp2", Dim::Rpd, 14_400, "a 429 reply")
+            ]
+        );
+        // A huge value is stored clamped, not wrapped.
+        s.save_learned_limit("groq", "m3", "fp1", (Dim::Tpd, u64::MAX), header)
+            .unwrap();
+        assert_eq!(
+            s.learned_limits("groq", "m3").unwrap()[0].value,
+            i64::MAX as u64
+        );
+    }
+
+    #[test]
     fn ledger_adds_up() {
         let s = State::in_memory();
         let mut d = UsageDelta {
