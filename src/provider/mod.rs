@@ -6,8 +6,7 @@ pub mod defaults;
 
 use std::time::{Duration, Instant};
 
-use serde::Deserialize;
-use serde_json::json;
+use serde::{Deserialize, Serialize};
 
 use classify::{classify_status, CallError, ErrorClass, RateHeaders};
 
@@ -62,6 +61,30 @@ pub struct Client {
     models_url: String,
     model: String,
     json_mode: bool,
+}
+
+/// The request body, serialized straight from borrowed parts (no JSON tree per request).
+#[derive(Serialize)]
+struct ChatBody<'a> {
+    model: &'a str,
+    messages: [OutMessage<'a>; 2],
+    temperature: u8,
+    max_tokens: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    response_format: Option<JsonMode>,
+}
+
+#[derive(Serialize)]
+struct OutMessage<'a> {
+    role: &'static str,
+    content: &'a str,
+}
+
+/// OpenAI's JSON mode: `{"type": "json_object"}`.
+#[derive(Serialize)]
+struct JsonMode {
+    #[serde(rename = "type")]
+    kind: &'static str,
 }
 
 #[derive(Deserialize)]
@@ -123,18 +146,24 @@ impl Client {
 
     /// One chat completion with `key` (its secret goes only into the Authorization header).
     pub async fn chat(&self, key: &str, req: &ChatRequest) -> CallResult {
-        let mut body = json!({
-            "model": self.model,
-            "messages": [
-                {"role": "system", "content": req.system},
-                {"role": "user", "content": req.user},
+        let body = ChatBody {
+            model: &self.model,
+            messages: [
+                OutMessage {
+                    role: "system",
+                    content: &req.system,
+                },
+                OutMessage {
+                    role: "user",
+                    content: &req.user,
+                },
             ],
-            "temperature": 0,
-            "max_tokens": req.max_tokens,
-        });
-        if req.json && self.json_mode {
-            body["response_format"] = json!({"type": "json_object"});
-        }
+            temperature: 0,
+            max_tokens: req.max_tokens,
+            response_format: (req.json && self.json_mode).then_some(JsonMode {
+                kind: "json_object",
+            }),
+        };
         let started = Instant::now();
         let sent = self
             .http
@@ -222,7 +251,7 @@ async fn read_capped(mut resp: reqwest::Response, cap: usize) -> Result<Vec<u8>,
     if resp.content_length().is_some_and(|n| n > cap as u64) {
         return Err(over());
     }
-    let mut body = Vec::new();
+    let mut body = Vec::with_capacity(resp.content_length().unwrap_or(0) as usize);
     while let Some(chunk) = resp.chunk().await.map_err(|e| transport_error(&e))? {
         if body.len() + chunk.len() > cap {
             return Err(over());
@@ -269,4 +298,47 @@ fn transport_error(e: &reqwest::Error) -> CallError {
         source = s.source();
     }
     CallError::Transient { class, detail }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_request_body_is_openai_chat_json() {
+        let body = |json: bool| {
+            let b = ChatBody {
+                model: "m",
+                messages: [
+                    OutMessage {
+                        role: "system",
+                        content: "s \"q\"",
+                    },
+                    OutMessage {
+                        role: "user",
+                        content: "u\n",
+                    },
+                ],
+                temperature: 0,
+                max_tokens: 4,
+                response_format: json.then_some(JsonMode {
+                    kind: "json_object",
+                }),
+            };
+            serde_json::to_value(&b).unwrap()
+        };
+        assert_eq!(
+            body(false),
+            serde_json::json!({
+                "model": "m",
+                "messages": [
+                    {"role": "system", "content": "s \"q\""},
+                    {"role": "user", "content": "u\n"},
+                ],
+                "temperature": 0,
+                "max_tokens": 4,
+            })
+        );
+        assert_eq!(body(true)["response_format"]["type"], "json_object");
+    }
 }
