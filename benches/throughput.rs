@@ -77,9 +77,17 @@ const AS_TYPED: [&str; 4] = ["--rpm", "300", "--concurrency", "8"];
 /// The tokens per minute the fake's organizations state and enforce in the rate scenarios:
 /// far above the free-tier 6,000 the tool assumes until the first reply says otherwise.
 const STATED_TPM: u32 = 10_000_000;
-/// The `cpu` scenarios: a key with no limit (the fake states huge ones in its headers;
-/// the request rate, which Groq does not state, is lifted by hand), 64 requests in flight.
-const CPU_FLAGS: [&str; 4] = ["--rpm", "1000000000", "--concurrency", "64"];
+/// The `cpu` scenarios: a key with no limit, 64 requests in flight. The fake states huge
+/// limits in its headers; the two Groq does not state (requests per minute, tokens per
+/// day) are lifted by hand, as a user of a paid tier would.
+const CPU_FLAGS: [&str; 6] = [
+    "--rpm",
+    "1000000000",
+    "--tpd",
+    "1000000000000",
+    "--concurrency",
+    "64",
+];
 
 // ---------------------------------------------------------------- the floor child
 

@@ -99,6 +99,11 @@ impl Config {
                 "--base-url {base_url}: must start with http:// or https://"
             )));
         }
+        if let Err(e) = reqwest::Url::parse(&format!("{base_url}/chat/completions")) {
+            return Err(Error::Usage(format!(
+                "--base-url {base_url}: not a usable URL ({e})"
+            )));
+        }
         let secrets = if provider.needs_key() {
             envfile::collect_keys(provider.as_str(), &vars)
         } else {

@@ -525,7 +525,7 @@ fn build_ctx(cfg: &LabelConfig, ui: Arc<Ui>, state: Arc<State>, prompter: Prompt
             base.json_mode,
             base.timeout,
             cfg.concurrency,
-        ),
+        )?,
         dispatcher: Dispatcher::new(
             ring,
             orgs,

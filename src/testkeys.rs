@@ -10,7 +10,7 @@ use crate::provider::{ChatRequest, Client};
 use crate::state::{State, StoredHealth};
 
 pub async fn run(cfg: &Config, json_out: bool, chat: bool) -> Result<Outcome> {
-    let client = Client::new(&cfg.base_url, &cfg.model, cfg.json_mode, cfg.timeout, 2);
+    let client = Client::new(&cfg.base_url, &cfg.model, cfg.json_mode, cfg.timeout, 2)?;
     let state = State::open(&cfg.state_path)?;
     let provider = cfg.provider.as_str();
     let mut results = Vec::new();

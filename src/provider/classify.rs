@@ -140,19 +140,30 @@ pub struct RateHeaders {
 }
 
 impl RateHeaders {
+    /// One pass over the headers (names arrive lowercased), matching the ones we read:
+    /// cheaper than seven lookups by name on every reply.
     pub fn from_headers(h: &reqwest::header::HeaderMap) -> RateHeaders {
-        let s = |name: &str| h.get(name).and_then(|v| v.to_str().ok()).map(str::trim);
-        let n = |name: &str| s(name).and_then(parse_count);
-        let d = |name: &str| s(name).and_then(parse_duration);
-        RateHeaders {
-            limit_requests: n("x-ratelimit-limit-requests"),
-            remaining_requests: n("x-ratelimit-remaining-requests"),
-            reset_requests: d("x-ratelimit-reset-requests"),
-            limit_tokens: n("x-ratelimit-limit-tokens"),
-            remaining_tokens: n("x-ratelimit-remaining-tokens"),
-            reset_tokens: d("x-ratelimit-reset-tokens"),
-            retry_after: d("retry-after"),
+        let mut out = RateHeaders::default();
+        for (name, value) in h {
+            let name = name.as_str();
+            if !(name.starts_with("x-ratelimit-") || name == "retry-after") {
+                continue;
+            }
+            let Some(v) = value.to_str().ok().map(str::trim) else {
+                continue;
+            };
+            match name {
+                "x-ratelimit-limit-requests" => out.limit_requests = parse_count(v),
+                "x-ratelimit-remaining-requests" => out.remaining_requests = parse_count(v),
+                "x-ratelimit-reset-requests" => out.reset_requests = parse_duration(v),
+                "x-ratelimit-limit-tokens" => out.limit_tokens = parse_count(v),
+                "x-ratelimit-remaining-tokens" => out.remaining_tokens = parse_count(v),
+                "x-ratelimit-reset-tokens" => out.reset_tokens = parse_duration(v),
+                "retry-after" => out.retry_after = parse_duration(v),
+                _ => {}
+            }
         }
+        out
     }
 }
 
