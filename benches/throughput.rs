@@ -22,7 +22,8 @@
 //! More knobs: `BENCH_ROUNDS=n` (floor/tool rounds of `cpu`, default 3, medians compared),
 //! `BENCH_BIN=path` (measure another autolabel build, e.g. one with symbols or a candidate
 //! fix), `BENCH_WRAP='perf record -g -o /tmp/perf.data --'` (prefix the tool's command to
-//! profile it; CPU and RSS figures then include the wrapper).
+//! profile it; CPU and RSS figures then include the wrapper), `BENCH_WRAP_FLOOR` (the same
+//! for the floor loops).
 //! Scenarios: `limits`, `batch`, `cpu`, `cpu-1m`, `lower`, `learn` (see `main`; a filter matches by
 //! substring, so `cpu` also runs `cpu-1m`, and `batch` also runs `limits`, its reference). Each prints one
 //! line (rows, elapsed, rows/s, requests/s, 429s, ratio to the theoretical maximum), and a
@@ -663,7 +664,18 @@ fn main() {
         for round in 1..=rounds {
             // Floor: this bench binary again, as a child, running only the reqwest loop.
             for rt in ["current", "multi"] {
-                let mut floor = Command::new(std::env::current_exe().expect("current_exe"));
+                let exe = std::env::current_exe().expect("current_exe");
+                // BENCH_WRAP_FLOOR: a profiler prefix for the floor, like BENCH_WRAP.
+                let wrap = std::env::var("BENCH_WRAP_FLOOR").unwrap_or_default();
+                let mut wrap = wrap.split_whitespace();
+                let mut floor = match wrap.next() {
+                    Some(prog) => {
+                        let mut c = Command::new(prog);
+                        c.args(wrap).arg(&exe);
+                        c
+                    }
+                    None => Command::new(&exe),
+                };
                 floor
                     .env_clear()
                     .env("BENCH_FLOOR", "1")

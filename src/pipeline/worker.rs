@@ -177,8 +177,8 @@ impl Ctx {
 
 /// Labels `texts` (one request if possible), splitting a batch whose reply cannot be
 /// trusted, so a label never lands on the wrong row.
-pub async fn label_texts(ctx: Arc<Ctx>, texts: Vec<Arc<str>>) -> Vec<TextOutcome> {
-    label_slice(&ctx, &texts).await
+pub async fn label_texts(ctx: &Ctx, texts: &[Arc<str>]) -> Vec<TextOutcome> {
+    label_slice(ctx, texts).await
 }
 
 async fn label_slice(ctx: &Ctx, texts: &[Arc<str>]) -> Vec<TextOutcome> {
