@@ -183,6 +183,9 @@ pub struct LabelArgs {
     /// What to do when every key is exhausted or invalid.
     #[arg(long, value_enum, default_value = "fallback")]
     pub on_exhausted: OnExhausted,
+    /// Rotate a key out (until its quota's period ends) once its tightest daily or monthly quota of its own (set in the env file) has less than PCT percent left (0–100).
+    #[arg(long, value_name = "PCT", default_value_t = 5.0, value_parser = percent)]
+    pub rotate_below: f64,
     /// Prompt template with {labels} and {text} placeholders.
     #[arg(long)]
     pub prompt_file: Option<PathBuf>,
@@ -272,6 +275,19 @@ fn seconds_up_to<const MAX: u32>(s: &str) -> Result<f64, String> {
         .map_err(|_| format!("'{s}' is not a number of seconds"))?;
     if !v.is_finite() || v < 0.0 || v > MAX as f64 {
         return Err(format!("'{s}' must be between 0 and {MAX} seconds"));
+    }
+    Ok(v)
+}
+
+/// A percentage from 0 to 100.
+fn percent(s: &str) -> Result<f64, String> {
+    let v: f64 = s
+        .trim()
+        .trim_end_matches('%')
+        .parse()
+        .map_err(|_| format!("'{s}' is not a percentage"))?;
+    if !v.is_finite() || !(0.0..=100.0).contains(&v) {
+        return Err(format!("'{s}' must be between 0 and 100"));
     }
     Ok(v)
 }

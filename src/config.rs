@@ -8,6 +8,7 @@ use std::time::Duration;
 use crate::cli::{BatchSize, CommonArgs, LabelArgs, OnExhausted};
 use crate::error::{Error, Result};
 use crate::keys::envfile::{self, Vars};
+use crate::keys::settings::{self, KeySettings};
 use crate::keys::ApiKey;
 use crate::limits::{Dim, LimitSet, Limits, Source};
 use crate::normalize::LabelSet;
@@ -40,6 +41,8 @@ pub struct Config {
     pub verbose: u8,
     /// USD per token, in and out.
     pub prices: (f64, f64),
+    /// Day of the month (1–28, UTC) on which monthly per-key quotas start again.
+    pub quota_reset_day: u32,
 }
 
 /// `--max-retries` without a value: the number of keys, but never fewer than this.
@@ -65,6 +68,8 @@ pub struct LabelConfig {
     pub max_retries: u32,
     pub backoff: Duration,
     pub on_exhausted: OnExhausted,
+    /// Percent of a key's own daily or monthly quota below which it is rotated out.
+    pub rotate_below: f64,
     pub prompt_template: Option<String>,
     pub use_cache: bool,
     pub limit: Option<u64>,
@@ -105,9 +110,9 @@ impl Config {
             )));
         }
         let secrets = if provider.needs_key() {
-            envfile::collect_keys(provider.as_str(), &vars)
+            envfile::collect_keys_with_vars(provider.as_str(), &vars)
         } else {
-            vec!["ollama".to_string()]
+            vec![("ollama".to_string(), String::new())]
         };
         if secrets.is_empty() {
             let names = envfile::key_var_names(provider.as_str()).join(", ");
@@ -126,10 +131,18 @@ impl Config {
         let keys: Vec<ApiKey> = secrets
             .into_iter()
             .enumerate()
-            .map(|(i, s)| ApiKey::new(i + 1, s))
-            .collect();
+            .map(|(i, (secret, var))| {
+                let settings = if var.is_empty() {
+                    KeySettings::default()
+                } else {
+                    settings::read(&var, &vars)?
+                };
+                Ok(ApiKey::new(i + 1, secret).with_settings(settings))
+            })
+            .collect::<Result<_>>()?;
         let limits = resolve_limits(provider, &model, flags, &vars)?;
         let prefix = provider.as_str().to_uppercase();
+        let quota_reset_day = settings::reset_day(&prefix, &vars)?;
         let group_spec = org_groups.map(str::to_string).or_else(|| {
             vars.get(&format!("{prefix}_ORG_GROUPS"))
                 .map(str::to_string)
@@ -170,6 +183,7 @@ impl Config {
             quiet: args.quiet,
             verbose: args.verbose,
             prices: (price(prices.0, "PRICE_IN")?, price(prices.1, "PRICE_OUT")?),
+            quota_reset_day,
         })
     }
 
@@ -198,6 +212,10 @@ impl Config {
                     quiet: args.quiet,
                     verbose: args.verbose,
                     prices: (0.0, 0.0),
+                    quota_reset_day: settings::reset_day(
+                        &args.provider.as_str().to_uppercase(),
+                        &vars,
+                    )?,
                 })
             }
             other => other,
@@ -325,6 +343,7 @@ impl LabelConfig {
             max_retries,
             backoff: Duration::from_secs_f64(args.backoff),
             on_exhausted: args.on_exhausted,
+            rotate_below: args.rotate_below,
             prompt_template,
             use_cache: !args.no_cache,
             limit: args.limit,

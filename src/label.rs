@@ -15,7 +15,8 @@ use crate::cli::BatchSize;
 use crate::config::LabelConfig;
 use crate::csvio::{self, Existing, InputInfo, OutputLayout};
 use crate::error::{Error, Outcome, Result};
-use crate::keys::ring::{Health, KeyRing};
+use crate::keys::ring::{Health, KeyRing, QUOTA_LOW};
+use crate::keys::settings::Period;
 use crate::pacing::{Dispatcher, OrgSetup, ProviderRules, SystemClock};
 use crate::pipeline::worker::{Ctx, Usage};
 use crate::pipeline::{self, feeder::Previous, PipelineSetup};
@@ -500,8 +501,10 @@ fn build_ctx(cfg: &LabelConfig, ui: Arc<Ui>, state: Arc<State>, prompter: Prompt
     let base = &cfg.base;
     let provider = base.provider.as_str();
     let mut ring = KeyRing::new(base.keys.clone(), &base.key_orgs)
-        .with_rules(defaults::day_start(base.provider), cfg.backoff);
+        .with_rules(defaults::day_start(base.provider), cfg.backoff)
+        .with_quota_rules(base.quota_reset_day, cfg.rotate_below);
     restore_health(&mut ring, &state, provider, &ui)?;
+    load_quota_use(&mut ring, &state, provider, base.quota_reset_day)?;
     let orgs = (0..base.org_count())
         .map(|o| {
             let fps: Vec<String> = base
@@ -556,7 +559,29 @@ fn build_ctx(cfg: &LabelConfig, ui: Arc<Ui>, state: Arc<State>, prompter: Prompt
     })
 }
 
+/// Starts the day and month counts of keys with quotas of their own from the ledger.
+fn load_quota_use(ring: &mut KeyRing, state: &State, provider: &str, reset_day: u32) -> Result<()> {
+    let wall = SystemTime::now();
+    for slot in &mut ring.slots {
+        if !slot.quota.is_limited() {
+            continue;
+        }
+        let fp = &slot.key.fingerprint;
+        for (period, since) in [
+            (Period::Day, wall),
+            (Period::Month, timeutil::month_start(wall, reset_day)),
+        ] {
+            let (requests, tokens) =
+                state.key_used_since(provider, fp, &timeutil::utc_date(since))?;
+            slot.quota.set_used(period, wall, requests, tokens);
+        }
+    }
+    Ok(())
+}
+
 /// Keys that an earlier run found exhausted, invalid or cooling stay so, without a request.
+/// A key rotated out for its own quota is not restored: the ledger and the quotas as
+/// configured now decide that again.
 fn restore_health(ring: &mut KeyRing, state: &State, provider: &str, ui: &Ui) -> Result<()> {
     let stored = state.load_health(provider)?;
     let now = SystemTime::now();
@@ -565,6 +590,9 @@ fn restore_health(ring: &mut KeyRing, state: &State, provider: &str, ui: &Ui) ->
         let Some(h) = stored.iter().find(|h| h.fingerprint == fp) else {
             continue;
         };
+        if h.reason.starts_with(QUOTA_LOW) {
+            continue;
+        }
         let health = match (h.status.as_str(), h.until) {
             ("invalid", _) => Health::Invalid,
             ("exhausted", Some(until)) if until > now => Health::Exhausted { until },

@@ -443,6 +443,28 @@ impl State {
         Ok(total)
     }
 
+    /// Requests and tokens one key used from `since_day` (inclusive) on, all models.
+    pub fn key_used_since(
+        &self,
+        provider: &str,
+        fingerprint: &str,
+        since_day: &str,
+    ) -> Result<(u64, u64)> {
+        let conn = self.conn.lock().unwrap();
+        conn.query_row(
+            "SELECT COALESCE(SUM(requests), 0), COALESCE(SUM(tokens_in + tokens_out), 0) FROM usage
+             WHERE provider = ?1 AND fingerprint = ?2 AND day >= ?3",
+            params![provider, fingerprint, since_day],
+            |r| {
+                Ok((
+                    r.get::<_, i64>(0)?.max(0) as u64,
+                    r.get::<_, i64>(1)?.max(0) as u64,
+                ))
+            },
+        )
+        .map_err(|e| self.err(e))
+    }
+
     pub fn save_health(&self, provider: &str, h: &StoredHealth) -> Result<()> {
         let conn = self.conn.lock().unwrap();
         conn.execute(

@@ -32,6 +32,37 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
     (if m <= 2 { y + 1 } else { y }, m, d)
 }
 
+/// Days since 1970-01-01 of a (year, month, day) (Howard Hinnant's algorithm).
+fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m as i64 + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d as i64 - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+/// The start (00:00 UTC) of the monthly period containing `t`, for periods that start
+/// on `reset_day` (1–28) of each month.
+pub fn month_start(t: SystemTime, reset_day: u32) -> SystemTime {
+    let reset_day = reset_day.clamp(1, 28);
+    let (y, m, d) = civil_from_days(unix_secs(t).div_euclid(86_400));
+    let (y, m) = match (d >= reset_day, m) {
+        (true, _) => (y, m),
+        (false, 1) => (y - 1, 12),
+        (false, _) => (y, m - 1),
+    };
+    from_unix(days_from_civil(y, m, reset_day) * 86_400)
+}
+
+/// The start of the monthly period after the one containing `t`.
+pub fn next_month_start(t: SystemTime, reset_day: u32) -> SystemTime {
+    let start = month_start(t, reset_day);
+    // 32 days after a start on day 1–28 is always inside the next period.
+    month_start(start + Duration::from_secs(32 * 86_400), reset_day)
+}
+
 /// `YYYY-MM-DD` of the UTC day containing `t`.
 pub fn utc_date(t: SystemTime) -> String {
     let (y, m, d) = civil_from_days(unix_secs(t).div_euclid(86_400));
@@ -117,6 +148,22 @@ mod tests {
         assert_eq!(rfc3339(from_unix(1_795_000_000)), "2026-11-18T11:06:40Z");
         assert_eq!(utc_date(from_unix(951_782_400)), "2000-02-29");
         assert_eq!(unix_secs(next_utc_midnight(from_unix(86_400 + 5))), 172_800);
+    }
+
+    #[test]
+    fn monthly_periods_start_on_the_reset_day() {
+        let t = from_unix(1_796_014_800); // 2026-11-30T05:00:00Z
+        assert_eq!(rfc3339(month_start(t, 1)), "2026-11-01T00:00:00Z");
+        assert_eq!(rfc3339(next_month_start(t, 1)), "2026-12-01T00:00:00Z");
+        assert_eq!(rfc3339(month_start(t, 28)), "2026-11-28T00:00:00Z");
+        // Before the reset day, the period began last month (across a year, too).
+        let jan = from_unix(1_767_571_200); // 2026-01-05
+        assert_eq!(rfc3339(month_start(jan, 15)), "2025-12-15T00:00:00Z");
+        assert_eq!(rfc3339(next_month_start(jan, 15)), "2026-01-15T00:00:00Z");
+        let feb = from_unix(1_772_150_400); // 2026-02-27
+        assert_eq!(rfc3339(next_month_start(feb, 28)), "2026-02-28T00:00:00Z");
+        let feb28 = next_month_start(feb, 28);
+        assert_eq!(rfc3339(next_month_start(feb28, 28)), "2026-03-28T00:00:00Z");
     }
 
     #[test]

@@ -148,6 +148,15 @@ pub fn key_var_names(provider: &str) -> Vec<String> {
 
 /// Every key for `provider`, in configuration order, duplicates dropped.
 pub fn collect_keys(provider: &str, vars: &Vars) -> Vec<String> {
+    collect_keys_with_vars(provider, vars)
+        .into_iter()
+        .map(|(key, _)| key)
+        .collect()
+}
+
+/// Every key for `provider` with the name of the variable that holds it (where its
+/// per-key settings are looked for), in configuration order, duplicates dropped.
+pub fn collect_keys_with_vars(provider: &str, vars: &Vars) -> Vec<(String, String)> {
     let mut names = Vec::new();
     for p in prefixes(provider) {
         names.push(format!("API_KEY_{p}"));
@@ -166,12 +175,12 @@ pub fn collect_keys(provider: &str, vars: &Vars) -> Vec<String> {
         names.push(format!("{p}_API_KEYS"));
         names.push(format!("{p}_API_KEY_BACKUP"));
     }
-    let mut keys: Vec<String> = Vec::new();
+    let mut keys: Vec<(String, String)> = Vec::new();
     for name in names {
         if let Some(value) = vars.get(&name) {
             for key in split_keys(value) {
-                if !keys.contains(&key) {
-                    keys.push(key);
+                if !keys.iter().any(|(k, _)| *k == key) {
+                    keys.push((key, name.clone()));
                 }
             }
         }

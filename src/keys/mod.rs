@@ -3,7 +3,9 @@
 
 pub mod envfile;
 pub mod mask;
+pub mod quota;
 pub mod ring;
+pub mod settings;
 
 use std::fmt;
 
@@ -16,6 +18,8 @@ pub struct ApiKey {
     /// First 8 hex of SHA-256: what the state store knows the key by.
     pub fingerprint: String,
     pub masked: String,
+    /// Name, priority and quotas of the key's own from the env file.
+    pub settings: settings::KeySettings,
 }
 
 impl ApiKey {
@@ -25,7 +29,13 @@ impl ApiKey {
             fingerprint: mask::fingerprint(&secret),
             masked: mask::mask(&secret),
             secret,
+            settings: settings::KeySettings::default(),
         }
+    }
+
+    pub fn with_settings(mut self, settings: settings::KeySettings) -> ApiKey {
+        self.settings = settings;
+        self
     }
 
     /// `#2 gsk_…a1b2`

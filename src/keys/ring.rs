@@ -2,12 +2,15 @@
 //! the day, or invalid, and the summary line logged whenever that changes.
 //!
 //! Organization-wide limits live in `pacing`; this module only knows single keys, except
-//! that a limit hit by one key of an organization is applied to all its keys.
+//! that a limit hit by one key of an organization is applied to all its keys. The order
+//! in which keys are tried is decided here: priority, then the share of the key's own
+//! quotas left, then round robin.
 
 use std::time::{Duration, SystemTime};
 
 use tokio::time::Instant;
 
+use super::quota::{KeyQuota, QuotaWait};
 use super::ApiKey;
 use crate::provider::classify::CallError;
 use crate::timeutil::DayStart;
@@ -15,6 +18,29 @@ use crate::timeutil::DayStart;
 /// A per-minute 429 that gives no wait: the key cools for the back-off base, doubling
 /// with each such 429 in a row, up to a minute (a minute window is over by then).
 const LONGEST_UNHINTED_COOLDOWN: Duration = Duration::from_secs(60);
+
+/// `--rotate-below` when not given: rotate a key out with under 5 % of a quota left.
+pub const DEFAULT_ROTATE_BELOW_PCT: f64 = 5.0;
+
+/// How the reason of a rotation out for a key's own quota begins (a rotation class).
+pub const QUOTA_LOW: &str = "quota low";
+
+/// The class of a health change as a rotation reason: quota low, rate limited, exhausted,
+/// invalid or manual; and whether a person asked for it.
+pub fn rotation_class(change: &HealthChange) -> (&'static str, &'static str) {
+    if change.reason.starts_with("manual") {
+        return ("manual", "manual");
+    }
+    let class = match &change.to {
+        _ if change.reason.starts_with(QUOTA_LOW) => QUOTA_LOW,
+        Health::Cooling { .. } => "rate limited",
+        Health::Exhausted { .. } => "exhausted",
+        Health::Invalid => "invalid",
+        Health::Disabled { .. } => "manual",
+        Health::Available => "",
+    };
+    (class, "auto")
+}
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Health {
@@ -29,6 +55,10 @@ pub enum Health {
     },
     /// 401/403: kept across runs until `test-keys` passes.
     Invalid,
+    /// Taken out of service by `autolabel keys disable` (for good, or until `until`).
+    Disabled {
+        until: Option<SystemTime>,
+    },
 }
 
 impl Health {
@@ -38,6 +68,7 @@ impl Health {
             Health::Cooling { .. } => "cooling",
             Health::Exhausted { .. } => "exhausted",
             Health::Invalid => "invalid",
+            Health::Disabled { .. } => "disabled",
         }
     }
 }
@@ -52,6 +83,10 @@ pub struct KeySlot {
     pub remaining_requests: Option<u64>,
     /// Per-minute 429s in a row that gave no wait.
     unhinted_429s: u32,
+    /// Higher is tried first (from the env file; 0 when unset).
+    pub priority: i64,
+    /// The key's own quotas and what is counted against them.
+    pub quota: KeyQuota,
 }
 
 /// A change worth persisting and logging.
@@ -73,6 +108,9 @@ pub struct KeyRing {
     day: DayStart,
     /// The first cooldown after a 429 that gives no wait (`--backoff`).
     unhinted_base: Duration,
+    /// A key whose tightest daily or monthly quota has less than this share (percent)
+    /// left is rotated out until the quota's period ends (`--rotate-below`).
+    rotate_below_pct: f64,
 }
 
 impl KeyRing {
@@ -81,6 +119,8 @@ impl KeyRing {
             .into_iter()
             .zip(orgs)
             .map(|(key, &org)| KeySlot {
+                priority: key.settings.priority,
+                quota: KeyQuota::new(key.settings.quotas, 1),
                 key,
                 org,
                 health: Health::Available,
@@ -94,7 +134,18 @@ impl KeyRing {
             next_rr: 0,
             day: DayStart::UtcMidnight,
             unhinted_base: Duration::from_secs(1),
+            rotate_below_pct: DEFAULT_ROTATE_BELOW_PCT,
         }
+    }
+
+    /// The day monthly key quotas start again (1–28) and the share left below which a
+    /// key is rotated out (`--rotate-below`, percent).
+    pub fn with_quota_rules(mut self, reset_day: u32, rotate_below_pct: f64) -> KeyRing {
+        for slot in &mut self.slots {
+            slot.quota = KeyQuota::new(slot.key.settings.quotas, reset_day);
+        }
+        self.rotate_below_pct = rotate_below_pct;
+        self
     }
 
     /// The provider's day (for quotas without a stated reset) and the first cooldown
@@ -125,6 +176,7 @@ impl KeyRing {
             let back = match slot.health {
                 Health::Cooling { until } => until <= now,
                 Health::Exhausted { until } => until <= wall,
+                Health::Disabled { until: Some(until) } => until <= wall,
                 _ => false,
             };
             if back {
@@ -140,9 +192,10 @@ impl KeyRing {
         changes
     }
 
-    /// Keys that can be asked now or after a short cooldown: those with more requests
-    /// left (as their last reply said) first, then in round-robin order starting after
-    /// the last key handed out.
+    /// Keys that can be asked now or after a short cooldown: the highest priority first;
+    /// within a priority, the most left of the key's own quotas (to the thousandth), then
+    /// more requests left (as the last reply said), then in round-robin order starting
+    /// after the last key handed out.
     pub fn candidates(&self) -> Vec<usize> {
         let n = self.slots.len();
         let mut keys: Vec<usize> = (0..n)
@@ -156,9 +209,110 @@ impl KeyRing {
             .collect();
         // Stable: keys that report the same (or nothing) keep the round-robin order.
         keys.sort_by_key(|&i| {
-            std::cmp::Reverse(self.slots[i].remaining_requests.unwrap_or(u64::MAX))
+            let s = &self.slots[i];
+            std::cmp::Reverse((
+                s.priority,
+                s.quota.left_permille(),
+                s.remaining_requests.unwrap_or(u64::MAX),
+            ))
         });
         keys
+    }
+
+    /// Whether a request of about `tokens` tokens fits the key's own quotas now.
+    pub fn quota_check(
+        &mut self,
+        key: usize,
+        now: Instant,
+        wall: SystemTime,
+        tokens: u64,
+    ) -> Result<(), QuotaWait> {
+        self.slots[key].quota.check(now, wall, tokens)
+    }
+
+    /// Counts a granted request against the key's own quotas.
+    pub fn charge(&mut self, key: usize, now: Instant, wall: SystemTime, tokens: u64) {
+        self.slots[key].quota.take(now, wall, tokens);
+    }
+
+    /// Rotates out every usable key whose tightest daily or monthly quota has less than
+    /// `--rotate-below` left: it is exhausted until that quota's period ends, so that it
+    /// never runs dry mid-request (and the next key takes over at once).
+    pub fn sweep_quotas(&mut self, wall: SystemTime) -> Vec<HealthChange> {
+        let mut changes = Vec::new();
+        for (i, slot) in self.slots.iter_mut().enumerate() {
+            if !matches!(slot.health, Health::Available | Health::Cooling { .. }) {
+                continue;
+            }
+            slot.quota.roll(wall);
+            let Some(u) = slot.quota.tightest() else {
+                continue;
+            };
+            let left_pct = u.left() * 100.0;
+            if left_pct > 0.0 && left_pct >= self.rotate_below_pct {
+                continue;
+            }
+            let until = slot.quota.period_end(u.dim.period(), wall);
+            let to = Health::Exhausted { until };
+            changes.push(HealthChange {
+                key: i,
+                from: slot.health.name(),
+                to: to.clone(),
+                reason: format!(
+                    "{QUOTA_LOW}: {} {} of {} used, {left_pct:.1} % left (--rotate-below {} %)",
+                    u.dim, u.used, u.limit, self.rotate_below_pct
+                ),
+            });
+            slot.health = to;
+        }
+        changes
+    }
+
+    /// `autolabel keys disable`: out of service until `until` (or enabled again).
+    pub fn disable(
+        &mut self,
+        key: usize,
+        until: Option<SystemTime>,
+        reason: &str,
+    ) -> Option<HealthChange> {
+        let to = Health::Disabled { until };
+        self.set_health(key, to, format!("manual: disabled ({reason})"))
+    }
+
+    /// `autolabel keys enable` (or reset): back in service, whatever kept it out.
+    pub fn enable(&mut self, key: usize, reason: &str) -> Option<HealthChange> {
+        self.set_health(key, Health::Available, format!("manual: {reason}"))
+    }
+
+    /// `autolabel keys rotate`: the key in use steps aside for a cooldown.
+    pub fn step_aside(
+        &mut self,
+        key: usize,
+        now: Instant,
+        cooldown: Duration,
+    ) -> Option<HealthChange> {
+        if self.slots[key].health != Health::Available {
+            return None;
+        }
+        let to = Health::Cooling {
+            until: now + cooldown,
+        };
+        self.set_health(key, to, "manual: autolabel keys rotate".into())
+    }
+
+    fn set_health(&mut self, key: usize, to: Health, reason: String) -> Option<HealthChange> {
+        let slot = &mut self.slots[key];
+        if slot.health == to {
+            return None;
+        }
+        let change = HealthChange {
+            key,
+            from: slot.health.name(),
+            to: to.clone(),
+            reason,
+        };
+        slot.health = to;
+        Some(change)
     }
 
     /// The earliest moment an exhausted key comes back, when no key is usable at all.
@@ -167,6 +321,7 @@ impl KeyRing {
             .iter()
             .filter_map(|s| match s.health {
                 Health::Exhausted { until } => Some(until),
+                Health::Disabled { until } => until,
                 _ => None,
             })
             .min()
@@ -236,7 +391,8 @@ impl KeyRing {
         let mut changes = Vec::new();
         for (i, slot) in self.slots.iter_mut().enumerate() {
             let affected = i == key || (whole_org && slot.org == org);
-            if !affected || slot.health == Health::Invalid {
+            let out = matches!(slot.health, Health::Invalid | Health::Disabled { .. });
+            if !affected || out {
                 continue;
             }
             // Never shorten a longer sentence: an exhausted key stays exhausted.
@@ -259,6 +415,7 @@ impl KeyRing {
     }
 
     /// `key status: current #2 gsk_…a1b2 · available 2 · cooling 1 · exhausted 0 · invalid 0 · 2/3 available`
+    /// (with `· disabled N` when some key is disabled)
     pub fn summary(&self) -> String {
         let count = |name: &str| {
             self.slots
@@ -271,8 +428,12 @@ impl KeyRing {
             .current
             .map(|i| self.slots[i].key.label())
             .unwrap_or_else(|| "none".into());
+        let disabled = match count("disabled") {
+            0 => String::new(),
+            n => format!(" · disabled {n}"),
+        };
         format!(
-            "key status: current {current} · available {available} · cooling {} · exhausted {} · invalid {} · {available}/{} available",
+            "key status: current {current} · available {available} · cooling {} · exhausted {} · invalid {}{disabled} · {available}/{} available",
             count("cooling"),
             count("exhausted"),
             count("invalid"),
@@ -372,6 +533,53 @@ mod tests {
         r.succeeded(1, Some(500));
         r.granted(0);
         assert_eq!(r.candidates(), vec![1, 2, 0]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn priority_then_quota_left_then_round_robin() {
+        use crate::keys::settings::{KeySettings, QuotaDim};
+        let settings = |priority: i64, daily: Option<u64>| {
+            let mut s = KeySettings {
+                priority,
+                ..KeySettings::default()
+            };
+            s.quotas.set(QuotaDim::DailyRequests, daily);
+            s
+        };
+        let keys = [(0, None), (5, Some(100)), (5, Some(100)), (5, None)]
+            .into_iter()
+            .enumerate()
+            .map(|(i, (p, q))| {
+                ApiKey::new(i + 1, format!("gsk_TESTFAKEKEY_{i:04}")).with_settings(settings(p, q))
+            })
+            .collect();
+        let mut r = KeyRing::new(keys, &[0, 1, 2, 3]);
+        let (now, wall) = (Instant::now(), SystemTime::now());
+        // Equal priority and all quota left: round robin among the priority-5 keys.
+        assert_eq!(r.candidates(), vec![1, 2, 3, 0]);
+        r.charge(1, now, wall, 10);
+        r.granted(1);
+        // Key 2 has used a request of its 100: the others of priority 5 have more left.
+        assert_eq!(r.candidates(), vec![2, 3, 1, 0]);
+        r.granted(2);
+        assert_eq!(r.candidates(), vec![3, 2, 1, 0]);
+        // Below --rotate-below (5 %) a key is rotated out until the end of the UTC day.
+        for _ in 0..96 {
+            r.charge(2, now, wall, 10);
+        }
+        let out = r.sweep_quotas(wall);
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].key, 2);
+        assert!(out[0]
+            .reason
+            .starts_with("quota low: daily requests 96 of 100"));
+        assert_eq!(rotation_class(&out[0]), (QUOTA_LOW, "auto"));
+        assert_eq!(r.candidates(), vec![3, 1, 0]);
+        // A disabled key is out until enabled.
+        r.disable(3, None, "leaked");
+        assert_eq!(r.candidates(), vec![1, 0]);
+        r.enable(3, "enabled");
+        assert_eq!(r.candidates(), vec![3, 1, 0]);
     }
 
     #[tokio::test(start_paused = true)]

@@ -24,6 +24,7 @@ use governor::state::{InMemoryState, NotKeyed};
 use governor::{Quota, RateLimiter};
 use tokio::time::Instant;
 
+use crate::keys::quota::QuotaWait;
 use crate::keys::ring::{HealthChange, KeyRing};
 use crate::limits::{Dim, LimitChange, LimitSet, Limits, Source};
 use crate::provider::classify::{CallError, RateHeaders, LONG_RESET};
@@ -171,8 +172,11 @@ impl Dispatcher {
                 let inner = &mut *guard;
                 let now = self.clock.now();
                 let wall = self.clock.wall();
+                let mut health = inner.ring.refresh(now, wall);
+                // Keys low on a quota of their own step aside before they run dry.
+                health.extend(inner.ring.sweep_quotas(wall));
                 let changes = Changes {
-                    health: inner.ring.refresh(now, wall),
+                    health,
                     limits: Vec::new(),
                 };
                 if !changes.is_empty() {
@@ -260,8 +264,15 @@ impl Inner {
         let mut all_windows_full = true;
         for key in candidates {
             let cooling = self.ring.cooling_wait(key, now);
+            // The key's own quotas (from its env-file settings) first, then its
+            // organization's limits.
+            let own = match self.ring.quota_check(key, now, wall, tokens) {
+                Ok(()) => Ok(()),
+                Err(QuotaWait::For(w)) => Err(Wait::For(w)),
+                Err(QuotaWait::Until(t)) => Err(Wait::Until(t)),
+            };
             let org = &mut self.orgs[self.ring.slots[key].org];
-            match org.check(now, wall, tokens) {
+            match own.and_then(|()| org.check(now, wall, tokens)) {
                 Err(Wait::Until(until)) => {
                     window_until = Some(window_until.map_or(until, |u| u.min(until)));
                     continue;
@@ -283,6 +294,7 @@ impl Inner {
                         }
                     }
                     org.take(now, tokens);
+                    self.ring.charge(key, now, wall, tokens);
                     self.ring.granted(key);
                     return Ok(Grant::Key(key));
                 }

@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use crate::cli::OnExhausted;
-use crate::keys::ring::{Health, KeyRing};
+use crate::keys::ring::{rotation_class, Health, HealthChange, KeyRing};
 use crate::keys::ApiKey;
 use crate::limits::Source;
 use crate::normalize::LabelSet;
@@ -98,6 +98,12 @@ impl Ctx {
                 c.to.name(),
                 c.reason
             ));
+            self.log_rotation(c, ring);
+            // A disabled key is disabled in the state's key overrides; its health there
+            // stays what the provider last said.
+            if matches!(c.to, Health::Disabled { .. }) {
+                continue;
+            }
             let stored = StoredHealth {
                 fingerprint: key.fingerprint.clone(),
                 masked: key.masked.clone(),
@@ -139,6 +145,35 @@ impl Ctx {
                         .error(&format!("could not save a learned limit: {e}"));
                 }
             }
+        }
+    }
+
+    /// A change that takes the key in use out of service is a rotation: logged with its
+    /// class (quota low, rate limited, exhausted, invalid, manual), the key that takes
+    /// over (the first other candidate) and whether it was automatic or manual.
+    fn log_rotation(&self, c: &HealthChange, ring: &KeyRing) {
+        if c.to == Health::Available || ring.current != Some(c.key) {
+            return;
+        }
+        let Some(next) = ring.candidates().into_iter().find(|&k| k != c.key) else {
+            return;
+        };
+        let (class, mode) = rotation_class(c);
+        let reason = if c.reason.starts_with(class) {
+            c.reason.clone()
+        } else {
+            format!("{class}: {}", c.reason)
+        };
+        let (from, to) = (&self.keys[c.key], &self.keys[next]);
+        self.ui.debug(
+            1,
+            &format!("rotating {} -> {} ({reason})", from.label(), to.label()),
+        );
+        if let Err(e) =
+            self.state
+                .log_rotation(self.provider, &from.label(), &to.label(), &reason, mode)
+        {
+            self.ui.error(&format!("could not log a rotation: {e}"));
         }
     }
 
@@ -244,7 +279,6 @@ async fn request<T>(
     let (estimated_prompt, tokens) = ctx.estimate(req);
     let mut transient = 0u32;
     let mut unusable = 0u32;
-    let mut rotate_from: Option<(usize, String)> = None;
     let on_change = |changes: &Changes, ring: &KeyRing| ctx.changed(changes, ring);
     loop {
         if ctx.is_stopping() {
@@ -273,18 +307,6 @@ async fn request<T>(
                 }
             },
         };
-        if let Some((from, reason)) = rotate_from.take() {
-            if from != key {
-                let (f, t) = (&ctx.keys[from], &ctx.keys[key]);
-                ctx.ui.debug(
-                    1,
-                    &format!("rotating {} -> {} ({reason})", f.label(), t.label()),
-                );
-                let _ =
-                    ctx.state
-                        .log_rotation(ctx.provider, &f.label(), &t.label(), &reason, "auto");
-            }
-        }
         let secret = &ctx.keys[key].secret;
         let res = ctx.client.chat(secret, req).await;
         if ctx.ui.shows(2) {
@@ -354,7 +376,6 @@ async fn request<T>(
                     | CallError::InvalidKey { .. } => {
                         let changes = ctx.dispatcher.failed(key, &err, &res.headers);
                         ctx.report_changes(&changes);
-                        rotate_from = Some((key, err.describe()));
                     }
                     CallError::Transient { class, .. } => {
                         transient += 1;
