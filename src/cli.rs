@@ -78,13 +78,17 @@ pub const DEFAULT_KEEP_DAYS: u32 = 90;
 /// Flags every command shares: which provider, which keys, where the state lives.
 #[derive(Debug, Args, Clone)]
 pub struct CommonArgs {
-    /// Provider: groq, gemini, openai, xai, openrouter, ollama (all OpenAI-compatible).
-    #[arg(long, value_enum, default_value = "groq", env = "AUTOLABEL_PROVIDER")]
-    pub provider: ProviderName,
-    /// Base URL to which /chat/completions and /models are appended [default: the provider's].
+    /// Provider: groq, gemini, openai, xai, openrouter, ollama (all OpenAI-compatible), or a
+    /// comma-separated list of them ("groq,gemini,openrouter"): one pool drawing on every
+    /// listed provider's keys at once, each under its own limits.
+    #[arg(long, default_value = "groq", env = "AUTOLABEL_PROVIDER", value_parser = parse_providers)]
+    pub provider: Providers,
+    /// Base URL to which /chat/completions and /models are appended [default: the provider's,
+    /// or P_BASE_URL; refused with a list of providers].
     #[arg(long, env = "AUTOLABEL_BASE_URL")]
     pub base_url: Option<String>,
-    /// Model name [default: the provider's, e.g. llama-3.1-8b-instant for groq].
+    /// Model name [default: the provider's, e.g. llama-3.1-8b-instant for groq, or P_MODEL;
+    /// refused with a list of providers].
     #[arg(long, env = "AUTOLABEL_MODEL")]
     pub model: Option<String>,
     /// Env file holding the keys (dotenv format; the process environment is read too).
@@ -136,6 +140,10 @@ pub struct LabelArgs {
     /// Also write a column with each row's status: model, cached, empty or fallback.
     #[arg(long)]
     pub status_column: Option<String>,
+    /// Also write a column with the provider/model whose label each row got (empty for
+    /// empty texts and fallback rows).
+    #[arg(long)]
+    pub model_column: Option<String>,
     /// Allowed labels, comma-separated.
     #[arg(
         long,
@@ -266,6 +274,31 @@ fn parse_batch_size(s: &str) -> Result<BatchSize, String> {
     }
 }
 
+/// The providers of `--provider`: one name (as before), or several for one pool.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Providers(pub Vec<ProviderName>);
+
+impl Providers {
+    /// More than one provider: settings that differ by provider come from `P_` variables.
+    pub fn is_pool(&self) -> bool {
+        self.0.len() > 1
+    }
+}
+
+fn parse_providers(s: &str) -> Result<Providers, String> {
+    let mut names = Vec::new();
+    for part in s.split(',').map(str::trim) {
+        let name = ProviderName::from_str(part, true).map_err(|_| {
+            format!("'{part}' is not a provider (groq, gemini, openai, xai, openrouter, ollama)")
+        })?;
+        if names.contains(&name) {
+            return Err(format!("'{part}' is named twice"));
+        }
+        names.push(name);
+    }
+    Ok(Providers(names))
+}
+
 /// Seconds from 0 to `MAX`: anything else (negative, NaN, infinite, huge) is refused with
 /// exit 2 naming the flag, before it can reach a `Duration`.
 fn seconds_up_to<const MAX: u32>(s: &str) -> Result<f64, String> {
@@ -337,6 +370,31 @@ mod tests {
         assert_eq!(parse("auto").unwrap(), BatchSize::Auto);
         assert_eq!(parse("AUTO").unwrap(), BatchSize::Auto);
         for bad in ["0", "101", "-1", "auto5", "", "1.5"] {
+            assert!(parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn provider_is_one_name_or_a_list_without_repeats() {
+        let parse = |v: &str| {
+            Cli::try_parse_from(["autolabel", "-i", "a", "-o", "b", "--provider", v])
+                .map(|c| c.label.common.provider)
+        };
+        assert_eq!(
+            parse("gemini").unwrap(),
+            Providers(vec![ProviderName::Gemini])
+        );
+        let pool = parse("groq, Gemini,openrouter").unwrap();
+        assert!(pool.is_pool());
+        assert_eq!(
+            pool.0,
+            [
+                ProviderName::Groq,
+                ProviderName::Gemini,
+                ProviderName::Openrouter
+            ]
+        );
+        for bad in ["groq,groq", "groq,", "mistral", ""] {
             assert!(parse(bad).is_err(), "{bad}");
         }
     }

@@ -51,13 +51,19 @@ const DEFAULT_MIN_RETRIES: u32 = 4;
 /// A labeling run on top of `Config`.
 #[derive(Debug, Clone)]
 pub struct LabelConfig {
+    /// The first (or only) provider; it also carries the settings all providers share
+    /// (state, timeout, verbosity).
     pub base: Config,
+    /// The other providers of a pool (`--provider groq,gemini`), in the order given.
+    pub more: Vec<Config>,
     pub input: PathBuf,
     pub output: PathBuf,
     pub text_column: Option<String>,
     pub label_column: String,
     pub replace_label_column: bool,
     pub status_column: Option<String>,
+    /// Column with the provider/model that labeled each row.
+    pub model_column: Option<String>,
     pub labels: LabelSet,
     pub fallback_label: String,
     pub delay: Duration,
@@ -83,34 +89,102 @@ pub struct LabelConfig {
 }
 
 impl Config {
-    pub fn resolve(
+    /// One `Config` per provider of `--provider`, in the order given (one for a single
+    /// name). With a list, settings that differ by provider come only from `P_` variables
+    /// (`--base-url`, `--model` and `--org-groups` are refused), and a limit or price flag
+    /// applies to every provider whose own `P_` variable does not set it.
+    pub fn resolve_pool(
         args: &CommonArgs,
         prices: (Option<f64>, Option<f64>),
         flags: Limits,
         org_groups: Option<&str>,
-    ) -> Result<Config> {
+    ) -> Result<Vec<Config>> {
+        let pool = args.provider.is_pool();
+        if pool {
+            let upper: Vec<String> = args
+                .provider
+                .0
+                .iter()
+                .map(|p| p.as_str().to_uppercase())
+                .collect();
+            let names = |suffix: &str| {
+                upper
+                    .iter()
+                    .map(|p| format!("{p}_{suffix}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
+            for (set, flag, env, suffix) in [
+                (
+                    args.base_url.is_some(),
+                    "--base-url",
+                    " (or AUTOLABEL_BASE_URL)",
+                    "BASE_URL",
+                ),
+                (
+                    args.model.is_some(),
+                    "--model",
+                    " (or AUTOLABEL_MODEL)",
+                    "MODEL",
+                ),
+                (org_groups.is_some(), "--org-groups", "", "ORG_GROUPS"),
+            ] {
+                if set {
+                    return Err(Error::Usage(format!(
+                        "{flag}{env} cannot be used with several providers: set {} in the env file or the environment instead",
+                        names(suffix)
+                    )));
+                }
+            }
+        }
         let vars = Vars::load(&args.env_file)?;
-        let provider = args.provider;
+        args.provider
+            .0
+            .iter()
+            .map(|&p| Config::resolve_one(args, p, pool, prices, flags, org_groups, &vars))
+            .collect()
+    }
+
+    /// The settings of one provider. `pool`: it is one of several, so its `P_` variables
+    /// win over the limit and price flags (which then apply to all providers alike).
+    fn resolve_one(
+        args: &CommonArgs,
+        provider: ProviderName,
+        pool: bool,
+        prices: (Option<f64>, Option<f64>),
+        flags: Limits,
+        org_groups: Option<&str>,
+        vars: &Vars,
+    ) -> Result<Config> {
         let d = defaults::defaults(provider);
-        let model = args.model.clone().unwrap_or_else(|| d.model.to_string());
-        let base_url = args
-            .base_url
-            .clone()
-            .unwrap_or_else(|| d.base_url.to_string())
-            .trim_end_matches('/')
-            .to_string();
+        let prefix = provider.as_str().to_uppercase();
+        let var = |suffix: &str| {
+            let name = format!("{prefix}_{suffix}");
+            vars.get(&name).map(|v| (v.trim().to_string(), name))
+        };
+        let model = match (&args.model, var("MODEL")) {
+            (Some(m), _) => m.clone(),
+            (None, Some((m, _))) => m,
+            (None, None) => d.model.to_string(),
+        };
+        let (base_url, url_origin) = match (&args.base_url, var("BASE_URL")) {
+            (Some(u), _) => (u.clone(), "--base-url".to_string()),
+            (None, Some((u, name))) => (u, name),
+            (None, None) => (d.base_url.to_string(), "--base-url".to_string()),
+        };
+        let base_url = base_url.trim_end_matches('/').to_string();
         if !(base_url.starts_with("http://") || base_url.starts_with("https://")) {
             return Err(Error::Usage(format!(
-                "--base-url {base_url}: must start with http:// or https://"
+                "{url_origin} {base_url}: must start with http:// or https://"
             )));
         }
         if let Err(e) = reqwest::Url::parse(&format!("{base_url}/chat/completions")) {
             return Err(Error::Usage(format!(
-                "--base-url {base_url}: not a usable URL ({e})"
+                "{url_origin} {base_url}: not a usable URL ({e})"
             )));
         }
         let secrets = if provider.needs_key() {
-            envfile::collect_keys_with_vars(provider.as_str(), &vars)
+            envfile::collect_keys_with_vars(provider.as_str(), vars)
         } else {
             vec![("ollama".to_string(), String::new())]
         };
@@ -128,6 +202,7 @@ impl Config {
                 provider.as_str()
             )));
         }
+        let pool_name = pool.then_some(provider.as_str());
         let keys: Vec<ApiKey> = secrets
             .into_iter()
             .enumerate()
@@ -135,31 +210,39 @@ impl Config {
                 let settings = if var.is_empty() {
                     KeySettings::default()
                 } else {
-                    settings::read(&var, &vars)?
+                    settings::read(&var, vars)?
                 };
-                Ok(ApiKey::new(i + 1, secret).with_settings(settings))
+                Ok(ApiKey::new(i + 1, secret)
+                    .with_settings(settings)
+                    .in_pool(pool_name))
             })
             .collect::<Result<_>>()?;
-        let limits = resolve_limits(provider, &model, flags, &vars)?;
-        let prefix = provider.as_str().to_uppercase();
-        let quota_reset_day = settings::reset_day(&prefix, &vars)?;
-        let group_spec = org_groups.map(str::to_string).or_else(|| {
-            vars.get(&format!("{prefix}_ORG_GROUPS"))
-                .map(str::to_string)
-        });
+        let limits = resolve_limits(provider, &model, flags, vars, pool)?;
+        let quota_reset_day = settings::reset_day(&prefix, vars)?;
+        let group_spec = org_groups
+            .map(str::to_string)
+            .or_else(|| var("ORG_GROUPS").map(|(v, _)| v));
         let key_orgs = parse_org_groups(group_spec.as_deref(), keys.len())?;
         let org_count = key_orgs.iter().max().map_or(0, |m| m + 1);
         let price = |flag: Option<f64>, name: &str| -> Result<f64> {
-            let v = match flag {
-                Some(v) => v,
-                None => match vars.get(&format!("{prefix}_{name}")) {
-                    Some(s) => s.trim().parse().map_err(|_| {
+            let from_var = || -> Result<Option<f64>> {
+                match vars.get(&format!("{prefix}_{name}")) {
+                    Some(s) => s.trim().parse().map(Some).map_err(|_| {
                         Error::Config(format!(
                             "{prefix}_{name}={s}: not a number (USD per million tokens)"
                         ))
-                    })?,
-                    None => 0.0,
-                },
+                    }),
+                    None => Ok(None),
+                }
+            };
+            // Alone, the flag wins; in a pool, the provider's own variable does.
+            let v = if pool {
+                from_var()?.or(flag).unwrap_or(0.0)
+            } else {
+                match flag {
+                    Some(v) => v,
+                    None => from_var()?.unwrap_or(0.0),
+                }
             };
             if !v.is_finite() || v < 0.0 {
                 return Err(Error::Usage(format!(
@@ -187,39 +270,63 @@ impl Config {
         })
     }
 
-    /// For `usage`: like `resolve`, but a missing key is no error (the state still knows them).
-    pub fn resolve_for_report(args: &CommonArgs) -> Result<Config> {
-        match Config::resolve(args, (None, None), Limits::default(), None) {
-            Err(Error::Config(msg)) if msg.starts_with("no ") => {
-                let vars = Vars::load(&args.env_file).unwrap_or_default();
-                let model = args
-                    .model
-                    .clone()
-                    .unwrap_or_else(|| defaults::defaults(args.provider).model.to_string());
-                let limits = resolve_limits(args.provider, &model, Limits::default(), &vars)?;
-                Ok(Config {
-                    provider: args.provider,
-                    base_url: String::new(),
-                    model,
-                    json_mode: false,
-                    keys: Vec::new(),
-                    key_orgs: Vec::new(),
-                    org_limits: vec![limits.clone()],
-                    limits,
-                    timeout: Duration::from_secs(30),
-                    state_path: crate::state::resolve_path(args.state.as_deref())?,
-                    env_file: args.env_file.clone(),
-                    quiet: args.quiet,
-                    verbose: args.verbose,
-                    prices: (0.0, 0.0),
-                    quota_reset_day: settings::reset_day(
-                        &args.provider.as_str().to_uppercase(),
-                        &vars,
-                    )?,
-                })
+    /// For `usage`: like `resolve_pool`, but a provider without keys is no error (the
+    /// state still knows them).
+    pub fn resolve_for_report(args: &CommonArgs) -> Result<Vec<Config>> {
+        let pool = args.provider.is_pool();
+        if pool {
+            // Refuses --base-url and --model with a list, as every command does.
+            if let Err(e @ Error::Usage(_)) =
+                Config::resolve_pool(args, (None, None), Limits::default(), None)
+            {
+                return Err(e);
             }
-            other => other,
         }
+        let vars = Vars::load(&args.env_file)?;
+        let mut out = Vec::new();
+        for &provider in &args.provider.0 {
+            let one = Config::resolve_one(
+                args,
+                provider,
+                pool,
+                (None, None),
+                Limits::default(),
+                None,
+                &vars,
+            );
+            out.push(match one {
+                Err(Error::Config(msg)) if msg.starts_with("no ") => {
+                    let model = args.model.clone().unwrap_or_else(|| {
+                        vars.get(&format!("{}_MODEL", provider.as_str().to_uppercase()))
+                            .map(|m| m.trim().to_string())
+                            .unwrap_or_else(|| defaults::defaults(provider).model.to_string())
+                    });
+                    let limits = resolve_limits(provider, &model, Limits::default(), &vars, pool)?;
+                    Config {
+                        provider,
+                        base_url: String::new(),
+                        model,
+                        json_mode: false,
+                        keys: Vec::new(),
+                        key_orgs: Vec::new(),
+                        org_limits: vec![limits.clone()],
+                        limits,
+                        timeout: Duration::from_secs(30),
+                        state_path: crate::state::resolve_path(args.state.as_deref())?,
+                        env_file: args.env_file.clone(),
+                        quiet: args.quiet,
+                        verbose: args.verbose,
+                        prices: (0.0, 0.0),
+                        quota_reset_day: settings::reset_day(
+                            &provider.as_str().to_uppercase(),
+                            &vars,
+                        )?,
+                    }
+                }
+                other => other?,
+            });
+        }
+        Ok(out)
     }
 
     pub fn org_count(&self) -> usize {
@@ -292,12 +399,14 @@ impl LabelConfig {
                 )));
             }
         }
-        let base = Config::resolve(
+        let mut pool = Config::resolve_pool(
             &args.common,
             (args.price_in, args.price_out),
             flags,
             args.org_groups.as_deref(),
         )?;
+        let base = pool.remove(0);
+        let more = pool;
         let labels =
             LabelSet::parse(&args.labels).map_err(|e| Error::Usage(format!("--labels {e}")))?;
         let prompt_template = match &args.prompt_file {
@@ -325,9 +434,10 @@ impl LabelConfig {
                 output.display()
             )));
         }
+        let all_keys: usize = base.keys.len() + more.iter().map(|c| c.keys.len()).sum::<usize>();
         let max_retries = args
             .max_retries
-            .unwrap_or((base.keys.len() as u32).max(DEFAULT_MIN_RETRIES));
+            .unwrap_or((all_keys as u32).max(DEFAULT_MIN_RETRIES));
         Ok(LabelConfig {
             input,
             output,
@@ -335,6 +445,7 @@ impl LabelConfig {
             label_column: args.label_column.clone(),
             replace_label_column: args.replace_label_column,
             status_column: args.status_column.clone(),
+            model_column: args.model_column.clone(),
             labels,
             fallback_label: args.fallback_label.trim().to_string(),
             delay: Duration::from_secs_f64(args.delay),
@@ -353,7 +464,31 @@ impl LabelConfig {
             report_dir: args.report_dir.clone(),
             progress_every: Duration::from_secs_f64(args.progress_every),
             base,
+            more,
         })
+    }
+
+    /// Every provider of the run, the first one first.
+    pub fn pool(&self) -> impl Iterator<Item = &Config> {
+        std::iter::once(&self.base).chain(&self.more)
+    }
+
+    pub fn pool_mut(&mut self) -> impl Iterator<Item = &mut Config> {
+        std::iter::once(&mut self.base).chain(&mut self.more)
+    }
+
+    pub fn is_pool(&self) -> bool {
+        !self.more.is_empty()
+    }
+
+    /// The lowest limits in force over every organization of every provider (for the
+    /// one batch size a run uses).
+    pub fn limits_in_force(&self) -> Limits {
+        let sets: Vec<LimitSet> = self
+            .pool()
+            .flat_map(|c| c.org_limits.iter().cloned())
+            .collect();
+        crate::pacing::lowest(&sets)
     }
 }
 
@@ -364,13 +499,16 @@ fn same_file(a: &std::path::Path, b: &std::path::Path) -> bool {
     }
 }
 
-/// Flag > environment > env file > provider default, for each limit. A variable that
-/// is set but not a whole number of at least 1 is an error naming it.
+/// Flag > environment > env file > provider default, for each limit. In a pool of
+/// providers (`pool`) a flag is the value for all of them, so a provider's own variable
+/// wins over it: environment > env file > flag > default. A variable that is set but not
+/// a whole number of at least 1 is an error naming it.
 fn resolve_limits(
     provider: ProviderName,
     model: &str,
     flags: Limits,
     vars: &Vars,
+    pool: bool,
 ) -> Result<LimitSet> {
     let defaults = defaults::free_tier_limits(provider, model);
     let p = provider.as_str().to_uppercase();
@@ -423,9 +561,13 @@ fn resolve_limits(
             ));
             break;
         }
-        values[*dim as usize] = if let Some(f) = flags.get(*dim) {
-            (Some(f), Source::Flag)
-        } else if let Some((n, source)) = from_env {
+        let flag = flags.get(*dim).map(|f| (f, Source::Flag));
+        let chosen = if pool {
+            from_env.or(flag)
+        } else {
+            flag.or(from_env)
+        };
+        values[*dim as usize] = if let Some((n, source)) = chosen {
             (Some(n), source)
         } else {
             (
@@ -501,7 +643,14 @@ mod tests {
             rpm: Some(5),
             ..Limits::default()
         };
-        let set = resolve_limits(ProviderName::Groq, "llama-3.1-8b-instant", flags, &vars).unwrap();
+        let set = resolve_limits(
+            ProviderName::Groq,
+            "llama-3.1-8b-instant",
+            flags,
+            &vars,
+            false,
+        )
+        .unwrap();
         let l = set.values();
         assert_eq!(l.rpm, Some(5));
         assert_eq!(l.rpd, Some(77));
@@ -511,7 +660,8 @@ mod tests {
         assert_eq!(origins[2], "rpd = 77 from GROQ_RPD in environment");
         assert_eq!(origins[3], "tpm = 6000 from the groq free-tier default");
         let bad = Vars::from_maps(&[("GROQ_TPM", "6k")], &[]);
-        let err = resolve_limits(ProviderName::Groq, "m", Limits::default(), &bad).unwrap_err();
+        let err =
+            resolve_limits(ProviderName::Groq, "m", Limits::default(), &bad, false).unwrap_err();
         assert!(
             err.to_string().contains("GROQ_TPM=6k (from the env file)"),
             "{err}"
@@ -522,14 +672,38 @@ mod tests {
             "gemini-2.0-flash",
             Limits::default(),
             &vars,
+            false,
         )
         .unwrap()
         .values();
         assert_eq!(l.rpm, Some(12));
         let vars = Vars::from_maps(&[("GROK_RATE_LIMIT_RPH", "100")], &[]);
-        let l = resolve_limits(ProviderName::Xai, "grok-3-mini", Limits::default(), &vars)
-            .unwrap()
-            .values();
+        let l = resolve_limits(
+            ProviderName::Xai,
+            "grok-3-mini",
+            Limits::default(),
+            &vars,
+            false,
+        )
+        .unwrap()
+        .values();
         assert_eq!(l.rph, Some(100));
+    }
+
+    #[test]
+    fn in_a_pool_a_providers_own_variable_wins_over_the_flag() {
+        let vars = Vars::from_maps(&[("GEMINI_RPM", "12")], &[]);
+        let flags = Limits {
+            rpm: Some(40),
+            ..Limits::default()
+        };
+        let alone = resolve_limits(ProviderName::Gemini, "m", flags, &vars, false).unwrap();
+        assert_eq!(alone.values().rpm, Some(40));
+        let pooled = resolve_limits(ProviderName::Gemini, "m", flags, &vars, true).unwrap();
+        assert_eq!(pooled.values().rpm, Some(12));
+        assert_eq!(pooled.describe()[0], "rpm = 12 from GEMINI_RPM in env file");
+        // Without a variable the flag applies to every provider of the pool.
+        let groq = resolve_limits(ProviderName::Groq, "m", flags, &vars, true).unwrap();
+        assert_eq!(groq.values().rpm, Some(40));
     }
 }

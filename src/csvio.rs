@@ -52,6 +52,8 @@ impl InputInfo {
 pub struct OutputLayout {
     pub label_column: String,
     pub status_column: Option<String>,
+    /// Each row's provider/model, after the status column.
+    pub model_column: Option<String>,
 }
 
 impl InputInfo {
@@ -63,15 +65,19 @@ impl InputInfo {
         if let Some(s) = &layout.status_column {
             h.push_field(s);
         }
+        if let Some(m) = &layout.model_column {
+            h.push_field(m);
+        }
         h
     }
 
-    /// The output row: input values unchanged, then label (and status).
-    pub fn output_record(
+    /// The output row: input values unchanged, then label (and the status and model
+    /// fields, in the order of the layout's columns).
+    pub fn output_record<'a>(
         &self,
         input: &StringRecord,
         label: &str,
-        status: Option<&str>,
+        tail: impl IntoIterator<Item = &'a str>,
         out: &mut StringRecord,
     ) {
         out.clear();
@@ -85,8 +91,8 @@ impl InputInfo {
         if self.replace_col.is_none() {
             out.push_field(label);
         }
-        if let Some(s) = status {
-            out.push_field(s);
+        for field in tail {
+            out.push_field(field);
         }
     }
 
@@ -535,6 +541,7 @@ mod tests {
         let layout = OutputLayout {
             label_column: "label".into(),
             status_column: None,
+            model_column: None,
         };
         let good = file(b"id,text,label\n1,a,positif\n2,\"b\nb\",netral\n3,c,posi");
         match check_existing_output(good.path(), &info, &layout).unwrap() {
@@ -657,6 +664,7 @@ mod tests {
                 let layout = OutputLayout {
                     label_column: "label".into(),
                     status_column: status.then(|| "status".into()),
+                    model_column: None,
                 };
                 // The whole output, and where each row ends in it.
                 let mut full = Vec::new();

@@ -18,7 +18,7 @@ use crate::error::{Error, Outcome, Result};
 use crate::keys::ring::{Health, KeyRing, QUOTA_LOW};
 use crate::keys::settings::Period;
 use crate::pacing::{Dispatcher, OrgSetup, ProviderRules, SystemClock};
-use crate::pipeline::worker::{Ctx, Usage};
+use crate::pipeline::worker::{Ctx, Member, Usage};
 use crate::pipeline::{self, feeder::Previous, PipelineSetup};
 use crate::prompt::Prompter;
 use crate::provider::{defaults, Client};
@@ -43,22 +43,23 @@ pub async fn run(mut cfg: LabelConfig) -> Result<Outcome> {
     let layout = OutputLayout {
         label_column: cfg.label_column.clone(),
         status_column: cfg.status_column.clone(),
+        model_column: cfg.model_column.clone(),
     };
     let state = Arc::new(State::open(&cfg.base.state_path)?);
-    cfg.base.load_learned(&state)?;
-    log_limits(&ui, &cfg.base);
+    for member in cfg.pool_mut() {
+        member.load_learned(&state)?;
+    }
+    for member in cfg.pool() {
+        log_limits(&ui, member, cfg.is_pool());
+    }
     let prompter = Prompter::new(&cfg.labels, cfg.prompt_template.clone());
-    let cache_scope = format!(
-        "{}|{}|{}",
-        cfg.base.provider.as_str(),
-        cfg.base.model,
-        prompter.identity()
-    );
+    // Per provider: a label is served from the cache only to the model that gave it.
+    let cache_scopes: Vec<String> = cfg.pool().map(|c| cache_scope(c, &prompter)).collect();
     let batch_size = match cfg.batch_size {
         BatchSize::Fixed(n) => n,
         BatchSize::Auto => {
             let choice = budget::auto_batch_size(
-                &cfg.base.limits_in_force(),
+                &cfg.limits_in_force(),
                 &prompter,
                 info.average_text_bytes(),
             );
@@ -72,7 +73,7 @@ pub async fn run(mut cfg: LabelConfig) -> Result<Outcome> {
         }
     };
     if cfg.dry_run {
-        report::dry_run(&cfg, &info, &state, &cache_scope, &prompter, batch_size)?;
+        report::dry_run(&cfg, &info, &state, &cache_scopes, &prompter, batch_size)?;
         return Ok(Outcome::Complete);
     }
     match state.prune_if_due(cfg.keep_days, SystemTime::now()) {
@@ -139,10 +140,10 @@ pub async fn run(mut cfg: LabelConfig) -> Result<Outcome> {
             writer,
             fallback_label: cfg.fallback_label.clone(),
             status_column: cfg.status_column.is_some(),
+            model_column: cfg.model_column.is_some(),
             concurrency: cfg.concurrency,
             batch_size,
             use_cache: cfg.use_cache,
-            cache_scope,
             output_id: output_id.clone(),
             output_path: written_path.clone(),
         };
@@ -187,7 +188,9 @@ pub async fn run(mut cfg: LabelConfig) -> Result<Outcome> {
     let totals: Vec<UsageDelta> = ctx.usage.lock().unwrap().totals.clone();
     report::summary(&ui, &cfg, &ctx, &counts, &totals, started.elapsed());
     if let Some(dir) = &cfg.report_dir {
-        report::write_daily_report(dir, &cfg.base, &state)?;
+        for member in cfg.pool() {
+            report::write_daily_report(dir, member, &state)?;
+        }
     }
     if let Some(message) = fatal {
         return Err(Error::Runtime(message));
@@ -471,8 +474,19 @@ impl Drop for OutputLock {
     }
 }
 
-/// `-v`: each limit in force and where it came from, once per distinct set.
-fn log_limits(ui: &Ui, base: &crate::config::Config) {
+/// The label cache's scope for one provider: provider, model, prompt and labels.
+fn cache_scope(c: &crate::config::Config, prompter: &Prompter) -> String {
+    format!(
+        "{}|{}|{}",
+        c.provider.as_str(),
+        c.model,
+        prompter.identity()
+    )
+}
+
+/// `-v`: each limit in force and where it came from, once per distinct set (and per
+/// provider in a pool).
+fn log_limits(ui: &Ui, base: &crate::config::Config, pool: bool) {
     let mut shown: Vec<&crate::limits::LimitSet> = Vec::new();
     for (org, set) in base.org_limits.iter().enumerate() {
         if shown.contains(&set) {
@@ -491,64 +505,92 @@ fn log_limits(ui: &Ui, base: &crate::config::Config) {
         } else {
             String::new()
         };
+        let provider = if pool {
+            format!("{}: ", base.provider.as_str())
+        } else {
+            String::new()
+        };
         for line in set.describe() {
-            ui.debug(1, &format!("{line}{whose}"));
+            ui.debug(1, &format!("{provider}{line}{whose}"));
         }
     }
 }
 
 fn build_ctx(cfg: &LabelConfig, ui: Arc<Ui>, state: Arc<State>, prompter: Prompter) -> Result<Ctx> {
-    let base = &cfg.base;
-    let provider = base.provider.as_str();
-    let mut ring = KeyRing::new(base.keys.clone(), &base.key_orgs)
-        .with_rules(defaults::day_start(base.provider), cfg.backoff)
-        .with_quota_rules(base.quota_reset_day, cfg.rotate_below);
-    restore_health(&mut ring, &state, provider, &ui)?;
-    load_quota_use(&mut ring, &state, provider, base.quota_reset_day)?;
-    let orgs = (0..base.org_count())
-        .map(|o| {
-            let fps: Vec<String> = base
+    // One ring and one dispatcher over every provider's keys: organizations are numbered
+    // across providers, and each keeps its provider's header meanings and day.
+    let mut keys = Vec::new();
+    let mut key_orgs = Vec::new();
+    let mut key_member = Vec::new();
+    let mut orgs = Vec::new();
+    let mut members = Vec::new();
+    for (m, c) in cfg.pool().enumerate() {
+        let provider = c.provider.as_str();
+        let first_org = orgs.len();
+        for o in 0..c.org_count() {
+            let fps: Vec<String> = c
                 .keys
                 .iter()
-                .zip(&base.key_orgs)
+                .zip(&c.key_orgs)
                 .filter(|(_, org)| **org == o)
                 .map(|(k, _)| k.fingerprint.clone())
                 .collect();
-            Ok(OrgSetup {
-                limits: base.org_limits[o].clone(),
+            orgs.push(OrgSetup {
+                limits: c.org_limits[o].clone(),
                 used_today: state.used_today(provider, &fps)?,
-            })
-        })
-        .collect::<Result<Vec<_>>>()?;
-    let n = base.keys.len();
+                rules: ProviderRules {
+                    headers: defaults::header_meaning(c.provider),
+                    day: defaults::day_start(c.provider),
+                },
+            });
+        }
+        for (k, org) in c.keys.iter().zip(&c.key_orgs) {
+            keys.push(k.clone());
+            key_orgs.push(first_org + org);
+            key_member.push(m);
+        }
+        members.push(Member {
+            provider,
+            client: Client::new(
+                &c.base_url,
+                &c.model,
+                c.json_mode,
+                c.timeout,
+                cfg.concurrency,
+            )?,
+            prices: c.prices,
+            tag: format!("{provider}/{}", c.model),
+            cache_scope: cache_scope(c, &prompter),
+            dropped: AtomicBool::new(false),
+        });
+    }
+    let mut ring = KeyRing::new(keys.clone(), &key_orgs)
+        .with_rules(defaults::day_start(cfg.base.provider), cfg.backoff)
+        .with_quota_rules(cfg.base.quota_reset_day, cfg.rotate_below);
+    let providers: Vec<&crate::config::Config> = cfg.pool().collect();
+    for (k, &m) in key_member.iter().enumerate() {
+        let c = providers[m];
+        ring.set_provider_rules(k, defaults::day_start(c.provider), c.quota_reset_day);
+    }
+    for (m, c) in providers.iter().enumerate() {
+        let mine: Vec<usize> = (0..keys.len()).filter(|&k| key_member[k] == m).collect();
+        let provider = c.provider.as_str();
+        restore_health(&mut ring, &state, provider, &mine, &ui)?;
+        load_quota_use(&mut ring, &state, provider, &mine, c.quota_reset_day)?;
+    }
+    let n = keys.len();
     Ok(Ctx {
-        client: Client::new(
-            &base.base_url,
-            &base.model,
-            base.json_mode,
-            base.timeout,
-            cfg.concurrency,
-        )?,
-        dispatcher: Dispatcher::new(
-            ring,
-            orgs,
-            cfg.delay,
-            ProviderRules {
-                headers: defaults::header_meaning(base.provider),
-                day: defaults::day_start(base.provider),
-            },
-            Arc::new(SystemClock),
-        ),
-        keys: base.keys.clone(),
+        members,
+        key_member,
+        dispatcher: Dispatcher::new(ring, orgs, cfg.delay, Arc::new(SystemClock)),
+        keys,
         prompter,
         labels: cfg.labels.clone(),
-        provider,
         max_retries: cfg.max_retries,
         backoff: cfg.backoff,
         on_exhausted: cfg.on_exhausted,
         ui,
         state,
-        prices: base.prices,
         usage: Mutex::new(Usage {
             unsaved: vec![UsageDelta::default(); n],
             totals: vec![UsageDelta::default(); n],
@@ -559,10 +601,18 @@ fn build_ctx(cfg: &LabelConfig, ui: Arc<Ui>, state: Arc<State>, prompter: Prompt
     })
 }
 
-/// Starts the day and month counts of keys with quotas of their own from the ledger.
-fn load_quota_use(ring: &mut KeyRing, state: &State, provider: &str, reset_day: u32) -> Result<()> {
+/// Starts the day and month counts of `keys` (one provider's) with quotas of their own
+/// from the ledger.
+fn load_quota_use(
+    ring: &mut KeyRing,
+    state: &State,
+    provider: &str,
+    keys: &[usize],
+    reset_day: u32,
+) -> Result<()> {
     let wall = SystemTime::now();
-    for slot in &mut ring.slots {
+    for &k in keys {
+        let slot = &mut ring.slots[k];
         if !slot.quota.is_limited() {
             continue;
         }
@@ -582,10 +632,16 @@ fn load_quota_use(ring: &mut KeyRing, state: &State, provider: &str, reset_day: 
 /// Keys that an earlier run found exhausted, invalid or cooling stay so, without a request.
 /// A key rotated out for its own quota is not restored: the ledger and the quotas as
 /// configured now decide that again.
-fn restore_health(ring: &mut KeyRing, state: &State, provider: &str, ui: &Ui) -> Result<()> {
+fn restore_health(
+    ring: &mut KeyRing,
+    state: &State,
+    provider: &str,
+    keys: &[usize],
+    ui: &Ui,
+) -> Result<()> {
     let stored = state.load_health(provider)?;
     let now = SystemTime::now();
-    for i in 0..ring.len() {
+    for &i in keys {
         let fp = ring.slots[i].key.fingerprint.clone();
         let Some(h) = stored.iter().find(|h| h.fingerprint == fp) else {
             continue;

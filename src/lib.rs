@@ -36,25 +36,36 @@ pub async fn run(cli: Cli) -> Result<Outcome> {
         None => label::run(LabelConfig::resolve(&cli.label)?).await,
         Some(Command::Label(args)) => label::run(LabelConfig::resolve(&args)?).await,
         Some(Command::TestKeys(args)) => {
-            let cfg = Config::resolve(&args.common, (None, None), Limits::default(), None)?;
-            testkeys::run(&cfg, args.json, args.chat).await
+            let pool = Config::resolve_pool(&args.common, (None, None), Limits::default(), None)?;
+            testkeys::run(&pool, args.json, args.chat).await
         }
         Some(Command::Usage(args)) => {
-            let mut cfg = Config::resolve_for_report(&args.common)?;
-            let state = state::State::open(&cfg.state_path)?;
-            cfg.load_learned(&state)?;
-            let value = report::usage_value(&cfg, &state, args.days.max(1))?;
+            let mut pool = Config::resolve_for_report(&args.common)?;
+            let state_path = pool[0].state_path.clone();
+            let state = state::State::open(&state_path)?;
+            let mut values = Vec::new();
+            for cfg in &mut pool {
+                cfg.load_learned(&state)?;
+                values.push(report::usage_value(cfg, &state, args.days.max(1))?);
+            }
             if let Some(path) = &args.html {
-                std::fs::write(path, report::usage_html(&value))
+                std::fs::write(path, report::usage_html(&values))
                     .map_err(|e| error::Error::io(format!("--html {}", path.display()), e))?;
             }
             if args.json {
+                // One provider: its object, as always; a pool: one object per provider.
+                let value = match values.as_slice() {
+                    [one] => one.clone(),
+                    all => serde_json::json!({ "providers": all }),
+                };
                 crate::outln!(
                     "{}",
                     serde_json::to_string_pretty(&value).unwrap_or_default()
                 );
             } else {
-                report::print_usage(&value, &cfg.state_path);
+                for value in &values {
+                    report::print_usage(value, &state_path);
+                }
             }
             Ok(Outcome::Complete)
         }

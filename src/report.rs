@@ -52,13 +52,7 @@ pub fn summary(
     for t in totals {
         all.add(t);
     }
-    let keys: Vec<String> = ctx
-        .keys
-        .iter()
-        .zip(totals)
-        .filter(|(_, t)| t.requests > 0)
-        .map(|(k, t)| format!("{} {} req ({} ok)", k.label(), t.requests, t.successes))
-        .collect();
+    let keys = keys_by_provider(ctx, totals);
     let ended = if let Some(signal) = c.interrupted {
         match signal {
             crate::signals::StopSignal::Interrupt => "interrupted",
@@ -118,12 +112,58 @@ pub fn summary(
     }
 }
 
+/// The summary's per-key figures, grouped by provider in a pool: `groq 40 req (40 ok):
+/// groq #1 gsk_…0001 20 req (20 ok) · …; gemini …`.
+fn keys_by_provider(ctx: &Ctx, totals: &[UsageDelta]) -> Vec<String> {
+    let key_line = |k: usize| {
+        let t = &totals[k];
+        format!(
+            "{} {} req ({} ok)",
+            ctx.keys[k].label(),
+            t.requests,
+            t.successes
+        )
+    };
+    let used = |k: &usize| totals[*k].requests > 0;
+    if ctx.members.len() == 1 {
+        return (0..ctx.keys.len()).filter(used).map(key_line).collect();
+    }
+    let mut groups = Vec::new();
+    for (m, member) in ctx.members.iter().enumerate() {
+        let mine: Vec<usize> = (0..ctx.keys.len())
+            .filter(|&k| ctx.key_member[k] == m)
+            .collect();
+        let mut all = UsageDelta::default();
+        for &k in &mine {
+            all.add(&totals[k]);
+        }
+        let dropped = if member.dropped.load(std::sync::atomic::Ordering::SeqCst) {
+            " (taken out: 404)"
+        } else {
+            ""
+        };
+        let detail: Vec<String> = mine.into_iter().filter(used).map(key_line).collect();
+        groups.push(format!(
+            "{} {} req ({} ok){dropped}{}",
+            member.tag,
+            all.requests,
+            all.successes,
+            if detail.is_empty() {
+                String::new()
+            } else {
+                format!(": {}", detail.join(", "))
+            }
+        ));
+    }
+    groups
+}
+
 /// `--dry-run`: what the run would do, without a request.
 pub fn dry_run(
     cfg: &LabelConfig,
     info: &InputInfo,
     state: &State,
-    cache_scope: &str,
+    cache_scopes: &[String],
     prompter: &Prompter,
     batch_size: usize,
 ) -> Result<()> {
@@ -142,14 +182,20 @@ pub fn dry_run(
         if text.trim().is_empty() {
             continue;
         }
-        let key = cache_key(cache_scope, text);
+        let key = cache_key(&cache_scopes[0], text);
         if !seen.insert(key[..16].to_vec()) {
             continue;
         }
         unique += 1;
-        if cfg.use_cache && state.cache_get(&key)?.is_some() {
-            cache_hits += 1;
-            continue;
+        if cfg.use_cache {
+            let mut hit = state.cache_get(&key)?.is_some();
+            for scope in &cache_scopes[1..] {
+                hit = hit || state.cache_get(&cache_key(scope, text))?.is_some();
+            }
+            if hit {
+                cache_hits += 1;
+                continue;
+            }
         }
         bytes += text.len() as u64;
     }
@@ -165,24 +211,31 @@ pub fn dry_run(
     let tokens = (tokens_per_row * to_send as f64).ceil() as u64;
     let base = &cfg.base;
     let limits = base.limits_in_force();
-    let orgs = base.org_count() as f64;
-    let mut per_sec = f64::INFINITY;
+    // The providers' capacities add up; --delay spaces all requests of the run.
+    let tokens_a_request = (requests > 0).then(|| tokens as f64 / requests as f64);
+    let mut per_sec: f64 = cfg
+        .pool()
+        .map(|c| requests_per_second(c, tokens_a_request))
+        .sum();
     if !cfg.delay.is_zero() {
         per_sec = per_sec.min(1.0 / cfg.delay.as_secs_f64());
-    }
-    if let Some(rpm) = limits.rpm {
-        per_sec = per_sec.min(orgs * rpm as f64 / 60.0);
-    }
-    if let (Some(tpm), true) = (limits.tpm, requests > 0) {
-        per_sec = per_sec.min(orgs * tpm as f64 / 60.0 / (tokens as f64 / requests as f64));
     }
     let eta = if per_sec.is_finite() && per_sec > 0.0 {
         human(Duration::from_secs_f64(requests as f64 / per_sec))
     } else {
         "as fast as the provider answers".into()
     };
-    let day_cap = limits.rpd.map(|d| d * base.org_count() as u64);
-    let cost = tokens as f64 * base.prices.0;
+    let day_cap = if cfg.is_pool() {
+        cfg.pool()
+            .map(|c| c.limits_in_force().rpd.map(|d| d * c.org_count() as u64))
+            .sum()
+    } else {
+        limits.rpd.map(|d| d * base.org_count() as u64)
+    };
+    // In a pool the price of the run depends on which provider serves which row; the
+    // estimate takes the dearest.
+    let price_in = cfg.pool().map(|c| c.prices.0).fold(0.0, f64::max);
+    let cost = tokens as f64 * price_in;
     crate::outln!(
         "dry run for {} ({} rows, text column '{}')",
         info.path.display(),
@@ -202,13 +255,30 @@ pub fn dry_run(
     crate::outln!("  requests:         {requests} (batch size {})", batch_size);
     crate::outln!("  estimated tokens: {tokens}");
     crate::outln!("  estimated cost:   ${cost:.4} (input tokens at --price-in)");
-    crate::outln!(
-        "  keys: {} in {} organization(s) · delay {}s · rpm {} per organization",
-        base.keys.len(),
-        base.org_count(),
-        cfg.delay.as_secs_f64(),
-        limits.rpm.map_or("unlimited".into(), |r| r.to_string())
-    );
+    for c in cfg.pool() {
+        crate::outln!(
+            "  {}keys: {} in {} organization(s) · delay {}s · rpm {} per organization{}",
+            if cfg.is_pool() {
+                format!("{}/{} ", c.provider.as_str(), c.model)
+            } else {
+                String::new()
+            },
+            c.keys.len(),
+            c.org_count(),
+            cfg.delay.as_secs_f64(),
+            c.limits_in_force()
+                .rpm
+                .map_or("unlimited".into(), |r| r.to_string()),
+            if cfg.is_pool() {
+                format!(
+                    " · {:.2} requests/s",
+                    requests_per_second(c, tokens_a_request)
+                )
+            } else {
+                String::new()
+            }
+        );
+    }
     crate::outln!("  estimated time:   {eta}");
     if let Some(cap) = day_cap {
         if requests > cap {
@@ -243,6 +313,21 @@ pub fn dry_run(
     }
     crate::outln!("    auto: {}", auto.reason);
     Ok(())
+}
+
+/// The requests a second one provider's keys allow under its per-minute limits (infinite
+/// without one); `tokens_a_request` is what an average request is estimated to cost.
+fn requests_per_second(c: &Config, tokens_a_request: Option<f64>) -> f64 {
+    let limits = c.limits_in_force();
+    let orgs = c.org_count() as f64;
+    let mut per_sec = f64::INFINITY;
+    if let Some(rpm) = limits.rpm {
+        per_sec = per_sec.min(orgs * rpm as f64 / 60.0);
+    }
+    if let (Some(tpm), Some(t)) = (limits.tpm, tokens_a_request) {
+        per_sec = per_sec.min(orgs * tpm as f64 / 60.0 / t);
+    }
+    per_sec
 }
 
 /// One dry-run budget line: tokens per row, rows per key a day, the binding limit, and
@@ -581,7 +666,23 @@ fn esc(s: &str) -> String {
 
 /// `usage --html FILE`: the same data as `--json`, as one self-contained page (inline CSS
 /// and SVG, nothing fetched): per-key table, requests per day chart, success rates, rotations.
-pub fn usage_html(v: &Value) -> String {
+/// `usage --html FILE` for one provider or a pool: one page, a section per provider.
+pub fn usage_html(values: &[Value]) -> String {
+    let s = |x: &Value| esc(x.as_str().unwrap_or(""));
+    let providers: Vec<String> = values.iter().map(|v| s(&v["provider"])).collect();
+    let sections: String = values.iter().map(usage_html_section).collect();
+    format!(
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>autolabel usage: {title}</title>\n<style>\
+body{{font-family:system-ui,sans-serif;margin:2em;color:#1a202c}}table{{border-collapse:collapse;margin:1em 0}}\
+td,th{{border:1px solid #cbd5e0;padding:4px 8px;text-align:right}}td:nth-child(2),th{{text-align:left}}\
+.h-healthy{{background:#c6f6d5}}.h-warning{{background:#fefcbf}}.h-critical{{background:#fed7d7}}</style></head><body>\n\
+{sections}</body></html>\n",
+        title = providers.join(", "),
+    )
+}
+
+/// One provider's part of the usage page: key table, requests per day, rotations.
+fn usage_html_section(v: &Value) -> String {
     let keys = v["keys"].as_array().cloned().unwrap_or_default();
     let s = |x: &Value| esc(x.as_str().unwrap_or(""));
     let n = |x: &Value| x.as_u64().unwrap_or(0);
@@ -702,14 +803,10 @@ pub fn usage_html(v: &Value) -> String {
         })
         .collect();
     format!(
-        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>autolabel usage: {provider}</title>\n<style>\
-body{{font-family:system-ui,sans-serif;margin:2em;color:#1a202c}}table{{border-collapse:collapse;margin:1em 0}}\
-td,th{{border:1px solid #cbd5e0;padding:4px 8px;text-align:right}}td:nth-child(2),th{{text-align:left}}\
-.h-healthy{{background:#c6f6d5}}.h-warning{{background:#fefcbf}}.h-critical{{background:#fed7d7}}</style></head><body>\n\
-<h1>autolabel usage: {provider}</h1><p>{from} to {to} · generated {generated}</p>\n\
+        "<h1>autolabel usage: {provider}</h1><p>{from} to {to} · generated {generated}</p>\n\
 <h2>Keys</h2><table><tr><th>#</th><th>key</th><th>status</th><th>health</th><th>today</th><th>requests</th><th>ok</th><th>errors</th><th>success rate</th><th>rows</th><th>tokens/row</th><th>cost</th><th>left today</th></tr>\n{rows}</table>\n\
 <h2>Requests per day</h2>{svg}<p>{legend}</p>\n\
-<h2>Recent rotations</h2><table><tr><th>time</th><th>from</th><th>to</th><th>reason</th><th>mode</th></tr>{rotations}</table>\n</body></html>\n",
+<h2>Recent rotations</h2><table><tr><th>time</th><th>from</th><th>to</th><th>reason</th><th>mode</th></tr>{rotations}</table>\n",
         provider = s(&v["provider"]),
         from = s(&v["from"]),
         to = s(&v["to"]),

@@ -1,4 +1,5 @@
-//! `autolabel test-keys`: one cheap request per key, and what the provider said.
+//! `autolabel test-keys`: one cheap request per key, and what the provider said; with a
+//! list of providers, every key of every provider, grouped by provider.
 //! A key that passes loses an earlier run's "invalid" mark.
 
 use serde_json::json;
@@ -9,12 +10,39 @@ use crate::provider::classify::CallError;
 use crate::provider::{ChatRequest, Client};
 use crate::state::{State, StoredHealth};
 
-pub async fn run(cfg: &Config, json_out: bool, chat: bool) -> Result<Outcome> {
+pub async fn run(pool: &[Config], json_out: bool, chat: bool) -> Result<Outcome> {
+    let state = State::open(&pool[0].state_path)?;
+    let mut all_ok = true;
+    let mut all_results = Vec::new();
+    for (i, cfg) in pool.iter().enumerate() {
+        let results = check_provider(cfg, &state, chat).await?;
+        all_ok &= results.iter().all(|r| r["status"] == "ok");
+        if !json_out {
+            if i > 0 {
+                crate::outln!("");
+            }
+            print_table(cfg, &results, chat);
+        }
+        all_results.extend(results);
+    }
+    if json_out {
+        crate::outln!(
+            "{}",
+            serde_json::to_string_pretty(&all_results).expect("json")
+        );
+    }
+    Ok(if all_ok {
+        Outcome::Complete
+    } else {
+        Outcome::CheckFailed
+    })
+}
+
+/// One request per key of one provider; updates the stored health on a definite answer.
+async fn check_provider(cfg: &Config, state: &State, chat: bool) -> Result<Vec<serde_json::Value>> {
     let client = Client::new(&cfg.base_url, &cfg.model, cfg.json_mode, cfg.timeout, 2)?;
-    let state = State::open(&cfg.state_path)?;
     let provider = cfg.provider.as_str();
     let mut results = Vec::new();
-    let mut all_ok = true;
     for key in &cfg.keys {
         let res = if chat {
             let req = ChatRequest {
@@ -35,7 +63,6 @@ pub async fn run(cfg: &Config, json_out: bool, chat: bool) -> Result<Outcome> {
             }
             Err(e) => ("error", Some(e.describe())),
         };
-        all_ok &= status == "ok";
         // Only a definite answer changes the stored health.
         let stored_status = match status {
             "ok" => Some(("available", "test-keys passed")),
@@ -65,6 +92,7 @@ pub async fn run(cfg: &Config, json_out: bool, chat: bool) -> Result<Outcome> {
             }
         }
         results.push(json!({
+            "provider": provider,
             "index": key.index,
             "key": key.masked,
             "status": status,
@@ -74,9 +102,13 @@ pub async fn run(cfg: &Config, json_out: bool, chat: bool) -> Result<Outcome> {
             "detail": detail,
         }));
     }
-    if json_out {
-        crate::outln!("{}", serde_json::to_string_pretty(&results).expect("json"));
-    } else {
+    Ok(results)
+}
+
+/// The text form for one provider: a header line, one line per key, the count of ok keys.
+fn print_table(cfg: &Config, results: &[serde_json::Value], chat: bool) {
+    let provider = cfg.provider.as_str();
+    {
         crate::outln!(
             "{} keys for {} at {} ({})",
             cfg.keys.len(),
@@ -97,7 +129,7 @@ pub async fn run(cfg: &Config, json_out: bool, chat: bool) -> Result<Outcome> {
             "REQ LEFT",
             "TOK LEFT"
         );
-        for r in &results {
+        for r in results {
             let n = |v: &serde_json::Value| v.as_u64().map_or("-".to_string(), |x| x.to_string());
             crate::outln!(
                 "  {:<3} {:<14} {:<13} {:>6} ms {:>10} {:>10}{}",
@@ -116,9 +148,4 @@ pub async fn run(cfg: &Config, json_out: bool, chat: bool) -> Result<Outcome> {
         let ok = results.iter().filter(|r| r["status"] == "ok").count();
         crate::outln!("  {ok}/{} ok", results.len());
     }
-    Ok(if all_ok {
-        Outcome::Complete
-    } else {
-        Outcome::CheckFailed
-    })
 }

@@ -20,6 +20,8 @@ pub struct ApiKey {
     pub masked: String,
     /// Name, priority and quotas of the key's own from the env file.
     pub settings: settings::KeySettings,
+    /// The provider's name when the run pools several providers (shown before the index).
+    pub pool_name: Option<&'static str>,
 }
 
 impl ApiKey {
@@ -30,6 +32,7 @@ impl ApiKey {
             masked: mask::mask(&secret),
             secret,
             settings: settings::KeySettings::default(),
+            pool_name: None,
         }
     }
 
@@ -38,9 +41,18 @@ impl ApiKey {
         self
     }
 
-    /// `#2 gsk_…a1b2`
+    /// Marks the key as one provider's among several (`--provider groq,gemini`).
+    pub fn in_pool(mut self, provider: Option<&'static str>) -> ApiKey {
+        self.pool_name = provider;
+        self
+    }
+
+    /// `#2 gsk_…a1b2`, or `gemini #2 AIza…a1b2` in a pool of providers.
     pub fn label(&self) -> String {
-        format!("#{} {}", self.index, self.masked)
+        match self.pool_name {
+            Some(p) => format!("{p} #{} {}", self.index, self.masked),
+            None => format!("#{} {}", self.index, self.masked),
+        }
     }
 }
 

@@ -87,6 +87,8 @@ pub struct KeySlot {
     pub priority: i64,
     /// The key's own quotas and what is counted against them.
     pub quota: KeyQuota,
+    /// Its provider's day, when it differs from the ring's (a pool of providers).
+    day: Option<DayStart>,
 }
 
 /// A change worth persisting and logging.
@@ -126,6 +128,7 @@ impl KeyRing {
                 health: Health::Available,
                 remaining_requests: None,
                 unhinted_429s: 0,
+                day: None,
             })
             .collect();
         KeyRing {
@@ -154,6 +157,14 @@ impl KeyRing {
         self.day = day;
         self.unhinted_base = unhinted_base;
         self
+    }
+
+    /// The rules of `key`'s own provider, in a pool whose providers differ: when its day
+    /// starts (Gemini's at Pacific midnight) and the day its monthly key quotas restart.
+    pub fn set_provider_rules(&mut self, key: usize, day: DayStart, quota_reset_day: u32) {
+        let slot = &mut self.slots[key];
+        slot.day = Some(day);
+        slot.quota = KeyQuota::new(slot.key.settings.quotas, quota_reset_day);
     }
 
     pub fn len(&self) -> usize {
@@ -378,9 +389,9 @@ impl KeyRing {
             }
             CallError::QuotaExhausted { reset, .. } => (
                 Health::Exhausted {
-                    until: reset
-                        .and_then(|r| wall.checked_add(r))
-                        .unwrap_or_else(|| self.day.next_start(wall)),
+                    until: reset.and_then(|r| wall.checked_add(r)).unwrap_or_else(|| {
+                        self.slots[key].day.unwrap_or(self.day).next_start(wall)
+                    }),
                 },
                 true,
             ),
@@ -497,6 +508,17 @@ mod tests {
         r.failed(0, &err, Instant::now(), wall);
         let until = r.earliest_reset().unwrap();
         assert_eq!(crate::timeutil::rfc3339(until), "2026-11-30T08:00:00Z");
+        // In a pool, each key follows its own provider's day.
+        let mut r = ring(&[0, 1]).with_rules(DayStart::UtcMidnight, Duration::from_secs(1));
+        r.set_provider_rules(1, DayStart::PacificMidnight, 1);
+        r.failed(0, &err, Instant::now(), wall);
+        r.failed(1, &err, Instant::now(), wall);
+        let until = |k: usize| match r.slots[k].health {
+            Health::Exhausted { until } => crate::timeutil::rfc3339(until),
+            ref h => panic!("{h:?}"),
+        };
+        assert_eq!(until(0), "2026-12-01T00:00:00Z");
+        assert_eq!(until(1), "2026-11-30T08:00:00Z");
     }
 
     #[tokio::test(start_paused = true)]

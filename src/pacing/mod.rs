@@ -54,6 +54,8 @@ type Spacing = RateLimiter<NotKeyed, InMemoryState, GovernorClock, NoOpMiddlewar
 struct Inner {
     ring: KeyRing,
     orgs: Vec<Org>,
+    /// Per organization: how its provider's replies read (a pool mixes providers).
+    rules: Vec<ProviderRules>,
     /// `--delay` between any two requests.
     spacing: Option<Spacing>,
 }
@@ -88,10 +90,12 @@ impl Changes {
     }
 }
 
-/// Per organization: its limits and what it has used today already (requests, tokens).
+/// Per organization: its limits, what it has used today already (requests, tokens), and
+/// its provider's rules.
 pub struct OrgSetup {
     pub limits: LimitSet,
     pub used_today: (u64, u64),
+    pub rules: ProviderRules,
 }
 
 /// How the dispatcher reads a provider.
@@ -107,7 +111,6 @@ pub struct Dispatcher {
     /// Held while waiting for a slot, so waiters queue fairly instead of racing.
     turn: tokio::sync::Mutex<()>,
     clock: Arc<dyn Clock>,
-    rules: ProviderRules,
 }
 
 impl Dispatcher {
@@ -115,7 +118,6 @@ impl Dispatcher {
         ring: KeyRing,
         orgs: Vec<OrgSetup>,
         delay: Duration,
-        rules: ProviderRules,
         clock: Arc<dyn Clock>,
     ) -> Dispatcher {
         let wall = clock.wall();
@@ -131,15 +133,15 @@ impl Dispatcher {
         Dispatcher {
             inner: Mutex::new(Inner {
                 ring,
+                rules: orgs.iter().map(|o| o.rules).collect(),
                 orgs: orgs
                     .into_iter()
-                    .map(|o| Org::new(o.limits, wall, o.used_today, rules.day))
+                    .map(|o| Org::new(o.limits, wall, o.used_today, o.rules.day))
                     .collect(),
                 spacing,
             }),
             turn: tokio::sync::Mutex::new(()),
             clock,
-            rules,
         }
     }
 
@@ -195,7 +197,7 @@ impl Dispatcher {
     pub fn succeeded(&self, key: usize, headers: &RateHeaders, next_tokens: u64) -> Changes {
         let mut inner = self.inner.lock().unwrap();
         let (now, wall) = (self.clock.now(), self.clock.wall());
-        let limits = inner.read_headers(key, headers, next_tokens, now, wall, self.rules);
+        let limits = inner.read_headers(key, headers, next_tokens, now, wall);
         let mut health = inner.ring.succeeded(key, headers.remaining_requests);
         // No request left for longer than a minute window: the daily quota is used up.
         // Exhaust the organization now, before a request is wasted on a 429.
@@ -218,7 +220,7 @@ impl Dispatcher {
     pub fn failed(&self, key: usize, err: &CallError, headers: &RateHeaders) -> Changes {
         let mut inner = self.inner.lock().unwrap();
         let (now, wall) = (self.clock.now(), self.clock.wall());
-        let mut limits = inner.read_headers(key, headers, 0, now, wall, self.rules);
+        let mut limits = inner.read_headers(key, headers, 0, now, wall);
         let stated = match err {
             CallError::RateLimited { dim, limit, .. }
             | CallError::QuotaExhausted { dim, limit, .. } => dim.map(|d| (d, *limit)),
@@ -325,9 +327,9 @@ impl Inner {
         next_tokens: u64,
         now: Instant,
         wall: SystemTime,
-        rules: ProviderRules,
     ) -> Vec<OrgLimitChange> {
         let org_idx = self.ring.slots[key].org;
+        let rules = self.rules[org_idx];
         let org = &mut self.orgs[org_idx];
         let mut changes = Vec::new();
         for (dim, value, header) in [

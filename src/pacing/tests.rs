@@ -37,13 +37,13 @@ fn dispatcher_at(
         .map(|_| OrgSetup {
             limits: limits.clone(),
             used_today: (0, 0),
+            rules: groq(),
         })
         .collect();
     Dispatcher::new(
         KeyRing::new(keys, orgs),
         setups,
         delay,
-        groq(),
         Arc::new(FollowingClock::starting_at(wall)),
     )
 }

@@ -57,11 +57,12 @@ pub struct PipelineSetup {
     pub writer: csv::Writer<BufWriter<File>>,
     pub fallback_label: String,
     pub status_column: bool,
+    /// Whether the output has a column with each row's provider/model.
+    pub model_column: bool,
     pub concurrency: usize,
     pub batch_size: usize,
+    /// Cache keys are scoped by each provider's `Member::cache_scope`.
     pub use_cache: bool,
-    /// Prefix of every cache key: provider, model, prompt and labels.
-    pub cache_scope: String,
     /// Identifies the output in the state's fallback-row table.
     pub output_id: String,
     /// The file the writer writes (the output, or a rewrite's temp file), for messages.
@@ -90,7 +91,12 @@ pub struct RunCounts {
 
 enum Slot {
     Pending(Arc<str>),
-    Done { label: String, status: RowStatus },
+    Done {
+        label: String,
+        status: RowStatus,
+        /// The provider (index in `Ctx::members`) whose model gave the label.
+        by: Option<usize>,
+    },
     Keep(StringRecord),
 }
 
@@ -184,8 +190,8 @@ pub async fn run(
                 while let Some(joined) = next {
                     let (texts, outcomes) = joined.map_err(|_| Error::Runtime("a request task failed (panicked)".into()))?;
                     for (text, outcome) in texts.into_iter().zip(outcomes) {
-                        if let (true, TextOutcome::Labeled(label)) = (setup.use_cache, &outcome) {
-                            cache_puts.push((cache_key(&setup.cache_scope, &text), label.clone()));
+                        if let (true, TextOutcome::Labeled(label, m)) = (setup.use_cache, &outcome) {
+                            cache_puts.push((cache_key(&ctx.members[*m].cache_scope, &text), label.clone()));
                         }
                         if let Some(w) = waiting.get_mut(&text) {
                             w.result = Some(outcome);
@@ -256,6 +262,7 @@ fn admit(
         let slot = Slot::Done {
             label: setup.fallback_label.clone(),
             status: RowStatus::Empty,
+            by: None,
         };
         window.push_back((row.idx, row.record, slot));
         return;
@@ -267,22 +274,28 @@ fn admit(
         return;
     }
     if setup.use_cache {
-        match ctx.state.cache_get(&cache_key(&setup.cache_scope, &text)) {
-            Ok(Some(label)) if ctx.labels.contains(&label) => {
-                window.push_back((
-                    row.idx,
-                    row.record,
-                    Slot::Done {
-                        label,
-                        status: RowStatus::Cached,
-                    },
-                ));
-                return;
+        // A label any provider of the run gave earlier, under its own model's scope.
+        for (m, member) in ctx.members.iter().enumerate() {
+            match ctx.state.cache_get(&cache_key(&member.cache_scope, &text)) {
+                Ok(Some(label)) if ctx.labels.contains(&label) => {
+                    window.push_back((
+                        row.idx,
+                        row.record,
+                        Slot::Done {
+                            label,
+                            status: RowStatus::Cached,
+                            by: Some(m),
+                        },
+                    ));
+                    return;
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    ctx.ui
+                        .error(&format!("cache read failed (continuing without it): {e}"));
+                    break;
+                }
             }
-            Ok(_) => {}
-            Err(e) => ctx
-                .ui
-                .error(&format!("cache read failed (continuing without it): {e}")),
         }
     }
     waiting.insert(
@@ -330,9 +343,10 @@ fn drain(
                     waiting.remove(&text);
                 }
                 match outcome {
-                    TextOutcome::Labeled(label) => Slot::Done {
+                    TextOutcome::Labeled(label, m) => Slot::Done {
                         label,
                         status: RowStatus::Model,
+                        by: Some(m),
                     },
                     TextOutcome::Fallback(why) => {
                         ctx.ui
@@ -340,6 +354,7 @@ fn drain(
                         Slot::Done {
                             label: setup.fallback_label.clone(),
                             status: RowStatus::Fallback,
+                            by: None,
                         }
                     }
                     TextOutcome::Stopped => unreachable!("stopped rows are never drained"),
@@ -383,11 +398,17 @@ fn drain(
                 let label = old.get(setup.info.label_index()).unwrap_or("").to_string();
                 *counts.per_label.entry(label).or_default() += 1;
             }
-            Slot::Done { label, status } => {
+            Slot::Done { label, status, by } => {
                 let status_field = setup.status_column.then(|| status.as_str());
-                setup
-                    .info
-                    .output_record(&record, &label, status_field, out_rec);
+                let model_field = setup
+                    .model_column
+                    .then(|| by.map_or("", |m| ctx.members[m].tag.as_str()));
+                setup.info.output_record(
+                    &record,
+                    &label,
+                    status_field.into_iter().chain(model_field),
+                    out_rec,
+                );
                 setup.writer.write_record(&*out_rec).map_err(out_err)?;
                 match status {
                     RowStatus::Model => counts.model += 1,
@@ -424,22 +445,36 @@ pub fn flush_state(ctx: &Ctx, cache_puts: &mut Vec<(Vec<u8>, String)>) {
             .map(|(i, d)| {
                 let k = &ctx.keys[i];
                 (
-                    k.fingerprint.clone(),
-                    k.masked.clone(),
-                    ctx.client.model().to_string(),
-                    day.clone(),
-                    std::mem::take(d),
+                    ctx.key_member[i],
+                    (
+                        k.fingerprint.clone(),
+                        k.masked.clone(),
+                        ctx.member(i).client.model().to_string(),
+                        day.clone(),
+                        std::mem::take(d),
+                    ),
                 )
             })
             .collect()
     };
-    if let Err(e) = ctx.state.add_usage(ctx.provider, &deltas) {
-        ctx.ui.error(&format!("could not record usage: {e}"));
-        // Put the counts back so the next flush tries again.
-        let mut usage = ctx.usage.lock().unwrap();
-        for (fp, _, _, _, d) in deltas {
-            if let Some(i) = ctx.keys.iter().position(|k| k.fingerprint == fp) {
-                usage.unsaved[i].add(&d);
+    // The ledger is kept per provider.
+    for (m, member) in ctx.members.iter().enumerate() {
+        let mine: Vec<_> = deltas
+            .iter()
+            .filter(|(of, _)| *of == m)
+            .map(|(_, d)| d.clone())
+            .collect();
+        if mine.is_empty() {
+            continue;
+        }
+        if let Err(e) = ctx.state.add_usage(member.provider, &mine) {
+            ctx.ui.error(&format!("could not record usage: {e}"));
+            // Put the counts back so the next flush tries again.
+            let mut usage = ctx.usage.lock().unwrap();
+            for (fp, _, _, _, d) in mine {
+                if let Some(i) = ctx.keys.iter().position(|k| k.fingerprint == fp) {
+                    usage.unsaved[i].add(&d);
+                }
             }
         }
     }

@@ -23,21 +23,38 @@ const MAX_UNUSABLE_REPLIES: u32 = 3;
 /// How a text ended up.
 #[derive(Debug, Clone, PartialEq)]
 pub enum TextOutcome {
-    Labeled(String),
+    /// The label, and the index of the provider (in `Ctx::members`) whose model gave it.
+    Labeled(String, usize),
     /// The fallback label was used; the reason is for the log.
     Fallback(String),
     /// The run is stopping (`--on-exhausted stop`, a fatal provider answer, or Ctrl-C).
     Stopped,
 }
 
+/// One provider of the run: the only one, or one of a pool (`--provider groq,gemini`).
+pub struct Member {
+    pub provider: &'static str,
+    pub client: Client,
+    /// USD per token, in and out.
+    pub prices: (f64, f64),
+    /// `provider/model`, as the model column shows it.
+    pub tag: String,
+    /// Prefix of its label-cache keys: provider, model, prompt and labels.
+    pub cache_scope: String,
+    /// Taken out of the pool: its model answered 404.
+    pub dropped: AtomicBool,
+}
+
 /// Everything a job needs, shared by all in-flight jobs.
 pub struct Ctx {
-    pub client: Client,
+    /// The providers, in the order given; every key belongs to one (`key_member`).
+    pub members: Vec<Member>,
+    /// Per key (the dispatcher's index): its provider's index in `members`.
+    pub key_member: Vec<usize>,
     pub dispatcher: Dispatcher,
     pub keys: Vec<ApiKey>,
     pub prompter: Prompter,
     pub labels: LabelSet,
-    pub provider: &'static str,
     /// Retries per row after transient failures (server errors, timeouts, dropped
     /// connections, malformed replies); rate limits and key errors never count.
     pub max_retries: u32,
@@ -45,8 +62,6 @@ pub struct Ctx {
     pub on_exhausted: OnExhausted,
     pub ui: Arc<Ui>,
     pub state: Arc<State>,
-    /// USD per token, in and out.
-    pub prices: (f64, f64),
     pub usage: Mutex<Usage>,
     pub stopping: AtomicBool,
     /// A provider answer that no row can get past (wrong model or URL).
@@ -71,6 +86,44 @@ enum Failure {
 }
 
 impl Ctx {
+    /// The provider `key` belongs to.
+    pub fn member(&self, key: usize) -> &Member {
+        &self.members[self.key_member[key]]
+    }
+
+    /// Takes provider `m` out of the pool after its model answered 404: its keys get no
+    /// more requests. Returns whether some provider is left to carry on.
+    fn drop_member(&self, m: usize, message: &str) -> bool {
+        let member = &self.members[m];
+        if !member.dropped.swap(true, Ordering::SeqCst) {
+            let keys: Vec<usize> = (0..self.keys.len())
+                .filter(|&k| self.key_member[k] == m)
+                .collect();
+            self.dispatcher.with_ring(|ring| {
+                for &k in &keys {
+                    ring.restore(k, Health::Invalid);
+                }
+            });
+            let left = self
+                .members
+                .iter()
+                .filter(|m| !m.dropped.load(Ordering::SeqCst))
+                .count();
+            if left > 0 {
+                self.ui.error(&format!(
+                    "provider {}: model {} answered 404 ({message}); taken out of the pool, {left} provider(s) carry on (check {}_MODEL and {}_BASE_URL)",
+                    member.provider,
+                    member.client.model(),
+                    member.provider.to_uppercase(),
+                    member.provider.to_uppercase(),
+                ));
+            }
+        }
+        self.members
+            .iter()
+            .any(|m| !m.dropped.load(Ordering::SeqCst))
+    }
+
     fn record(&self, key: usize, f: impl Fn(&mut UsageDelta)) {
         let mut usage = self.usage.lock().unwrap();
         f(&mut usage.unsaved[key]);
@@ -111,7 +164,7 @@ impl Ctx {
                 until,
                 reason: c.reason.clone(),
             };
-            if let Err(e) = self.state.save_health(self.provider, &stored) {
+            if let Err(e) = self.state.save_health(self.member(c.key).provider, &stored) {
                 self.ui.error(&format!("could not save key health: {e}"));
             }
         }
@@ -133,9 +186,10 @@ impl Ctx {
                 ),
             );
             if let Source::Stated { by, .. } = &c.source {
+                let member = self.member(l.key);
                 let saved = self.state.save_learned_limit(
-                    self.provider,
-                    self.client.model(),
+                    member.provider,
+                    member.client.model(),
                     &key.fingerprint,
                     (c.dim, c.value),
                     by,
@@ -169,10 +223,13 @@ impl Ctx {
             1,
             &format!("rotating {} -> {} ({reason})", from.label(), to.label()),
         );
-        if let Err(e) =
-            self.state
-                .log_rotation(self.provider, &from.label(), &to.label(), &reason, mode)
-        {
+        if let Err(e) = self.state.log_rotation(
+            self.member(c.key).provider,
+            &from.label(),
+            &to.label(),
+            &reason,
+            mode,
+        ) {
             self.ui.error(&format!("could not log a rotation: {e}"));
         }
     }
@@ -227,7 +284,11 @@ async fn label_slice(ctx: &Ctx, texts: &[Arc<str>]) -> Vec<TextOutcome> {
             MAX_UNUSABLE_REPLIES,
         )
         .await;
-        return vec![to_outcome(ctx, out.map(|v| v[0]), "no usable reply")];
+        return vec![to_outcome(
+            ctx,
+            out.map(|(v, m)| (v[0], m)),
+            "no usable reply",
+        )];
     }
     let refs: Vec<&str> = texts.iter().map(|t| &**t).collect();
     let req = ctx.prompter.batch(&refs);
@@ -241,9 +302,9 @@ async fn label_slice(ctx: &Ctx, texts: &[Arc<str>]) -> Vec<TextOutcome> {
     )
     .await
     {
-        Ok(labels) => labels
+        Ok((labels, m)) => labels
             .into_iter()
-            .map(|i| TextOutcome::Labeled(ctx.labels.name(i).to_string()))
+            .map(|i| TextOutcome::Labeled(ctx.labels.name(i).to_string(), m))
             .collect(),
         Err(Failure::Unusable) => {
             ctx.ui
@@ -258,9 +319,9 @@ async fn label_slice(ctx: &Ctx, texts: &[Arc<str>]) -> Vec<TextOutcome> {
     }
 }
 
-fn to_outcome(ctx: &Ctx, r: Result<usize, Failure>, unusable: &str) -> TextOutcome {
+fn to_outcome(ctx: &Ctx, r: Result<(usize, usize), Failure>, unusable: &str) -> TextOutcome {
     match r {
-        Ok(i) => TextOutcome::Labeled(ctx.labels.name(i).to_string()),
+        Ok((i, m)) => TextOutcome::Labeled(ctx.labels.name(i).to_string(), m),
         Err(Failure::Unusable) => TextOutcome::Fallback(unusable.to_string()),
         Err(Failure::Fallback(why)) => TextOutcome::Fallback(why),
         Err(Failure::Stopped) => TextOutcome::Stopped,
@@ -268,14 +329,14 @@ fn to_outcome(ctx: &Ctx, r: Result<usize, Failure>, unusable: &str) -> TextOutco
 }
 
 /// One logical request for `rows` texts, retried across keys until `validate` accepts a
-/// reply.
+/// reply; with the index of the provider that gave it.
 async fn request<T>(
     ctx: &Ctx,
     req: &ChatRequest,
     rows: u64,
     validate: impl Fn(&str) -> Option<T>,
     max_unusable: u32,
-) -> Result<T, Failure> {
+) -> Result<(T, usize), Failure> {
     let (estimated_prompt, tokens) = ctx.estimate(req);
     let mut transient = 0u32;
     let mut unusable = 0u32;
@@ -308,7 +369,8 @@ async fn request<T>(
             },
         };
         let secret = &ctx.keys[key].secret;
-        let res = ctx.client.chat(secret, req).await;
+        let member = ctx.member(key);
+        let res = member.client.chat(secret, req).await;
         if ctx.ui.shows(2) {
             ctx.ui.debug(
                 2,
@@ -336,7 +398,7 @@ async fn request<T>(
                         .unwrap_or(tokens - req.max_tokens as u64),
                     reply.completion_tokens.unwrap_or(0),
                 );
-                let cost = tin as f64 * ctx.prices.0 + tout as f64 * ctx.prices.1;
+                let cost = tin as f64 * member.prices.0 + tout as f64 * member.prices.1;
                 let labeled = validate(&reply.content);
                 // Rows count only when the reply labeled them: tokens per row in the
                 // ledger then include what unusable replies wasted.
@@ -352,7 +414,7 @@ async fn request<T>(
                 let changes = ctx.dispatcher.succeeded(key, &res.headers, tokens);
                 ctx.report_changes(&changes);
                 if let Some(v) = labeled {
-                    return Ok(v);
+                    return Ok((v, ctx.key_member[key]));
                 }
                 unusable += 1;
                 ctx.ui
@@ -397,11 +459,23 @@ async fn request<T>(
                         return Err(Failure::Unusable);
                     }
                     CallError::NotFound { message } => {
+                        // In a pool the other providers carry on; the last one left
+                        // (or the only one) ends the run.
+                        if ctx.drop_member(ctx.key_member[key], message) {
+                            continue;
+                        }
                         let mut fatal = ctx.fatal.lock().unwrap();
                         if fatal.is_none() {
-                            *fatal = Some(format!(
-                                "the provider answered 404 ({message}); check --model and --base-url"
-                            ));
+                            *fatal = Some(if ctx.members.len() > 1 {
+                                format!(
+                                    "every provider of the pool answered 404, the last {} ({message}); check each P_MODEL and P_BASE_URL",
+                                    member.provider
+                                )
+                            } else {
+                                format!(
+                                    "the provider answered 404 ({message}); check --model and --base-url"
+                                )
+                            });
                         }
                         ctx.stop();
                         return Err(Failure::Stopped);
