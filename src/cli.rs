@@ -83,12 +83,12 @@ pub struct CommonArgs {
     /// listed provider's keys at once, each under its own limits.
     #[arg(long, default_value = "groq", env = "AUTOLABEL_PROVIDER", value_parser = parse_providers)]
     pub provider: Providers,
-    /// Base URL to which /chat/completions and /models are appended [default: the provider's,
-    /// or P_BASE_URL; refused with a list of providers].
+    /// Base URL to which /chat/completions and /models are appended [default: the provider's]
+    /// (or P_BASE_URL, e.g. GROQ_BASE_URL; with a list of providers only P_BASE_URL).
     #[arg(long, env = "AUTOLABEL_BASE_URL")]
     pub base_url: Option<String>,
-    /// Model name [default: the provider's, e.g. llama-3.1-8b-instant for groq, or P_MODEL;
-    /// refused with a list of providers].
+    /// Model name [default: the provider's, e.g. llama-3.1-8b-instant for groq] (or P_MODEL,
+    /// e.g. GROQ_MODEL; with a list of providers only P_MODEL).
     #[arg(long, env = "AUTOLABEL_MODEL")]
     pub model: Option<String>,
     /// Env file holding the keys (dotenv format; the process environment is read too).

@@ -503,6 +503,7 @@ fn help_of_each_command_names_every_flag_with_its_default() {
         ("--verbose", None),
         ("-v,", None),
         ("--report-dir", None),
+        ("--model-column", None),
     ];
     for args in [&["--help"][..], &["label", "--help"][..]] {
         let help = help_of(args);

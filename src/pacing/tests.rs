@@ -432,3 +432,48 @@ async fn the_providers_day_count_is_never_undercounted() {
     }
     assert!(matches!(d.acquire(1, &no_log).await, Grant::NoKey { .. }));
 }
+
+#[tokio::test(start_paused = true)]
+async fn in_a_pool_each_organization_reads_headers_by_its_own_providers_rules() {
+    // Key 0: a Groq organization; key 1: an OpenAI one; key 2: a Gemini one.
+    let keys = (0..3)
+        .map(|i| ApiKey::new(i + 1, format!("gsk_TESTFAKEKEY_{i:04}")))
+        .collect();
+    let rules = |p: ProviderName| ProviderRules {
+        headers: header_meaning(p),
+        day: crate::provider::defaults::day_start(p),
+    };
+    let setups = [
+        ProviderName::Groq,
+        ProviderName::Openai,
+        ProviderName::Gemini,
+    ]
+    .map(|p| OrgSetup {
+        limits: defaults(Limits::default()),
+        used_today: (0, 0),
+        rules: rules(p),
+    })
+    .into_iter()
+    .collect();
+    let d = Dispatcher::new(
+        KeyRing::new(keys, &[0, 1, 2]),
+        setups,
+        Duration::ZERO,
+        Arc::new(FollowingClock::starting_at(SystemTime::now())),
+    );
+    let h = RateHeaders {
+        limit_requests: Some(1_000),
+        limit_tokens: Some(50_000),
+        ..Default::default()
+    };
+    for k in 0..3 {
+        d.succeeded(k, &h, 10);
+    }
+    let limits: Vec<Limits> = d.limits().iter().map(LimitSet::values).collect();
+    // Groq counts requests per day, OpenAI per minute; Gemini's headers are not read.
+    assert_eq!((limits[0].rpd, limits[0].rpm), (Some(1_000), None));
+    assert_eq!((limits[1].rpm, limits[1].rpd), (Some(1_000), None));
+    assert_eq!(limits[0].tpm, Some(50_000));
+    assert_eq!(limits[1].tpm, Some(50_000));
+    assert_eq!(limits[2], Limits::default());
+}

@@ -198,6 +198,9 @@ pub struct FakeConfig {
     pub day_window: Duration,
     /// Record every chat request (turn off for very long benchmarks).
     pub record: bool,
+    /// Answer a chat request for any other model than `model` with 404
+    /// `model_not_found`, as a real provider does (off: any model is served).
+    pub strict_model: bool,
 }
 
 impl Default for FakeConfig {
@@ -211,6 +214,7 @@ impl Default for FakeConfig {
             model: "llama-3.1-8b-instant".to_string(),
             day_window: Duration::from_secs(24 * 3600),
             record: true,
+            strict_model: false,
         }
     }
 }
@@ -310,6 +314,7 @@ struct Shared {
     style: ReplyStyle,
     day_window: Duration,
     record: bool,
+    strict_model: bool,
 }
 
 /// The running fake server. Dropping it stops the server.
@@ -354,6 +359,7 @@ impl FakeProvider {
             }),
             start,
             model: cfg.model,
+            strict_model: cfg.strict_model,
             latency: cfg.latency,
             jitter: cfg.jitter,
             style: cfg.style,
@@ -1363,6 +1369,27 @@ impl Shared {
             }
         };
 
+        let asked = body["model"].as_str().unwrap_or("");
+        if self.strict_model && asked != self.model {
+            self.record(
+                &mut st,
+                &key,
+                &req.path,
+                parsed.texts,
+                404,
+                at,
+                parsed.batch,
+                &body,
+            );
+            let msg =
+                format!("The model `{asked}` does not exist or you do not have access to it.");
+            return Action::Respond {
+                status: 404,
+                headers: Vec::new(),
+                body: error_body(&msg, "invalid_request_error", Some("model_not_found")),
+                delay,
+            };
+        }
         self.roll_day(&mut st, now);
         let day_left = self.day_remaining(&st, now);
         st.orgs.entry(org_name.clone()).or_default().prune(now);
