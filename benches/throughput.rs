@@ -24,7 +24,7 @@
 //! fix), `BENCH_WRAP='perf record -g -o /tmp/perf.data --'` (prefix the tool's command to
 //! profile it; CPU and RSS figures then include the wrapper), `BENCH_WRAP_FLOOR` (the same
 //! for the floor loops).
-//! Scenarios: `limits`, `batch`, `cpu`, `cpu-1m`, `lower`, `learn` (see `main`; a filter matches by
+//! Scenarios: `limits`, `batch`, `cpu`, `cpu-1m`, `lower`, `learn`, `pool` (see `main`; a filter matches by
 //! substring, so `cpu` also runs `cpu-1m`, and `batch` also runs `limits`, its reference). Each prints one
 //! line (rows, elapsed, rows/s, requests/s, 429s, ratio to the theoretical maximum), and a
 //! table of the targets follows at the end. Every child run has a time limit, so the
@@ -393,9 +393,16 @@ impl Sandbox {
     }
 
     /// The real binary with a cleared environment, labeling `input` against `fake`.
-    /// `BENCH_WRAP` (e.g. `perf record -g -o /tmp/perf.data --`) prefixes the command, for
-    /// profiling; the CPU and RSS figures then include the wrapper.
     fn label(&self, fake: &FakeProvider, input: &Path, output: &Path, extra: &[&str]) -> Command {
+        let mut c = self.command(input, output);
+        c.arg("--base-url").arg(fake.base_url()).args(extra);
+        c
+    }
+
+    /// The real binary with a cleared environment, labeling `input`, the provider's URL
+    /// left to the env file. `BENCH_WRAP` (e.g. `perf record -g -o /tmp/perf.data --`)
+    /// prefixes the command, for profiling; the CPU and RSS figures then include the wrapper.
+    fn command(&self, input: &Path, output: &Path) -> Command {
         let wrap = std::env::var("BENCH_WRAP").unwrap_or_default();
         let mut wrap = wrap.split_whitespace();
         let mut c = match wrap.next() {
@@ -418,10 +425,7 @@ impl Sandbox {
             .arg(output)
             .arg("--env-file")
             .arg(self.path("keys.env"))
-            .arg("--base-url")
-            .arg(fake.base_url())
-            .args(["--no-cache", "--delay", "0"])
-            .args(extra);
+            .args(["--no-cache", "--delay", "0"]);
         c
     }
 }
@@ -563,6 +567,115 @@ fn rate_scenario(
     };
     line.print();
     (line, fake)
+}
+
+/// The pool scenario's providers, as the issue sets them up: name, fake keys (one
+/// organization each), the model the tool asks for by default, requests per minute and
+/// per day per organization. 2 × 60 + 15 + 20 = 155 requests a minute in all.
+const POOL: [PoolProvider; 3] = [
+    PoolProvider {
+        name: "groq",
+        keys: &[KEYS[0], KEYS[1]],
+        model: "llama-3.1-8b-instant",
+        rpm: 60,
+        rpd: None,
+    },
+    PoolProvider {
+        name: "gemini",
+        keys: &["AIzaBENCHFAKE_0004_notarealkey_dd4"],
+        model: "gemini-2.0-flash",
+        rpm: 15,
+        rpd: None,
+    },
+    PoolProvider {
+        name: "openrouter",
+        keys: &["sk-or-v1-BENCHFAKE_0005_notarealkey_ee5"],
+        model: "meta-llama/llama-3.3-70b-instruct:free",
+        rpm: 20,
+        rpd: Some(50),
+    },
+];
+
+struct PoolProvider {
+    name: &'static str,
+    keys: &'static [&'static str],
+    model: &'static str,
+    rpm: u32,
+    rpd: Option<u32>,
+}
+
+impl PoolProvider {
+    /// Requests a minute all its keys allow.
+    fn capacity(&self) -> f64 {
+        (self.keys.len() as u32 * self.rpm) as f64
+    }
+}
+
+/// `--provider groq,gemini,openrouter` against three fakes, one per provider, 200 ± 50 ms
+/// latency each. The env file holds what a user writes: the keys, each provider's base
+/// URL, and `GROQ_RPM=60` (Groq does not state its per-minute limit; Gemini's 15 and
+/// OpenRouter's 20 RPM and 50 a day are the tool's own defaults). Returns the line and
+/// the successful requests per provider.
+fn pool_scenario(base: &[String], rows: usize) -> (Line, Vec<usize>) {
+    let sb = Sandbox::new(&[]);
+    let mut env = String::from("GROQ_RPM=60\n");
+    let mut fakes = Vec::new();
+    for PoolProvider {
+        name,
+        keys,
+        model,
+        rpm,
+        rpd,
+    } in POOL
+    {
+        let mut cfg = FakeConfig {
+            model: model.to_string(),
+            latency: Duration::from_millis(200),
+            jitter: Duration::from_millis(50),
+            strict_model: true,
+            ..FakeConfig::default()
+        };
+        for (i, k) in keys.iter().enumerate() {
+            let org = format!("{name}_org_{i}");
+            cfg.keys.push(FakeKey::new(k, &org));
+            cfg = cfg.limit(
+                &org,
+                OrgLimits {
+                    rpm: Some(rpm),
+                    rpd,
+                    ..OrgLimits::default()
+                },
+            );
+        }
+        let fake = FakeProvider::start(cfg);
+        let upper = name.to_uppercase();
+        for (i, k) in keys.iter().enumerate() {
+            env.push_str(&format!("{upper}_API_KEY_{}={k}\n", i + 1));
+        }
+        env.push_str(&format!("{upper}_BASE_URL={}\n", fake.base_url()));
+        fakes.push(fake);
+    }
+    std::fs::write(sb.path("keys.env"), env).expect("env file");
+    let input = sb.path("in.csv");
+    let output = sb.path("out.csv");
+    write_input(&input, base, rows);
+    let allowed: f64 = POOL.iter().map(|p| p.capacity() / 60.0).sum();
+    let limit = Duration::from_secs_f64(rows as f64 / allowed * 3.0 + 120.0);
+    let mut cmd = sb.command(&input, &output);
+    cmd.args(["--provider", "groq,gemini,openrouter", "--concurrency", "8"]);
+    let run = run_child(cmd, limit);
+    let served: Vec<usize> = fakes.iter().map(|f| f.count_status(200)).collect();
+    let line = Line {
+        name: "pool",
+        rows,
+        requests: fakes.iter().map(|f| f.total_requests()).sum(),
+        r429: fakes.iter().map(|f| f.count_status(429)).sum(),
+        max: Some((allowed, "req/s")),
+        wrong: wrong_labels(&output, base, rows),
+        run,
+    };
+    line.print();
+    (line, served)
 }
 
 fn mb(b: u64) -> f64 {
@@ -948,6 +1061,48 @@ fn main() {
                 share * 100.0
             ),
             met: line.ok() && share <= 0.02,
+        });
+    }
+
+    // 6. pool: three providers at once, each under its own limits.
+    if wanted("pool") {
+        // 240 rows: about 93 s at 155 requests a minute, before OpenRouter's 50 a day run out.
+        let rows = scaled(240, 40);
+        let (line, served) = pool_scenario(&base, rows);
+        let r = line.ratio().unwrap_or(0.0);
+        let total = served.iter().sum::<usize>().max(1) as f64;
+        let capacity: Vec<f64> = POOL.iter().map(PoolProvider::capacity).collect();
+        let all: f64 = capacity.iter().sum();
+        let shares: Vec<String> = POOL
+            .iter()
+            .zip(&served)
+            .zip(&capacity)
+            .map(|((p, n), cap)| {
+                format!(
+                    "{} {n} = {:.1} % (capacity {:.1} %)",
+                    p.name,
+                    *n as f64 * 100.0 / total,
+                    cap * 100.0 / all
+                )
+            })
+            .collect();
+        println!("         pool: {}", shares.join(", "));
+        let off = served
+            .iter()
+            .zip(&capacity)
+            .map(|(n, cap)| (*n as f64 / total - cap / all).abs())
+            .fold(0.0, f64::max);
+        targets.push(Target {
+            what: "pool: >= 97 % of the 2.58 req/s the keys allow, 0 x 429, shares by capacity"
+                .into(),
+            measured: format!(
+                "{:.1} % of {:.2} req/s, {} x 429; {}",
+                r * 100.0,
+                line.max.map_or(0.0, |m| m.0),
+                line.r429,
+                shares.join(", ")
+            ),
+            met: line.ok() && r >= 0.97 && line.r429 == 0 && off < 0.03,
         });
     }
 
