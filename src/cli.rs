@@ -38,6 +38,9 @@ pub enum Command {
     /// Maintain the state file: remove old entries (prune) or compact it (vacuum).
     #[command(subcommand)]
     State(StateCommand),
+    /// List keys with their quotas and health; disable, enable, reset or rotate them (running runs see it within seconds).
+    #[command(subcommand)]
+    Keys(KeysCommand),
     /// Print a shell completion script: bash, zsh, fish, powershell (or elvish).
     Completions {
         #[arg(value_enum)]
@@ -239,6 +242,119 @@ pub struct TestKeysArgs {
     pub chat: bool,
 }
 
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Every configured key: name, masked key, priority, status, use of each quota, health, last use and error.
+    List(KeysArgs),
+    /// Take key N out of service (in every run on this state) until enabled, or for a while.
+    Disable(KeysDisableArgs),
+    /// Put key N back in service.
+    Enable(KeysIndexArgs),
+    /// Forget key N's counts of a period and the cooldown or exhaustion it caused (e.g. after the provider raised a quota).
+    Reset(KeysResetArgs),
+    /// Make the key each running run uses now step aside for a minute's cooldown.
+    Rotate(KeysArgs),
+}
+
+/// Flags of every `keys` command.
+#[derive(Debug, Args, Clone)]
+pub struct KeysArgs {
+    #[command(flatten)]
+    pub common: CommonArgs,
+    /// Print JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct KeysIndexArgs {
+    /// The key's index, as `autolabel keys list` shows it (1 = the first key).
+    pub index: usize,
+    #[command(flatten)]
+    pub keys: KeysArgs,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct KeysDisableArgs {
+    /// The key's index, as `autolabel keys list` shows it (1 = the first key).
+    pub index: usize,
+    /// Only for this long, e.g. 90s, 30m, 2h, 1d, 1h30m (at most 366 days) [default: until enabled].
+    #[arg(long = "for", value_name = "DURATION", value_parser = parse_duration)]
+    pub for_: Option<std::time::Duration>,
+    /// Why, for the list and the rotation log (at most 200 characters).
+    #[arg(long, default_value = "disabled by hand")]
+    pub reason: String,
+    #[command(flatten)]
+    pub keys: KeysArgs,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct KeysResetArgs {
+    /// The key's index, as `autolabel keys list` shows it (1 = the first key).
+    pub index: usize,
+    /// Forget the last minute's counts and a cooldown.
+    #[arg(long, group = "what")]
+    pub minute: bool,
+    /// Forget today's counts and an exhaustion.
+    #[arg(long, group = "what")]
+    pub day: bool,
+    /// Forget this month's counts and an exhaustion.
+    #[arg(long, group = "what")]
+    pub month: bool,
+    /// Forget every count and any cooldown, exhaustion or invalid mark (the default).
+    #[arg(long, group = "what")]
+    pub all: bool,
+    #[command(flatten)]
+    pub keys: KeysArgs,
+}
+
+impl KeysResetArgs {
+    pub fn what(&self) -> &'static str {
+        match (self.minute, self.day, self.month) {
+            (true, _, _) => "minute",
+            (_, true, _) => "day",
+            (_, _, true) => "month",
+            _ => "all",
+        }
+    }
+}
+
+/// A duration like `90s`, `30m`, `2h`, `1d`, `1w` or `1h30m`, at most 366 days.
+pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    let bad = || format!("'{s}' is not a duration like 90s, 30m, 2h, 1d or 1h30m");
+    let mut total: u64 = 0;
+    let mut number = String::new();
+    let mut any = false;
+    for c in s.trim().chars() {
+        if c.is_ascii_digit() {
+            number.push(c);
+            continue;
+        }
+        let unit = match c {
+            's' => 1,
+            'm' => 60,
+            'h' => 3600,
+            'd' => 86_400,
+            'w' => 7 * 86_400,
+            _ => return Err(bad()),
+        };
+        let n: u64 = number.parse().map_err(|_| bad())?;
+        number.clear();
+        total = n
+            .checked_mul(unit)
+            .and_then(|v| total.checked_add(v))
+            .ok_or_else(bad)?;
+        any = true;
+    }
+    if !number.is_empty() || !any || total == 0 {
+        return Err(bad());
+    }
+    if total > 366 * 86_400 {
+        return Err(format!("'{s}' is longer than 366 days"));
+    }
+    Ok(std::time::Duration::from_secs(total))
+}
+
 #[derive(Debug, Args, Clone)]
 pub struct UsageArgs {
     #[command(flatten)]
@@ -337,6 +453,26 @@ fn timeout_seconds(s: &str) -> Result<f64, String> {
 mod tests {
     use super::*;
     use clap::CommandFactory;
+
+    #[test]
+    fn durations_for_keys_disable() {
+        let secs = |s: &str| parse_duration(s).map(|d| d.as_secs());
+        assert_eq!(secs("90s"), Ok(90));
+        assert_eq!(secs("1h30m"), Ok(5400));
+        assert_eq!(secs("2d"), Ok(172_800));
+        for bad in [
+            "",
+            "10",
+            "5x",
+            "0m",
+            "h",
+            "-1h",
+            "367d",
+            "99999999999999999999w",
+        ] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn cli_is_consistent() {

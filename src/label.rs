@@ -602,7 +602,7 @@ fn build_ctx(cfg: &LabelConfig, ui: Arc<Ui>, state: Arc<State>, prompter: Prompt
 }
 
 /// Starts the day and month counts of `keys` (one provider's) with quotas of their own
-/// from the ledger.
+/// from the ledger. What `autolabel keys reset` forgot does not count.
 fn load_quota_use(
     ring: &mut KeyRing,
     state: &State,
@@ -611,19 +611,29 @@ fn load_quota_use(
     reset_day: u32,
 ) -> Result<()> {
     let wall = SystemTime::now();
+    let overrides = state.key_overrides(provider)?;
     for &k in keys {
         let slot = &mut ring.slots[k];
         if !slot.quota.is_limited() {
             continue;
         }
         let fp = &slot.key.fingerprint;
+        let o = overrides.iter().find(|o| &o.fingerprint == fp);
         for (period, since) in [
             (Period::Day, wall),
             (Period::Month, timeutil::month_start(wall, reset_day)),
         ] {
-            let (requests, tokens) =
-                state.key_used_since(provider, fp, &timeutil::utc_date(since))?;
-            slot.quota.set_used(period, wall, requests, tokens);
+            let since = timeutil::utc_date(since);
+            let mut used = state.key_used_since(provider, fp, &since)?;
+            if let Some(o) = o {
+                let base = if period == Period::Day {
+                    &o.day_base
+                } else {
+                    &o.month_base
+                };
+                used = base.apply(&since, used);
+            }
+            slot.quota.set_used(period, wall, used.0, used.1);
         }
     }
     Ok(())

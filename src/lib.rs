@@ -11,6 +11,7 @@ pub mod csvscan;
 pub mod docs;
 pub mod error;
 pub mod keys;
+pub mod keyscmd;
 pub mod label;
 pub mod limits;
 pub mod normalize;
@@ -70,6 +71,7 @@ pub async fn run(cli: Cli) -> Result<Outcome> {
             Ok(Outcome::Complete)
         }
         Some(Command::State(cmd)) => statecmd::run(cmd),
+        Some(Command::Keys(cmd)) => keyscmd::run(cmd),
         Some(Command::Completions { shell }) => docs::completions(shell),
         Some(Command::Man) => docs::man_page(),
     }

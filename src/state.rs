@@ -16,6 +16,9 @@ use crate::limits::Dim;
 use crate::provider::classify::ErrorClass;
 use crate::timeutil;
 
+mod key_control;
+pub use key_control::{Base, KeyActivity, KeyOverride};
+
 /// 2: the `meta` table (when the state was last pruned).
 const SCHEMA_VERSION: i64 = 2;
 
@@ -315,6 +318,7 @@ impl State {
         }
         add_missing_columns(&conn)?;
         conn.execute_batch(LEARNED_LIMITS)?;
+        conn.execute_batch(key_control::SCHEMA)?;
         Ok(conn)
     }
 
@@ -323,6 +327,7 @@ impl State {
         conn.execute_batch(SCHEMA).unwrap();
         add_missing_columns(&conn).unwrap();
         conn.execute_batch(LEARNED_LIMITS).unwrap();
+        conn.execute_batch(key_control::SCHEMA).unwrap();
         State {
             conn: Mutex::new(conn),
             path: PathBuf::from(":memory:"),

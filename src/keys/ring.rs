@@ -89,6 +89,9 @@ pub struct KeySlot {
     pub quota: KeyQuota,
     /// Its provider's day, when it differs from the ring's (a pool of providers).
     day: Option<DayStart>,
+    /// The end of a cooldown `keys rotate` asked for: a reply to a request sent before
+    /// does not end it.
+    stepped_aside_until: Option<Instant>,
 }
 
 /// A change worth persisting and logging.
@@ -129,6 +132,7 @@ impl KeyRing {
                 remaining_requests: None,
                 unhinted_429s: 0,
                 day: None,
+                stepped_aside_until: None,
             })
             .collect();
         KeyRing {
@@ -305,9 +309,9 @@ impl KeyRing {
         if self.slots[key].health != Health::Available {
             return None;
         }
-        let to = Health::Cooling {
-            until: now + cooldown,
-        };
+        let until = now + cooldown;
+        self.slots[key].stepped_aside_until = Some(until);
+        let to = Health::Cooling { until };
         self.set_health(key, to, "manual: autolabel keys rotate".into())
     }
 
@@ -343,14 +347,16 @@ impl KeyRing {
         self.next_rr = (key + 1) % self.slots.len();
     }
 
-    /// A success un-fails the key (and nothing else changes).
+    /// A success un-fails the key (and nothing else changes), unless it was disabled.
     pub fn succeeded(&mut self, key: usize, remaining_requests: Option<u64>) -> Vec<HealthChange> {
         let slot = &mut self.slots[key];
         slot.unhinted_429s = 0;
         if remaining_requests.is_some() {
             slot.remaining_requests = remaining_requests;
         }
-        if slot.health == Health::Available {
+        // A reply to a request sent before a disable or a rotation does not undo it.
+        let stepped_aside = matches!(slot.health, Health::Cooling { until } if Some(until) == slot.stepped_aside_until);
+        if stepped_aside || matches!(slot.health, Health::Available | Health::Disabled { .. }) {
             return Vec::new();
         }
         let from = slot.health.name();

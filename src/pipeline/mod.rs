@@ -7,6 +7,7 @@
 //! flushed as soon as it can be written.
 
 pub mod feeder;
+pub mod overrides;
 pub mod worker;
 
 use std::collections::{BTreeMap, VecDeque};
@@ -24,6 +25,7 @@ use tokio::sync::mpsc;
 
 use crate::csvio::InputInfo;
 use crate::error::{Error, Result};
+use crate::provider::classify::ErrorClass;
 use crate::signals::{Signals, StopSignal};
 use crate::timeutil;
 use feeder::Row;
@@ -138,6 +140,8 @@ pub async fn run(
     let mut tick = tokio::time::interval(Duration::from_millis(500));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut signals = Signals::install();
+    // `autolabel keys disable|enable|reset|rotate`, now and while the run goes.
+    let mut key_overrides = overrides::OverrideSync::start(&ctx);
     let mut out_rec = StringRecord::new();
 
     loop {
@@ -218,6 +222,7 @@ pub async fn run(
             }
             _ = tick.tick() => {
                 flush_state(&ctx, &mut cache_puts);
+                key_overrides.poll(&ctx);
                 let done = counts.written;
                 let minutes = started.elapsed().as_secs_f64() / 60.0;
                 let key = ctx.dispatcher.with_ring(|r| r.current.map(|k| r.slots[k].key.label()).unwrap_or_else(|| "-".into()));
@@ -466,6 +471,21 @@ pub fn flush_state(ctx: &Ctx, cache_puts: &mut Vec<(Vec<u8>, String)>) {
             .collect();
         if mine.is_empty() {
             continue;
+        }
+        // When each key was last used, and the class of its latest error.
+        let touched: Vec<(String, Option<&'static str>)> = mine
+            .iter()
+            .map(|(fp, _, _, _, d)| {
+                let error = d.errors.iter().rposition(|&n| n > 0);
+                (fp.clone(), error.map(|i| ErrorClass::ALL[i].as_str()))
+            })
+            .collect();
+        if let Err(e) = ctx
+            .state
+            .touch_keys(member.provider, &touched, SystemTime::now())
+        {
+            ctx.ui
+                .debug(1, &format!("could not record key activity: {e}"));
         }
         if let Err(e) = ctx.state.add_usage(member.provider, &mine) {
             ctx.ui.error(&format!("could not record usage: {e}"));

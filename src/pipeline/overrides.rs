@@ -1,0 +1,131 @@
+//! A running labeler follows `autolabel keys disable|enable|reset|rotate`: it reads the
+//! key overrides from the state at the start and then every 2 s (on the pipeline's tick),
+//! and applies what changed to its key ring, logged like any other key change.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant, SystemTime};
+
+use super::worker::Ctx;
+use crate::keys::ring::{Health, HealthChange};
+use crate::keys::settings::Period;
+use crate::pacing::Changes;
+use crate::state::KeyOverride;
+
+/// How often the state is read: often enough that a change is seen within 5 s, rarely
+/// enough to cost nothing.
+const EVERY: Duration = Duration::from_secs(2);
+
+/// How long the key in use steps aside on `keys rotate`: a minute window is over by then.
+const ROTATE_COOLDOWN: Duration = Duration::from_secs(60);
+
+/// The overrides of every provider of the run, and the rotations asked for (in all).
+fn read(ctx: &Ctx) -> crate::error::Result<(Vec<KeyOverride>, i64)> {
+    let mut overrides = Vec::new();
+    let mut rotations = 0;
+    for m in &ctx.members {
+        overrides.extend(ctx.state.key_overrides(m.provider)?);
+        rotations += ctx.state.rotation_requests(m.provider)?;
+    }
+    Ok((overrides, rotations))
+}
+
+pub struct OverrideSync {
+    /// Per fingerprint, the last `keys reset` applied (or there at the start).
+    resets_seen: HashMap<String, i64>,
+    rotations_seen: i64,
+    last_read: Instant,
+}
+
+impl OverrideSync {
+    /// Applies the disables in force now; resets and rotation requests made before the
+    /// run are history (the quota counts already start after any reset).
+    pub fn start(ctx: &Ctx) -> OverrideSync {
+        let mut sync = OverrideSync {
+            resets_seen: HashMap::new(),
+            rotations_seen: 0,
+            last_read: Instant::now(),
+        };
+        if let Ok((overrides, rotations)) = read(ctx) {
+            for o in &overrides {
+                sync.resets_seen.insert(o.fingerprint.clone(), o.reset_seq);
+            }
+            sync.rotations_seen = rotations;
+            sync.apply(ctx, &overrides, rotations);
+        }
+        sync
+    }
+
+    /// Reads the overrides again if 2 s have passed since the last time.
+    pub fn poll(&mut self, ctx: &Ctx) {
+        if self.last_read.elapsed() < EVERY {
+            return;
+        }
+        self.last_read = Instant::now();
+        match read(ctx) {
+            Ok((overrides, rotations)) => self.apply(ctx, &overrides, rotations),
+            // The state may be busy for a moment; the next tick tries again.
+            Err(e) => ctx
+                .ui
+                .debug(1, &format!("could not read key overrides: {e}")),
+        }
+    }
+
+    fn apply(&mut self, ctx: &Ctx, overrides: &[KeyOverride], rotations: i64) {
+        let wall = SystemTime::now();
+        let clock = ctx.dispatcher.clock();
+        let now = clock.now();
+        ctx.dispatcher.with_ring(|ring| {
+            let mut health: Vec<HealthChange> = Vec::new();
+            for i in 0..ring.len() {
+                let fp = ring.slots[i].key.fingerprint.clone();
+                let Some(o) = overrides.iter().find(|o| o.fingerprint == fp) else {
+                    continue;
+                };
+                let disabled_now = matches!(ring.slots[i].health, Health::Disabled { .. });
+                if o.is_disabled(wall) && !disabled_now {
+                    health.extend(ring.disable(i, o.disabled_until, &o.reason));
+                } else if !o.is_disabled(wall) && disabled_now {
+                    health.extend(ring.enable(i, "enabled (autolabel keys enable)"));
+                }
+                let seen = self.resets_seen.entry(fp).or_insert(0);
+                if o.reset_seq > *seen {
+                    *seen = o.reset_seq;
+                    let slot = &mut ring.slots[i];
+                    let periods: &[Period] = match o.reset_what.as_str() {
+                        "minute" => &[Period::Minute],
+                        "day" => &[Period::Day],
+                        "month" => &[Period::Month],
+                        _ => &[Period::Minute, Period::Day, Period::Month],
+                    };
+                    for p in periods {
+                        slot.quota.forget(*p);
+                    }
+                    let clears = match (&slot.health, o.reset_what.as_str()) {
+                        (Health::Disabled { .. } | Health::Available, _) => false,
+                        (Health::Cooling { .. }, _) => true,
+                        (Health::Exhausted { .. }, "day" | "month" | "all") => true,
+                        (Health::Invalid, "all") => true,
+                        _ => false,
+                    };
+                    if clears {
+                        let why = format!("reset (autolabel keys reset --{})", o.reset_what);
+                        health.extend(ring.enable(i, &why));
+                    }
+                }
+            }
+            if rotations > self.rotations_seen {
+                self.rotations_seen = rotations;
+                if let Some(current) = ring.current {
+                    health.extend(ring.step_aside(current, now, ROTATE_COOLDOWN));
+                }
+            }
+            if !health.is_empty() {
+                let changes = Changes {
+                    health,
+                    limits: Vec::new(),
+                };
+                ctx.changed(&changes, ring);
+            }
+        });
+    }
+}

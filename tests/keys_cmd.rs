@@ -1,0 +1,294 @@
+//! `autolabel keys list|disable|enable|reset|rotate`: what each key has used, decisions
+//! stored by fingerprint, and a running run that follows them within 5 s.
+
+mod common;
+
+use std::path::Path;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use common::*;
+use rusqlite::Connection;
+use serde_json::Value;
+
+fn add_settings(sb: &Sandbox, lines: &[&str]) {
+    let mut body = std::fs::read_to_string(sb.env_file()).unwrap();
+    for l in lines {
+        body.push_str(l);
+        body.push('\n');
+    }
+    std::fs::write(sb.env_file(), body).unwrap();
+}
+
+fn keys(sb: &Sandbox, args: &[&str]) -> std::process::Output {
+    run(sb.cmd().arg("keys").args(args))
+}
+
+fn list_json(sb: &Sandbox) -> Vec<Value> {
+    let out = keys(sb, &["list", "--json"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    serde_json::from_str::<Value>(&stdout(&out))
+        .unwrap()
+        .as_array()
+        .unwrap()
+        .clone()
+}
+
+fn manual_rotations(db: &Path) -> Vec<(String, String, String)> {
+    let conn = Connection::open(db).unwrap();
+    let mut stmt = conn
+        .prepare("SELECT from_key, to_key, reason FROM rotations WHERE mode = 'manual' ORDER BY id")
+        .unwrap();
+    stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect()
+}
+
+#[test]
+fn list_shows_names_priorities_quota_use_health_and_activity_masked() {
+    let ks = [PLANTED, KEY2];
+    let (fake, sb, _, input, output) = setup(&ks, FakeConfig::with_keys(&ks), 10);
+    add_settings(
+        &sb,
+        &[
+            "GROQ_API_KEY_1_NAME=main",
+            "GROQ_API_KEY_1_PRIORITY=3",
+            "GROQ_API_KEY_1_DAILY_REQUESTS=10",
+            "GROQ_API_KEY_1_MONTHLY_TOKENS=1000000",
+            "GROQ_API_KEY_1_MINUTE_REQUESTS=1000",
+        ],
+    );
+    fake.push_faults([Fault::Status(500)]);
+    let labeled = run(&mut sb.label(&fake, &input, &output, &["--rotate-below", "0"]));
+    assert_eq!(code(&labeled), 0, "{}", stderr(&labeled));
+    let list = list_json(&sb);
+    assert_eq!(list.len(), 2);
+    let k1 = &list[0];
+    assert_eq!(k1["index"], 1);
+    assert_eq!(k1["name"], "main");
+    assert_eq!(k1["key"], "gsk_…_zq9");
+    assert_eq!(k1["priority"], 3);
+    // 10 of 10 requests (a 500 and 9 rows; the last row went to key 2): exhausted, critical.
+    assert_eq!(k1["status"], "exhausted", "{k1}");
+    assert_eq!(k1["health"], "critical");
+    let q: Vec<&Value> = k1["quotas"].as_array().unwrap().iter().collect();
+    let names: Vec<&str> = q.iter().map(|q| q["quota"].as_str().unwrap()).collect();
+    // The key's own quotas, then the provider's daily limit it has no quota of its own for.
+    assert_eq!(
+        names,
+        [
+            "minute_requests",
+            "daily_requests",
+            "monthly_tokens",
+            "daily_tokens"
+        ]
+    );
+    assert_eq!(q[3]["source"], "provider");
+    assert_eq!(
+        q[0]["used"],
+        Value::Null,
+        "only running runs count a minute"
+    );
+    assert_eq!(
+        (q[1]["used"].as_u64(), q[1]["used_pct"].as_f64()),
+        (Some(10), Some(100.0))
+    );
+    assert!(q[2]["used"].as_u64().unwrap() > 0);
+    assert_eq!(k1["last_error"], "server");
+    assert!(k1["last_used"].as_str().unwrap().ends_with('Z'));
+    let k2 = &list[1];
+    assert_eq!(
+        (k2["priority"].as_i64(), k2["status"].as_str()),
+        (Some(0), Some("available"))
+    );
+    // The provider's daily limits stand in for quotas the key has none of.
+    let q2: Vec<&str> = k2["quotas"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|q| q["source"].as_str().unwrap())
+        .collect();
+    assert!(
+        q2.iter().all(|s| *s == "provider") && !q2.is_empty(),
+        "{k2}"
+    );
+    let text = keys(&sb, &["list"]);
+    let t = stdout(&text);
+    assert!(
+        t.contains("#1 main gsk_…_zq9 · priority 3 · exhausted"),
+        "{t}"
+    );
+    assert!(t.contains("daily requests: 10 of 10 (100.0 %)"), "{t}");
+    sb.assert_no_leak(&[&labeled, &text], &ks);
+}
+
+#[test]
+fn disable_enable_and_reset_are_kept_in_the_state_and_used_by_the_next_run() {
+    let ks = [PLANTED, KEY2];
+    let (fake, sb, texts, input, _) = setup(&ks, FakeConfig::with_keys(&ks), 10);
+    add_settings(
+        &sb,
+        &[
+            "GROQ_API_KEY_1_PRIORITY=1",
+            "GROQ_API_KEY_1_DAILY_REQUESTS=10",
+        ],
+    );
+    let labeled = |name: &str| {
+        let out = run(&mut sb.label(
+            &fake,
+            &input,
+            &sb.path(name),
+            &["--no-cache", "--rotate-below", "0"],
+        ));
+        assert_eq!(code(&out), 0, "{}", stderr(&out));
+        assert_labeled(&sb.path(name), &texts);
+        out
+    };
+    let off = keys(
+        &sb,
+        &["disable", "1", "--for", "1h", "--reason", "leaked in a log"],
+    );
+    assert_eq!(code(&off), 0, "{}", stderr(&off));
+    let k1 = &list_json(&sb)[0];
+    assert_eq!(
+        (k1["status"].as_str(), k1["status_reason"].as_str()),
+        (Some("disabled"), Some("leaked in a log"))
+    );
+    assert!(k1["status_until"].is_string());
+    let run1 = labeled("o1.csv");
+    assert_eq!(fake.requests_for(PLANTED), 0, "a disabled key is not used");
+    let on = keys(&sb, &["enable", "1"]);
+    assert_eq!(code(&on), 0);
+    let run2 = labeled("o2.csv");
+    assert_eq!(
+        fake.requests_for(PLANTED),
+        10,
+        "enabled, it serves first up to its quota"
+    );
+    assert_eq!(list_json(&sb)[0]["quotas"][0]["used_pct"], 100.0);
+    // The provider raised the quota: forget today's count and the exhaustion.
+    let reset = keys(&sb, &["reset", "1", "--day", "--json"]);
+    assert_eq!(code(&reset), 0, "{}", stderr(&reset));
+    let k1 = &list_json(&sb)[0];
+    assert_eq!(k1["status"], "available");
+    assert_eq!(k1["quotas"][0]["used"], 0, "{k1}");
+    let run3 = labeled("o3.csv");
+    assert_eq!(fake.requests_for(PLANTED), 20);
+    let reasons: Vec<String> = manual_rotations(&sb.state())
+        .into_iter()
+        .map(|r| r.2)
+        .collect();
+    assert_eq!(
+        reasons,
+        [
+            "manual: disabled (leaked in a log)",
+            "manual: enabled",
+            "manual: reset (day)"
+        ]
+    );
+    // An index that is not configured, and a bad duration, are exit 2.
+    assert_eq!(code(&keys(&sb, &["disable", "3"])), 2);
+    assert_eq!(code(&keys(&sb, &["disable", "1", "--for", "soon"])), 2);
+    assert_eq!(code(&keys(&sb, &["reset", "1", "--day", "--month"])), 2);
+    sb.assert_no_leak(&[&off, &on, &reset, &run1, &run2, &run3], &ks);
+}
+
+/// Polls `cond` every 50 ms for up to `limit`; true if it held in time.
+fn within(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if cond() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    cond()
+}
+
+#[test]
+fn a_running_run_follows_disable_enable_and_rotate_within_5_seconds() {
+    let ks = [PLANTED, KEY2];
+    let mut cfg = FakeConfig::with_keys(&ks);
+    cfg.latency = Duration::from_millis(20);
+    let (fake, sb, _, input, output) = setup(&ks, cfg, 2000);
+    add_settings(&sb, &["GROQ_API_KEY_1_PRIORITY=1"]);
+    let child = sb
+        .label(&fake, &input, &output, &["--no-cache"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let guard = ChildGuard(Some(child));
+    assert!(within(Duration::from_secs(30), || fake
+        .requests_for(PLANTED)
+        >= 10));
+    assert_eq!(fake.requests_for(KEY2), 0, "priority 1 serves alone");
+
+    let off = keys(&sb, &["disable", "1"]);
+    assert_eq!(code(&off), 0);
+    let disabled_at = Instant::now();
+    assert!(
+        within(Duration::from_secs(5), || fake.requests_for(KEY2) > 0),
+        "the run moved to key 2 within 5 s: {}",
+        String::from_utf8_lossy(&guard.stop().stderr)
+    );
+    // From then on key 1 gets nothing (one request may have been in flight).
+    let n1 = fake.requests_for(PLANTED);
+    std::thread::sleep(Duration::from_millis(600));
+    assert!(fake.requests_for(PLANTED) <= n1 + 1);
+    assert!(disabled_at.elapsed() < Duration::from_secs(6));
+
+    let on = keys(&sb, &["enable", "1"]);
+    assert_eq!(code(&on), 0);
+    let n1 = fake.requests_for(PLANTED);
+    assert!(
+        within(Duration::from_secs(5), || fake.requests_for(PLANTED)
+            > n1 + 3),
+        "key 1 serves again within 5 s"
+    );
+
+    let n2 = fake.requests_for(KEY2);
+    let rot = keys(&sb, &["rotate"]);
+    assert_eq!(code(&rot), 0);
+    assert!(
+        within(Duration::from_secs(5), || fake.requests_for(KEY2) > n2 + 3),
+        "the key in use stepped aside within 5 s"
+    );
+    let out = guard.stop();
+    let manual = manual_rotations(&sb.state());
+    assert!(
+        manual.iter().any(|r| r.0.starts_with("#1 ")
+            && r.1.starts_with("#2 ")
+            && r.2 == "manual: autolabel keys rotate"),
+        "{manual:?}"
+    );
+    assert!(
+        manual.iter().any(|r| r.0.starts_with("#1 ")
+            && r.1.starts_with("#2 ")
+            && r.2.starts_with("manual: disabled")),
+        "the running run logged moving off the disabled key: {manual:?}"
+    );
+    sb.assert_no_leak(&[&off, &on, &rot, &out], &ks);
+}
+
+/// Ends the labeling run with SIGTERM when the test is done (or fails).
+struct ChildGuard(Option<std::process::Child>);
+
+impl ChildGuard {
+    fn stop(mut self) -> std::process::Output {
+        let child = self.0.take().unwrap();
+        // SAFETY: a plain kill(2) to our own child.
+        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        wait_with_limit(child, Duration::from_secs(30))
+    }
+}
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.0.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
