@@ -44,28 +44,25 @@ pub async fn run(cli: Cli) -> Result<Outcome> {
             let mut pool = Config::resolve_for_report(&args.common)?;
             let state_path = pool[0].state_path.clone();
             let state = state::State::open(&state_path)?;
-            let mut values = Vec::new();
+            let mut reports = Vec::new();
             for cfg in &mut pool {
                 cfg.load_learned(&state)?;
-                values.push(report::usage_value(cfg, &state, args.days.max(1))?);
+                reports.push(report::usage_report(cfg, &state, args.days.max(1))?);
             }
             if let Some(path) = &args.html {
-                std::fs::write(path, report::usage_html(&values))
+                std::fs::write(path, report::usage_html(&reports))
                     .map_err(|e| error::Error::io(format!("--html {}", path.display()), e))?;
             }
             if args.json {
                 // One provider: its object, as always; a pool: one object per provider.
-                let value = match values.as_slice() {
-                    [one] => one.clone(),
-                    all => serde_json::json!({ "providers": all }),
+                let text = match reports.as_slice() {
+                    [one] => serde_json::to_string_pretty(one),
+                    all => serde_json::to_string_pretty(&report::PoolReport { providers: all }),
                 };
-                crate::outln!(
-                    "{}",
-                    serde_json::to_string_pretty(&value).unwrap_or_default()
-                );
+                crate::outln!("{}", text.unwrap_or_default());
             } else {
-                for value in &values {
-                    report::print_usage(value, &state_path);
+                for r in &reports {
+                    report::print_usage(r, &state_path);
                 }
             }
             Ok(Outcome::Complete)

@@ -1,0 +1,230 @@
+//! `--dry-run`: what a run would send and cost, how long it would take, and what a day
+//! of quota buys — without a request.
+
+use std::time::Duration;
+
+use crate::budget;
+use crate::cli::BatchSize;
+use crate::config::{Config, LabelConfig};
+use crate::csvio::{self, InputInfo};
+use crate::error::Result;
+use crate::pipeline::cache_key;
+use crate::prompt::Prompter;
+use crate::provider::classify::human;
+use crate::state::State;
+
+/// `--dry-run`: what the run would do, without a request.
+pub fn dry_run(
+    cfg: &LabelConfig,
+    info: &InputInfo,
+    state: &State,
+    cache_scopes: &[String],
+    prompter: &Prompter,
+    batch_size: usize,
+) -> Result<()> {
+    let mut rdr = csvio::reader(&info.path, info.delimiter)?;
+    let mut rec = csv::StringRecord::new();
+    let mut seen = std::collections::HashSet::new();
+    let (mut unique, mut cache_hits, mut bytes) = (0u64, 0u64, 0u64);
+    let mut idx = 0;
+    while idx < info.rows
+        && rdr
+            .read_record(&mut rec)
+            .map_err(|e| csvio::describe_csv_error(&info.path, Some(&info.headers), &e))?
+    {
+        idx += 1;
+        let text = rec.get(info.text_col).unwrap_or("");
+        if text.trim().is_empty() {
+            continue;
+        }
+        let key = cache_key(&cache_scopes[0], text);
+        if !seen.insert(key[..16].to_vec()) {
+            continue;
+        }
+        unique += 1;
+        if cfg.use_cache {
+            let mut hit = state.cache_get(&key)?.is_some();
+            for scope in &cache_scopes[1..] {
+                hit = hit || state.cache_get(&cache_key(scope, text))?.is_some();
+            }
+            if hit {
+                cache_hits += 1;
+                continue;
+            }
+        }
+        bytes += text.len() as u64;
+    }
+    let to_send = unique - cache_hits;
+    let requests = to_send.div_ceil(batch_size as u64);
+    let average_bytes = if to_send > 0 {
+        bytes as f64 / to_send as f64
+    } else {
+        info.average_text_bytes()
+    };
+    let tokens_per_row =
+        prompter.estimated_request_tokens(batch_size, average_bytes) / batch_size as f64;
+    let tokens = (tokens_per_row * to_send as f64).ceil() as u64;
+    let base = &cfg.base;
+    let limits = base.limits_in_force();
+    // The providers' capacities add up; --delay spaces all requests of the run.
+    let tokens_a_request = (requests > 0).then(|| tokens as f64 / requests as f64);
+    let mut per_sec: f64 = cfg
+        .pool()
+        .map(|c| requests_per_second(c, tokens_a_request))
+        .sum();
+    if !cfg.delay.is_zero() {
+        per_sec = per_sec.min(1.0 / cfg.delay.as_secs_f64());
+    }
+    let eta = if per_sec.is_finite() && per_sec > 0.0 {
+        human(Duration::from_secs_f64(requests as f64 / per_sec))
+    } else {
+        "as fast as the provider answers".into()
+    };
+    let day_cap = if cfg.is_pool() {
+        cfg.pool()
+            .map(|c| c.limits_in_force().rpd.map(|d| d * c.org_count() as u64))
+            .sum()
+    } else {
+        limits.rpd.map(|d| d * base.org_count() as u64)
+    };
+    // In a pool the price of the run depends on which provider serves which row; the
+    // estimate takes the dearest.
+    let price_in = cfg.pool().map(|c| c.prices.0).fold(0.0, f64::max);
+    let cost = tokens as f64 * price_in;
+    crate::outln!(
+        "dry run for {} ({} rows, text column '{}')",
+        info.path.display(),
+        info.rows,
+        &info.headers[info.text_col]
+    );
+    crate::outln!(
+        "  empty texts:      {} (get '{}' without a request)",
+        info.empty_rows,
+        cfg.fallback_label
+    );
+    crate::outln!("  unique texts:     {unique}");
+    crate::outln!(
+        "  cache hits:       {cache_hits}{}",
+        if cfg.use_cache { "" } else { " (--no-cache)" }
+    );
+    crate::outln!("  requests:         {requests} (batch size {})", batch_size);
+    crate::outln!("  estimated tokens: {tokens}");
+    crate::outln!("  estimated cost:   ${cost:.4} (input tokens at --price-in)");
+    for c in cfg.pool() {
+        crate::outln!(
+            "  {}keys: {} in {} organization(s) · delay {}s · rpm {} per organization{}",
+            if cfg.is_pool() {
+                format!("{}/{} ", c.provider.as_str(), c.model)
+            } else {
+                String::new()
+            },
+            c.keys.len(),
+            c.org_count(),
+            cfg.delay.as_secs_f64(),
+            c.limits_in_force()
+                .rpm
+                .map_or("unlimited".into(), |r| r.to_string()),
+            if cfg.is_pool() {
+                format!(
+                    " · {:.2} requests/s",
+                    requests_per_second(c, tokens_a_request)
+                )
+            } else {
+                String::new()
+            }
+        );
+    }
+    crate::outln!("  estimated time:   {eta}");
+    if let Some(cap) = day_cap {
+        if requests > cap {
+            crate::outln!("  note: {requests} requests exceed the {cap} per day the keys allow; it will take more than a day");
+        }
+    }
+    let l = &base.limits_in_force();
+    let shown = |v: Option<u64>| v.map_or("none".to_string(), |v| v.to_string());
+    crate::outln!(
+        "  budget per key or organization (rpm {} · rph {} · rpd {} · tpm {} · tpd {}; texts {:.1} tokens a row):",
+        shown(l.rpm),
+        shown(l.rph),
+        shown(l.rpd),
+        shown(l.tpm),
+        shown(l.tpd),
+        average_bytes / 4.0
+    );
+    let auto =
+        budget::auto_batch_size(&base.limits_in_force(), prompter, info.average_text_bytes());
+    let mut sizes = vec![(format!("batch size {batch_size}"), batch_size)];
+    if cfg.batch_size == BatchSize::Auto {
+        sizes[0].0 = format!("batch size auto ({batch_size})");
+    } else {
+        sizes.push((format!("batch size auto ({})", auto.size), auto.size));
+    }
+    for (name, size) in sizes {
+        crate::outln!(
+            "    {:<24}{}",
+            format!("{name}:"),
+            budget_line(cfg, prompter, size, average_bytes, to_send)
+        );
+    }
+    crate::outln!("    auto: {}", auto.reason);
+    Ok(())
+}
+
+/// The requests a second one provider's keys allow under its per-minute limits (infinite
+/// without one); `tokens_a_request` is what an average request is estimated to cost.
+fn requests_per_second(c: &Config, tokens_a_request: Option<f64>) -> f64 {
+    let limits = c.limits_in_force();
+    let orgs = c.org_count() as f64;
+    let mut per_sec = f64::INFINITY;
+    if let Some(rpm) = limits.rpm {
+        per_sec = per_sec.min(orgs * rpm as f64 / 60.0);
+    }
+    if let (Some(tpm), Some(t)) = (limits.tpm, tokens_a_request) {
+        per_sec = per_sec.min(orgs * tpm as f64 / 60.0 / t);
+    }
+    per_sec
+}
+
+/// One dry-run budget line: tokens per row, rows per key a day, the binding limit, and
+/// the days `rows` take with the configured keys.
+fn budget_line(
+    cfg: &LabelConfig,
+    prompter: &Prompter,
+    batch: usize,
+    average_bytes: f64,
+    rows: u64,
+) -> String {
+    let base = &cfg.base;
+    let request = prompter.estimated_request_tokens(batch, average_bytes);
+    let per_row = request / batch as f64;
+    let own = average_bytes / 4.0;
+    let ratio = if own > 0.0 {
+        format!(" ({:.2}x the texts)", per_row / own)
+    } else {
+        String::new()
+    };
+    let day = budget::rows_per_day(&base.limits_in_force(), batch, request);
+    let orgs = base.org_count().max(1);
+    let keys = base.keys.len();
+    let with = if keys == orgs {
+        format!("{keys} key(s)")
+    } else {
+        format!("{keys} keys in {orgs} organization(s)")
+    };
+    let capacity = match (day.rows, day.binding) {
+        (Some(r), Some(limit)) if r > 0.0 => {
+            let days = rows as f64 / (r * orgs as f64);
+            format!(
+                "{} rows per key a day ({} bind) · {days:.2} days for {rows} rows with {with}",
+                budget::thousands(r),
+                limit.describe(),
+            )
+        }
+        (Some(_), Some(limit)) => format!(
+            "no row fits: one request is larger than the {}",
+            limit.describe()
+        ),
+        _ => "no daily limit known".to_string(),
+    };
+    format!("{per_row:.1} tokens a row{ratio} · {capacity}")
+}
