@@ -371,6 +371,24 @@ impl Config {
         Ok(())
     }
 
+    /// How every run names organization `org` in the shared quota store: provider, model
+    /// and its keys' fingerprints, so runs with the same keys share one limiter.
+    pub fn org_id(&self, org: usize) -> String {
+        let fps: Vec<&str> = self
+            .keys
+            .iter()
+            .zip(&self.key_orgs)
+            .filter(|(_, o)| **o == org)
+            .map(|(k, _)| k.fingerprint.as_str())
+            .collect();
+        format!(
+            "{}:{}:{}",
+            self.provider.as_str(),
+            self.model,
+            fps.join("+")
+        )
+    }
+
     /// The lowest limits in force over the organizations (for estimates and reports).
     pub fn limits_in_force(&self) -> Limits {
         crate::pacing::lowest(&self.org_limits)

@@ -17,7 +17,7 @@ use crate::csvio::{self, Existing, InputInfo, OutputLayout};
 use crate::error::{Error, Outcome, Result};
 use crate::keys::ring::{Health, KeyRing, QUOTA_LOW};
 use crate::keys::settings::Period;
-use crate::pacing::{Dispatcher, OrgSetup, ProviderRules, SystemClock};
+use crate::pacing::{Dispatcher, OrgSetup, ProviderRules, SqliteQuotas, SystemClock};
 use crate::pipeline::worker::{Ctx, Member, Usage};
 use crate::pipeline::{self, feeder::Previous, PipelineSetup};
 use crate::prompt::Prompter;
@@ -537,7 +537,9 @@ fn build_ctx(cfg: &LabelConfig, ui: Arc<Ui>, state: Arc<State>, prompter: Prompt
                 .collect();
             orgs.push(OrgSetup {
                 limits: c.org_limits[o].clone(),
+                id: c.org_id(o),
                 used_today: state.used_today(provider, &fps)?,
+                lease: cfg.concurrency as u64 * 4,
                 rules: ProviderRules {
                     headers: defaults::header_meaning(c.provider),
                     day: defaults::day_start(c.provider),
@@ -578,11 +580,18 @@ fn build_ctx(cfg: &LabelConfig, ui: Arc<Ui>, state: Arc<State>, prompter: Prompt
         restore_health(&mut ring, &state, provider, &mine, &ui)?;
         load_quota_use(&mut ring, &state, provider, &mine, c.quota_reset_day)?;
     }
+    let quotas =
+        Arc::new(
+            SqliteQuotas::open(&cfg.base.state_path).map_err(|message| Error::State {
+                path: cfg.base.state_path.clone(),
+                message,
+            })?,
+        );
     let n = keys.len();
     Ok(Ctx {
         members,
         key_member,
-        dispatcher: Dispatcher::new(ring, orgs, cfg.delay, Arc::new(SystemClock)),
+        dispatcher: Dispatcher::new(ring, orgs, cfg.delay, Arc::new(SystemClock), quotas),
         keys,
         prompter,
         labels: cfg.labels.clone(),
@@ -659,13 +668,8 @@ fn restore_health(
         if h.reason.starts_with(QUOTA_LOW) {
             continue;
         }
-        let health = match (h.status.as_str(), h.until) {
-            ("invalid", _) => Health::Invalid,
-            ("exhausted", Some(until)) if until > now => Health::Exhausted { until },
-            ("cooling", Some(until)) if until > now => Health::Cooling {
-                until: tokio::time::Instant::now() + until.duration_since(now).unwrap_or_default(),
-            },
-            _ => continue,
+        let Some(health) = Health::from_stored(h, tokio::time::Instant::now(), now) else {
+            continue;
         };
         let when = match &health {
             Health::Invalid => "until `autolabel test-keys` passes".to_string(),

@@ -4,9 +4,16 @@
 
 use serde_json::json;
 
+use std::time::SystemTime;
+
 use crate::config::Config;
-use crate::error::{Outcome, Result};
-use crate::provider::classify::CallError;
+use crate::error::{Error, Outcome, Result};
+use crate::keys::ApiKey;
+use crate::limits::Dim;
+use crate::pacing::quota::{self, QuotaState};
+use crate::pacing::{QuotaStore, SqliteQuotas};
+use crate::provider::classify::{CallError, RateHeaders};
+use crate::provider::defaults;
 use crate::provider::{ChatRequest, Client};
 use crate::state::{State, StoredHealth};
 
@@ -91,6 +98,9 @@ async fn check_provider(cfg: &Config, state: &State, chat: bool) -> Result<Vec<s
                 )?;
             }
         }
+        if chat && status == "ok" {
+            tell_the_state(cfg, state, key_index(cfg, key), &res.headers)?;
+        }
         results.push(json!({
             "provider": provider,
             "index": key.index,
@@ -148,4 +158,57 @@ fn print_table(cfg: &Config, results: &[serde_json::Value], chat: bool) {
         let ok = results.iter().filter(|r| r["status"] == "ok").count();
         crate::outln!("  {ok}/{} ok", results.len());
     }
+}
+
+fn key_index(cfg: &Config, key: &ApiKey) -> usize {
+    cfg.keys
+        .iter()
+        .position(|k| k.index == key.index)
+        .unwrap_or(0)
+}
+
+/// A passing chat says what the provider counts now: the limits it states are
+/// remembered, and its count of the day replaces the shared one (e.g. after the day
+/// reset, or after the provider raised the quota), so the next run starts from it.
+fn tell_the_state(cfg: &Config, state: &State, key: usize, h: &RateHeaders) -> Result<()> {
+    let provider = cfg.provider.as_str();
+    let meaning = defaults::header_meaning(cfg.provider);
+    let fingerprint = &cfg.keys[key].fingerprint;
+    for (dim, value, header) in [
+        (
+            meaning.requests,
+            h.limit_requests,
+            "x-ratelimit-limit-requests",
+        ),
+        (meaning.tokens, h.limit_tokens, "x-ratelimit-limit-tokens"),
+    ] {
+        if let (Some(dim), Some(value)) = (dim, value.filter(|v| *v > 0)) {
+            state.save_learned_limit(provider, &cfg.model, fingerprint, (dim, value), header)?;
+        }
+    }
+    let (Some(dim @ (Dim::Rpd | Dim::Tpd)), Some(limit), Some(remaining)) =
+        (meaning.requests, h.limit_requests, h.remaining_requests)
+    else {
+        return Ok(());
+    };
+    let wall = SystemTime::now();
+    let now = quota::nanos(wall);
+    let end = h
+        .reset_requests
+        .and_then(|r| wall.checked_add(r))
+        .map(quota::nanos);
+    let day = defaults::day_start(cfg.provider);
+    let store = SqliteQuotas::open(&cfg.state_path).map_err(|message| Error::State {
+        path: cfg.state_path.clone(),
+        message,
+    })?;
+    store
+        .update(
+            &cfg.org_id(cfg.key_orgs[key]),
+            &mut |q: &mut QuotaState, _| q.restate_day(day, now, (dim, limit, remaining), end),
+        )
+        .map_err(|message| Error::State {
+            path: cfg.state_path.clone(),
+            message,
+        })
 }

@@ -13,6 +13,7 @@ use tokio::time::Instant;
 use super::quota::{KeyQuota, QuotaWait};
 use super::ApiKey;
 use crate::provider::classify::CallError;
+use crate::state::StoredHealth;
 use crate::timeutil::DayStart;
 
 /// A per-minute 429 that gives no wait: the key cools for the back-off base, doubling
@@ -62,6 +63,19 @@ pub enum Health {
 }
 
 impl Health {
+    /// What a stored record still means at (now, wall): `None` once it has expired (or
+    /// says the key is fine).
+    pub fn from_stored(h: &StoredHealth, now: Instant, wall: SystemTime) -> Option<Health> {
+        match (h.status.as_str(), h.until) {
+            ("invalid", _) => Some(Health::Invalid),
+            ("exhausted", Some(until)) if until > wall => Some(Health::Exhausted { until }),
+            ("cooling", Some(until)) if until > wall => Some(Health::Cooling {
+                until: now + until.duration_since(wall).unwrap_or_default(),
+            }),
+            _ => None,
+        }
+    }
+
     pub fn name(&self) -> &'static str {
         match self {
             Health::Available => "available",
@@ -182,6 +196,39 @@ impl KeyRing {
     /// Health restored from the state store at start-up.
     pub fn restore(&mut self, key: usize, health: Health) {
         self.slots[key].health = health;
+    }
+
+    /// Takes over what other runs sharing the state found about keys this run still
+    /// counts as available: exhausted, invalid or cooling. (A key this run has seen fail
+    /// keeps its own, fresher, state.)
+    pub fn adopt(
+        &mut self,
+        stored: &[StoredHealth],
+        now: Instant,
+        wall: SystemTime,
+    ) -> Vec<HealthChange> {
+        let mut changes = Vec::new();
+        for (i, slot) in self.slots.iter_mut().enumerate() {
+            if slot.health != Health::Available {
+                continue;
+            }
+            // A key rotated out for its own quota is each run's own call (from the ledger).
+            let found = stored
+                .iter()
+                .filter(|h| !h.reason.starts_with(QUOTA_LOW))
+                .find(|h| h.fingerprint == slot.key.fingerprint)
+                .and_then(|h| Health::from_stored(h, now, wall).map(|to| (to, &h.reason)));
+            if let Some((to, reason)) = found {
+                changes.push(HealthChange {
+                    key: i,
+                    from: slot.health.name(),
+                    to: to.clone(),
+                    reason: format!("seen by another run: {reason}"),
+                });
+                slot.health = to;
+            }
+        }
+        changes
     }
 
     /// Turns expired cooldowns and quota resets back into `Available`.
@@ -608,6 +655,37 @@ mod tests {
         assert_eq!(r.candidates(), vec![1, 0]);
         r.enable(3, "enabled");
         assert_eq!(r.candidates(), vec![3, 1, 0]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn what_another_run_found_is_adopted_for_available_keys_only() {
+        let mut r = ring(&[0, 1, 2]);
+        let wall = SystemTime::now();
+        let now = Instant::now();
+        let stored = |i: usize, status: &str, until: Option<SystemTime>| StoredHealth {
+            fingerprint: r.slots[i].key.fingerprint.clone(),
+            masked: String::new(),
+            status: status.into(),
+            until,
+            reason: "RPD".into(),
+        };
+        let rows = vec![
+            stored(0, "exhausted", Some(wall + Duration::from_secs(600))),
+            stored(1, "exhausted", Some(wall - Duration::from_secs(1))),
+            stored(2, "invalid", None),
+        ];
+        r.failed(2, &CallError::InvalidKey { status: 403 }, now, wall);
+        let changes = r.adopt(&rows, now, wall);
+        assert_eq!(changes.len(), 1, "{changes:?}");
+        assert_eq!(changes[0].key, 0);
+        assert!(changes[0].reason.starts_with("seen by another run"));
+        assert_eq!(r.slots[0].health.name(), "exhausted");
+        assert_eq!(
+            r.slots[1].health,
+            Health::Available,
+            "an expired record is no news"
+        );
+        assert!(r.adopt(&rows, now, wall).is_empty(), "adopted once");
     }
 
     #[tokio::test(start_paused = true)]

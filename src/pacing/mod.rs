@@ -1,8 +1,9 @@
 //! When the next request may go, and on which key.
 //!
 //! Two layers: one global spacing (`--delay`, a governor limiter) for all requests, and
-//! per-organization limits (`org`): requests and tokens per minute spread evenly with
-//! GCRA, hour and day counts in calendar windows aligned to the provider's reset. A
+//! per-organization limits (`org`, `quota`): requests and tokens per minute spread evenly
+//! with GCRA, hour and day counts in calendar windows aligned to the provider's reset,
+//! decided in a store every run using the same keys shares (`store`: the state file). A
 //! request is checked against every limit before any is charged, so a token-limit
 //! refusal never uses up a request slot. Reply headers and 429s feed back into the same
 //! state: the limits a provider states replace assumed defaults (see `limits`).
@@ -11,8 +12,9 @@
 //! tests.
 
 pub mod clock;
-pub mod gcra;
 pub mod org;
+pub mod quota;
+pub mod store;
 
 use std::num::NonZeroU32;
 use std::sync::{Arc, Mutex};
@@ -32,6 +34,7 @@ use crate::provider::defaults::HeaderMeaning;
 use crate::timeutil::DayStart;
 pub use clock::{Clock, SystemClock};
 use org::{Org, Wait};
+pub use store::{MemoryQuotas, OrgId, QuotaStore, SqliteQuotas};
 
 /// governor's view of our clock: time since the dispatcher started.
 #[derive(Clone)]
@@ -58,6 +61,8 @@ struct Inner {
     rules: Vec<ProviderRules>,
     /// `--delay` between any two requests.
     spacing: Option<Spacing>,
+    /// A store error already reported (reported again only after it recovered).
+    store_error_reported: bool,
 }
 
 /// What the dispatcher hands out.
@@ -82,19 +87,24 @@ pub struct OrgLimitChange {
 pub struct Changes {
     pub health: Vec<HealthChange>,
     pub limits: Vec<OrgLimitChange>,
+    /// The quota store stopped answering (requests wait for it), once until it answers.
+    pub store_error: Option<String>,
 }
 
 impl Changes {
     pub fn is_empty(&self) -> bool {
-        self.health.is_empty() && self.limits.is_empty()
+        self.health.is_empty() && self.limits.is_empty() && self.store_error.is_none()
     }
 }
 
-/// Per organization: its limits, what it has used today already (requests, tokens), and
-/// its provider's rules.
+/// Per organization: its limits, its name in the quota store, what the ledger says it
+/// used today (requests, tokens), how many slots this run can use at once, and its
+/// provider's rules.
 pub struct OrgSetup {
     pub limits: LimitSet,
+    pub id: OrgId,
     pub used_today: (u64, u64),
+    pub lease: u64,
     pub rules: ProviderRules,
 }
 
@@ -119,8 +129,8 @@ impl Dispatcher {
         orgs: Vec<OrgSetup>,
         delay: Duration,
         clock: Arc<dyn Clock>,
+        store: Arc<dyn QuotaStore>,
     ) -> Dispatcher {
-        let wall = clock.wall();
         let spacing = Quota::with_period(delay).map(|q| {
             RateLimiter::direct_with_clock(
                 q.allow_burst(NonZeroU32::MIN),
@@ -136,9 +146,19 @@ impl Dispatcher {
                 rules: orgs.iter().map(|o| o.rules).collect(),
                 orgs: orgs
                     .into_iter()
-                    .map(|o| Org::new(o.limits, wall, o.used_today, o.rules.day))
+                    .map(|o| {
+                        Org::new(
+                            o.limits,
+                            o.id,
+                            o.rules.day,
+                            store.clone(),
+                            o.used_today,
+                            o.lease,
+                        )
+                    })
                     .collect(),
                 spacing,
+                store_error_reported: false,
             }),
             turn: tokio::sync::Mutex::new(()),
             clock,
@@ -177,14 +197,24 @@ impl Dispatcher {
                 let mut health = inner.ring.refresh(now, wall);
                 // Keys low on a quota of their own step aside before they run dry.
                 health.extend(inner.ring.sweep_quotas(wall));
-                let changes = Changes {
-                    health,
-                    limits: Vec::new(),
-                };
-                if !changes.is_empty() {
+                // Reported before the grant, while the key that steps aside is still the
+                // current one (a rotation is logged from it to the next).
+                if !health.is_empty() {
+                    let changes = Changes {
+                        health,
+                        ..Changes::default()
+                    };
                     on_change(&changes, &inner.ring);
                 }
-                match inner.try_grant(tokens, now, wall) {
+                let result = inner.try_grant(tokens, now, wall);
+                if let Some(e) = inner.store_error_news() {
+                    let changes = Changes {
+                        store_error: Some(e),
+                        ..Changes::default()
+                    };
+                    on_change(&changes, &inner.ring);
+                }
+                match result {
                     Ok(grant) => return grant,
                     Err(wait) => wait,
                 }
@@ -212,7 +242,11 @@ impl Dispatcher {
                 health.extend(inner.ring.failed(key, &err, now, wall));
             }
         }
-        Changes { health, limits }
+        Changes {
+            health,
+            limits,
+            ..Changes::default()
+        }
     }
 
     /// A failed reply: cool down, exhaust or invalidate the key (or its organization),
@@ -244,7 +278,16 @@ impl Dispatcher {
             _ => {}
         }
         let health = inner.ring.failed(key, err, now, wall);
-        Changes { health, limits }
+        // A cooldown is the organization's: every run sharing it waits it out.
+        let cooling = inner.ring.cooling_wait(key, now);
+        if !cooling.is_zero() {
+            inner.orgs[org].block(now, wall, now + cooling);
+        }
+        Changes {
+            health,
+            limits,
+            ..Changes::default()
+        }
     }
 }
 
@@ -288,14 +331,15 @@ impl Inner {
                     wait = wait.min(cooling);
                 }
                 Ok(()) => {
-                    // Every limit of the organization allows it; the global spacing last,
-                    // so that nothing is charged unless the request really goes.
+                    // Every limit of the organization allows it (the slot is held, not
+                    // spent); the global spacing last, so that nothing is spent unless
+                    // the request really goes.
                     if let Some(spacing) = &self.spacing {
                         if let Err(not_yet) = spacing.check() {
                             return Err(not_yet.wait_time_from(spacing.clock().now()));
                         }
                     }
-                    org.take(now, tokens);
+                    org.take(now);
                     self.ring.charge(key, now, wall, tokens);
                     self.ring.granted(key);
                     return Ok(Grant::Key(key));
@@ -316,6 +360,22 @@ impl Inner {
             return Err(left);
         }
         Err(wait)
+    }
+
+    /// A store error to report: the first one after the store last answered.
+    fn store_error_news(&mut self) -> Option<String> {
+        let error = self.orgs.iter().find_map(|o| o.store_error.clone());
+        match (&error, self.store_error_reported) {
+            (Some(_), false) => {
+                self.store_error_reported = true;
+                error
+            }
+            (None, true) => {
+                self.store_error_reported = false;
+                None
+            }
+            _ => None,
+        }
     }
 
     /// Learns from the rate-limit headers of any reply: the limits they state, the
@@ -363,26 +423,19 @@ impl Inner {
             h.limit_requests,
             h.remaining_requests,
         ) {
-            // The provider's reset applies to our window only when its limit is the one
-            // we count against (a lower limit of the user's keeps our own calendar day).
-            let reset = h
-                .reset_requests
-                .filter(|_| org.values().get(dim) == Some(limit));
-            org.sync_day(wall, dim, (limit, left), reset);
+            org.sync_day(now, wall, (dim, limit, left), h.reset_requests);
         }
-        let mut block = |d: Option<Duration>| {
-            if let Some(d) = d {
-                let until = now + d.min(Duration::from_secs(3600));
-                org.blocked_until = org.blocked_until.max(Some(until));
-            }
-        };
+        let mut block_for = None;
         if h.remaining_requests == Some(0) {
-            block(h.reset_requests.filter(|r| *r <= LONG_RESET));
+            block_for = block_for.max(h.reset_requests.filter(|r| *r <= LONG_RESET));
         }
         if let Some(left) = h.remaining_tokens {
             if next_tokens > 0 && left < next_tokens {
-                block(h.reset_tokens.filter(|r| *r <= LONG_RESET));
+                block_for = block_for.max(h.reset_tokens.filter(|r| *r <= LONG_RESET));
             }
+        }
+        if let Some(d) = block_for {
+            org.block(now, wall, now + d.min(Duration::from_secs(3600)));
         }
         changes
     }

@@ -1,59 +1,21 @@
-//! One organization's limits at run time: per-minute limits as GCRA, hour and day limits
-//! as counts in calendar windows aligned to the provider's reset, and what the provider
-//! said about them.
+//! One organization at run time: its limits in force (and where they came from), and the
+//! slots this run holds on the organization's shared schedule.
+//!
+//! The counting itself (GCRA for minute limits, calendar windows for hour and day) lives
+//! in the quota store (`quota`, `store`), where every run using the same keys sees it.
+//! This side asks the store for a slot (or a short lease of slots at high rates), spends
+//! them on time, and tells the store what replies and 429s said.
 
 use std::collections::VecDeque;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use tokio::time::Instant;
 
-use super::gcra::Gcra;
+use super::quota::{self, Ask, Decision, Nanos};
+use super::store::{OrgId, QuotaStore};
 use crate::limits::{Dim, LimitChange, LimitSet, Limits};
-use crate::timeutil::{self, DayStart};
-
-/// A calendar window (a UTC hour, or the provider's day) and what was used in it.
-#[derive(Debug)]
-struct Window {
-    kind: WindowKind,
-    end: SystemTime,
-    used: u64,
-}
-
-#[derive(Debug, Clone, Copy)]
-enum WindowKind {
-    Hour,
-    Day(DayStart),
-}
-
-impl Window {
-    fn new(kind: WindowKind, wall: SystemTime, used: u64) -> Window {
-        Window {
-            kind,
-            end: kind.end_after(wall),
-            used,
-        }
-    }
-
-    /// Starts a new window once the current one has ended (at the provider's reset, not
-    /// at the moment of the next request).
-    fn roll(&mut self, wall: SystemTime) {
-        if wall >= self.end {
-            self.end = self.kind.end_after(wall);
-            self.used = 0;
-        }
-    }
-}
-
-impl WindowKind {
-    fn end_after(self, wall: SystemTime) -> SystemTime {
-        match self {
-            WindowKind::Hour => {
-                timeutil::from_unix((timeutil::unix_secs(wall).div_euclid(3600) + 1) * 3600)
-            }
-            WindowKind::Day(day) => day.next_start(wall),
-        }
-    }
-}
+use crate::timeutil::DayStart;
 
 /// Why an organization cannot take a request now.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -64,42 +26,77 @@ pub enum Wait {
     Until(SystemTime),
 }
 
+/// A store that cannot be reached is asked again after this long; no request goes
+/// without a slot meanwhile.
+const STORE_RETRY: Duration = Duration::from_millis(250);
+/// The provider's day count is written to the store at most this often (and whenever
+/// it says nothing is left).
+const DAY_SYNC_EVERY: Duration = Duration::from_secs(5);
+
+/// Slots granted by the store: `left` of them, the next due at `next`.
+#[derive(Debug, Clone, Copy)]
+struct Lease {
+    next: Instant,
+    interval: Duration,
+    left: u64,
+    /// The tokens each slot was charged for.
+    tokens: u64,
+}
+
 pub struct Org {
     pub limits: LimitSet,
     /// `limits.values()`, kept so the hot path does not recompute it.
     values: Limits,
-    rpm: Option<Gcra>,
-    tpm: Option<Gcra>,
-    hour: Window,
-    day: Window,
-    tokens_day: Window,
+    id: OrgId,
+    day: DayStart,
+    store: Arc<dyn QuotaStore>,
+    /// What the ledger says was used today, for a store that has never seen this org.
+    used_today: (u64, u64),
+    /// Slots this run may use soon (its concurrency).
+    lease_want: u64,
+    lease: Option<Lease>,
     /// Until when reply headers say this organization has nothing left.
     pub blocked_until: Option<Instant>,
+    last_day_sync: Option<Instant>,
     /// Grants in the last minute, to learn a lower real limit from a 429: coalesced into
     /// 100 ms buckets (start, count), so memory stays O(600) whatever the request rate.
     recent: VecDeque<(Instant, u64)>,
+    /// The last store error, logged once until the store answers again.
+    pub store_error: Option<String>,
 }
 
-/// A token burst of a tenth of the minute lets single large requests through while
-/// keeping any 60 s window under the limit (the rate is lowered by the burst).
-fn token_limiter(tpm: u64) -> Gcra {
-    let burst = (tpm / 10).max(1);
-    Gcra::per_minute(tpm.saturating_sub(burst).max(1), burst)
+/// Instant of a store time, given the pair (now, wall) read together.
+fn local(at: Nanos, now: Instant, wall: SystemTime) -> Instant {
+    let ahead = at - quota::nanos(wall);
+    if ahead > 0 {
+        now + Duration::from_nanos(ahead as u64)
+    } else {
+        now
+    }
 }
 
 impl Org {
-    pub fn new(limits: LimitSet, wall: SystemTime, used_today: (u64, u64), day: DayStart) -> Org {
-        let values = limits.values();
+    pub fn new(
+        limits: LimitSet,
+        id: OrgId,
+        day: DayStart,
+        store: Arc<dyn QuotaStore>,
+        used_today: (u64, u64),
+        lease_want: u64,
+    ) -> Org {
         Org {
-            rpm: values.rpm.map(|n| Gcra::per_minute(n, 1)),
-            tpm: values.tpm.map(token_limiter),
-            hour: Window::new(WindowKind::Hour, wall, 0),
-            day: Window::new(WindowKind::Day(day), wall, used_today.0),
-            tokens_day: Window::new(WindowKind::Day(day), wall, used_today.1),
+            values: limits.values(),
             limits,
-            values,
+            id,
+            day,
+            store,
+            used_today,
+            lease_want,
+            lease: None,
             blocked_until: None,
+            last_day_sync: None,
             recent: VecDeque::new(),
+            store_error: None,
         }
     }
 
@@ -107,72 +104,113 @@ impl Org {
         self.values
     }
 
-    /// The provider states a limit (or a lower one was observed): update the limiters.
+    /// The provider states a limit (or a lower one was observed): the next slots follow it.
     pub fn restate(&mut self, change: Option<LimitChange>) -> Option<LimitChange> {
         let change = change?;
-        let values = self.limits.values();
-        if values.rpm != self.values.rpm {
-            self.rpm = match (self.rpm.take(), values.rpm) {
-                (Some(mut g), Some(n)) => {
-                    g.set_rate(n, 1);
-                    Some(g)
-                }
-                (None, Some(n)) => Some(Gcra::per_minute(n, 1)),
-                (_, None) => None,
-            };
-        }
-        if values.tpm != self.values.tpm {
-            self.tpm = values.tpm.map(token_limiter);
-        }
-        self.values = values;
+        self.values = self.limits.values();
+        // Leased slots were spaced and counted for the old limit.
+        self.give_back_lease();
         Some(change)
     }
 
-    /// Whether a request of `tokens` may go now. Nothing is charged.
-    pub fn check(&mut self, now: Instant, wall: SystemTime, tokens: u64) -> Result<(), Wait> {
-        let mut until: Option<SystemTime> = None;
-        for (limit, w, cost) in [
-            (self.values.rph, &mut self.hour, 1),
-            (self.values.rpd, &mut self.day, 1),
-            (self.values.tpd, &mut self.tokens_day, tokens),
-        ] {
-            let Some(limit) = limit else { continue };
-            w.roll(wall);
-            if w.used.saturating_add(cost) > limit {
-                until = until.max(Some(w.end));
-            }
+    /// Returns the slots of the lease this run will not use to the hour and day counts.
+    fn give_back_lease(&mut self) {
+        let Some(l) = self.lease.take() else { return };
+        if l.left == 0 {
+            return;
         }
-        if let Some(until) = until {
-            return Err(Wait::Until(until));
-        }
-        let mut wait = Duration::ZERO;
-        if let Some(until) = self.blocked_until {
-            wait = wait.max(until.saturating_duration_since(now));
-        }
-        if let Some(rpm) = &self.rpm {
-            wait = wait.max(rpm.wait(now, 1));
-        }
-        if let Some(tpm) = &self.tpm {
-            wait = wait.max(tpm.wait(now, tokens));
-        }
-        if wait.is_zero() {
-            Ok(())
-        } else {
-            Err(Wait::For(wait))
+        if let Err(e) = self
+            .store
+            .update(&self.id, &mut |q, _| q.refund(l.left, l.tokens))
+        {
+            self.store_error = Some(e);
         }
     }
 
-    /// Charges a granted request to every limit.
-    pub fn take(&mut self, now: Instant, tokens: u64) {
-        if let Some(rpm) = &mut self.rpm {
-            rpm.take(now, 1);
+    /// Whether a request of `tokens` may go now; asks the store for a slot when this run
+    /// holds none. The slot is spent by `take`.
+    pub fn check(&mut self, now: Instant, wall: SystemTime, tokens: u64) -> Result<(), Wait> {
+        if let Some(until) = self.blocked_until.filter(|u| *u > now) {
+            return Err(Wait::For(until - now));
         }
-        if let Some(tpm) = &mut self.tpm {
-            tpm.take(now, tokens);
+        if let Some(l) = &mut self.lease {
+            // Slots that passed unused lapse: spacing stays even, never a burst.
+            let mut lapsed = 0;
+            while l.left > 0 && l.next + l.interval < now {
+                l.next += l.interval;
+                l.left -= 1;
+                lapsed += 1;
+            }
+            let tokens_each = l.tokens;
+            if lapsed > 0 {
+                let refund = self
+                    .store
+                    .update(&self.id, &mut |q, _| q.refund(lapsed, tokens_each));
+                if let Err(e) = refund {
+                    self.store_error = Some(e);
+                }
+            }
+            if self.lease.is_some_and(|l| l.left == 0) {
+                self.lease = None;
+            } else if self.lease.is_some_and(|l| tokens > l.tokens) {
+                self.give_back_lease();
+            }
         }
-        self.hour.used += 1;
-        self.day.used += 1;
-        self.tokens_day.used = self.tokens_day.used.saturating_add(tokens);
+        if self.lease.is_none() {
+            self.lease = Some(self.ask_store(now, wall, tokens)?);
+        }
+        let l = self.lease.as_ref().expect("set above");
+        let slack = Duration::from_nanos(quota::TIMER_SLACK as u64);
+        if l.next <= now + slack {
+            Ok(())
+        } else {
+            Err(Wait::For(l.next - now - slack))
+        }
+    }
+
+    fn ask_store(&mut self, now: Instant, wall: SystemTime, tokens: u64) -> Result<Lease, Wait> {
+        let ask = Ask {
+            limits: self.values,
+            tokens,
+            day: self.day,
+            lease: self.lease_want,
+        };
+        let (day, seed, at) = (self.day, self.used_today, quota::nanos(wall));
+        let mut decision = None;
+        let result = self.store.update(&self.id, &mut |q, fresh| {
+            if fresh {
+                q.seed_today(day, at, seed);
+            }
+            decision = Some(q.decide(&ask, at));
+        });
+        if let Err(e) = result {
+            self.store_error = Some(e);
+            return Err(Wait::For(STORE_RETRY));
+        }
+        self.store_error = None;
+        match decision {
+            Some(Decision::Lease {
+                count,
+                first,
+                interval,
+            }) => Ok(Lease {
+                next: local(first, now, wall),
+                interval: Duration::from_nanos(interval.max(0) as u64),
+                left: count,
+                tokens,
+            }),
+            Some(Decision::Wait(w)) => Err(Wait::For(w)),
+            Some(Decision::Full { until }) => Err(Wait::Until(until)),
+            None => Err(Wait::For(STORE_RETRY)),
+        }
+    }
+
+    /// Spends the slot `check` found due.
+    pub fn take(&mut self, now: Instant) {
+        if let Some(l) = &mut self.lease {
+            l.left = l.left.saturating_sub(1);
+            l.next += l.interval;
+        }
         match self.recent.back_mut() {
             Some((t, n)) if now.saturating_duration_since(*t) < Duration::from_millis(100) => {
                 *n += 1
@@ -182,25 +220,46 @@ impl Org {
         self.served_last_minute(now);
     }
 
-    /// The provider's own count of the day, when its headers count per day: our count
-    /// never stays below its (limit − remaining), since other runs may share the key, and
-    /// the window ends when the provider says it resets, not at our own midnight.
+    /// The provider's own count of the day (limit − remaining), when its headers count
+    /// per day, and its reset when its limit is the one in force: written to the store
+    /// (every few seconds, and whenever nothing is left), since other runs and tools may
+    /// use the same keys.
     pub fn sync_day(
         &mut self,
+        now: Instant,
         wall: SystemTime,
-        dim: Dim,
-        (limit, remaining): (u64, u64),
+        (dim, limit, remaining): (Dim, u64, u64),
         reset: Option<Duration>,
     ) {
-        let w = match dim {
-            Dim::Rpd => &mut self.day,
-            Dim::Tpd => &mut self.tokens_day,
-            _ => return,
-        };
-        w.roll(wall);
-        w.used = w.used.max(limit.saturating_sub(remaining));
-        if let Some(end) = reset.and_then(|r| wall.checked_add(r)) {
-            w.end = end;
+        if !matches!(dim, Dim::Rpd | Dim::Tpd) {
+            return;
+        }
+        let due = self
+            .last_day_sync
+            .is_none_or(|t| now.saturating_duration_since(t) >= DAY_SYNC_EVERY);
+        if remaining > 0 && !due {
+            return;
+        }
+        self.last_day_sync = Some(now);
+        let end = reset
+            .filter(|_| self.values.get(dim) == Some(limit))
+            .and_then(|r| wall.checked_add(r))
+            .map(quota::nanos);
+        let (day, at) = (self.day, quota::nanos(wall));
+        let result = self.store.update(&self.id, &mut |q, _| {
+            q.sync_day(day, at, (dim, limit, remaining), end)
+        });
+        if let Err(e) = result {
+            self.store_error = Some(e);
+        }
+    }
+
+    /// No request before `until`, for this run and every other one sharing the org.
+    pub fn block(&mut self, now: Instant, wall: SystemTime, until: Instant) {
+        self.blocked_until = self.blocked_until.max(Some(until));
+        let at = quota::nanos(wall) + until.saturating_duration_since(now).as_nanos() as Nanos;
+        if let Err(e) = self.store.update(&self.id, &mut |q, _| q.block(at)) {
+            self.store_error = Some(e);
         }
     }
 
@@ -214,5 +273,13 @@ impl Org {
             self.recent.pop_front();
         }
         self.recent.iter().map(|(_, n)| n).sum()
+    }
+}
+
+impl Drop for Org {
+    /// A run that ends gives back what it leased and did not use; one that is killed
+    /// does not, which only ever leaves capacity unused.
+    fn drop(&mut self) {
+        self.give_back_lease();
     }
 }

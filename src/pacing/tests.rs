@@ -34,9 +34,11 @@ fn dispatcher_at(
         .collect();
     let n_orgs = orgs.iter().max().unwrap() + 1;
     let setups = (0..n_orgs)
-        .map(|_| OrgSetup {
+        .map(|o| OrgSetup {
             limits: limits.clone(),
+            id: format!("org{o}"),
             used_today: (0, 0),
+            lease: 1,
             rules: groq(),
         })
         .collect();
@@ -45,6 +47,7 @@ fn dispatcher_at(
         setups,
         delay,
         Arc::new(FollowingClock::starting_at(wall)),
+        Arc::new(MemoryQuotas::default()),
     )
 }
 
@@ -224,13 +227,12 @@ async fn token_bound_pacing_reaches_the_token_rate_and_spends_no_request_slot() 
     // A token refusal charges nothing: the next request goes as soon as tokens allow,
     // with no extra request-per-minute wait.
     let mut inner = d.inner.lock().unwrap();
-    let now = d.clock().now();
-    let wait = match inner.orgs[0].check(now, d.clock().wall(), 90) {
+    let (now, wall) = (d.clock().now(), d.clock().wall());
+    let wait = match inner.orgs[0].check(now, wall, 90) {
         Err(org::Wait::For(w)) => w,
         other => panic!("{other:?}"),
     };
-    let later = now + wait;
-    assert_eq!(inner.orgs[0].check(later, d.clock().wall(), 90), Ok(()));
+    assert_eq!(inner.orgs[0].check(now + wait, wall + wait, 90), Ok(()));
 }
 
 #[tokio::test(start_paused = true)]
@@ -450,7 +452,9 @@ async fn in_a_pool_each_organization_reads_headers_by_its_own_providers_rules() 
     ]
     .map(|p| OrgSetup {
         limits: defaults(Limits::default()),
+        id: format!("{}:m:fp", p.as_str()),
         used_today: (0, 0),
+        lease: 1,
         rules: rules(p),
     })
     .into_iter()
@@ -460,6 +464,7 @@ async fn in_a_pool_each_organization_reads_headers_by_its_own_providers_rules() 
         setups,
         Duration::ZERO,
         Arc::new(FollowingClock::starting_at(SystemTime::now())),
+        Arc::new(MemoryQuotas::default()),
     );
     let h = RateHeaders {
         limit_requests: Some(1_000),

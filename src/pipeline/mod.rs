@@ -137,6 +137,7 @@ pub async fn run(
     let mut input_done = false;
     let mut input_error: Option<String> = None;
     let started = Instant::now();
+    let mut shared_seen = Instant::now();
     let mut tick = tokio::time::interval(Duration::from_millis(500));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut signals = Signals::install();
@@ -223,6 +224,11 @@ pub async fn run(
             _ = tick.tick() => {
                 flush_state(&ctx, &mut cache_puts);
                 key_overrides.poll(&ctx);
+                // Every second: what other runs on the same state found about our keys.
+                if shared_seen.elapsed() >= Duration::from_secs(1) {
+                    shared_seen = Instant::now();
+                    ctx.adopt_shared_health();
+                }
                 let done = counts.written;
                 let minutes = started.elapsed().as_secs_f64() / 60.0;
                 let key = ctx.dispatcher.with_ring(|r| r.current.map(|k| r.slots[k].key.label()).unwrap_or_else(|| "-".into()));

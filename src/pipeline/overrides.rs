@@ -122,7 +122,7 @@ impl OverrideSync {
             if !health.is_empty() {
                 let changes = Changes {
                     health,
-                    limits: Vec::new(),
+                    ..Changes::default()
                 };
                 ctx.changed(&changes, ring);
             }

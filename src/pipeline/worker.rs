@@ -171,6 +171,11 @@ impl Ctx {
         if !changes.health.is_empty() {
             self.ui.info(&ring.summary());
         }
+        if let Some(e) = &changes.store_error {
+            self.ui.error(&format!(
+                "the state file cannot be used for the shared quotas ({e}); requests wait until it can"
+            ));
+        }
         for l in &changes.limits {
             let key = &self.keys[l.key];
             let c = &l.change;
@@ -232,6 +237,29 @@ impl Ctx {
         ) {
             self.ui.error(&format!("could not log a rotation: {e}"));
         }
+    }
+
+    /// Takes over what other runs sharing the state found about our keys (exhausted,
+    /// invalid, cooling), so that no run sends to a key another one found spent.
+    pub fn adopt_shared_health(&self) {
+        let mut stored = Vec::new();
+        for m in &self.members {
+            if let Ok(rows) = self.state.load_health(m.provider) {
+                stored.extend(rows);
+            }
+        }
+        let clock = self.dispatcher.clock();
+        let (now, wall) = (clock.now(), clock.wall());
+        self.dispatcher.with_ring(|ring| {
+            let health = ring.adopt(&stored, now, wall);
+            if !health.is_empty() {
+                let changes = Changes {
+                    health,
+                    ..Changes::default()
+                };
+                self.changed(&changes, ring);
+            }
+        });
     }
 
     /// `changed` for changes seen outside the dispatcher (after a reply).

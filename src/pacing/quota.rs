@@ -1,0 +1,419 @@
+//! One organization's use of its limits, as every run sharing the state sees it, and the
+//! one decision made on it: may a request go now, and how many more after it.
+//!
+//! The state is small and plain (a few instants and counts, in nanoseconds since the Unix
+//! epoch) so that a store can keep it in a row or a hash and decide in one short
+//! transaction. Per-minute limits are GCRA (one theoretical arrival time each); hour and
+//! day limits are counts in calendar windows that end at the provider's reset.
+//!
+//! A grant may be a lease of several consecutive slots of the schedule (at most a quarter
+//! second's worth): at high rates that saves a store round trip per request, and slots a
+//! killed process leaves behind simply pass unused, so runs together never exceed a limit.
+
+use std::time::{Duration, SystemTime};
+
+use serde::{Deserialize, Serialize};
+
+use crate::limits::{Dim, Limits};
+use crate::timeutil::DayStart;
+
+/// Requests reach the provider a few milliseconds apart from when they were sent, so a
+/// schedule exactly at the limit puts one request too many into some 60 s window.
+/// Pacing 1.5 % under the limit absorbs that jitter.
+pub const WINDOW_MARGIN: f64 = 1.015;
+
+/// Nanoseconds since the Unix epoch.
+pub type Nanos = i64;
+
+/// A leased block of slots covers at most this much of the schedule.
+const LEASE_SPAN: Nanos = 250_000_000;
+/// Below this rate (slots further apart than this) every slot is its own grant: the
+/// store is asked at most a few hundred times a second, and no slot is taken that the
+/// run may not be ready to use.
+const LEASE_BELOW_INTERVAL: Nanos = 5_000_000;
+/// The most slots one grant hands out.
+pub const MAX_LEASE: u64 = 256;
+/// tokio's timers fire on whole milliseconds, so a sleep until the exact moment ends up
+/// to a millisecond late, and at 100 requests a second that alone would cost 10 % of the
+/// rate. A slot up to this early counts as due: the schedule advances from the slot, not
+/// from now, so over any window the rate stays exact.
+pub const TIMER_SLACK: Nanos = 1_000_000;
+
+pub fn nanos(t: SystemTime) -> Nanos {
+    match t.duration_since(SystemTime::UNIX_EPOCH) {
+        Ok(d) => d.as_nanos().min(i64::MAX as u128) as i64,
+        Err(e) => -(e.duration().as_nanos().min(i64::MAX as u128) as i64),
+    }
+}
+
+pub fn system_time(n: Nanos) -> SystemTime {
+    if n >= 0 {
+        SystemTime::UNIX_EPOCH + Duration::from_nanos(n as u64)
+    } else {
+        SystemTime::UNIX_EPOCH - Duration::from_nanos(n.unsigned_abs())
+    }
+}
+
+fn span(n: Nanos) -> Duration {
+    Duration::from_nanos(n.max(0) as u64)
+}
+
+/// A count in a calendar window that ends at `end`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct WindowCount {
+    pub end: Nanos,
+    pub used: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum WindowKind {
+    Hour,
+    Day(DayStart),
+}
+
+impl WindowKind {
+    fn end_after(self, now: Nanos) -> Nanos {
+        match self {
+            WindowKind::Hour => {
+                let secs = now.div_euclid(1_000_000_000);
+                (secs.div_euclid(3600) + 1) * 3600 * 1_000_000_000
+            }
+            WindowKind::Day(day) => nanos(day.next_start(system_time(now))),
+        }
+    }
+}
+
+impl WindowCount {
+    /// A new window once the current one has ended (at the provider's reset).
+    fn roll(&mut self, kind: WindowKind, now: Nanos) {
+        if now >= self.end {
+            self.end = kind.end_after(now);
+            self.used = 0;
+        }
+    }
+}
+
+/// What one organization has used. `Default` is a fresh organization.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct QuotaState {
+    /// GCRA arrival time of the request-per-minute limit (0: never used).
+    pub rpm_tat: Nanos,
+    /// GCRA arrival time of the token-per-minute limit.
+    pub tpm_tat: Nanos,
+    pub hour: WindowCount,
+    pub day: WindowCount,
+    pub tokens_day: WindowCount,
+    /// Until when no request may go (a cooldown, or headers saying nothing is left).
+    pub blocked_until: Nanos,
+}
+
+/// What a run asks for.
+#[derive(Debug, Clone, Copy)]
+pub struct Ask {
+    /// The limits in force for the organization.
+    pub limits: Limits,
+    /// Estimated tokens of the request (and of each leased one).
+    pub tokens: u64,
+    pub day: DayStart,
+    /// The most slots this run can use soon (1 = no lease).
+    pub lease: u64,
+}
+
+/// The answer.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Decision {
+    /// `count` slots: the first at `first`, then one every `interval`.
+    Lease {
+        count: u64,
+        first: Nanos,
+        interval: Nanos,
+    },
+    /// Not before this long.
+    Wait(Duration),
+    /// An hour or day count is full until then.
+    Full { until: SystemTime },
+}
+
+/// The GCRA interval of `n` units a minute, 1.5 % under the limit.
+fn interval(n: u64) -> Nanos {
+    ((60e9 * WINDOW_MARGIN / n.max(1) as f64).round() as Nanos).max(1)
+}
+
+/// The token limiter's shape: a tenth of the minute at once, the rest spread.
+fn token_shape(tpm: u64) -> (u64, Nanos) {
+    let burst = (tpm / 10).max(1);
+    (burst, interval(tpm.saturating_sub(burst).max(1)))
+}
+
+impl QuotaState {
+    fn windows(&mut self, day: DayStart) -> [(&mut WindowCount, WindowKind, Dim); 3] {
+        [
+            (&mut self.hour, WindowKind::Hour, Dim::Rph),
+            (&mut self.day, WindowKind::Day(day), Dim::Rpd),
+            (&mut self.tokens_day, WindowKind::Day(day), Dim::Tpd),
+        ]
+    }
+
+    /// Starts today's counts from what the usage ledger recorded (a state that had never
+    /// seen this organization).
+    pub fn seed_today(&mut self, day: DayStart, now: Nanos, (requests, tokens): (u64, u64)) {
+        for (w, kind, dim) in self.windows(day) {
+            w.roll(kind, now);
+            match dim {
+                Dim::Rpd => w.used = w.used.max(requests),
+                Dim::Tpd => w.used = w.used.max(tokens),
+                _ => {}
+            }
+        }
+    }
+
+    /// May a request go at `now`? If so, charges it (and the rest of a lease) to every limit.
+    pub fn decide(&mut self, ask: &Ask, now: Nanos) -> Decision {
+        let l = ask.limits;
+        let tokens = ask.tokens.max(1);
+        // Hour and day counts first: a full window is a long wait.
+        let mut room = u64::MAX;
+        let mut full_until: Option<Nanos> = None;
+        for (w, kind, dim) in self.windows(ask.day) {
+            let Some(limit) = l.get(dim) else { continue };
+            w.roll(kind, now);
+            let cost = if dim == Dim::Tpd { tokens } else { 1 };
+            if w.used.saturating_add(cost) > limit {
+                full_until = full_until.max(Some(w.end));
+            } else {
+                room = room.min((limit - w.used) / cost);
+            }
+        }
+        if let Some(until) = full_until {
+            return Decision::Full {
+                until: system_time(until),
+            };
+        }
+        let mut wait: Nanos = self.blocked_until - now;
+        let rpm = l.rpm.map(interval);
+        if rpm.is_some() {
+            wait = wait.max(self.rpm_tat - now);
+        }
+        let tpm = l.tpm.map(token_shape);
+        if let Some((burst, t)) = tpm {
+            let cost = tokens.min(burst) as Nanos;
+            let allowed_at = self.tpm_tat.max(now) + cost * t - burst as Nanos * t;
+            wait = wait.max(allowed_at - now);
+        }
+        if wait > TIMER_SLACK {
+            // Woken up to a millisecond late, the caller is then on time.
+            return Decision::Wait(span(wait - TIMER_SLACK));
+        }
+        // How many slots: a quarter second of the request rate, what the token burst
+        // allows now, and one at a time close to an hour or day limit.
+        let mut count = ask.lease.clamp(1, MAX_LEASE);
+        if let Some(t) = rpm {
+            count = if t >= LEASE_BELOW_INTERVAL {
+                1
+            } else {
+                count.min((LEASE_SPAN / t).max(1) as u64)
+            };
+        }
+        if let Some((burst, _)) = tpm {
+            count = count.min((burst / tokens).max(1));
+        }
+        if room < MAX_LEASE * 4 {
+            count = 1;
+        }
+        let first = self.rpm_tat.max(now);
+        let step = rpm.unwrap_or(0);
+        if rpm.is_some() {
+            self.rpm_tat = first + step * count as Nanos;
+        }
+        if let Some((burst, t)) = tpm {
+            let charged = (tokens.min(burst) * count) as Nanos;
+            self.tpm_tat = self.tpm_tat.max(now) + charged * t;
+        }
+        for (w, _, dim) in self.windows(ask.day) {
+            let cost = if dim == Dim::Tpd { tokens } else { 1 };
+            w.used = w.used.saturating_add(cost * count);
+        }
+        Decision::Lease {
+            count,
+            first,
+            interval: step,
+        }
+    }
+
+    /// The provider's own count of the day: ours never stays below it, and the window
+    /// ends when the provider says it resets (`end`), when its limit is the one in force.
+    pub fn sync_day(
+        &mut self,
+        day: DayStart,
+        now: Nanos,
+        (dim, limit, remaining): (Dim, u64, u64),
+        end: Option<Nanos>,
+    ) {
+        for (w, kind, d) in self.windows(day) {
+            if d != dim {
+                continue;
+            }
+            w.roll(kind, now);
+            w.used = w.used.max(limit.saturating_sub(remaining));
+            if let Some(end) = end {
+                w.end = end;
+            }
+        }
+    }
+
+    /// The provider's count of the day as it is now, taken as the truth (a check made
+    /// when no run is using the key: `test-keys --chat`), with its reset as the end.
+    pub fn restate_day(
+        &mut self,
+        day: DayStart,
+        now: Nanos,
+        (dim, limit, remaining): (Dim, u64, u64),
+        end: Option<Nanos>,
+    ) {
+        for (w, kind, d) in self.windows(day) {
+            if d == dim {
+                w.roll(kind, now);
+                w.used = limit.saturating_sub(remaining);
+                if let Some(end) = end {
+                    w.end = end;
+                }
+            }
+        }
+    }
+
+    /// Gives back leased slots that were never used: hour and day counts only (a minute
+    /// schedule's slots have passed, or will be spaced past anyway).
+    pub fn refund(&mut self, count: u64, tokens: u64) {
+        self.hour.used = self.hour.used.saturating_sub(count);
+        self.day.used = self.day.used.saturating_sub(count);
+        self.tokens_day.used = self
+            .tokens_day
+            .used
+            .saturating_sub(count.saturating_mul(tokens.max(1)));
+    }
+
+    /// No request before `until` (never shortens a longer block).
+    pub fn block(&mut self, until: Nanos) {
+        self.blocked_until = self.blocked_until.max(until);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::timeutil;
+
+    const T0: Nanos = 1_796_083_140 * 1_000_000_000; // 2026-11-30T23:59:00Z
+
+    fn ask(limits: Limits, tokens: u64, lease: u64) -> Ask {
+        Ask {
+            limits,
+            tokens,
+            day: DayStart::UtcMidnight,
+            lease,
+        }
+    }
+
+    #[test]
+    fn one_request_a_slot_evenly_spaced() {
+        let mut s = QuotaState::default();
+        let a = ask(
+            Limits {
+                rpm: Some(60),
+                ..Limits::default()
+            },
+            10,
+            1,
+        );
+        assert!(matches!(s.decide(&a, T0), Decision::Lease { count: 1, .. }));
+        match s.decide(&a, T0) {
+            Decision::Wait(w) => assert_eq!(w.as_millis(), 1014),
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            s.decide(&a, T0 + 1_015_000_000),
+            Decision::Lease { .. }
+        ));
+    }
+
+    #[test]
+    fn leases_cover_a_quarter_second_and_shrink_near_a_day_limit() {
+        let mut s = QuotaState::default();
+        let fast = Limits {
+            rpm: Some(60_000),
+            ..Limits::default()
+        };
+        match s.decide(&ask(fast, 10, 1000), T0) {
+            Decision::Lease {
+                count, interval, ..
+            } => {
+                assert_eq!(interval, 1_015_000);
+                assert_eq!(count, 246);
+            }
+            other => panic!("{other:?}"),
+        }
+        let tight = Limits {
+            rpd: Some(100),
+            ..Limits::default()
+        };
+        let mut s = QuotaState::default();
+        for _ in 0..100 {
+            assert!(matches!(
+                s.decide(&ask(tight, 10, 1000), T0),
+                Decision::Lease { count: 1, .. }
+            ));
+        }
+        match s.decide(&ask(tight, 10, 1000), T0) {
+            Decision::Full { until } => {
+                assert_eq!(timeutil::rfc3339(until), "2026-12-01T00:00:00Z")
+            }
+            other => panic!("{other:?}"),
+        }
+        // The next day has room again.
+        assert!(matches!(
+            s.decide(&ask(tight, 10, 1), T0 + 61_000_000_000),
+            Decision::Lease { .. }
+        ));
+    }
+
+    #[test]
+    fn tokens_bind_without_spending_request_slots() {
+        let mut s = QuotaState::default();
+        let l = Limits {
+            rpm: Some(6000),
+            tpm: Some(1000),
+            ..Limits::default()
+        };
+        // Burst 100 tokens, then 900 a minute.
+        assert!(matches!(
+            s.decide(&ask(l, 100, 1), T0),
+            Decision::Lease { .. }
+        ));
+        let rpm_tat = s.rpm_tat;
+        match s.decide(&ask(l, 100, 1), T0) {
+            Decision::Wait(w) => assert!(w.as_secs_f64() > 6.0, "{w:?}"),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(s.rpm_tat, rpm_tat, "a refusal charges nothing");
+    }
+
+    #[test]
+    fn blocks_syncs_and_seeds() {
+        let mut s = QuotaState::default();
+        let l = Limits {
+            rpd: Some(10),
+            ..Limits::default()
+        };
+        s.seed_today(DayStart::UtcMidnight, T0, (4, 0));
+        s.sync_day(DayStart::UtcMidnight, T0, (Dim::Rpd, 10, 3), None);
+        assert_eq!(s.day.used, 7);
+        s.block(T0 + 5_000_000_000);
+        s.block(T0 + 1_000_000_000);
+        match s.decide(&ask(l, 1, 1), T0) {
+            Decision::Wait(w) => assert_eq!(w, Duration::from_millis(4999)),
+            other => panic!("{other:?}"),
+        }
+        let json = serde_json::to_string(&s).unwrap();
+        assert_eq!(serde_json::from_str::<QuotaState>(&json).unwrap(), s);
+    }
+}
