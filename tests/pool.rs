@@ -504,3 +504,64 @@ fn test_keys_and_usage_with_a_list_cover_every_provider_grouped_by_provider() {
     assert!(g < m, "{t}");
     p.sb.assert_no_leak(&[&out, &keys_out, &usage_out, &text_out], &ALL_KEYS);
 }
+
+#[test]
+fn batches_ask_for_json_mode_only_where_the_provider_has_it_and_labels_land_on_their_rows() {
+    let p = pool(120, 10_000, "");
+    let out = run(&mut p.label(&["--batch-size", "5"]));
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert_labeled(&p.output, &p.texts);
+    let json_mode = |f: &FakeProvider| -> Vec<bool> {
+        f.requests()
+            .iter()
+            .filter(|r| r.batch)
+            .map(|r| r.body["response_format"]["type"] == "json_object")
+            .collect()
+    };
+    // Groq and Gemini accept OpenAI's JSON mode; OpenRouter's free models may not.
+    for (name, f, expected) in [
+        ("groq", &p.groq, true),
+        ("gemini", &p.gemini, true),
+        ("openrouter", &p.openrouter, false),
+    ] {
+        let modes = json_mode(f);
+        assert!(!modes.is_empty(), "{name} got no batch");
+        assert!(modes.iter().all(|m| *m == expected), "{name}: {modes:?}");
+    }
+    // The same instruction goes to every provider.
+    let system = |f: &FakeProvider| {
+        f.requests().iter().find(|r| r.batch).unwrap().body["messages"][0]["content"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    assert_eq!(system(&p.groq), system(&p.gemini));
+    assert_eq!(system(&p.groq), system(&p.openrouter));
+}
+
+#[test]
+fn test_keys_with_a_list_fails_when_a_key_of_any_provider_is_invalid() {
+    let p = pool(
+        3,
+        10_000,
+        "GEMINI_API_KEY_2=AIzaPOOLFAKEGMN_0002_unknownkey_gm2\n",
+    );
+    let mut tk = p.cmd();
+    tk.args(["test-keys", "--provider", "groq,gemini,openrouter"]);
+    let out = run(&mut tk);
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    let text = stdout(&out);
+    // One table per provider, in the order given; the unknown key is gemini's second.
+    let (g, m, o) = (
+        text.find("2 keys for groq").unwrap(),
+        text.find("2 keys for gemini").unwrap(),
+        text.find("1 keys for openrouter").unwrap(),
+    );
+    assert!(g < m && m < o, "{text}");
+    assert!(text[m..o].contains("invalid"), "{text}");
+    assert!(!text[g..m].contains("invalid"), "{text}");
+    p.sb.assert_no_leak(
+        &[&out],
+        &[GEMINI, GROQ_1, "AIzaPOOLFAKEGMN_0002_unknownkey_gm2"],
+    );
+}
