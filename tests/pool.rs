@@ -374,6 +374,17 @@ fn dry_run_with_a_list_estimates_time_from_the_sum_of_the_capacities() {
         )) && text.contains("2.50 requests/s"),
         "{text}"
     );
+    // The daily budget: per provider, then all of them together.
+    assert!(
+        text.contains(&format!(
+            "budget per key or organization of openrouter/{OPENROUTER_MODEL} (rpm 200 · rph none · rpd 10000"
+        )),
+        "{text}"
+    );
+    assert!(
+        text.contains("batch size 1, all providers together:"),
+        "{text}"
+    );
     assert_eq!(p.served(), [0, 0, 0]);
 }
 

@@ -140,31 +140,49 @@ pub fn dry_run(
             crate::outln!("  note: {requests} requests exceed the {cap} per day the keys allow; it will take more than a day");
         }
     }
-    let l = &base.limits_in_force();
     let shown = |v: Option<u64>| v.map_or("none".to_string(), |v| v.to_string());
-    crate::outln!(
-        "  budget per key or organization (rpm {} · rph {} · rpd {} · tpm {} · tpd {}; texts {:.1} tokens a row):",
-        shown(l.rpm),
-        shown(l.rph),
-        shown(l.rpd),
-        shown(l.tpm),
-        shown(l.tpd),
-        average_bytes / 4.0
-    );
-    let auto =
-        budget::auto_batch_size(&base.limits_in_force(), prompter, info.average_text_bytes());
+    // One batch size serves every provider of a pool: chosen from the lowest limits.
+    let auto = budget::auto_batch_size(&cfg.limits_in_force(), prompter, info.average_text_bytes());
     let mut sizes = vec![(format!("batch size {batch_size}"), batch_size)];
     if cfg.batch_size == BatchSize::Auto {
         sizes[0].0 = format!("batch size auto ({batch_size})");
     } else {
         sizes.push((format!("batch size auto ({})", auto.size), auto.size));
     }
-    for (name, size) in sizes {
+    // Rows a day all providers' keys label together, per batch size.
+    let mut pooled: Vec<Option<f64>> = vec![Some(0.0); sizes.len()];
+    for c in cfg.pool() {
+        let l = &c.limits_in_force();
         crate::outln!(
-            "    {:<24}{}",
-            format!("{name}:"),
-            budget_line(cfg, prompter, size, average_bytes, to_send)
+            "  budget per key or organization{} (rpm {} · rph {} · rpd {} · tpm {} · tpd {}; texts {:.1} tokens a row):",
+            if cfg.is_pool() {
+                format!(" of {}/{}", c.provider.as_str(), c.model)
+            } else {
+                String::new()
+            },
+            shown(l.rpm),
+            shown(l.rph),
+            shown(l.rpd),
+            shown(l.tpm),
+            shown(l.tpd),
+            average_bytes / 4.0
         );
+        for (i, (name, size)) in sizes.iter().enumerate() {
+            let (line, per_day) = budget_line(c, prompter, *size, average_bytes, to_send);
+            crate::outln!("    {:<24}{line}", format!("{name}:"));
+            pooled[i] = pooled[i].zip(per_day).map(|(a, b)| a + b);
+        }
+    }
+    if cfg.is_pool() {
+        for ((name, _), per_day) in sizes.iter().zip(&pooled) {
+            if let Some(r) = per_day.filter(|r| *r > 0.0) {
+                crate::outln!(
+                    "  {name}, all providers together: {} rows a day · {:.2} days for {to_send} rows",
+                    budget::thousands(r),
+                    to_send as f64 / r
+                );
+            }
+        }
     }
     crate::outln!("    auto: {}", auto.reason);
     Ok(())
@@ -185,16 +203,16 @@ fn requests_per_second(c: &Config, tokens_a_request: Option<f64>) -> f64 {
     per_sec
 }
 
-/// One dry-run budget line: tokens per row, rows per key a day, the binding limit, and
-/// the days `rows` take with the configured keys.
+/// One dry-run budget line for one provider: tokens per row, rows per key a day, the
+/// binding limit, and the days `rows` take with its configured keys; and the rows a day
+/// all its keys label (`None` without a daily limit).
 fn budget_line(
-    cfg: &LabelConfig,
+    base: &Config,
     prompter: &Prompter,
     batch: usize,
     average_bytes: f64,
     rows: u64,
-) -> String {
-    let base = &cfg.base;
+) -> (String, Option<f64>) {
     let request = prompter.estimated_request_tokens(batch, average_bytes);
     let per_row = request / batch as f64;
     let own = average_bytes / 4.0;
@@ -226,5 +244,9 @@ fn budget_line(
         ),
         _ => "no daily limit known".to_string(),
     };
-    format!("{per_row:.1} tokens a row{ratio} · {capacity}")
+    let all_keys = day.rows.map(|r| r * orgs as f64);
+    (
+        format!("{per_row:.1} tokens a row{ratio} · {capacity}"),
+        all_keys,
+    )
 }
