@@ -468,6 +468,7 @@ impl Line {
 
     fn print(&self) {
         let ratio = match (self.ratio(), self.max) {
+            (Some(r), Some((m, unit))) if m < 10.0 => format!("{r:.3} of {m:.2} {unit}"),
             (Some(r), Some((m, unit))) => format!("{r:.3} of {m:.0} {unit}"),
             _ => "-".to_string(),
         };
