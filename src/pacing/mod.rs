@@ -36,6 +36,9 @@ pub use clock::{Clock, SystemClock};
 use org::{Org, Wait};
 pub use store::{MemoryQuotas, OrgId, QuotaStore, SqliteQuotas};
 
+/// The longest the dispatcher sleeps before it looks again.
+const LONGEST_NAP: Duration = Duration::from_millis(250);
+
 /// governor's view of our clock: time since the dispatcher started.
 #[derive(Clone)]
 struct GovernorClock {
@@ -219,7 +222,9 @@ impl Dispatcher {
                     Err(wait) => wait,
                 }
             };
-            tokio::time::sleep(wait.max(Duration::from_millis(1))).await;
+            // Never asleep for long: a reply may meanwhile state a higher limit, end a
+            // cooldown or free a key, and the next request should not miss it.
+            tokio::time::sleep(wait.clamp(Duration::from_millis(1), LONGEST_NAP)).await;
         }
     }
 
@@ -269,12 +274,13 @@ impl Dispatcher {
                 };
                 let o = &mut inner.orgs[org];
                 let change = o.limits.state(dim, limit, source);
-                limits.extend(
-                    o.restate(change)
-                        .map(|change| OrgLimitChange { org, key, change }),
-                );
+                limits.extend(o.restate(change, wall).map(|change| OrgLimitChange {
+                    org,
+                    key,
+                    change,
+                }));
             }
-            Some((Dim::Rpm, None)) => limits.extend(inner.learn_rpm_from_count(key, now)),
+            Some((Dim::Rpm, None)) => limits.extend(inner.learn_rpm_from_count(key, now, wall)),
             _ => {}
         }
         let health = inner.ring.failed(key, err, now, wall);
@@ -412,7 +418,7 @@ impl Inner {
                 earlier: false,
             };
             let change = org.limits.state(dim, value, source);
-            changes.extend(org.restate(change).map(|change| OrgLimitChange {
+            changes.extend(org.restate(change, wall).map(|change| OrgLimitChange {
                 org: org_idx,
                 key,
                 change,
@@ -443,7 +449,12 @@ impl Inner {
     /// A per-minute 429 that states no limit although our limiter allowed the request:
     /// the real limit is lower than ours. Enforce what was actually served in the last
     /// minute, but only with enough requests to tell (one early 429 teaches nothing).
-    fn learn_rpm_from_count(&mut self, key: usize, now: Instant) -> Option<OrgLimitChange> {
+    fn learn_rpm_from_count(
+        &mut self,
+        key: usize,
+        now: Instant,
+        wall: SystemTime,
+    ) -> Option<OrgLimitChange> {
         let org_idx = self.ring.slots[key].org;
         let org = &mut self.orgs[org_idx];
         // The failed request itself was counted as a grant.
@@ -452,7 +463,7 @@ impl Inner {
             return None;
         }
         let change = org.limits.observe_lower(Dim::Rpm, served);
-        org.restate(change).map(|change| OrgLimitChange {
+        org.restate(change, wall).map(|change| OrgLimitChange {
             org: org_idx,
             key,
             change,

@@ -105,11 +105,32 @@ impl Org {
     }
 
     /// The provider states a limit (or a lower one was observed): the next slots follow it.
-    pub fn restate(&mut self, change: Option<LimitChange>) -> Option<LimitChange> {
+    pub fn restate(
+        &mut self,
+        change: Option<LimitChange>,
+        wall: SystemTime,
+    ) -> Option<LimitChange> {
         let change = change?;
+        let before = self.values;
         self.values = self.limits.values();
         // Leased slots were spaced and counted for the old limit.
         self.give_back_lease();
+        // A higher minute limit: what was charged at the old, slower pace (the assumed
+        // free tier before the first reply, say) must not hold the next request back.
+        let raised = |d: Dim| match (before.get(d), self.values.get(d)) {
+            (Some(old), new) => new.is_none_or(|n| n > old),
+            (None, _) => false,
+        };
+        let (rpm, tpm) = (raised(Dim::Rpm), raised(Dim::Tpm));
+        if rpm || tpm {
+            let now = quota::nanos(wall);
+            if let Err(e) = self
+                .store
+                .update(&self.id, &mut |q, _| q.ease(now, rpm, tpm))
+            {
+                self.store_error = Some(e);
+            }
+        }
         Some(change)
     }
 

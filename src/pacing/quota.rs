@@ -292,6 +292,17 @@ impl QuotaState {
             .saturating_sub(count.saturating_mul(tokens.max(1)));
     }
 
+    /// A minute limit was raised: the schedule charged at the old pace starts over from
+    /// `now` (the old, slower pace would otherwise hold the next requests back).
+    pub fn ease(&mut self, now: Nanos, rpm: bool, tpm: bool) {
+        if rpm {
+            self.rpm_tat = self.rpm_tat.min(now);
+        }
+        if tpm {
+            self.tpm_tat = self.tpm_tat.min(now);
+        }
+    }
+
     /// No request before `until` (never shortens a longer block).
     pub fn block(&mut self, until: Nanos) {
         self.blocked_until = self.blocked_until.max(until);

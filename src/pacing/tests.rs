@@ -277,6 +277,32 @@ async fn stated_limits_replace_defaults_from_the_first_reply() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_higher_stated_limit_frees_a_request_held_back_by_the_default() {
+    // Before the first reply the assumed 6,000 tokens a minute space 850-token requests
+    // 6.8 s apart; the first reply states 10,000,000 while the second one waits.
+    let free = defaults(Limits {
+        tpm: Some(6000),
+        ..Limits::default()
+    });
+    let d = Arc::new(dispatcher_at(SystemTime::now(), &[0], free, Duration::ZERO));
+    key(&d, 850).await;
+    let start = Instant::now();
+    let waiting = {
+        let d = d.clone();
+        tokio::spawn(async move { key(&d, 850).await })
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let h = RateHeaders {
+        limit_tokens: Some(10_000_000),
+        ..Default::default()
+    };
+    d.succeeded(0, &h, 850);
+    waiting.await.unwrap();
+    let waited = start.elapsed();
+    assert!(waited < Duration::from_millis(500), "{waited:?}");
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_user_limit_stays_unless_the_provider_states_less() {
     let mut values = Dim::ALL.map(|_| (None, Source::Default { provider: "groq" }));
     values[Dim::Tpm as usize] = (Some(100_000), Source::Flag);
