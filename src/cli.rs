@@ -41,6 +41,8 @@ pub enum Command {
     /// List keys with their quotas and health; disable, enable, reset or rotate them (running runs see it within seconds).
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Serve a live dashboard of the state (keys, usage, runs, rotations) and its JSON API.
+    Dashboard(DashboardArgs),
     /// Print a shell completion script: bash, zsh, fish, powershell (or elvish).
     Completions {
         #[arg(value_enum)]
@@ -242,6 +244,18 @@ pub struct TestKeysArgs {
     pub chat: bool,
 }
 
+#[derive(Debug, Args, Clone)]
+pub struct DashboardArgs {
+    #[command(flatten)]
+    pub common: CommonArgs,
+    /// Address and port to listen on (port 0: any free port, printed at start-up).
+    #[arg(long, default_value = "127.0.0.1:8484")]
+    pub listen: String,
+    /// Secret for the disable, enable and rotate buttons (at least 16 characters); needed to listen beyond 127.0.0.1 [default: a random one, printed at start-up].
+    #[arg(long, env = "AUTOLABEL_DASHBOARD_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+}
+
 #[derive(Debug, Subcommand)]
 pub enum KeysCommand {
     /// Every configured key: name, masked key, priority, status, use of each quota, health, last use and error.
@@ -365,7 +379,7 @@ pub struct UsageArgs {
     /// Print JSON on stdout (stable format, see README).
     #[arg(long)]
     pub json: bool,
-    /// Also write a self-contained HTML report (tables and charts) to FILE.
+    /// Also write the dashboard's page with this data embedded (a static, self-contained snapshot) to FILE.
     #[arg(long, value_name = "FILE")]
     pub html: Option<PathBuf>,
 }

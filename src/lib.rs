@@ -8,6 +8,7 @@ pub mod cli;
 pub mod config;
 pub mod csvio;
 pub mod csvscan;
+pub mod dashboard;
 pub mod docs;
 pub mod error;
 pub mod keys;
@@ -50,7 +51,8 @@ pub async fn run(cli: Cli) -> Result<Outcome> {
                 reports.push(report::usage_report(cfg, &state, args.days.max(1))?);
             }
             if let Some(path) = &args.html {
-                std::fs::write(path, report::usage_html(&reports))
+                let page = dashboard::api::snapshot_page(&pool, &state, &reports)?;
+                std::fs::write(path, page)
                     .map_err(|e| error::Error::io(format!("--html {}", path.display()), e))?;
             }
             if args.json {
@@ -69,6 +71,7 @@ pub async fn run(cli: Cli) -> Result<Outcome> {
         }
         Some(Command::State(cmd)) => statecmd::run(cmd),
         Some(Command::Keys(cmd)) => keyscmd::run(cmd),
+        Some(Command::Dashboard(args)) => dashboard::run(&args).await,
         Some(Command::Completions { shell }) => docs::completions(shell),
         Some(Command::Man) => docs::man_page(),
     }

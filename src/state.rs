@@ -18,6 +18,8 @@ use crate::timeutil;
 
 mod key_control;
 pub use key_control::{Base, KeyActivity, KeyOverride};
+mod runs;
+pub use runs::{Beat, RunInfo};
 
 /// 2: the `meta` table (when the state was last pruned).
 const SCHEMA_VERSION: i64 = 2;
@@ -319,6 +321,7 @@ impl State {
         add_missing_columns(&conn)?;
         conn.execute_batch(LEARNED_LIMITS)?;
         conn.execute_batch(key_control::SCHEMA)?;
+        conn.execute_batch(runs::SCHEMA)?;
         Ok(conn)
     }
 
@@ -328,6 +331,7 @@ impl State {
         add_missing_columns(&conn).unwrap();
         conn.execute_batch(LEARNED_LIMITS).unwrap();
         conn.execute_batch(key_control::SCHEMA).unwrap();
+        conn.execute_batch(runs::SCHEMA).unwrap();
         State {
             conn: Mutex::new(conn),
             path: PathBuf::from(":memory:"),

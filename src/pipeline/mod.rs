@@ -7,6 +7,7 @@
 //! flushed as soon as it can be written.
 
 pub mod feeder;
+pub mod heartbeat;
 pub mod overrides;
 pub mod worker;
 
@@ -27,6 +28,7 @@ use crate::csvio::InputInfo;
 use crate::error::{Error, Result};
 use crate::provider::classify::ErrorClass;
 use crate::signals::{Signals, StopSignal};
+use crate::state::Beat;
 use crate::timeutil;
 use feeder::Row;
 use worker::{Ctx, TextOutcome};
@@ -143,6 +145,9 @@ pub async fn run(
     let mut signals = Signals::install();
     // `autolabel keys disable|enable|reset|rotate`, now and while the run goes.
     let mut key_overrides = overrides::OverrideSync::start(&ctx);
+    // The run's entry in the runs registry, for `autolabel dashboard`.
+    let mut heartbeat =
+        heartbeat::Heartbeat::start(&ctx, &setup.info.path, &setup.output_path, total);
     let mut out_rec = StringRecord::new();
 
     loop {
@@ -232,7 +237,9 @@ pub async fn run(
                 let done = counts.written;
                 let minutes = started.elapsed().as_secs_f64() / 60.0;
                 let key = ctx.dispatcher.with_ring(|r| r.current.map(|k| r.slots[k].key.label()).unwrap_or_else(|| "-".into()));
-                ctx.ui.progress(done, total, if minutes > 0.0 { (done - counts.kept) as f64 / minutes } else { 0.0 }, counts.fallbacks, &key);
+                let rate = if minutes > 0.0 { (done - counts.kept) as f64 / minutes } else { 0.0 };
+                ctx.ui.progress(done, total, rate, counts.fallbacks, &key);
+                heartbeat.beat(&ctx, &Beat { rows_done: done, rows_total: total, rate, key_in_use: &key });
             }
         }
     }
@@ -247,6 +254,26 @@ pub async fn run(
         &mut cache_puts,
     )?;
     flush_state(&ctx, &mut cache_puts);
+    let key = ctx.dispatcher.with_ring(|r| {
+        r.current
+            .map(|k| r.slots[k].key.label())
+            .unwrap_or_else(|| "-".into())
+    });
+    let minutes = started.elapsed().as_secs_f64() / 60.0;
+    let rate = if minutes > 0.0 {
+        (counts.written - counts.kept) as f64 / minutes
+    } else {
+        0.0
+    };
+    heartbeat.finish(
+        &ctx,
+        &Beat {
+            rows_done: counts.written,
+            rows_total: total,
+            rate,
+            key_in_use: &key,
+        },
+    );
     ctx.ui.finish_progress();
     let _ = feeder.join();
     if let Some(e) = input_error {

@@ -1,0 +1,331 @@
+//! `autolabel dashboard`: a live page over the state, served by axum on this process's
+//! tokio runtime, and the JSON API behind it (`api`).
+//!
+//! Read-only by default. The few actions (disable, enable, rotate) need the token printed
+//! at start-up in the `X-Autolabel-Token` header: a header, not a cookie, so another site
+//! cannot make a visitor's browser send it (a cross-site request with a custom header
+//! needs a CORS preflight, which this server never grants). Listening beyond loopback
+//! needs a token chosen with `--token`; on loopback, requests must name a loopback host,
+//! so a foreign name pointed at 127.0.0.1 (DNS rebinding) reads nothing.
+
+pub mod api;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::extract::{Path, Query, Request, State as AxState};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Serialize;
+
+use crate::cli::DashboardArgs;
+use crate::config::Config;
+use crate::error::{Error, Outcome, Result};
+use crate::state::State;
+
+/// The header that carries the action token.
+pub const TOKEN_HEADER: &str = "x-autolabel-token";
+
+struct App {
+    pool: Vec<Config>,
+    state: State,
+    token: String,
+    /// Listening on loopback: only loopback host names are answered.
+    loopback: bool,
+    verbose: u8,
+}
+
+#[derive(Serialize)]
+struct Done {
+    done: String,
+}
+
+#[derive(Serialize)]
+struct Failed {
+    error: String,
+}
+
+fn fail(status: StatusCode, error: impl Into<String>) -> Response {
+    (
+        status,
+        Json(Failed {
+            error: error.into(),
+        }),
+    )
+        .into_response()
+}
+
+fn answer<T: Serialize>(r: Result<T>) -> Response {
+    match r {
+        Ok(v) => Json(v).into_response(),
+        Err(e) => fail(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    }
+}
+
+/// A random token of 128 bits, hex.
+fn new_token() -> String {
+    (0..4)
+        .map(|_| format!("{:08x}", fastrand::u32(..)))
+        .collect()
+}
+
+/// Where to listen, and whether that is allowed without `--token`.
+pub fn check_listen(listen: &str, token: Option<&str>) -> Result<SocketAddr> {
+    let addr: SocketAddr = listen.trim().parse().map_err(|_| {
+        Error::Usage(format!(
+            "--listen {listen}: not an address and port like 127.0.0.1:8484"
+        ))
+    })?;
+    if let Some(t) = token {
+        if t.chars().count() < 16 || t.chars().any(|c| c.is_control() || c.is_whitespace()) {
+            return Err(Error::Usage(
+                "--token: at least 16 characters, no spaces (anyone who guesses it can disable keys)".into(),
+            ));
+        }
+    }
+    if !addr.ip().is_loopback() && token.is_none() {
+        return Err(Error::Usage(format!(
+            "--listen {addr}: other machines could reach it; pass --token with a secret of your own to listen beyond 127.0.0.1"
+        )));
+    }
+    Ok(addr)
+}
+
+pub async fn run(args: &DashboardArgs) -> Result<Outcome> {
+    let addr = check_listen(&args.listen, args.token.as_deref())?;
+    let mut pool = Config::resolve_for_report(&args.common)?;
+    let state = State::open(&pool[0].state_path)?;
+    for cfg in &mut pool {
+        cfg.load_learned(&state)?;
+    }
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| Error::Runtime(format!("--listen {addr}: cannot listen: {e}")))?;
+    let local = listener
+        .local_addr()
+        .map_err(|e| Error::Runtime(format!("--listen {addr}: {e}")))?;
+    let (token, say_token) = match &args.token {
+        Some(t) => (t.clone(), "the one given with --token".to_string()),
+        None => {
+            let t = new_token();
+            (t.clone(), t)
+        }
+    };
+    let app = Arc::new(App {
+        pool,
+        state,
+        token,
+        loopback: local.ip().is_loopback(),
+        verbose: args.common.verbose,
+    });
+    crate::outln!("dashboard: http://{local}/");
+    crate::outln!("action token (for disable, enable, rotate): {say_token}");
+    let router = Router::new()
+        .route("/", get(page))
+        .route("/api/summary", get(summary))
+        .route("/api/keys", get(keys))
+        .route("/api/runs", get(runs))
+        .route("/api/usage", get(usage))
+        .route("/api/rotations", get(rotations))
+        .route("/api/rotate", post(rotate))
+        .route("/api/keys/{provider}/{index}/{action}", post(key_action))
+        .layer(middleware::from_fn_with_state(app.clone(), guard))
+        .with_state(app);
+    axum::serve(listener, router)
+        .with_graceful_shutdown(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await
+        .map_err(|e| Error::Runtime(format!("dashboard: {e}")))?;
+    Ok(Outcome::Complete)
+}
+
+/// Logs requests (`-v`) and answers only loopback host names when listening on loopback.
+async fn guard(AxState(app): AxState<Arc<App>>, req: Request, next: Next) -> Response {
+    let host = req
+        .headers()
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("");
+    let name = host
+        .rsplit_once(':')
+        .filter(|(_, port)| port.chars().all(|c| c.is_ascii_digit()))
+        .map_or(host, |(name, _)| name);
+    let loopback_name = matches!(name, "localhost" | "127.0.0.1" | "[::1]")
+        || name
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    if app.loopback && !loopback_name {
+        return fail(
+            StatusCode::MISDIRECTED_REQUEST,
+            "this dashboard answers only to localhost or 127.0.0.1",
+        );
+    }
+    let line = format!("{} {}", req.method(), req.uri().path());
+    let response = next.run(req).await;
+    if app.verbose > 0 {
+        eprintln!("dashboard: {line} -> {}", response.status().as_u16());
+    }
+    response
+}
+
+async fn page() -> impl IntoResponse {
+    (
+        [
+            (header::CACHE_CONTROL, "no-store"),
+            // Nothing but this server: no CDN, font or script from elsewhere.
+            (
+                header::CONTENT_SECURITY_POLICY,
+                "default-src 'self'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; img-src 'self' data:",
+            ),
+        ],
+        Html(api::PAGE),
+    )
+}
+
+async fn summary(AxState(app): AxState<Arc<App>>) -> Response {
+    answer(api::summary(&app.pool, &app.state))
+}
+
+async fn keys(AxState(app): AxState<Arc<App>>) -> Response {
+    answer(api::keys(&app.pool, &app.state))
+}
+
+async fn runs(AxState(app): AxState<Arc<App>>) -> Response {
+    answer(api::runs(&app.state))
+}
+
+async fn usage(
+    AxState(app): AxState<Arc<App>>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    let days = match q.get("days").map(|d| d.trim().parse::<u32>()) {
+        None => 7,
+        Some(Ok(d)) if (1..=3650).contains(&d) => d,
+        Some(_) => {
+            return fail(
+                StatusCode::BAD_REQUEST,
+                "days: a whole number from 1 to 3650",
+            )
+        }
+    };
+    answer(
+        api::usage(&app.pool, &app.state, days)
+            .map(|reports| serde_json::json!({ "providers": reports })),
+    )
+}
+
+async fn rotations(AxState(app): AxState<Arc<App>>) -> Response {
+    answer(api::rotations(&app.pool, &app.state))
+}
+
+/// Whether the request carries the action token (compared without an early exit).
+fn authorized(app: &App, headers: &HeaderMap) -> bool {
+    let Some(given) = headers.get(TOKEN_HEADER).map(|v| v.as_bytes()) else {
+        return false;
+    };
+    let want = app.token.as_bytes();
+    given.len() == want.len()
+        && given
+            .iter()
+            .zip(want)
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0
+}
+
+fn refused() -> Response {
+    fail(
+        StatusCode::UNAUTHORIZED,
+        format!("actions need the token printed at start-up in the {TOKEN_HEADER} header"),
+    )
+}
+
+async fn rotate(AxState(app): AxState<Arc<App>>, headers: HeaderMap) -> Response {
+    if !authorized(&app, &headers) {
+        return refused();
+    }
+    for cfg in &app.pool {
+        if let Err(e) = app.state.request_rotation(cfg.provider.as_str()) {
+            return fail(StatusCode::INTERNAL_SERVER_ERROR, e.to_string());
+        }
+    }
+    Json(Done {
+        done: "rotation requested: running runs move off the key in use within a few seconds"
+            .into(),
+    })
+    .into_response()
+}
+
+async fn key_action(
+    AxState(app): AxState<Arc<App>>,
+    Path((provider, index, action)): Path<(String, usize, String)>,
+    headers: HeaderMap,
+) -> Response {
+    if !authorized(&app, &headers) {
+        return refused();
+    }
+    let Some(cfg) = app.pool.iter().find(|c| c.provider.as_str() == provider) else {
+        return fail(StatusCode::NOT_FOUND, "no such provider here");
+    };
+    let Some(key) = cfg.keys.iter().find(|k| k.index == index) else {
+        return fail(StatusCode::NOT_FOUND, format!("no key {index}"));
+    };
+    let p = cfg.provider.as_str();
+    let label = key.label();
+    let done = match action.as_str() {
+        "disable" => app
+            .state
+            .set_key_disabled(
+                p,
+                &key.fingerprint,
+                &key.masked,
+                true,
+                None,
+                "disabled from the dashboard",
+            )
+            .and_then(|()| {
+                app.state.log_rotation(
+                    p,
+                    &label,
+                    "-",
+                    "manual: disabled (disabled from the dashboard)",
+                    "manual",
+                )
+            })
+            .map(|()| format!("key {label} disabled")),
+        "enable" => app
+            .state
+            .set_key_disabled(p, &key.fingerprint, &key.masked, false, None, "")
+            .and_then(|()| {
+                app.state
+                    .log_rotation(p, "-", &label, "manual: enabled", "manual")
+            })
+            .map(|()| format!("key {label} enabled")),
+        _ => return fail(StatusCode::NOT_FOUND, "actions: disable, enable"),
+    };
+    match done {
+        Ok(done) => Json(Done { done }).into_response(),
+        Err(e) => fail(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn listening_beyond_loopback_needs_a_token() {
+        assert!(check_listen("127.0.0.1:0", None).is_ok());
+        assert!(check_listen("[::1]:8484", None).is_ok());
+        let err = check_listen("0.0.0.0:8484", None).unwrap_err();
+        assert!(matches!(err, Error::Usage(_)), "{err}");
+        assert!(check_listen("0.0.0.0:8484", Some("a-long-enough-secret")).is_ok());
+        assert!(check_listen("0.0.0.0:8484", Some("short")).is_err());
+        assert!(check_listen("localhost", None).is_err());
+        assert_eq!(new_token().len(), 32);
+    }
+}

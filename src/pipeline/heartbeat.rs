@@ -1,0 +1,76 @@
+//! A labeling run's entry in the state's runs registry: registered at the start, a
+//! heartbeat every few seconds (rows done of total, rate, key in use), finished at the
+//! end, so `autolabel dashboard` shows the runs going on every machine.
+
+use std::path::Path;
+use std::time::{Duration, Instant, SystemTime};
+
+use super::worker::Ctx;
+use crate::state::Beat;
+use crate::timeutil;
+
+/// Often enough for a live view, rarely enough to cost nothing.
+const EVERY: Duration = Duration::from_secs(3);
+
+pub struct Heartbeat {
+    id: String,
+    last: Instant,
+}
+
+/// This machine's name (`uname -n`).
+pub fn host_name() -> String {
+    let mut buf = [0u8; 256];
+    // SAFETY: gethostname writes at most buf.len() bytes into the buffer we own.
+    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
+    if rc != 0 {
+        return "unknown".into();
+    }
+    let end = buf.iter().position(|b| *b == 0).unwrap_or(buf.len());
+    String::from_utf8_lossy(&buf[..end]).into_owned()
+}
+
+impl Heartbeat {
+    /// Registers the run. A state that cannot take it costs the run nothing.
+    pub fn start(ctx: &Ctx, input: &Path, output: &Path, total: u64) -> Heartbeat {
+        let host = host_name();
+        let id = format!(
+            "{host}-{}-{}",
+            std::process::id(),
+            timeutil::unix_secs(SystemTime::now())
+        );
+        let providers: Vec<&str> = ctx.members.iter().map(|m| m.provider).collect();
+        if let Err(e) = ctx.state.run_started(
+            &id,
+            &host,
+            &input.display().to_string(),
+            &output.display().to_string(),
+            &providers.join(","),
+            total,
+        ) {
+            ctx.ui.debug(1, &format!("could not register the run: {e}"));
+        }
+        Heartbeat {
+            id,
+            last: Instant::now(),
+        }
+    }
+
+    /// At most every 3 s.
+    pub fn beat(&mut self, ctx: &Ctx, beat: &Beat) {
+        if self.last.elapsed() < EVERY {
+            return;
+        }
+        self.last = Instant::now();
+        if let Err(e) = ctx.state.run_heartbeat(&self.id, beat) {
+            ctx.ui
+                .debug(1, &format!("could not write the run's heartbeat: {e}"));
+        }
+    }
+
+    pub fn finish(&self, ctx: &Ctx, beat: &Beat) {
+        if let Err(e) = ctx.state.run_finished(&self.id, beat) {
+            ctx.ui
+                .debug(1, &format!("could not mark the run finished: {e}"));
+        }
+    }
+}

@@ -1,0 +1,452 @@
+//! `autolabel dashboard`: the JSON API answered from a state filled by a real labeling
+//! run, the action token, and the page loaded in headless Chromium (which must be
+//! installed: `.ci/run` installs Debian's `chromium`; without it this test fails).
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use common::*;
+use rusqlite::{params, Connection};
+use serde_json::Value;
+
+/// A reply: status and body.
+struct Reply {
+    status: u16,
+    body: String,
+}
+
+/// One HTTP/1.1 request to the dashboard, by hand (the test needs nothing more).
+fn http(addr: &str, method: &str, path: &str, headers: &[(&str, &str)]) -> Reply {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut req = format!("{method} {path} HTTP/1.1\r\nConnection: close\r\nContent-Length: 0\r\n");
+    if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("host")) {
+        req.push_str(&format!("Host: {addr}\r\n"));
+    }
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    s.write_all(req.as_bytes()).unwrap();
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).unwrap();
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    // The JSON bodies are small: axum sends them with a length, not chunked.
+    Reply {
+        status,
+        body: body.to_string(),
+    }
+}
+
+fn json(r: &Reply) -> Value {
+    assert_eq!(r.status, 200, "{}", r.body);
+    serde_json::from_str(&r.body).unwrap()
+}
+
+/// The dashboard as a child: its address and token from the first two stdout lines.
+struct Dashboard {
+    child: Option<Child>,
+    addr: String,
+    token: String,
+}
+
+impl Dashboard {
+    fn start(sb: &Sandbox) -> Dashboard {
+        let mut child = sb
+            .cmd()
+            .args(["dashboard", "--listen", "127.0.0.1:0", "-v"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let first = lines.next().unwrap().unwrap();
+        let addr = first
+            .strip_prefix("dashboard: http://")
+            .and_then(|a| a.strip_suffix('/'))
+            .unwrap_or_else(|| panic!("{first}"))
+            .to_string();
+        let second = lines.next().unwrap().unwrap();
+        let token = second.rsplit(' ').next().unwrap().to_string();
+        assert_eq!(token.len(), 32, "{second}");
+        Dashboard {
+            child: Some(child),
+            addr,
+            token,
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("http://{}/", self.addr)
+    }
+
+    /// Stops it (SIGTERM) and returns what it printed on stderr.
+    fn stop(mut self) -> Output {
+        let child = self.child.take().unwrap();
+        // SAFETY: a plain kill(2) to our own child.
+        unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+        wait_with_limit(child, Duration::from_secs(20))
+    }
+}
+
+impl Drop for Dashboard {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// Debian names it `chromium`; other systems `chromium-browser`. None: the test fails.
+fn chromium() -> PathBuf {
+    for name in ["chromium", "chromium-browser"] {
+        if let Ok(out) = Command::new("sh")
+            .args(["-c", &format!("command -v {name}")])
+            .output()
+        {
+            let path = String::from_utf8_lossy(&out.stdout).trim().to_string();
+            if out.status.success() && !path.is_empty() {
+                return PathBuf::from(path);
+            }
+        }
+    }
+    panic!("chromium is not installed: `apt-get install -y chromium` (.ci/run does it)");
+}
+
+/// Headless Chromium that reaches nothing but 127.0.0.1, with the page's scripts run
+/// (virtual time) before the DOM is printed or the screenshot taken.
+fn browser(profile: &Path, args: &[&str], url: &str) -> Output {
+    let mut cmd = Command::new(chromium());
+    cmd.args([
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+        "--hide-scrollbars",
+        "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
+        "--virtual-time-budget=4000",
+    ])
+    .arg(format!("--user-data-dir={}", profile.display()))
+    .args(args)
+    .arg(url)
+    .stdin(Stdio::null());
+    run_with_limit(&mut cmd, Duration::from_secs(90))
+}
+
+fn now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+/// A state from a real run (3 keys, one 500 retried), key 3 disabled, and a run going on
+/// another machine.
+fn filled_state() -> (FakeProvider, Sandbox, Vec<Output>) {
+    let ks = [PLANTED, KEY2, KEY3];
+    let (fake, sb, _, input, output) = setup(&ks, FakeConfig::with_keys(&ks), 20);
+    fake.push_faults([Fault::Status(500)]);
+    let labeled = run(&mut sb.label(&fake, &input, &output, &[]));
+    assert_eq!(code(&labeled), 0, "{}", stderr(&labeled));
+    let off = run(sb
+        .cmd()
+        .args(["keys", "disable", "3", "--reason", "leaked"]));
+    assert_eq!(code(&off), 0, "{}", stderr(&off));
+    let conn = Connection::open(sb.state()).unwrap();
+    conn.execute(
+        "INSERT INTO runs (id, host, pid, input, output, providers, rows_done, rows_total, rate, key_in_use, started, heartbeat)
+         VALUES ('other', 'labeler-7', 4242, 'tweets.csv', 'tweets.out.csv', 'groq', 120, 500, 60.0, '#2 gsk_…_xw8', ?1, ?1)",
+        params![now()],
+    )
+    .unwrap();
+    (fake, sb, vec![labeled, off])
+}
+
+fn secrets() -> [&'static str; 3] {
+    [PLANTED, KEY2, KEY3]
+}
+
+fn assert_text_has_no_secret(what: &str, text: &str) {
+    for s in secrets() {
+        for w in windows(s, 8) {
+            assert!(!text.contains(&w), "{w:?} of a key leaked into {what}");
+        }
+    }
+}
+
+#[test]
+fn the_json_api_answers_from_the_state_and_actions_need_the_token() {
+    let (_fake, sb, mut outs) = filled_state();
+    let d = Dashboard::start(&sb);
+    let a = d.addr.clone();
+
+    let s = json(&http(&a, "GET", "/api/summary", &[]));
+    assert_text_has_no_secret("/api/summary", &s.to_string());
+    // 20 rows and one 500 that was retried.
+    assert_eq!(
+        (s["requests"].as_u64(), s["successes"].as_u64()),
+        (Some(21), Some(20))
+    );
+    assert_eq!(s["success_rate"], 95.2);
+    assert_eq!(s["keys"]["active"], 2);
+    assert_eq!(s["keys"]["disabled"], 1);
+    assert_eq!(s["per_day"].as_array().unwrap().len(), 7);
+    assert_eq!(s["per_day"][6]["requests"], 21);
+    assert_eq!(s["per_model"][0]["model"], "groq/llama-3.1-8b-instant");
+
+    let keys = json(&http(&a, "GET", "/api/keys", &[]));
+    let statuses: Vec<&str> = keys
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(statuses, ["available", "available", "disabled"]);
+    assert_eq!(keys[2]["status_reason"], "leaked");
+    assert_text_has_no_secret("/api/keys", &keys.to_string());
+
+    let runs = json(&http(&a, "GET", "/api/runs", &[]));
+    let runs = runs.as_array().unwrap();
+    let other = runs.iter().find(|r| r["host"] == "labeler-7").unwrap();
+    assert_eq!(
+        (other["active"].as_bool(), other["eta_minutes"].as_f64()),
+        (Some(true), Some(6.3))
+    );
+    // The labeling run registered itself and finished.
+    let ours = runs.iter().find(|r| r["host"] != "labeler-7").unwrap();
+    assert_eq!(
+        (ours["rows_done"].as_u64(), ours["active"].as_bool()),
+        (Some(20), Some(false))
+    );
+    assert!(ours["finished"].is_string());
+
+    let usage = json(&http(&a, "GET", "/api/usage?days=3", &[]));
+    assert_eq!(usage["providers"][0]["keys"].as_array().unwrap().len(), 3);
+    assert_eq!(usage["providers"][0]["days"], 3);
+    for bad in [
+        "/api/usage?days=abc",
+        "/api/usage?days=0",
+        "/api/usage?days=99999999999",
+    ] {
+        assert_eq!(http(&a, "GET", bad, &[]).status, 400, "{bad}");
+    }
+    let rot = json(&http(&a, "GET", "/api/rotations", &[]));
+    assert_eq!(rot["manual"], 1, "{rot}");
+
+    // Actions: refused without the token or with a wrong one (401), done with it.
+    for headers in [
+        vec![],
+        vec![("X-Autolabel-Token", "wrong")],
+        vec![("Cookie", "x-autolabel-token=whatever")],
+    ] {
+        assert_eq!(http(&a, "POST", "/api/rotate", &headers).status, 401);
+        assert_eq!(
+            http(&a, "POST", "/api/keys/groq/3/enable", &headers).status,
+            401
+        );
+    }
+    assert_eq!(
+        json(&http(&a, "GET", "/api/keys", &[]))[2]["status"],
+        "disabled",
+        "nothing changed"
+    );
+    let t = [("X-Autolabel-Token", d.token.as_str())];
+    let r = http(&a, "POST", "/api/keys/groq/3/enable", &t);
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(
+        json(&http(&a, "GET", "/api/keys", &[]))[2]["status"],
+        "available"
+    );
+    assert_eq!(http(&a, "POST", "/api/rotate", &t).status, 200);
+    assert_eq!(http(&a, "POST", "/api/keys/groq/9/disable", &t).status, 404);
+    assert_eq!(http(&a, "POST", "/api/keys/groq/x/disable", &t).status, 400);
+    assert_eq!(http(&a, "POST", "/api/keys/groq/1/explode", &t).status, 404);
+    // A foreign host name pointed at 127.0.0.1 gets nothing.
+    assert_eq!(
+        http(&a, "GET", "/api/keys", &[("Host", "evil.example:80")]).status,
+        421
+    );
+
+    let out = d.stop();
+    outs.push(out);
+    let refs: Vec<&Output> = outs.iter().collect();
+    sb.assert_no_leak(&refs, &secrets());
+}
+
+#[test]
+fn listening_beyond_loopback_without_a_token_is_refused() {
+    let sb = Sandbox::new();
+    sb.write_keys(&[PLANTED]);
+    let out = run_with_limit(
+        sb.cmd().args(["dashboard", "--listen", "0.0.0.0:0"]),
+        Duration::from_secs(20),
+    );
+    assert_eq!(code(&out), 2, "{}", stderr(&out));
+    assert!(stderr(&out).contains("--token"), "{}", stderr(&out));
+    let bad = run_with_limit(
+        sb.cmd().args(["dashboard", "--listen", "nowhere"]),
+        Duration::from_secs(20),
+    );
+    assert_eq!(code(&bad), 2);
+    sb.assert_no_leak(&[&out, &bad], &[PLANTED]);
+}
+
+/// Every URL the page could load or fetch is relative (or the SVG namespace name, which
+/// is not fetched).
+fn assert_self_contained(page: &str) {
+    for pattern in [
+        "src=\"http",
+        "href=\"http",
+        "src='http",
+        "href='http",
+        "@import",
+        "url(",
+        "fetch(\"http",
+        "fetch('http",
+        "//cdn",
+        "fonts.googleapis",
+    ] {
+        assert!(!page.contains(pattern), "the page refers to {pattern:?}");
+    }
+    let http_urls: Vec<&str> = page
+        .match_indices("http")
+        .map(|(i, _)| &page[i..(i + 40).min(page.len())])
+        .filter(|s| s.starts_with("http://") || s.starts_with("https://"))
+        .collect();
+    assert!(
+        http_urls
+            .iter()
+            .all(|u| u.starts_with("http://www.w3.org/2000/svg")),
+        "{http_urls:?}"
+    );
+}
+
+#[test]
+fn the_page_in_headless_chromium_shows_counts_statuses_and_the_active_run() {
+    let (_fake, sb, mut outs) = filled_state();
+    let d = Dashboard::start(&sb);
+    let page = http(&d.addr, "GET", "/", &[]);
+    assert_eq!(page.status, 200);
+    assert_self_contained(&page.body);
+
+    let profile = tempfile::tempdir().unwrap();
+    let dom = browser(profile.path(), &["--dump-dom"], &d.url());
+    let html = stdout(&dom);
+    assert!(
+        html.contains("id=\"card-requests\"><span class=\"v\">21</span>"),
+        "{html}"
+    );
+    assert!(
+        html.contains("id=\"card-success\"><span class=\"v\">95.2 %</span>"),
+        "{html}"
+    );
+    assert!(
+        html.contains("id=\"card-active\"><span class=\"v\">2</span>"),
+        "{html}"
+    );
+    assert!(
+        html.contains("id=\"card-disabled\"><span class=\"v\">1</span>"),
+        "{html}"
+    );
+    assert_eq!(
+        html.matches("class=\"key\" data-status=\"available\"")
+            .count(),
+        2,
+        "{html}"
+    );
+    assert_eq!(
+        html.matches("class=\"key\" data-status=\"disabled\"")
+            .count(),
+        1
+    );
+    assert!(html.contains("labeler-7"), "the active run: {html}");
+    assert!(html.contains("<td class=\"rows\">120 / 500</td>"), "{html}");
+    assert!(html.contains("auto 0 · manual 1"), "{html}");
+    assert!(
+        html.contains("<polyline"),
+        "the line chart was drawn: {html}"
+    );
+    assert!(html.contains("<span id=\"status\">updated "), "{html}");
+
+    // Screenshots at desktop and phone width.
+    for (name, size) in [("dashboard.png", "1280,800"), ("phone.png", "390,844")] {
+        let png = sb.path(name);
+        let shot = browser(
+            profile.path(),
+            &[
+                &format!("--screenshot={}", png.display()),
+                &format!("--window-size={size}"),
+            ],
+            &d.url(),
+        );
+        let bytes =
+            std::fs::read(&png).unwrap_or_else(|_| panic!("no screenshot: {}", stderr(&shot)));
+        assert!(
+            bytes.starts_with(b"\x89PNG") && bytes.len() > 10_000,
+            "{name}"
+        );
+        // The README's screenshot, when asked for.
+        if let (Ok(dir), "dashboard.png") = (std::env::var("AUTOLABEL_SCREENSHOT_DIR"), name) {
+            std::fs::copy(&png, Path::new(&dir).join(name)).unwrap();
+        }
+    }
+    let served = d.stop();
+    // What the browser asked for: the page and its API, from this server only.
+    let log = stderr(&served);
+    for path in [
+        "GET / ",
+        "GET /api/summary",
+        "GET /api/keys",
+        "GET /api/runs",
+        "GET /api/usage",
+        "GET /api/rotations",
+    ] {
+        assert!(log.contains(path), "{path}: {log}");
+    }
+    outs.extend([dom, served]);
+    let refs: Vec<&Output> = outs.iter().collect();
+    sb.assert_no_leak(&refs, &secrets());
+}
+
+#[test]
+fn usage_html_is_the_same_page_as_a_static_snapshot() {
+    let (_fake, sb, mut outs) = filled_state();
+    let file = sb.path("snapshot.html");
+    let u = run(sb.cmd().args(["usage", "--html"]).arg(&file));
+    assert_eq!(code(&u), 0, "{}", stderr(&u));
+    let page = std::fs::read_to_string(&file).unwrap();
+    assert_self_contained(&page);
+    assert!(page.contains("<script id=\"snapshot\" type=\"application/json\">"));
+    let profile = tempfile::tempdir().unwrap();
+    let dom = browser(
+        profile.path(),
+        &["--dump-dom"],
+        &format!("file://{}", file.display()),
+    );
+    let html = stdout(&dom);
+    assert!(
+        html.contains("id=\"card-requests\"><span class=\"v\">21</span>"),
+        "{html}"
+    );
+    assert!(html.contains("labeler-7"), "{html}");
+    assert!(html.contains("snapshot of "), "{html}");
+    assert!(!html.contains("id=\"token\""), "no actions in a snapshot");
+    outs.extend([u, dom]);
+    let refs: Vec<&Output> = outs.iter().collect();
+    sb.assert_no_leak(&refs, &secrets());
+}
