@@ -223,6 +223,11 @@ fn text_of(base: &[String], i: usize) -> String {
 
 /// Writes `id,text` with `rows` unique texts.
 fn write_input(path: &Path, base: &[String], rows: usize) {
+    write_input_from(path, base, 0, rows);
+}
+
+/// Writes `id,text` with the unique texts `first..first + rows`.
+fn write_input_from(path: &Path, base: &[String], first: usize, rows: usize) {
     let mut w = csv::WriterBuilder::new()
         .terminator(csv::Terminator::Any(b'\n'))
         .from_path(path)
@@ -232,7 +237,7 @@ fn write_input(path: &Path, base: &[String], rows: usize) {
     for i in 0..rows {
         id.clear();
         id.push_str(&(i + 1).to_string());
-        w.write_record([id.as_str(), text_of(base, i).as_str()])
+        w.write_record([id.as_str(), text_of(base, first + i).as_str()])
             .expect("write");
     }
     w.flush().expect("flush input");
@@ -1014,7 +1019,90 @@ fn main() {
         });
     }
 
-    // 5. learn: the fake allows 60 RPM per org, the tool is told 300.
+    // 5. shared: three processes at once on the same keys and state file, as cron jobs
+    // started together would be: 3 keys in 3 orgs at 120 RPM, each run told `--rpm 120`.
+    if wanted("shared") {
+        const PROCS: usize = 3;
+        let rows = scaled(150, 40);
+        let sb = Sandbox::new(&KEYS);
+        let fake = FakeProvider::start(three_orgs(120, true));
+        let mut owner: HashMap<String, usize> = HashMap::new();
+        let children: Vec<_> = (0..PROCS)
+            .map(|p| {
+                let input = sb.path(&format!("in{p}.csv"));
+                write_input_from(&input, &base, p * rows, rows);
+                for i in 0..rows {
+                    owner.insert(text_of(&base, p * rows + i), p);
+                }
+                let cmd = sb.label(
+                    &fake,
+                    &input,
+                    &sb.path(&format!("out{p}.csv")),
+                    &["--rpm", "120", "--concurrency", "4"],
+                );
+                std::thread::spawn(move || run_child(cmd, Duration::from_secs(600)))
+            })
+            .collect();
+        let runs: Vec<ChildRun> = children
+            .into_iter()
+            .map(|c| c.join().expect("run"))
+            .collect();
+        let reqs = fake.requests();
+        let of = |r: &fake::RecordedRequest| r.texts.first().and_then(|t| owner.get(t)).copied();
+        // The steady part: while all three run (from the last one's first request to the
+        // first one's last).
+        let span = |p: usize| {
+            let at: Vec<Duration> = reqs
+                .iter()
+                .filter(|r| of(r) == Some(p))
+                .map(|r| r.at)
+                .collect();
+            (
+                at.iter().min().copied().unwrap_or_default(),
+                at.iter().max().copied().unwrap_or_default(),
+            )
+        };
+        let spans: Vec<_> = (0..PROCS).map(span).collect();
+        let from = spans.iter().map(|s| s.0).max().unwrap_or_default();
+        let to = spans.iter().map(|s| s.1).min().unwrap_or_default();
+        let secs = (to - from).as_secs_f64().max(1e-9);
+        let steady: Vec<usize> = (0..PROCS)
+            .map(|p| {
+                reqs.iter()
+                    .filter(|r| of(r) == Some(p) && r.at >= from && r.at <= to)
+                    .count()
+            })
+            .collect();
+        let total: usize = steady.iter().sum();
+        let rate = total as f64 / secs;
+        let share = rate / 6.0;
+        let r429 = fake.count_status(429);
+        let shares: Vec<String> = steady
+            .iter()
+            .map(|n| format!("{:.1} %", *n as f64 * 100.0 / total.max(1) as f64))
+            .collect();
+        let fair = steady
+            .iter()
+            .all(|n| (*n as f64 / total.max(1) as f64 - 1.0 / 3.0).abs() <= 0.2 / 3.0);
+        let ok = runs.iter().all(|r| r.code == Some(0));
+        println!(
+            "shared   3 processes x {rows} rows: steady {secs:.1} s, {rate:.2} req/s = {:.1} % of the 6 req/s the keys allow, {r429} x 429, shares {} (exits {:?})",
+            share * 100.0,
+            shares.join(" / "),
+            runs.iter().map(|r| r.code).collect::<Vec<_>>()
+        );
+        targets.push(Target {
+            what: "shared: 3 processes, one state file: >= 95 % of 6 req/s, 0 x 429, each within +-20 % of a third".into(),
+            measured: format!(
+                "{:.1} %, {r429} x 429, shares {}",
+                share * 100.0,
+                shares.join(" / ")
+            ),
+            met: ok && share >= 0.95 && r429 == 0 && fair,
+        });
+    }
+
+    // 6. learn: the fake allows 60 RPM per org, the tool is told 300.
     if wanted("learn") {
         let rows = scaled(360, 240);
         let (line, fake) = rate_scenario(
