@@ -686,6 +686,11 @@ impl State {
             usage: delete("DELETE FROM usage WHERE day < ?1", &kept_from)?,
             kept_from,
         };
+        // Ended runs of the registry go with the history (not counted: there are few).
+        delete(
+            "DELETE FROM runs WHERE heartbeat < ?1 AND (finished IS NOT NULL OR heartbeat < ?1 - 86400)",
+            &cutoff,
+        )?;
         tx.commit().map_err(|e| self.err(e))?;
         Ok(pruned)
     }

@@ -177,5 +177,11 @@ mod tests {
         s.run_finished("r1", &beat).unwrap();
         let r = &s.runs(10).unwrap()[0];
         assert!(!r.active && r.finished.is_some() && r.eta_minutes.is_none());
+        // A prune keeps today's runs and drops ended ones older than the kept days.
+        let later = SystemTime::now() + Duration::from_secs(10 * 86_400);
+        s.prune(30, SystemTime::now()).unwrap();
+        assert_eq!(s.runs(10).unwrap().len(), 1);
+        s.prune(1, later).unwrap();
+        assert!(s.runs(10).unwrap().is_empty());
     }
 }
