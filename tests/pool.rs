@@ -250,6 +250,19 @@ fn a_provider_whose_daily_quota_is_spent_drops_out_and_the_others_finish() {
         err.contains("key openrouter #1 ") && err.contains("available -> exhausted"),
         "{err}"
     );
+    // All three fakes send Groq's headers; only groq's are read, with Groq's meaning
+    // (x-ratelimit-limit-requests counts a day). Gemini and OpenRouter state no limits.
+    assert!(
+        err.contains("organization of key groq #1 ")
+            && err.contains("rpd = 1000000000 from x-ratelimit-limit-requests"),
+        "{err}"
+    );
+    for other in ["gemini #1", "openrouter #1"] {
+        assert!(
+            !err.contains(&format!("organization of key {other} ")),
+            "{other}: {err}"
+        );
+    }
     p.sb.assert_no_leak(&[&out], &ALL_KEYS);
 }
 
