@@ -589,3 +589,46 @@ fn test_keys_with_a_list_fails_when_a_key_of_any_provider_is_invalid() {
         &[GEMINI, GROQ_1, "AIzaPOOLFAKEGMN_0002_unknownkey_gm2"],
     );
 }
+
+#[test]
+fn a_price_flag_prices_every_provider_unless_its_own_variable_is_set() {
+    // USD per million tokens: the flag says 1,000,000 (a dollar a token); gemini's own 2,000,000.
+    let p = pool(30, 10_000, "GEMINI_PRICE_IN=2000000\n");
+    let out = run(&mut p.label(&["--price-in", "1000000", "--price-out", "0"]));
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let mut usage = p.cmd();
+    usage.args(["usage", "--provider", "groq,gemini,openrouter", "--json"]);
+    let usage_out = run(&mut usage);
+    let v: serde_json::Value = serde_json::from_slice(&usage_out.stdout).unwrap();
+    for (i, (name, per_token)) in [("groq", 1.0), ("gemini", 2.0), ("openrouter", 1.0)]
+        .iter()
+        .enumerate()
+    {
+        let provider = &v["providers"][i];
+        assert_eq!(provider["provider"], *name);
+        for k in provider["keys"].as_array().unwrap() {
+            let today = &k["today"];
+            let tokens = today["tokens_in"].as_u64().unwrap() as f64;
+            let cost = today["cost_usd"].as_f64().unwrap();
+            assert!(tokens > 0.0, "{name}: {k}");
+            assert!((cost - tokens * per_token).abs() < 1e-6, "{name}: {k}");
+        }
+    }
+}
+
+#[test]
+fn org_groups_come_from_each_providers_own_variable_in_a_pool() {
+    // Both groq keys in one organization: groq's capacity is one 600 RPM, not two.
+    let p = pool(155, 10_000, "GROQ_ORG_GROUPS=1,2\n");
+    let out = run(&mut p.label(&["--dry-run"]));
+    let text = stdout(&out);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(
+        text.contains(&format!(
+            "groq/{GROQ_MODEL} keys: 2 in 1 organization(s) · delay 0s · rpm 600 per organization · 10.00 requests/s"
+        )),
+        "{text}"
+    );
+    // 155 rows at 600 + 150 + 200 = 950 a minute.
+    assert!(text.contains("estimated time:   9.8s"), "{text}");
+}
