@@ -292,3 +292,54 @@ impl Drop for ChildGuard {
         }
     }
 }
+
+#[test]
+fn a_running_run_counts_what_other_runs_used_of_a_key_within_seconds() {
+    let ks = [PLANTED, KEY2];
+    let mut cfg = FakeConfig::with_keys(&ks);
+    cfg.latency = Duration::from_millis(20);
+    let (fake, sb, _, input, output) = setup(&ks, cfg, 2000);
+    add_settings(
+        &sb,
+        &[
+            "GROQ_API_KEY_1_PRIORITY=1",
+            "GROQ_API_KEY_1_DAILY_REQUESTS=100000",
+        ],
+    );
+    let child = sb
+        .label(&fake, &input, &output, &["--no-cache"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let guard = ChildGuard(Some(child));
+    assert!(within(Duration::from_secs(30), || fake
+        .requests_for(PLANTED)
+        >= 10));
+    assert_eq!(fake.requests_for(KEY2), 0);
+    // Another run (another model, say) used 99,000 of key 1's day: under 1 % is left.
+    let conn = Connection::open(sb.state()).unwrap();
+    conn.execute(
+        "INSERT INTO usage (day, provider, fingerprint, masked, model, requests, successes)
+         VALUES (?1, 'groq', ?2, 'x', 'another-model', 99000, 99000)",
+        rusqlite::params![
+            autolabel::timeutil::utc_date(std::time::SystemTime::now()),
+            autolabel::keys::mask::fingerprint(PLANTED)
+        ],
+    )
+    .unwrap();
+    assert!(
+        within(Duration::from_secs(5), || fake.requests_for(KEY2) > 0),
+        "the run saw the other run's use and rotated key 1 out within 5 s"
+    );
+    let n1 = fake.requests_for(PLANTED);
+    std::thread::sleep(Duration::from_millis(600));
+    assert!(fake.requests_for(PLANTED) <= n1 + 1);
+    let out = guard.stop();
+    assert!(
+        stderr(&out).contains("quota low: daily requests"),
+        "{}",
+        stderr(&out)
+    );
+    sb.assert_no_leak(&[&out], &ks);
+}

@@ -102,6 +102,27 @@ impl KeyQuota {
         }
     }
 
+    /// Takes what the ledger says was used in a period when it is more than counted here:
+    /// the ledger also holds what other runs on the same state used with this key.
+    pub fn raise_used(&mut self, period: Period, wall: SystemTime, requests: u64, tokens: u64) {
+        self.roll(wall);
+        let c = match period {
+            Period::Minute => return,
+            Period::Day => &mut self.day,
+            Period::Month => &mut self.month,
+        };
+        c.requests = c.requests.max(requests);
+        c.tokens = c.tokens.max(tokens);
+    }
+
+    /// The first UTC day of the day or month containing `wall` (how the ledger is keyed).
+    pub fn period_start(&self, period: Period, wall: SystemTime) -> SystemTime {
+        match period {
+            Period::Month => timeutil::month_start(wall, self.reset_day),
+            _ => wall,
+        }
+    }
+
     /// When the period containing `wall` ends.
     pub fn period_end(&self, period: Period, wall: SystemTime) -> SystemTime {
         match period {

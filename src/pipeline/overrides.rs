@@ -1,6 +1,8 @@
 //! A running labeler follows `autolabel keys disable|enable|reset|rotate`: it reads the
 //! key overrides from the state at the start and then every 2 s (on the pipeline's tick),
-//! and applies what changed to its key ring, logged like any other key change.
+//! and applies what changed to its key ring, logged like any other key change. On the same
+//! beat it takes the day and month use of keys with quotas of their own from the ledger,
+//! so that runs sharing a state (and a key) count each other's use within 2 s.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant, SystemTime};
@@ -10,6 +12,7 @@ use crate::keys::ring::{Health, HealthChange};
 use crate::keys::settings::Period;
 use crate::pacing::Changes;
 use crate::state::KeyOverride;
+use crate::timeutil;
 
 /// How often the state is read: often enough that a change is seen within 5 s, rarely
 /// enough to cost nothing.
@@ -27,6 +30,41 @@ fn read(ctx: &Ctx) -> crate::error::Result<(Vec<KeyOverride>, i64)> {
         rotations += ctx.state.rotation_requests(m.provider)?;
     }
     Ok((overrides, rotations))
+}
+
+/// Day and month use of every key with quotas of its own, as the ledger has it (less what
+/// a `keys reset` forgot), where it is more than the run counted itself.
+fn refresh_quota_use(ctx: &Ctx, overrides: &[KeyOverride]) {
+    let wall = SystemTime::now();
+    // (key, period, ledger's first day) to read, without holding the ring while reading.
+    let wanted: Vec<(usize, Period, String)> = ctx.dispatcher.with_ring(|ring| {
+        let mut w = Vec::new();
+        for (i, slot) in ring.slots.iter().enumerate() {
+            if !slot.quota.is_limited() {
+                continue;
+            }
+            for p in [Period::Day, Period::Month] {
+                let since = timeutil::utc_date(slot.quota.period_start(p, wall));
+                w.push((i, p, since));
+            }
+        }
+        w
+    });
+    for (i, period, since) in wanted {
+        let key = &ctx.keys[i];
+        let provider = ctx.member(i).provider;
+        let Ok(used) = ctx.state.key_used_since(provider, &key.fingerprint, &since) else {
+            continue;
+        };
+        let used = match overrides.iter().find(|o| o.fingerprint == key.fingerprint) {
+            Some(o) if period == Period::Day => o.day_base.apply(&since, used),
+            Some(o) => o.month_base.apply(&since, used),
+            None => used,
+        };
+        ctx.dispatcher.with_ring(|ring| {
+            ring.slots[i].quota.raise_used(period, wall, used.0, used.1);
+        });
+    }
 }
 
 pub struct OverrideSync {
@@ -62,7 +100,10 @@ impl OverrideSync {
         }
         self.last_read = Instant::now();
         match read(ctx) {
-            Ok((overrides, rotations)) => self.apply(ctx, &overrides, rotations),
+            Ok((overrides, rotations)) => {
+                self.apply(ctx, &overrides, rotations);
+                refresh_quota_use(ctx, &overrides);
+            }
             // The state may be busy for a moment; the next tick tries again.
             Err(e) => ctx
                 .ui
