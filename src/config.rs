@@ -342,22 +342,19 @@ impl Config {
         if learned.is_empty() {
             return Ok(());
         }
-        for (org, set) in self.org_limits.iter_mut().enumerate() {
-            let fingerprints: Vec<&str> = self
-                .keys
-                .iter()
-                .zip(&self.key_orgs)
-                .filter(|(_, o)| **o == org)
-                .map(|(k, _)| k.fingerprint.as_str())
-                .collect();
+        let org_fingerprints: Vec<Vec<String>> = (0..self.org_limits.len())
+            .map(|org| {
+                let fps = self.org_fingerprints(org);
+                fps.into_iter().map(str::to_string).collect()
+            })
+            .collect();
+        for (set, fingerprints) in self.org_limits.iter_mut().zip(&org_fingerprints) {
             for dim in Dim::ALL {
                 // The newest statement by any key of the organization.
                 let newest = learned
                     .iter()
                     .filter(|l| l.dim == dim)
-                    .filter(|l| {
-                        self.keys.is_empty() || fingerprints.contains(&l.fingerprint.as_str())
-                    })
+                    .filter(|l| self.keys.is_empty() || fingerprints.contains(&l.fingerprint))
                     .max_by_key(|l| l.updated);
                 if let Some(l) = newest {
                     let source = Source::Stated {
@@ -374,19 +371,22 @@ impl Config {
     /// How every run names organization `org` in the shared quota store: provider, model
     /// and its keys' fingerprints, so runs with the same keys share one limiter.
     pub fn org_id(&self, org: usize) -> String {
-        let fps: Vec<&str> = self
-            .keys
-            .iter()
-            .zip(&self.key_orgs)
-            .filter(|(_, o)| **o == org)
-            .map(|(k, _)| k.fingerprint.as_str())
-            .collect();
         format!(
             "{}:{}:{}",
             self.provider.as_str(),
             self.model,
-            fps.join("+")
+            self.org_fingerprints(org).join("+")
         )
+    }
+
+    /// The fingerprints of organization `org`'s keys, in configuration order.
+    fn org_fingerprints(&self, org: usize) -> Vec<&str> {
+        self.keys
+            .iter()
+            .zip(&self.key_orgs)
+            .filter(|(_, o)| **o == org)
+            .map(|(k, _)| k.fingerprint.as_str())
+            .collect()
     }
 
     /// The lowest limits in force over the organizations (for estimates and reports).

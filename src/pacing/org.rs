@@ -12,7 +12,7 @@ use std::time::{Duration, SystemTime};
 
 use tokio::time::Instant;
 
-use super::quota::{self, Ask, Decision, Nanos};
+use super::quota::{self, Ask, Decision, Nanos, QuotaState};
 use super::store::{OrgId, QuotaStore};
 use crate::limits::{Dim, LimitChange, LimitSet, Limits};
 use crate::timeutil::DayStart;
@@ -124,12 +124,7 @@ impl Org {
         let (rpm, tpm) = (raised(Dim::Rpm), raised(Dim::Tpm));
         if rpm || tpm {
             let now = quota::nanos(wall);
-            if let Err(e) = self
-                .store
-                .update(&self.id, &mut |q, _| q.ease(now, rpm, tpm))
-            {
-                self.store_error = Some(e);
-            }
+            self.tell_store(&mut |q| q.ease(now, rpm, tpm));
         }
         Some(change)
     }
@@ -140,12 +135,7 @@ impl Org {
         if l.left == 0 {
             return;
         }
-        if let Err(e) = self
-            .store
-            .update(&self.id, &mut |q, _| q.refund(l.left, l.tokens))
-        {
-            self.store_error = Some(e);
-        }
+        self.tell_store(&mut |q| q.refund(l.left, l.tokens));
     }
 
     /// Whether a request of `tokens` may go now; asks the store for a slot when this run
@@ -164,12 +154,7 @@ impl Org {
             }
             let tokens_each = l.tokens;
             if lapsed > 0 {
-                let refund = self
-                    .store
-                    .update(&self.id, &mut |q, _| q.refund(lapsed, tokens_each));
-                if let Err(e) = refund {
-                    self.store_error = Some(e);
-                }
+                self.tell_store(&mut |q| q.refund(lapsed, tokens_each));
             }
             if self.lease.is_some_and(|l| l.left == 0) {
                 self.lease = None;
@@ -267,19 +252,20 @@ impl Org {
             .and_then(|r| wall.checked_add(r))
             .map(quota::nanos);
         let (day, at) = (self.day, quota::nanos(wall));
-        let result = self.store.update(&self.id, &mut |q, _| {
-            q.sync_day(day, at, (dim, limit, remaining), end)
-        });
-        if let Err(e) = result {
-            self.store_error = Some(e);
-        }
+        self.tell_store(&mut |q| q.sync_day(day, at, (dim, limit, remaining), end));
     }
 
     /// No request before `until`, for this run and every other one sharing the org.
     pub fn block(&mut self, now: Instant, wall: SystemTime, until: Instant) {
         self.blocked_until = self.blocked_until.max(Some(until));
         let at = quota::nanos(wall) + until.saturating_duration_since(now).as_nanos() as Nanos;
-        if let Err(e) = self.store.update(&self.id, &mut |q, _| q.block(at)) {
+        self.tell_store(&mut |q| q.block(at));
+    }
+
+    /// Changes the organization's shared state; a failure is kept for the log (the
+    /// store answers again or the next grant waits for it).
+    fn tell_store(&mut self, f: &mut dyn FnMut(&mut QuotaState)) {
+        if let Err(e) = self.store.update(&self.id, &mut |q, _| f(q)) {
             self.store_error = Some(e);
         }
     }
