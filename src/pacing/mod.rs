@@ -345,7 +345,7 @@ impl Inner {
                             return Err(not_yet.wait_time_from(spacing.clock().now()));
                         }
                     }
-                    org.take(now);
+                    org.take(now, tokens);
                     self.ring.charge(key, now, wall, tokens);
                     self.ring.granted(key);
                     return Ok(Grant::Key(key));

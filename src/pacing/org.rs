@@ -29,6 +29,8 @@ pub enum Wait {
 /// A store that cannot be reached is asked again after this long; no request goes
 /// without a slot meanwhile.
 const STORE_RETRY: Duration = Duration::from_millis(250);
+/// How late a slot of a lease may still be used.
+const LATE_SLOT_GRACE: Duration = Duration::from_millis(250);
 /// The provider's day count is written to the store at most this often (and whenever
 /// it says nothing is left).
 const DAY_SYNC_EVERY: Duration = Duration::from_secs(5);
@@ -39,8 +41,8 @@ struct Lease {
     next: Instant,
     interval: Duration,
     left: u64,
-    /// The tokens each slot was charged for.
-    tokens: u64,
+    /// Tokens charged for the slots and not yet spent: requests of any size draw on it.
+    tokens_left: u64,
 }
 
 pub struct Org {
@@ -135,7 +137,7 @@ impl Org {
         if l.left == 0 {
             return;
         }
-        self.tell_store(&mut |q| q.refund(l.left, l.tokens));
+        self.tell_store(&mut |q| q.refund(l.left, l.tokens_left));
     }
 
     /// Whether a request of `tokens` may go now; asks the store for a slot when this run
@@ -145,20 +147,25 @@ impl Org {
             return Err(Wait::For(until - now));
         }
         if let Some(l) = &mut self.lease {
-            // Slots that passed unused lapse: spacing stays even, never a burst.
+            // Slots left unused for a while lapse, so that a run that falls behind does
+            // not catch up in a burst. (Within a quarter second a late slot is still
+            // used: at rates high enough for a lease, slots are microseconds apart.)
+            let grace = l.interval.max(LATE_SLOT_GRACE);
             let mut lapsed = 0;
-            while l.left > 0 && l.next + l.interval < now {
+            while l.left > 0 && l.next + grace < now {
                 l.next += l.interval;
                 l.left -= 1;
                 lapsed += 1;
             }
-            let tokens_each = l.tokens;
             if lapsed > 0 {
-                self.tell_store(&mut |q| q.refund(lapsed, tokens_each));
+                // The slots go back to the hour and day counts; their tokens stay with
+                // the lease for the slots left.
+                self.tell_store(&mut |q| q.refund(lapsed, 0));
             }
-            if self.lease.is_some_and(|l| l.left == 0) {
-                self.lease = None;
-            } else if self.lease.is_some_and(|l| tokens > l.tokens) {
+            if self
+                .lease
+                .is_some_and(|l| l.left == 0 || tokens > l.tokens_left)
+            {
                 self.give_back_lease();
             }
         }
@@ -203,7 +210,7 @@ impl Org {
                 next: local(first, now, wall),
                 interval: Duration::from_nanos(interval.max(0) as u64),
                 left: count,
-                tokens,
+                tokens_left: count.saturating_mul(tokens),
             }),
             Some(Decision::Wait(w)) => Err(Wait::For(w)),
             Some(Decision::Full { until }) => Err(Wait::Until(until)),
@@ -212,9 +219,10 @@ impl Org {
     }
 
     /// Spends the slot `check` found due.
-    pub fn take(&mut self, now: Instant) {
+    pub fn take(&mut self, now: Instant, tokens: u64) {
         if let Some(l) = &mut self.lease {
             l.left = l.left.saturating_sub(1);
+            l.tokens_left = l.tokens_left.saturating_sub(tokens);
             l.next += l.interval;
         }
         match self.recent.back_mut() {

@@ -281,15 +281,13 @@ impl QuotaState {
         }
     }
 
-    /// Gives back leased slots that were never used: hour and day counts only (a minute
-    /// schedule's slots have passed, or will be spaced past anyway).
+    /// Gives back `count` leased slots and `tokens` leased tokens that were never used:
+    /// hour and day counts only (a minute schedule's slots have passed, or will be spaced
+    /// past anyway).
     pub fn refund(&mut self, count: u64, tokens: u64) {
         self.hour.used = self.hour.used.saturating_sub(count);
         self.day.used = self.day.used.saturating_sub(count);
-        self.tokens_day.used = self
-            .tokens_day
-            .used
-            .saturating_sub(count.saturating_mul(tokens.max(1)));
+        self.tokens_day.used = self.tokens_day.used.saturating_sub(tokens);
     }
 
     /// A minute limit was raised: the schedule charged at the old pace starts over from
