@@ -25,6 +25,7 @@ use serde::Serialize;
 use crate::cli::DashboardArgs;
 use crate::config::Config;
 use crate::error::{Error, Outcome, Result};
+use crate::report::PoolReport;
 use crate::state::State;
 
 /// The header that carries the action token.
@@ -213,10 +214,13 @@ async fn usage(
             )
         }
     };
-    answer(
-        api::usage(&app.pool, &app.state, days)
-            .map(|reports| serde_json::json!({ "providers": reports })),
-    )
+    match api::usage(&app.pool, &app.state, days) {
+        Ok(reports) => Json(PoolReport {
+            providers: &reports,
+        })
+        .into_response(),
+        Err(e) => fail(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    }
 }
 
 async fn rotations(AxState(app): AxState<Arc<App>>) -> Response {
