@@ -264,4 +264,39 @@ mod tests {
             None
         );
     }
+
+    mod never_panics {
+        use super::super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            #[test]
+            fn replies(reply in ".{0,200}", n in 1usize..60) {
+                let labels = LabelSet::parse("positif,negatif,netral").unwrap();
+                if let Some(i) = labels.normalize(&reply) {
+                    prop_assert!(i < 3);
+                }
+                if let Some(v) = labels.normalize_batch(&reply, n) {
+                    prop_assert_eq!(v.len(), n);
+                }
+            }
+
+            #[test]
+            fn json_like_replies(items in proptest::collection::vec("(positif|Negatif|netral|neutral|x|\\{|\\]|\"|[0-9]){0,3}", 0..8), n in 1usize..8) {
+                let labels = LabelSet::parse("positif,negatif,netral").unwrap();
+                let reply = format!("{{\"labels\":[{}]}}", items.iter().map(|i| format!("\"{i}\"")).collect::<Vec<_>>().join(","));
+                if let Some(v) = labels.normalize_batch(&reply, n) {
+                    prop_assert_eq!(v.len(), n);
+                }
+                let _ = labels.normalize(&reply);
+            }
+
+            #[test]
+            fn label_lists(list in ".{0,60}") {
+                if let Ok(set) = LabelSet::parse(&list) {
+                    let _ = set.normalize(&list);
+                }
+            }
+        }
+    }
 }

@@ -266,4 +266,38 @@ mod tests {
         assert_eq!(vars["API_KEY_GROQ"], "k1;k2");
         assert_eq!(vars["GROQ_API_KEY_1"], "k3");
     }
+
+    mod never_panics {
+        use super::super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            #[test]
+            fn env_files(bytes in proptest::collection::vec(any::<u8>(), 0..400)) {
+                if let Ok(file) = parse_env_bytes(Path::new("x"), &bytes) {
+                    let file: Vec<(String, String)> = file.into_iter().collect();
+                    let pairs: Vec<(&str, &str)> =
+                        file.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+                    let vars = Vars::from_maps(&pairs, &[]);
+                    for p in ["groq", "gemini", "xai", "openrouter"] {
+                        for key in collect_keys(p, &vars) {
+                            prop_assert!(!key.trim().is_empty());
+                        }
+                    }
+                }
+            }
+
+            #[test]
+            fn env_lines(name in "(GROQ_API_KEY(_[0-9]{1,2}|S|_BACKUP)?|API_KEY_GROQ|GROK_API_KEY)", value in ".{0,80}") {
+                let text = format!("{name}={value}\n");
+                if let Ok(file) = parse_env_bytes(Path::new("x"), text.as_bytes()) {
+                    let file: Vec<(String, String)> = file.into_iter().collect();
+                    let pairs: Vec<(&str, &str)> =
+                        file.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+                    let _ = collect_keys("groq", &Vars::from_maps(&pairs, &[]));
+                    let _ = split_keys(&value);
+                }
+            }
+        }
+    }
 }
