@@ -76,9 +76,11 @@ fn kill_9_mid_run_then_resume_loses_nothing_and_repeats_no_finished_row() {
             r.texts[0]
         );
     }
-    // Nothing lost: every row not finished before the kill was asked in run 2 (or was in flight).
+    // Nothing lost: every row not finished before the kill was asked in run 2 (or was in
+    // flight). The fake may record the killed run's last two requests (--concurrency 2)
+    // only after their latency, so they can show up among the second run's.
     assert!(
-        second.len() >= 200 - done - 2 && second.len() <= 200 - done,
+        second.len() >= 200 - done - 2 && second.len() <= 200 - done + 2,
         "{}",
         second.len()
     );
