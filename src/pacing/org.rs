@@ -212,7 +212,16 @@ impl Org {
                 left: count,
                 tokens_left: count.saturating_mul(tokens),
             }),
-            Some(Decision::Wait(w)) => Err(Wait::For(w)),
+            // Runs waiting for the same slot would all wake on the same timer tick, and
+            // the same one would win it every time; a jitter of up to 1 % of the slot
+            // spacing (at most 5 ms, a few timer ticks) makes the winner a fair draw.
+            Some(Decision::Wait(w)) => {
+                let spacing_us = self.values.rpm.map_or(0, |n| 60_000_000 / n.max(1));
+                let jitter_us = (spacing_us / 100).min(5_000);
+                Err(Wait::For(
+                    w + Duration::from_micros(fastrand::u64(0..=jitter_us)),
+                ))
+            }
             Some(Decision::Full { until }) => Err(Wait::Until(until)),
             None => Err(Wait::For(STORE_RETRY)),
         }
