@@ -1,4 +1,5 @@
-//! Errors that end a run, and how each run outcome maps to an exit code (SPEC §7).
+//! Errors that end a run, and how each run outcome maps to an exit code (the table in
+//! the README's "Exit codes").
 //!
 //! Row-level failures never travel through this type: they are data (`CallError`)
 //! that the pipeline counts and turns into fallback labels.

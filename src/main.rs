@@ -1,4 +1,4 @@
-//! Entry point: parse, run, map the outcome to an exit code (SPEC §7).
+//! Entry point: parse, run, map the outcome to an exit code.
 
 use std::process::ExitCode;
 

@@ -1,5 +1,5 @@
 //! Bad input and configuration through the real binary: missing keys, every key format of
-//! SPEC §3, the xAI/Grok alias, unknown or clashing columns, malformed rows, foreign
+//! the env file, the xAI/Grok alias, unknown or clashing columns, malformed rows, foreign
 //! outputs, CSV dialects, and `--help` text. Each error must exit 2 with a message naming
 //! the file, row or column, send no request and leave existing files untouched.
 
@@ -558,7 +558,7 @@ fn help_of_each_command_names_every_flag_with_its_default() {
     }
 }
 
-/// SPEC §2 and §6: `usage --html FILE` writes a self-contained report with charts.
+/// `usage --html FILE` writes a self-contained report with charts.
 #[test]
 fn usage_html_writes_a_self_contained_report() {
     let usage = help_of(&["usage", "--help"]);

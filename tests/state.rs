@@ -300,7 +300,7 @@ fn on_exhausted_stop_exits_75_and_a_later_run_finishes_the_rest() {
     sb.assert_no_leak(&[&r1, &r2], &[PLANTED, KEY2]);
 }
 
-/// SPEC §4: when no key can serve, `fallback` writes the fallback label but `stop` ends the
+/// When no key can serve, `fallback` writes the fallback label but `stop` ends the
 /// run, so with `stop` no row may carry the fallback label, not even the one whose request
 /// met the last key's 429.
 #[test]

@@ -1,4 +1,5 @@
-//! Reading keys and limits from `--env-file` and the process environment (SPEC §3).
+//! Reading keys and limits from `--env-file` and the process environment (the formats
+//! the README's "The env file" lists).
 //!
 //! The earlier tools each had their own variable names and value formats; all of them
 //! are accepted here so that an existing `.env` keeps working.
