@@ -8,16 +8,6 @@ use std::path::Path;
 use common::*;
 use rusqlite::{params, Connection};
 
-/// Appends per-key setting lines to the sandbox's env file.
-fn add_settings(sb: &Sandbox, lines: &[&str]) {
-    let mut body = std::fs::read_to_string(sb.env_file()).unwrap();
-    for l in lines {
-        body.push_str(l);
-        body.push('\n');
-    }
-    std::fs::write(sb.env_file(), body).unwrap();
-}
-
 /// (reason, mode) of every logged rotation, oldest first.
 fn rotations(db: &Path) -> Vec<(String, String, String, String)> {
     let conn = Connection::open(db).unwrap();
@@ -34,15 +24,12 @@ fn rotations(db: &Path) -> Vec<(String, String, String, String)> {
 fn the_highest_priority_key_serves_first_then_the_next_when_its_quota_is_gone() {
     let keys = [PLANTED, KEY2, KEY3];
     let (fake, sb, texts, input, output) = setup(&keys, FakeConfig::with_keys(&keys), 12);
-    add_settings(
-        &sb,
-        &[
-            "GROQ_API_KEY_2_NAME=primary",
-            "GROQ_API_KEY_2_PRIORITY=10",
-            "GROQ_API_KEY_2_DAILY_REQUESTS=4",
-            "GROQ_API_KEY_3_PRIORITY=5",
-        ],
-    );
+    sb.add_env_lines(&[
+        "GROQ_API_KEY_2_NAME=primary",
+        "GROQ_API_KEY_2_PRIORITY=10",
+        "GROQ_API_KEY_2_DAILY_REQUESTS=4",
+        "GROQ_API_KEY_3_PRIORITY=5",
+    ]);
     let out = run(&mut sb.label(&fake, &input, &output, &["--rotate-below", "0"]));
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     assert_labeled(&output, &texts);
@@ -73,13 +60,10 @@ fn the_highest_priority_key_serves_first_then_the_next_when_its_quota_is_gone() 
 fn a_key_is_rotated_out_below_5_percent_of_its_quota_and_stays_out_that_day() {
     let keys = [PLANTED, KEY2];
     let (fake, sb, texts, input, output) = setup(&keys, FakeConfig::with_keys(&keys), 120);
-    add_settings(
-        &sb,
-        &[
-            "GROQ_API_KEY_1_PRIORITY=1",
-            "GROQ_API_KEY_1_DAILY_REQUESTS=100",
-        ],
-    );
+    sb.add_env_lines(&[
+        "GROQ_API_KEY_1_PRIORITY=1",
+        "GROQ_API_KEY_1_DAILY_REQUESTS=100",
+    ]);
     let out = run(&mut sb.label(&fake, &input, &output, &[]));
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     assert_labeled(&output, &texts);
@@ -125,13 +109,10 @@ fn ledger(db: &Path, key: &str, day: &str, requests: i64) {
 fn monthly_quotas_count_the_ledger_since_the_reset_and_start_again_after_it() {
     let keys = [PLANTED, KEY2];
     let (fake, sb, texts, input, output) = setup(&keys, FakeConfig::with_keys(&keys), 10);
-    add_settings(
-        &sb,
-        &[
-            "GROQ_API_KEY_1_PRIORITY=1",
-            "GROQ_API_KEY_1_MONTHLY_REQUESTS=50",
-        ],
-    );
+    sb.add_env_lines(&[
+        "GROQ_API_KEY_1_PRIORITY=1",
+        "GROQ_API_KEY_1_MONTHLY_REQUESTS=50",
+    ]);
     // The state exists after a first run (one row).
     let (tiny, tiny_out) = (sb.path("tiny.csv"), sb.path("tiny.out.csv"));
     write_input(&tiny, &texts[..1]);
@@ -173,7 +154,7 @@ fn a_bad_per_key_setting_is_exit_2_naming_the_variable() {
         ("GROQ_QUOTA_RESET_DAY=31", "GROQ_QUOTA_RESET_DAY"),
     ] {
         sb.write_keys(&keys);
-        add_settings(&sb, &[line]);
+        sb.add_env_lines(&[line]);
         let out = run(&mut sb.label(&fake, &input, &output, &[]));
         assert_eq!(code(&out), 2, "{line}: {}", stderr(&out));
         assert!(stderr(&out).contains(var), "{line}: {}", stderr(&out));

@@ -11,15 +11,6 @@ use common::*;
 use rusqlite::Connection;
 use serde_json::Value;
 
-fn add_settings(sb: &Sandbox, lines: &[&str]) {
-    let mut body = std::fs::read_to_string(sb.env_file()).unwrap();
-    for l in lines {
-        body.push_str(l);
-        body.push('\n');
-    }
-    std::fs::write(sb.env_file(), body).unwrap();
-}
-
 fn keys(sb: &Sandbox, args: &[&str]) -> std::process::Output {
     run(sb.cmd().arg("keys").args(args))
 }
@@ -49,16 +40,13 @@ fn manual_rotations(db: &Path) -> Vec<(String, String, String)> {
 fn list_shows_names_priorities_quota_use_health_and_activity_masked() {
     let ks = [PLANTED, KEY2];
     let (fake, sb, _, input, output) = setup(&ks, FakeConfig::with_keys(&ks), 10);
-    add_settings(
-        &sb,
-        &[
-            "GROQ_API_KEY_1_NAME=main",
-            "GROQ_API_KEY_1_PRIORITY=3",
-            "GROQ_API_KEY_1_DAILY_REQUESTS=10",
-            "GROQ_API_KEY_1_MONTHLY_TOKENS=1000000",
-            "GROQ_API_KEY_1_MINUTE_REQUESTS=1000",
-        ],
-    );
+    sb.add_env_lines(&[
+        "GROQ_API_KEY_1_NAME=main",
+        "GROQ_API_KEY_1_PRIORITY=3",
+        "GROQ_API_KEY_1_DAILY_REQUESTS=10",
+        "GROQ_API_KEY_1_MONTHLY_TOKENS=1000000",
+        "GROQ_API_KEY_1_MINUTE_REQUESTS=1000",
+    ]);
     fake.push_faults([Fault::Status(500)]);
     let labeled = run(&mut sb.label(&fake, &input, &output, &["--rotate-below", "0"]));
     assert_eq!(code(&labeled), 0, "{}", stderr(&labeled));
@@ -127,13 +115,10 @@ fn list_shows_names_priorities_quota_use_health_and_activity_masked() {
 fn disable_enable_and_reset_are_kept_in_the_state_and_used_by_the_next_run() {
     let ks = [PLANTED, KEY2];
     let (fake, sb, texts, input, _) = setup(&ks, FakeConfig::with_keys(&ks), 10);
-    add_settings(
-        &sb,
-        &[
-            "GROQ_API_KEY_1_PRIORITY=1",
-            "GROQ_API_KEY_1_DAILY_REQUESTS=10",
-        ],
-    );
+    sb.add_env_lines(&[
+        "GROQ_API_KEY_1_PRIORITY=1",
+        "GROQ_API_KEY_1_DAILY_REQUESTS=10",
+    ]);
     let labeled = |name: &str| {
         let out = run(&mut sb.label(
             &fake,
@@ -212,7 +197,7 @@ fn a_running_run_follows_disable_enable_and_rotate_within_5_seconds() {
     let mut cfg = FakeConfig::with_keys(&ks);
     cfg.latency = Duration::from_millis(20);
     let (fake, sb, _, input, output) = setup(&ks, cfg, 2000);
-    add_settings(&sb, &["GROQ_API_KEY_1_PRIORITY=1"]);
+    sb.add_env_lines(&["GROQ_API_KEY_1_PRIORITY=1"]);
     let child = sb
         .label(&fake, &input, &output, &["--no-cache"])
         .stdout(Stdio::piped())
@@ -299,13 +284,10 @@ fn a_running_run_counts_what_other_runs_used_of_a_key_within_seconds() {
     let mut cfg = FakeConfig::with_keys(&ks);
     cfg.latency = Duration::from_millis(20);
     let (fake, sb, _, input, output) = setup(&ks, cfg, 2000);
-    add_settings(
-        &sb,
-        &[
-            "GROQ_API_KEY_1_PRIORITY=1",
-            "GROQ_API_KEY_1_DAILY_REQUESTS=100000",
-        ],
-    );
+    sb.add_env_lines(&[
+        "GROQ_API_KEY_1_PRIORITY=1",
+        "GROQ_API_KEY_1_DAILY_REQUESTS=100000",
+    ]);
     let child = sb
         .label(&fake, &input, &output, &["--no-cache"])
         .stdout(Stdio::piped())

@@ -66,16 +66,6 @@ fn fake_config(day_limit: Option<u32>) -> FakeConfig {
     cfg
 }
 
-/// Complete rows in a CSV being written (no text has a newline).
-fn complete_rows(path: &Path) -> usize {
-    let bytes = std::fs::read(path).unwrap_or_default();
-    bytecount(&bytes).saturating_sub(1)
-}
-
-fn bytecount(bytes: &[u8]) -> usize {
-    bytes.iter().filter(|b| **b == b'\n').count()
-}
-
 /// Starts the command and SIGKILLs it once `watched` has `rows` complete rows.
 fn kill_at(
     sb: &Sandbox,

@@ -5,36 +5,10 @@
 mod common;
 
 use std::os::unix::process::CommandExt;
-use std::process::{Child, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Child;
+use std::time::Duration;
 
 use common::*;
-
-fn spawn(mut cmd: std::process::Command) -> Child {
-    cmd.stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap()
-}
-
-/// Complete lines after the header (texts of the SmSA sample have no newlines).
-fn complete_rows(path: &std::path::Path) -> usize {
-    let bytes = std::fs::read(path).unwrap_or_default();
-    bytes
-        .iter()
-        .filter(|b| **b == b'\n')
-        .count()
-        .saturating_sub(1)
-}
-
-fn wait_for_rows(path: &std::path::Path, n: usize, child: &mut Child) {
-    let start = Instant::now();
-    while complete_rows(path) < n {
-        assert!(child.try_wait().unwrap().is_none(), "ended before {n} rows");
-        assert!(start.elapsed() < Duration::from_secs(60), "no progress");
-        std::thread::sleep(Duration::from_millis(5));
-    }
-}
 
 fn send(child: &Child, signal: libc::c_int) {
     // SAFETY: a plain kill(2) to our own child.

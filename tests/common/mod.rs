@@ -55,6 +55,16 @@ impl Sandbox {
         std::fs::set_permissions(self.env_file(), std::fs::Permissions::from_mode(0o600)).unwrap();
     }
 
+    /// Appends lines (per-key settings, limits) to the env file.
+    pub fn add_env_lines(&self, lines: &[&str]) {
+        let mut body = std::fs::read_to_string(self.env_file()).unwrap_or_default();
+        for l in lines {
+            body.push_str(l);
+            body.push('\n');
+        }
+        std::fs::write(self.env_file(), body).unwrap();
+    }
+
     /// The binary with a clean environment: no real keys, state and data dir inside the sandbox.
     pub fn cmd(&self) -> Command {
         let mut c = Command::new(env!("CARGO_BIN_EXE_autolabel"));
@@ -365,5 +375,37 @@ pub fn assert_labeled(output: &Path, texts: &[String]) {
         assert_eq!(row[0], (i + 1).to_string(), "row {i} id (order)");
         assert_eq!(&row[1], text, "row {i} text unchanged");
         assert_eq!(row[2], expected_label(text), "row {i} label");
+    }
+}
+
+/// Starts the binary with stdout and stderr piped (to be ended by `wait_with_limit`).
+pub fn spawn(mut cmd: Command) -> Child {
+    cmd.stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// Complete data rows in a CSV being written: lines after the header, a torn last line
+/// not counted (the dataset texts used with it have no line breaks).
+pub fn complete_rows(path: &Path) -> usize {
+    let bytes = std::fs::read(path).unwrap_or_default();
+    bytes
+        .iter()
+        .filter(|b| **b == b'\n')
+        .count()
+        .saturating_sub(1)
+}
+
+/// Waits until `path` has `n` complete rows, failing if the run ends first or stalls.
+pub fn wait_for_rows(path: &Path, n: usize, child: &mut Child) {
+    let start = Instant::now();
+    while complete_rows(path) < n {
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the run ended before {n} rows"
+        );
+        assert!(start.elapsed() < Duration::from_secs(60), "no progress");
+        std::thread::sleep(Duration::from_millis(5));
     }
 }
