@@ -174,17 +174,8 @@ fn tell_the_state(cfg: &Config, state: &State, key: usize, h: &RateHeaders) -> R
     let provider = cfg.provider.as_str();
     let meaning = defaults::header_meaning(cfg.provider);
     let fingerprint = &cfg.keys[key].fingerprint;
-    for (dim, value, header) in [
-        (
-            meaning.requests,
-            h.limit_requests,
-            "x-ratelimit-limit-requests",
-        ),
-        (meaning.tokens, h.limit_tokens, "x-ratelimit-limit-tokens"),
-    ] {
-        if let (Some(dim), Some(value)) = (dim, value.filter(|v| *v > 0)) {
-            state.save_learned_limit(provider, &cfg.model, fingerprint, (dim, value), header)?;
-        }
+    for (dim, value, header) in meaning.stated(h) {
+        state.save_learned_limit(provider, &cfg.model, fingerprint, (dim, value), header)?;
     }
     let (Some(dim @ (Dim::Rpd | Dim::Tpd)), Some(limit), Some(remaining)) =
         (meaning.requests, h.limit_requests, h.remaining_requests)

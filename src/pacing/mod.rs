@@ -398,21 +398,7 @@ impl Inner {
         let rules = self.rules[org_idx];
         let org = &mut self.orgs[org_idx];
         let mut changes = Vec::new();
-        for (dim, value, header) in [
-            (
-                rules.headers.requests,
-                h.limit_requests,
-                "x-ratelimit-limit-requests",
-            ),
-            (
-                rules.headers.tokens,
-                h.limit_tokens,
-                "x-ratelimit-limit-tokens",
-            ),
-        ] {
-            let (Some(dim), Some(value)) = (dim, value.filter(|v| *v > 0)) else {
-                continue;
-            };
+        for (dim, value, header) in rules.headers.stated(h) {
             let source = Source::Stated {
                 by: header.to_string(),
                 earlier: false,

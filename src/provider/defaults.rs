@@ -122,6 +122,26 @@ pub struct HeaderMeaning {
     pub tokens: Option<Dim>,
 }
 
+impl HeaderMeaning {
+    /// The limits a reply's headers state, each with its window and the header that said
+    /// so (a zero or missing value states nothing).
+    pub fn stated(
+        &self,
+        h: &crate::provider::classify::RateHeaders,
+    ) -> impl Iterator<Item = (Dim, u64, &'static str)> {
+        [
+            (
+                self.requests,
+                h.limit_requests,
+                "x-ratelimit-limit-requests",
+            ),
+            (self.tokens, h.limit_tokens, "x-ratelimit-limit-tokens"),
+        ]
+        .into_iter()
+        .filter_map(|(dim, value, header)| Some((dim?, value.filter(|v| *v > 0)?, header)))
+    }
+}
+
 /// Groq counts `x-ratelimit-limit-requests` per day and tokens per minute; OpenAI (and xAI,
 /// which copies its API) count both per minute. Gemini's and OpenRouter's compatible
 /// endpoints do not send these headers in this form, so nothing is read from them.
