@@ -63,9 +63,13 @@ pub enum StateCommand {
 /// Where the state file is, for the `state` commands.
 #[derive(Debug, Args, Clone)]
 pub struct StateFileArgs {
-    /// State file [default: autolabel/state.sqlite3 in the user's data dir].
+    /// State file, or a Redis server (redis://[:password@]host:port/db, rediss:// for TLS)
+    /// [default: autolabel/state.sqlite3 in the user's data dir].
     #[arg(long, env = "AUTOLABEL_STATE")]
     pub state: Option<String>,
+    /// Prefix of every key autolabel keeps in Redis (with --state redis://…).
+    #[arg(long, default_value = crate::state::DEFAULT_REDIS_PREFIX, env = "AUTOLABEL_REDIS_PREFIX")]
+    pub redis_prefix: String,
 }
 
 #[derive(Debug, Args, Clone)]
@@ -99,9 +103,15 @@ pub struct CommonArgs {
     /// Env file holding the keys (dotenv format; the process environment is read too).
     #[arg(long, default_value = "envs/.envs", env = "AUTOLABEL_ENV_FILE")]
     pub env_file: PathBuf,
-    /// State file (usage, key health, cache) [default: autolabel/state.sqlite3 in the user's data dir].
+    /// State (usage, key health, cache, shared quotas): a SQLite file shared by every run on
+    /// this machine, or a Redis server shared across machines
+    /// (redis://[:password@]host:port/db, rediss:// for TLS)
+    /// [default: autolabel/state.sqlite3 in the user's data dir].
     #[arg(long, env = "AUTOLABEL_STATE")]
     pub state: Option<String>,
+    /// Prefix of every key autolabel keeps in Redis (with --state redis://…).
+    #[arg(long, default_value = crate::state::DEFAULT_REDIS_PREFIX, env = "AUTOLABEL_REDIS_PREFIX")]
+    pub redis_prefix: String,
     /// Seconds before a request is abandoned (more than 0, at most 3600).
     #[arg(long, default_value_t = 30.0, value_parser = timeout_seconds)]
     pub timeout: f64,
@@ -196,6 +206,10 @@ pub struct LabelArgs {
     /// What to do when every key is exhausted or invalid.
     #[arg(long, value_enum, default_value = "fallback")]
     pub on_exhausted: OnExhausted,
+    /// Seconds to keep trying a shared state (Redis) that stopped answering before the run
+    /// stops with exit 75 (resumable); no request goes without a grant meanwhile (1–3600).
+    #[arg(long, default_value_t = 60.0, value_parser = store_timeout_seconds, env = "AUTOLABEL_STORE_TIMEOUT")]
+    pub store_timeout: f64,
     /// Rotate a key out (until its quota's period ends) once its tightest daily or monthly quota of its own (set in the env file) has less than PCT percent left (0–100).
     #[arg(long, value_name = "PCT", default_value_t = 5.0, value_parser = percent)]
     pub rotate_below: f64,
@@ -451,6 +465,14 @@ fn percent(s: &str) -> Result<f64, String> {
         .map_err(|_| format!("'{s}' is not a percentage"))?;
     if !v.is_finite() || !(0.0..=100.0).contains(&v) {
         return Err(format!("'{s}' must be between 0 and 100"));
+    }
+    Ok(v)
+}
+
+fn store_timeout_seconds(s: &str) -> Result<f64, String> {
+    let v = seconds_up_to::<3600>(s)?;
+    if v < 1.0 {
+        return Err(format!("'{s}' must be at least 1 second"));
     }
     Ok(v)
 }

@@ -13,7 +13,7 @@ use crate::keys::ApiKey;
 use crate::limits::{Dim, LimitSet, Limits, Source};
 use crate::normalize::LabelSet;
 use crate::provider::defaults::{self, ProviderName};
-use crate::state::State;
+use crate::state::{State, StateLocation};
 
 /// What every command needs: provider, keys and where the state lives.
 #[derive(Debug, Clone)]
@@ -35,7 +35,8 @@ pub struct Config {
     /// (`load_learned`); the pacer starts from these.
     pub org_limits: Vec<LimitSet>,
     pub timeout: Duration,
-    pub state_path: PathBuf,
+    /// Where the state lives (a file or a Redis server).
+    pub state: StateLocation,
     pub env_file: PathBuf,
     pub quiet: bool,
     pub verbose: u8,
@@ -74,6 +75,8 @@ pub struct LabelConfig {
     pub max_retries: u32,
     pub backoff: Duration,
     pub on_exhausted: OnExhausted,
+    /// How long a shared state (Redis) may stay unreachable before the run stops (exit 75).
+    pub store_timeout: Duration,
     /// Percent of a key's own daily or monthly quota below which it is rotated out.
     pub rotate_below: f64,
     pub prompt_template: Option<String>,
@@ -261,7 +264,7 @@ impl Config {
             org_limits: vec![limits.clone(); org_count],
             limits,
             timeout: Duration::from_secs_f64(args.timeout.max(0.001)),
-            state_path: crate::state::resolve_path(args.state.as_deref())?,
+            state: StateLocation::resolve(args.state.as_deref(), &args.redis_prefix)?,
             env_file: args.env_file.clone(),
             quiet: args.quiet,
             verbose: args.verbose,
@@ -312,7 +315,7 @@ impl Config {
                         org_limits: vec![limits.clone()],
                         limits,
                         timeout: Duration::from_secs(30),
-                        state_path: crate::state::resolve_path(args.state.as_deref())?,
+                        state: StateLocation::resolve(args.state.as_deref(), &args.redis_prefix)?,
                         env_file: args.env_file.clone(),
                         quiet: args.quiet,
                         verbose: args.verbose,
@@ -472,6 +475,7 @@ impl LabelConfig {
             max_retries,
             backoff: Duration::from_secs_f64(args.backoff),
             on_exhausted: args.on_exhausted,
+            store_timeout: Duration::from_secs_f64(args.store_timeout),
             rotate_below: args.rotate_below,
             prompt_template,
             use_cache: !args.no_cache,

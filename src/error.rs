@@ -4,8 +4,6 @@
 //! Row-level failures never travel through this type: they are data (`CallError`)
 //! that the pipeline counts and turns into fallback labels.
 
-use std::path::PathBuf;
-
 /// A failure that stops the whole command.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -18,9 +16,10 @@ pub enum Error {
     /// The input (or an existing output) is not what we can work with.
     #[error("{0}")]
     Input(String),
-    /// The state store could not be opened or written.
-    #[error("state {path}: {message}")]
-    State { path: PathBuf, message: String },
+    /// The state store could not be opened or written. `place` is the file's path or the
+    /// Redis URL with any password masked.
+    #[error("state {place}: {message}")]
+    State { place: String, message: String },
     /// Anything else at run time (I/O on the output, provider refusing every call...).
     #[error("{0}")]
     Runtime(String),

@@ -184,7 +184,7 @@ pub fn run(cmd: KeysCommand) -> Result<Outcome> {
         crate::limits::Limits::default(),
         None,
     )?;
-    let state = State::open(&pool[0].state_path)?;
+    let state = State::open_at(&pool[0].state)?;
     for cfg in &mut pool {
         cfg.load_learned(&state)?;
     }

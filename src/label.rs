@@ -17,7 +17,7 @@ use crate::csvio::{self, Existing, InputInfo, OutputLayout};
 use crate::error::{Error, Outcome, Result};
 use crate::keys::ring::{Health, KeyRing, QUOTA_LOW};
 use crate::keys::settings::Period;
-use crate::pacing::{Dispatcher, OrgSetup, ProviderRules, SqliteQuotas, SystemClock};
+use crate::pacing::{Dispatcher, OrgSetup, ProviderRules, SystemClock};
 use crate::pipeline::worker::{Ctx, Member, Usage};
 use crate::pipeline::{self, feeder::Previous, PipelineSetup};
 use crate::prompt::Prompter;
@@ -45,7 +45,7 @@ pub async fn run(mut cfg: LabelConfig) -> Result<Outcome> {
         status_column: cfg.status_column.clone(),
         model_column: cfg.model_column.clone(),
     };
-    let state = Arc::new(State::open(&cfg.base.state_path)?);
+    let state = Arc::new(State::open_at(&cfg.base.state)?);
     for member in cfg.pool_mut() {
         member.load_learned(&state)?;
     }
@@ -580,13 +580,8 @@ fn build_ctx(cfg: &LabelConfig, ui: Arc<Ui>, state: Arc<State>, prompter: Prompt
         restore_health(&mut ring, &state, provider, &mine, &ui)?;
         load_quota_use(&mut ring, &state, provider, &mine, c.quota_reset_day)?;
     }
-    let quotas =
-        Arc::new(
-            SqliteQuotas::open(&cfg.base.state_path).map_err(|message| Error::State {
-                path: cfg.base.state_path.clone(),
-                message,
-            })?,
-        );
+    let quotas = crate::pacing::open_quota_store(&cfg.base.state)
+        .map_err(|message| cfg.base.state.error(message))?;
     let n = keys.len();
     Ok(Ctx {
         members,

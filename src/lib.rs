@@ -20,6 +20,9 @@ pub mod pacing;
 pub mod pipeline;
 pub mod prompt;
 pub mod provider;
+pub mod redis_link;
+#[cfg(test)]
+mod redis_test_server;
 pub mod report;
 pub mod signals;
 pub mod state;
@@ -43,8 +46,8 @@ pub async fn run(cli: Cli) -> Result<Outcome> {
         }
         Some(Command::Usage(args)) => {
             let mut pool = Config::resolve_for_report(&args.common)?;
-            let state_path = pool[0].state_path.clone();
-            let state = state::State::open(&state_path)?;
+            let location = pool[0].state.clone();
+            let state = state::State::open_at(&location)?;
             let mut reports = Vec::new();
             for cfg in &mut pool {
                 cfg.load_learned(&state)?;
@@ -64,7 +67,7 @@ pub async fn run(cli: Cli) -> Result<Outcome> {
                 crate::outln!("{}", text.unwrap_or_default());
             } else {
                 for r in &reports {
-                    report::print_usage(r, &state_path);
+                    report::print_usage(r, &location);
                 }
             }
             Ok(Outcome::Complete)

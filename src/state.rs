@@ -20,6 +20,8 @@ mod key_control;
 pub use key_control::{Base, KeyActivity, KeyOverride};
 mod runs;
 pub use runs::{Beat, RunInfo};
+mod location;
+pub use location::{redact_url, RedisTarget, StateLocation, DEFAULT_REDIS_PREFIX};
 
 /// 2: the `meta` table (when the state was last pruned).
 const SCHEMA_VERSION: i64 = 2;
@@ -237,35 +239,20 @@ pub struct State {
     pub path: PathBuf,
 }
 
-/// `--state` as given, or the default file in the user's data directory.
-pub fn resolve_path(flag: Option<&str>) -> Result<PathBuf> {
-    match flag {
-        Some(s) if s.starts_with("redis://") || s.starts_with("rediss://") => Err(Error::Usage(format!(
-            "--state {}: Redis state is not supported by this build yet; use a file path (the default is a SQLite file)",
-            crate::state::redact_url(s)
-        ))),
-        Some(s) => Ok(PathBuf::from(s)),
-        None => {
-            let base = dirs::data_dir().ok_or_else(|| {
-                Error::Config("no data directory for this user (HOME unset?); pass --state PATH".into())
-            })?;
-            Ok(base.join("autolabel").join("state.sqlite3"))
+impl State {
+    /// Opens the state wherever `--state` put it.
+    pub fn open_at(location: &StateLocation) -> Result<State> {
+        match location {
+            StateLocation::File(path) => State::open(path),
+            StateLocation::Redis(_) => Err(location.error(
+                "Redis state is not supported by this build yet; use a file path (the default is a SQLite file)",
+            )),
         }
     }
-}
 
-/// A URL with any password removed, for messages.
-pub fn redact_url(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(s), Some(at)) if at > s => format!("{}://…@{}", &url[..s], &url[at + 1..]),
-        _ => url.to_string(),
-    }
-}
-
-impl State {
     pub fn open(path: &Path) -> Result<State> {
         let fail = |message: String| Error::State {
-            path: path.to_path_buf(),
+            place: path.display().to_string(),
             message,
         };
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
@@ -340,7 +327,7 @@ impl State {
 
     fn err(&self, e: rusqlite::Error) -> Error {
         Error::State {
-            path: self.path.clone(),
+            place: self.path.display().to_string(),
             message: e.to_string(),
         }
     }
@@ -1024,9 +1011,5 @@ mod tests {
         .unwrap();
         let err = State::open(&p).err().expect("must fail").to_string();
         assert!(err.contains("move it away"), "{err}");
-        assert!(resolve_path(Some("redis://:pw@host:6379"))
-            .unwrap_err()
-            .to_string()
-            .contains("…@host"));
     }
 }

@@ -2,7 +2,7 @@
 
 use crate::cli::StateCommand;
 use crate::error::{Error, Outcome, Result};
-use crate::state::{self, State};
+use crate::state::{State, StateLocation};
 
 /// `autolabel state prune|vacuum`: prints what it did on stdout.
 pub fn run(cmd: StateCommand) -> Result<Outcome> {
@@ -10,31 +10,30 @@ pub fn run(cmd: StateCommand) -> Result<Outcome> {
         StateCommand::Prune(a) => &a.file,
         StateCommand::Vacuum(a) => a,
     };
-    let path = state::resolve_path(file.state.as_deref())?;
-    if !path.exists() {
-        return Err(Error::Usage(format!(
-            "--state {}: no such state file",
-            path.display()
-        )));
+    let path = StateLocation::resolve(file.state.as_deref(), &file.redis_prefix)?;
+    if let StateLocation::File(p) = &path {
+        if !p.exists() {
+            return Err(Error::Usage(format!(
+                "--state {}: no such state file",
+                p.display()
+            )));
+        }
     }
-    let state = State::open(&path)?;
+    let state = State::open_at(&path)?;
     match cmd {
         StateCommand::Prune(a) => {
             let pruned = state.prune(a.keep_days, std::time::SystemTime::now())?;
             if a.keep_days == 0 {
-                crate::outln!(
-                    "{}: --keep-days 0 keeps everything; nothing removed",
-                    path.display()
-                );
+                crate::outln!("{}: --keep-days 0 keeps everything; nothing removed", path);
             } else {
-                crate::outln!("{}: {pruned}", path.display());
+                crate::outln!("{}: {pruned}", path);
             }
         }
         StateCommand::Vacuum(_) => {
             let c = state.vacuum()?;
             crate::outln!(
                 "{}: {} bytes before, {} after ({} freed)",
-                path.display(),
+                path,
                 c.before,
                 c.after,
                 c.before.saturating_sub(c.after)

@@ -7,18 +7,17 @@ use serde_json::json;
 use std::time::SystemTime;
 
 use crate::config::Config;
-use crate::error::{Error, Outcome, Result};
+use crate::error::{Outcome, Result};
 use crate::keys::ApiKey;
 use crate::limits::Dim;
 use crate::pacing::quota::{self, QuotaState};
-use crate::pacing::{QuotaStore, SqliteQuotas};
 use crate::provider::classify::{CallError, RateHeaders};
 use crate::provider::defaults;
 use crate::provider::{ChatRequest, Client};
 use crate::state::{State, StoredHealth};
 
 pub async fn run(pool: &[Config], json_out: bool, chat: bool) -> Result<Outcome> {
-    let state = State::open(&pool[0].state_path)?;
+    let state = State::open_at(&pool[0].state)?;
     let mut all_ok = true;
     let mut all_results = Vec::new();
     for (i, cfg) in pool.iter().enumerate() {
@@ -189,17 +188,12 @@ fn tell_the_state(cfg: &Config, state: &State, key: usize, h: &RateHeaders) -> R
         .and_then(|r| wall.checked_add(r))
         .map(quota::nanos);
     let day = defaults::day_start(cfg.provider);
-    let store = SqliteQuotas::open(&cfg.state_path).map_err(|message| Error::State {
-        path: cfg.state_path.clone(),
-        message,
-    })?;
+    let store =
+        crate::pacing::open_quota_store(&cfg.state).map_err(|message| cfg.state.error(message))?;
     store
         .update(
             &cfg.org_id(cfg.key_orgs[key]),
             &mut |q: &mut QuotaState, _| q.restate_day(day, now, (dim, limit, remaining), end),
         )
-        .map_err(|message| Error::State {
-            path: cfg.state_path.clone(),
-            message,
-        })
+        .map_err(|message| cfg.state.error(message))
 }

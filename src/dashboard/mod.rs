@@ -99,7 +99,7 @@ pub fn check_listen(listen: &str, token: Option<&str>) -> Result<SocketAddr> {
 pub async fn run(args: &DashboardArgs) -> Result<Outcome> {
     let addr = check_listen(&args.listen, args.token.as_deref())?;
     let mut pool = Config::resolve_for_report(&args.common)?;
-    let state = State::open(&pool[0].state_path)?;
+    let state = State::open_at(&pool[0].state)?;
     for cfg in &mut pool {
         cfg.load_learned(&state)?;
     }

@@ -34,7 +34,7 @@ use crate::provider::defaults::HeaderMeaning;
 use crate::timeutil::DayStart;
 pub use clock::{Clock, SystemClock};
 use org::{Org, Wait};
-pub use store::{MemoryQuotas, OrgId, QuotaStore, SqliteQuotas};
+pub use store::{open_quota_store, MemoryQuotas, OrgId, QuotaStore, SqliteQuotas};
 
 /// The longest the dispatcher sleeps before it looks again.
 const LONGEST_NAP: Duration = Duration::from_millis(250);

@@ -15,6 +15,21 @@ use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
 use super::quota::QuotaState;
 
+/// The quota store of a state location: its own connection to the state file, or to
+/// the Redis server.
+pub fn open_quota_store(
+    location: &crate::state::StateLocation,
+) -> Result<std::sync::Arc<dyn QuotaStore>, String> {
+    match location {
+        crate::state::StateLocation::File(path) => {
+            Ok(std::sync::Arc::new(SqliteQuotas::open(path)?))
+        }
+        crate::state::StateLocation::Redis(_) => {
+            Err("Redis state is not supported by this build yet".into())
+        }
+    }
+}
+
 /// An organization as every run names it: provider, model and its keys' fingerprints.
 pub type OrgId = String;
 

@@ -1,19 +1,18 @@
 //! `autolabel usage` as text: a table of keys (today and the period), what a day of quota
 //! buys, and the recent rotations.
 
-use std::path::Path;
-
 use super::usage::{Usage, UsageReport};
 use crate::budget;
+use crate::state::StateLocation;
 
 /// `autolabel usage` in text form.
-pub fn print_usage(r: &UsageReport, state_path: &Path) {
+pub fn print_usage(r: &UsageReport, state: &StateLocation) {
     crate::outln!(
         "usage for {} from {} to {} (state: {})",
         r.provider,
         r.from,
         r.to,
-        state_path.display()
+        state
     );
     if r.keys.is_empty() {
         crate::outln!("  no keys and no recorded usage yet");

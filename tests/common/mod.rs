@@ -4,6 +4,8 @@
 #![allow(dead_code)]
 
 pub mod fake;
+#[path = "../../src/redis_test_server.rs"]
+pub mod redis;
 
 use std::io::Read;
 use std::path::{Path, PathBuf};

@@ -1,0 +1,309 @@
+//! One connection to the Redis server that holds a shared state, kept alive across
+//! outages: a command that finds the server gone fails at once (the caller decides
+//! whether to wait or give up), and the link reconnects with back-off on a later call.
+//!
+//! The state on the server is marked as autolabel's (`<prefix>schema`), so that a wrong
+//! database or prefix is refused at start instead of being written into.
+
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use redis::{Connection, ErrorKind, RedisError, RedisResult};
+
+use crate::state::RedisTarget;
+
+/// What `<prefix>schema` holds in a database autolabel set up.
+pub const SCHEMA_MARK: &str = "autolabel-state 1";
+/// A connection attempt or a command waits at most this long for the server.
+const IO_TIMEOUT: Duration = Duration::from_secs(2);
+/// Reconnection attempts start this far apart and double up to `MAX_BACKOFF`.
+const FIRST_BACKOFF: Duration = Duration::from_millis(100);
+const MAX_BACKOFF: Duration = Duration::from_secs(2);
+
+/// Why a command did not run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LinkError {
+    /// The server is unreachable or dropped the connection: try again later.
+    Down(String),
+    /// The server answered, and the answer is a refusal that waiting won't fix (wrong
+    /// password, not autolabel's database, a script error).
+    Refused(String),
+}
+
+impl std::fmt::Display for LinkError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            LinkError::Down(m) => write!(f, "Redis unreachable: {m}"),
+            LinkError::Refused(m) => f.write_str(m),
+        }
+    }
+}
+
+impl From<LinkError> for String {
+    fn from(e: LinkError) -> String {
+        e.to_string()
+    }
+}
+
+struct Live {
+    conn: Option<Connection>,
+    /// No new connection attempt before this.
+    next_try: Instant,
+    backoff: Duration,
+}
+
+pub struct RedisLink {
+    pub target: RedisTarget,
+    client: redis::Client,
+    live: Mutex<Live>,
+}
+
+fn describe(e: &RedisError) -> String {
+    // The client's messages name host and port, never the password.
+    e.to_string()
+}
+
+fn classify(e: RedisError) -> LinkError {
+    if e.kind() == ErrorKind::AuthenticationFailed
+        || e.code()
+            .is_some_and(|c| matches!(c, "NOAUTH" | "WRONGPASS" | "NOPERM"))
+    {
+        return LinkError::Refused(format!(
+            "Redis refused the credentials in the URL: {}",
+            describe(&e)
+        ));
+    }
+    if e.is_io_error() || e.is_connection_dropped() || e.is_connection_refusal() || e.is_timeout() {
+        return LinkError::Down(describe(&e));
+    }
+    match e.code() {
+        // A server still loading its data, or a replica: it will answer soon.
+        Some("LOADING" | "BUSY" | "TRYAGAIN" | "MASTERDOWN" | "READONLY") => {
+            LinkError::Down(describe(&e))
+        }
+        _ => LinkError::Refused(format!("Redis: {}", describe(&e))),
+    }
+}
+
+impl RedisLink {
+    /// Connects now, checks the credentials and that the keys under the prefix are
+    /// autolabel's (marking an unused prefix as autolabel's). Any failure here is final:
+    /// a run must not start on a state it cannot reach.
+    pub fn open(target: &RedisTarget) -> Result<RedisLink, String> {
+        let client = redis::Client::open(target.url.as_str())
+            .map_err(|e| format!("not a usable Redis URL: {}", describe(&e)))?;
+        let link = RedisLink {
+            target: target.clone(),
+            client,
+            live: Mutex::new(Live {
+                conn: None,
+                next_try: Instant::now(),
+                backoff: FIRST_BACKOFF,
+            }),
+        };
+        let conn = link.connect(false).map_err(String::from)?;
+        link.check_ownership(conn)?;
+        Ok(link)
+    }
+
+    /// `<prefix><suffix>`: every key autolabel writes.
+    pub fn key(&self, suffix: &str) -> String {
+        format!("{}{suffix}", self.target.prefix)
+    }
+
+    /// A new connection; `mark`: set the schema mark if it is missing (a server restarted
+    /// empty is marked again before anything is written).
+    fn connect(&self, mark: bool) -> Result<Connection, LinkError> {
+        let mut conn = self
+            .client
+            .get_connection_with_timeout(IO_TIMEOUT)
+            .map_err(classify)?;
+        conn.set_read_timeout(Some(IO_TIMEOUT))
+            .and_then(|_| conn.set_write_timeout(Some(IO_TIMEOUT)))
+            .map_err(classify)?;
+        // Ping before use: a server that wants a password only says so on a command.
+        redis::cmd("PING")
+            .query::<String>(&mut conn)
+            .map_err(classify)?;
+        if mark {
+            self.mark(&mut conn).map_err(classify)?;
+        }
+        let mut live = self.live.lock().unwrap_or_else(|p| p.into_inner());
+        live.backoff = FIRST_BACKOFF;
+        drop(live);
+        Ok(conn)
+    }
+
+    fn mark(&self, conn: &mut Connection) -> RedisResult<()> {
+        redis::cmd("SET")
+            .arg(self.key("schema"))
+            .arg(SCHEMA_MARK)
+            .arg("NX")
+            .query::<Option<String>>(conn)
+            .map(|_| ())
+    }
+
+    /// Refuses a database where the prefix holds something else than autolabel's state;
+    /// marks an unused prefix as autolabel's.
+    fn check_ownership(&self, mut conn: Connection) -> Result<(), String> {
+        let mut mark: RedisResult<Option<String>> =
+            redis::cmd("GET").arg(self.key("schema")).query(&mut conn);
+        if let Ok(None) = mark {
+            // Unmarked: autolabel's only if nothing else uses the prefix.
+            let pattern = format!("{}*", redis_glob_escape(&self.target.prefix));
+            let (_, found): (u64, Vec<String>) = redis::cmd("SCAN")
+                .arg(0)
+                .arg("MATCH")
+                .arg(&pattern)
+                .arg("COUNT")
+                .arg(10_000)
+                .query(&mut conn)
+                .map_err(|e| classify(e).to_string())?;
+            if let Some(other) = found.first() {
+                return Err(format!(
+                    "the database holds keys under the prefix {:?} (such as {other:?}) that autolabel did not write: use another database or --redis-prefix",
+                    self.target.prefix
+                ));
+            }
+            self.mark(&mut conn).map_err(|e| classify(e).to_string())?;
+            mark = Ok(Some(SCHEMA_MARK.to_string()));
+        }
+        match mark {
+            Ok(Some(m)) if m == SCHEMA_MARK => {
+                self.live.lock().unwrap_or_else(|p| p.into_inner()).conn = Some(conn);
+                Ok(())
+            }
+            Ok(Some(m)) => Err(format!(
+                "the key {} holds {m:?}, not autolabel's state: use another database or --redis-prefix",
+                self.key("schema")
+            )),
+            Ok(None) => Err("the schema mark could not be written".into()),
+            Err(e) => Err(format!(
+                "the key {} is not autolabel's ({}): use another database or --redis-prefix",
+                self.key("schema"),
+                describe(&e)
+            )),
+        }
+    }
+
+    /// Runs `f` on the connection, connecting first if needed (at most once per back-off
+    /// step). A dropped connection is forgotten, so the next call reconnects.
+    pub fn run<T>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> RedisResult<T>,
+    ) -> Result<T, LinkError> {
+        let mut live = self.live.lock().unwrap_or_else(|p| p.into_inner());
+        if live.conn.is_none() {
+            let now = Instant::now();
+            if now < live.next_try {
+                return Err(LinkError::Down("reconnecting".into()));
+            }
+            drop(live);
+            let attempt = self.connect(true);
+            live = self.live.lock().unwrap_or_else(|p| p.into_inner());
+            match attempt {
+                Ok(c) => live.conn = Some(c),
+                Err(e) => {
+                    live.next_try = Instant::now() + live.backoff;
+                    live.backoff = (live.backoff * 2).min(MAX_BACKOFF);
+                    return Err(e);
+                }
+            }
+        }
+        let conn = live.conn.as_mut().expect("connected above");
+        match f(conn) {
+            Ok(v) => Ok(v),
+            Err(e) => {
+                let e = classify(e);
+                if matches!(e, LinkError::Down(_)) {
+                    live.conn = None;
+                    live.next_try = Instant::now();
+                }
+                Err(e)
+            }
+        }
+    }
+}
+
+/// `s` with the glob characters of Redis's MATCH escaped.
+fn redis_glob_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if matches!(c, '*' | '?' | '[' | ']' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::redis_test_server::RedisServer;
+
+    fn target(url: String) -> RedisTarget {
+        RedisTarget {
+            url,
+            prefix: "autolabel:".into(),
+        }
+    }
+
+    fn ping(link: &RedisLink) -> Result<String, LinkError> {
+        link.run(|c| redis::cmd("PING").query(c))
+    }
+
+    #[test]
+    fn refusals_at_open_are_clear_and_never_show_the_password() {
+        let server = RedisServer::start_with(Some("right-pw"));
+        let wrong = format!("redis://:wrong-pw@127.0.0.1:{}/0", server.port);
+        let err = RedisLink::open(&target(wrong)).err().expect("refused");
+        assert!(err.contains("credentials"), "{err}");
+        assert!(!err.contains("wrong-pw"), "{err}");
+        let none = format!("redis://127.0.0.1:{}/0", server.port);
+        let err = RedisLink::open(&target(none)).err().expect("refused");
+        assert!(err.contains("credentials"), "{err}");
+        assert!(RedisLink::open(&target(server.url(0))).is_ok());
+
+        // Someone else's keys under the prefix: not autolabel's database.
+        let mut c = redis::Client::open(server.url(1))
+            .unwrap()
+            .get_connection()
+            .unwrap();
+        redis::cmd("SET")
+            .arg("autolabel:session")
+            .arg("x")
+            .query::<()>(&mut c)
+            .unwrap();
+        let err = RedisLink::open(&target(server.url(1)))
+            .err()
+            .expect("refused");
+        assert!(err.contains("did not write"), "{err}");
+
+        let port = server.port;
+        drop(server);
+        let err = RedisLink::open(&target(format!("redis://127.0.0.1:{port}/0")))
+            .err()
+            .expect("unreachable");
+        assert!(err.contains("unreachable"), "{err}");
+    }
+
+    #[test]
+    fn a_lost_server_fails_fast_and_is_reconnected_and_remarked() {
+        let mut server = RedisServer::start();
+        let link = RedisLink::open(&target(server.url(0))).unwrap();
+        assert_eq!(ping(&link).unwrap(), "PONG");
+        server.kill();
+        assert!(matches!(ping(&link), Err(LinkError::Down(_))));
+        server.restart();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while ping(&link).is_err() {
+            assert!(Instant::now() < deadline, "never reconnected");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let mark: Option<String> = link
+            .run(|c| redis::cmd("GET").arg("autolabel:schema").query(c))
+            .unwrap();
+        assert_eq!(mark.as_deref(), Some(SCHEMA_MARK));
+    }
+}

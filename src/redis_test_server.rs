@@ -1,0 +1,97 @@
+//! A real `redis-server` for tests: started on 127.0.0.1 on a free port, without
+//! persistence, stopped when dropped. Shared by the unit tests (as a module of the
+//! library, under `cfg(test)`) and the integration tests (`#[path]` from `tests/common`).
+//!
+//! There is no skipping: a machine without `redis-server` fails the test that needs it
+//! with a message saying how to install it.
+
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub struct RedisServer {
+    pub port: u16,
+    password: Option<String>,
+    child: Option<Child>,
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port on 127.0.0.1")
+}
+
+impl RedisServer {
+    pub fn start() -> RedisServer {
+        Self::start_with(None)
+    }
+
+    /// A server that wants this password (`requirepass`).
+    pub fn start_with(password: Option<&str>) -> RedisServer {
+        let mut s = RedisServer {
+            port: free_port(),
+            password: password.map(str::to_string),
+            child: None,
+        };
+        s.spawn();
+        s
+    }
+
+    /// `redis://127.0.0.1:PORT/DB` (with the password when the server has one).
+    pub fn url(&self, db: u8) -> String {
+        match &self.password {
+            Some(p) => format!("redis://:{p}@127.0.0.1:{}/{db}", self.port),
+            None => format!("redis://127.0.0.1:{}/{db}", self.port),
+        }
+    }
+
+    fn spawn(&mut self) {
+        let mut cmd = Command::new("redis-server");
+        cmd.args(["--port", &self.port.to_string()])
+            .args(["--bind", "127.0.0.1"])
+            .args(["--save", ""])
+            .args(["--appendonly", "no"])
+            .args(["--daemonize", "no"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        if let Some(p) = &self.password {
+            cmd.args(["--requirepass", p]);
+        }
+        let child = cmd.spawn().unwrap_or_else(|e| {
+            panic!(
+                "cannot start redis-server ({e}): install it (Debian: apt-get install -y redis-server); .ci/run does"
+            )
+        });
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "redis-server did not listen on port {} within 10 s",
+                self.port
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Kills the server (as a crash would: no save, connections reset).
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Starts it again on the same port, empty.
+    pub fn restart(&mut self) {
+        self.kill();
+        self.spawn();
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
