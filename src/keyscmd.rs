@@ -11,7 +11,7 @@ use crate::config::Config;
 use crate::error::{Error, Outcome, Result};
 use crate::keys::settings::{Period, QuotaDim};
 use crate::keys::ApiKey;
-use crate::state::{KeyOverride, State};
+use crate::state::{KeyOverride, KeyStatus, State};
 use crate::timeutil;
 
 /// One quota of a key and what is used of it.
@@ -122,8 +122,8 @@ pub fn key_views(cfg: &Config, state: &State) -> Result<Vec<KeyView>> {
                 o.disabled_until,
                 Some(o.reason.clone()),
             ),
-            (_, Some(h)) if h.status == "invalid" || h.until.is_some_and(|u| u > now) => {
-                (h.status.clone(), h.until, Some(h.reason.clone()))
+            (_, Some(h)) if h.status == KeyStatus::Invalid || h.until.is_some_and(|u| u > now) => {
+                (h.status.to_string(), h.until, Some(h.reason.clone()))
             }
             _ => ("available".to_string(), None, None),
         };

@@ -79,8 +79,7 @@ pub async fn run(mut cfg: LabelConfig) -> Result<Outcome> {
     match state.prune_if_due(cfg.keep_days, SystemTime::now()) {
         Ok(Some(pruned)) if pruned.total() > 0 => ui.info(&format!(
             "state {}: {pruned} (--keep-days {})",
-            state.path.display(),
-            cfg.keep_days
+            state.location, cfg.keep_days
         )),
         Ok(_) => {}
         // Old entries cost only space; the run goes on.

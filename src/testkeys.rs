@@ -14,7 +14,7 @@ use crate::pacing::quota::{self, QuotaState};
 use crate::provider::classify::{CallError, RateHeaders};
 use crate::provider::defaults;
 use crate::provider::{ChatRequest, Client};
-use crate::state::{State, StoredHealth};
+use crate::state::{KeyStatus, State, StoredHealth};
 
 pub async fn run(pool: &[Config], json_out: bool, chat: bool) -> Result<Outcome> {
     let state = State::open_at(&pool[0].state)?;
@@ -71,8 +71,8 @@ async fn check_provider(cfg: &Config, state: &State, chat: bool) -> Result<Vec<s
         };
         // Only a definite answer changes the stored health.
         let stored_status = match status {
-            "ok" => Some(("available", "test-keys passed")),
-            "invalid" => Some(("invalid", "test-keys: invalid key")),
+            "ok" => Some((KeyStatus::Available, "test-keys passed")),
+            "invalid" => Some((KeyStatus::Invalid, "test-keys: invalid key")),
             _ => None,
         };
         if let Some((s, reason)) = stored_status {
@@ -82,15 +82,17 @@ async fn check_provider(cfg: &Config, state: &State, chat: bool) -> Result<Vec<s
                 .find(|h| h.fingerprint == key.fingerprint);
             // /models says nothing about a daily quota: keep an exhaustion unless a chat passed.
             let keep_exhausted = !chat
-                && s == "available"
-                && previous.as_ref().is_some_and(|p| p.status == "exhausted");
+                && s == KeyStatus::Available
+                && previous
+                    .as_ref()
+                    .is_some_and(|p| p.status == KeyStatus::Exhausted);
             if !keep_exhausted {
                 state.save_health(
                     provider,
                     &StoredHealth {
                         fingerprint: key.fingerprint.clone(),
                         masked: key.masked.clone(),
-                        status: s.into(),
+                        status: s,
                         until: None,
                         reason: reason.into(),
                     },

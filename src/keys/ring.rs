@@ -13,7 +13,7 @@ use tokio::time::Instant;
 use super::quota::{KeyQuota, QuotaWait};
 use super::ApiKey;
 use crate::provider::classify::CallError;
-use crate::state::StoredHealth;
+use crate::state::{KeyStatus, StoredHealth};
 use crate::timeutil::DayStart;
 
 /// A per-minute 429 that gives no wait: the key cools for the back-off base, doubling
@@ -66,13 +66,26 @@ impl Health {
     /// What a stored record still means at (now, wall): `None` once it has expired (or
     /// says the key is fine).
     pub fn from_stored(h: &StoredHealth, now: Instant, wall: SystemTime) -> Option<Health> {
-        match (h.status.as_str(), h.until) {
-            ("invalid", _) => Some(Health::Invalid),
-            ("exhausted", Some(until)) if until > wall => Some(Health::Exhausted { until }),
-            ("cooling", Some(until)) if until > wall => Some(Health::Cooling {
+        match (h.status, h.until) {
+            (KeyStatus::Invalid, _) => Some(Health::Invalid),
+            (KeyStatus::Exhausted, Some(until)) if until > wall => {
+                Some(Health::Exhausted { until })
+            }
+            (KeyStatus::Cooling, Some(until)) if until > wall => Some(Health::Cooling {
                 until: now + until.duration_since(wall).unwrap_or_default(),
             }),
             _ => None,
+        }
+    }
+
+    /// How the state keeps it; `None` for a disabled key (the key overrides hold that).
+    pub fn stored_status(&self) -> Option<KeyStatus> {
+        match self {
+            Health::Available => Some(KeyStatus::Available),
+            Health::Cooling { .. } => Some(KeyStatus::Cooling),
+            Health::Exhausted { .. } => Some(KeyStatus::Exhausted),
+            Health::Invalid => Some(KeyStatus::Invalid),
+            Health::Disabled { .. } => None,
         }
     }
 
@@ -662,17 +675,21 @@ mod tests {
         let mut r = ring(&[0, 1, 2]);
         let wall = SystemTime::now();
         let now = Instant::now();
-        let stored = |i: usize, status: &str, until: Option<SystemTime>| StoredHealth {
+        let stored = |i: usize, status: KeyStatus, until: Option<SystemTime>| StoredHealth {
             fingerprint: r.slots[i].key.fingerprint.clone(),
             masked: String::new(),
-            status: status.into(),
+            status,
             until,
             reason: "RPD".into(),
         };
         let rows = vec![
-            stored(0, "exhausted", Some(wall + Duration::from_secs(600))),
-            stored(1, "exhausted", Some(wall - Duration::from_secs(1))),
-            stored(2, "invalid", None),
+            stored(
+                0,
+                KeyStatus::Exhausted,
+                Some(wall + Duration::from_secs(600)),
+            ),
+            stored(1, KeyStatus::Exhausted, Some(wall - Duration::from_secs(1))),
+            stored(2, KeyStatus::Invalid, None),
         ];
         r.failed(2, &CallError::InvalidKey { status: 403 }, now, wall);
         let changes = r.adopt(&rows, now, wall);

@@ -154,13 +154,13 @@ impl Ctx {
             self.log_rotation(c, ring);
             // A disabled key is disabled in the state's key overrides; its health there
             // stays what the provider last said.
-            if matches!(c.to, Health::Disabled { .. }) {
+            let Some(status) = c.to.stored_status() else {
                 continue;
-            }
+            };
             let stored = StoredHealth {
                 fingerprint: key.fingerprint.clone(),
                 masked: key.masked.clone(),
-                status: c.to.name().to_string(),
+                status,
                 until,
                 reason: c.reason.clone(),
             };

@@ -13,7 +13,7 @@ use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::provider::classify::ErrorClass;
 use crate::provider::defaults::Limits;
-use crate::state::{State, UsageDelta};
+use crate::state::{KeyStatus, State, UsageDelta};
 use crate::timeutil;
 
 /// One provider's usage report (`usage --json`).
@@ -214,8 +214,8 @@ pub fn usage_report(cfg: &Config, state: &State, days: u32) -> Result<UsageRepor
             .filter(|o| o.is_disabled(now));
         let (status, until) = match (disabled, stored) {
             (Some(o), _) => ("disabled".to_string(), o.disabled_until),
-            (_, Some(h)) if h.status == "invalid" => ("invalid".to_string(), None),
-            (_, Some(h)) if h.until.is_some_and(|u| u > now) => (h.status.clone(), h.until),
+            (_, Some(h)) if h.status == KeyStatus::Invalid => ("invalid".to_string(), None),
+            (_, Some(h)) if h.until.is_some_and(|u| u > now) => (h.status.to_string(), h.until),
             _ => ("available".to_string(), None),
         };
         let tokens_today = today_usage.tokens_in + today_usage.tokens_out;
