@@ -4,13 +4,11 @@
 
 use serde_json::json;
 
-use std::time::SystemTime;
-
 use crate::config::Config;
 use crate::error::{Outcome, Result};
 use crate::keys::ApiKey;
 use crate::limits::Dim;
-use crate::pacing::quota::{self, QuotaState};
+use crate::pacing::QuotaOp;
 use crate::provider::classify::{CallError, RateHeaders};
 use crate::provider::defaults;
 use crate::provider::{ChatRequest, Client};
@@ -183,19 +181,16 @@ fn tell_the_state(cfg: &Config, state: &State, key: usize, h: &RateHeaders) -> R
     else {
         return Ok(());
     };
-    let wall = SystemTime::now();
-    let now = quota::nanos(wall);
-    let end = h
-        .reset_requests
-        .and_then(|r| wall.checked_add(r))
-        .map(quota::nanos);
     let day = defaults::day_start(cfg.provider);
     let store =
         crate::pacing::open_quota_store(&cfg.state).map_err(|message| cfg.state.error(message))?;
+    let op = QuotaOp::RestateDay {
+        day,
+        count: (dim, limit, remaining),
+        reset: h.reset_requests,
+    };
     store
-        .update(
-            &cfg.org_id(cfg.key_orgs[key]),
-            &mut |q: &mut QuotaState, _| q.restate_day(day, now, (dim, limit, remaining), end),
-        )
-        .map_err(|message| cfg.state.error(message))
+        .apply(&cfg.org_id(cfg.key_orgs[key]), &op)
+        .map(|_| ())
+        .map_err(|e| cfg.state.error(String::from(e)))
 }

@@ -14,6 +14,7 @@
 pub mod clock;
 pub mod org;
 pub mod quota;
+pub mod redis_store;
 pub mod store;
 
 use std::num::NonZeroU32;
@@ -34,7 +35,10 @@ use crate::provider::defaults::HeaderMeaning;
 use crate::timeutil::DayStart;
 pub use clock::{Clock, SystemClock};
 use org::{Org, Wait};
-pub use store::{open_quota_store, MemoryQuotas, OrgId, QuotaStore, SqliteQuotas};
+pub use redis_store::RedisQuotas;
+pub use store::{
+    open_quota_store, Applied, MemoryQuotas, OrgId, QuotaOp, QuotaStore, SqliteQuotas, StoreError,
+};
 
 /// The longest the dispatcher sleeps before it looks again.
 const LONGEST_NAP: Duration = Duration::from_millis(250);
@@ -232,7 +236,7 @@ impl Dispatcher {
     pub fn succeeded(&self, key: usize, headers: &RateHeaders, next_tokens: u64) -> Changes {
         let mut inner = self.inner.lock().unwrap();
         let (now, wall) = (self.clock.now(), self.clock.wall());
-        let limits = inner.read_headers(key, headers, next_tokens, now, wall);
+        let limits = inner.read_headers(key, headers, next_tokens, now);
         let mut health = inner.ring.succeeded(key, headers.remaining_requests);
         // No request left for longer than a minute window: the daily quota is used up.
         // Exhaust the organization now, before a request is wasted on a 429.
@@ -259,7 +263,7 @@ impl Dispatcher {
     pub fn failed(&self, key: usize, err: &CallError, headers: &RateHeaders) -> Changes {
         let mut inner = self.inner.lock().unwrap();
         let (now, wall) = (self.clock.now(), self.clock.wall());
-        let mut limits = inner.read_headers(key, headers, 0, now, wall);
+        let mut limits = inner.read_headers(key, headers, 0, now);
         let stated = match err {
             CallError::RateLimited { dim, limit, .. }
             | CallError::QuotaExhausted { dim, limit, .. } => dim.map(|d| (d, *limit)),
@@ -274,20 +278,19 @@ impl Dispatcher {
                 };
                 let o = &mut inner.orgs[org];
                 let change = o.limits.state(dim, limit, source);
-                limits.extend(o.restate(change, wall).map(|change| OrgLimitChange {
-                    org,
-                    key,
-                    change,
-                }));
+                limits.extend(
+                    o.restate(change)
+                        .map(|change| OrgLimitChange { org, key, change }),
+                );
             }
-            Some((Dim::Rpm, None)) => limits.extend(inner.learn_rpm_from_count(key, now, wall)),
+            Some((Dim::Rpm, None)) => limits.extend(inner.learn_rpm_from_count(key, now)),
             _ => {}
         }
         let health = inner.ring.failed(key, err, now, wall);
         // A cooldown is the organization's: every run sharing it waits it out.
         let cooling = inner.ring.cooling_wait(key, now);
         if !cooling.is_zero() {
-            inner.orgs[org].block(now, wall, now + cooling);
+            inner.orgs[org].block(now, now + cooling);
         }
         Changes {
             health,
@@ -392,7 +395,6 @@ impl Inner {
         h: &RateHeaders,
         next_tokens: u64,
         now: Instant,
-        wall: SystemTime,
     ) -> Vec<OrgLimitChange> {
         let org_idx = self.ring.slots[key].org;
         let rules = self.rules[org_idx];
@@ -404,7 +406,7 @@ impl Inner {
                 earlier: false,
             };
             let change = org.limits.state(dim, value, source);
-            changes.extend(org.restate(change, wall).map(|change| OrgLimitChange {
+            changes.extend(org.restate(change).map(|change| OrgLimitChange {
                 org: org_idx,
                 key,
                 change,
@@ -415,7 +417,7 @@ impl Inner {
             h.limit_requests,
             h.remaining_requests,
         ) {
-            org.sync_day(now, wall, (dim, limit, left), h.reset_requests);
+            org.sync_day(now, (dim, limit, left), h.reset_requests);
         }
         let mut block_for = None;
         if h.remaining_requests == Some(0) {
@@ -427,7 +429,7 @@ impl Inner {
             }
         }
         if let Some(d) = block_for {
-            org.block(now, wall, now + d.min(Duration::from_secs(3600)));
+            org.block(now, now + d.min(Duration::from_secs(3600)));
         }
         changes
     }
@@ -435,12 +437,7 @@ impl Inner {
     /// A per-minute 429 that states no limit although our limiter allowed the request:
     /// the real limit is lower than ours. Enforce what was actually served in the last
     /// minute, but only with enough requests to tell (one early 429 teaches nothing).
-    fn learn_rpm_from_count(
-        &mut self,
-        key: usize,
-        now: Instant,
-        wall: SystemTime,
-    ) -> Option<OrgLimitChange> {
+    fn learn_rpm_from_count(&mut self, key: usize, now: Instant) -> Option<OrgLimitChange> {
         let org_idx = self.ring.slots[key].org;
         let org = &mut self.orgs[org_idx];
         // The failed request itself was counted as a grant.
@@ -449,7 +446,7 @@ impl Inner {
             return None;
         }
         let change = org.limits.observe_lower(Dim::Rpm, served);
-        org.restate(change, wall).map(|change| OrgLimitChange {
+        org.restate(change).map(|change| OrgLimitChange {
             org: org_idx,
             key,
             change,

@@ -12,7 +12,7 @@ use std::time::{Duration, SystemTime};
 
 use tokio::time::Instant;
 
-use super::quota::{self, Ask, Decision, Nanos, QuotaState};
+use super::quota::{self, Ask, Decision, Nanos, QuotaOp};
 use super::store::{OrgId, QuotaStore};
 use crate::limits::{Dim, LimitChange, LimitSet, Limits};
 use crate::timeutil::DayStart;
@@ -67,14 +67,26 @@ pub struct Org {
     pub store_error: Option<String>,
 }
 
-/// Instant of a store time, given the pair (now, wall) read together.
-fn local(at: Nanos, now: Instant, wall: SystemTime) -> Instant {
-    let ahead = at - quota::nanos(wall);
+/// This machine's instant of a store time, given the store's now when it answered and
+/// ours (the store's clock may be another machine's).
+fn local(at: Nanos, store_now: Nanos, now: Instant) -> Instant {
+    let ahead = at.saturating_sub(store_now);
     if ahead > 0 {
         now + Duration::from_nanos(ahead as u64)
     } else {
         now
     }
+}
+
+/// This machine's calendar time of a store time (a window's end).
+fn local_wall(at: SystemTime, store_now: Nanos, wall: SystemTime) -> SystemTime {
+    let ahead = quota::nanos(at).saturating_sub(store_now);
+    let moved = if ahead >= 0 {
+        wall.checked_add(Duration::from_nanos(ahead as u64))
+    } else {
+        wall.checked_sub(Duration::from_nanos(ahead.unsigned_abs()))
+    };
+    moved.unwrap_or(wall)
 }
 
 impl Org {
@@ -107,11 +119,7 @@ impl Org {
     }
 
     /// The provider states a limit (or a lower one was observed): the next slots follow it.
-    pub fn restate(
-        &mut self,
-        change: Option<LimitChange>,
-        wall: SystemTime,
-    ) -> Option<LimitChange> {
+    pub fn restate(&mut self, change: Option<LimitChange>) -> Option<LimitChange> {
         let change = change?;
         let before = self.values;
         self.values = self.limits.values();
@@ -125,8 +133,7 @@ impl Org {
         };
         let (rpm, tpm) = (raised(Dim::Rpm), raised(Dim::Tpm));
         if rpm || tpm {
-            let now = quota::nanos(wall);
-            self.tell_store(&mut |q| q.ease(now, rpm, tpm));
+            self.tell_store(QuotaOp::Ease { rpm, tpm });
         }
         Some(change)
     }
@@ -137,7 +144,10 @@ impl Org {
         if l.left == 0 {
             return;
         }
-        self.tell_store(&mut |q| q.refund(l.left, l.tokens_left));
+        self.tell_store(QuotaOp::Refund {
+            count: l.left,
+            tokens: l.tokens_left,
+        });
     }
 
     /// Whether a request of `tokens` may go now; asks the store for a slot when this run
@@ -160,7 +170,10 @@ impl Org {
             if lapsed > 0 {
                 // The slots go back to the hour and day counts; their tokens stay with
                 // the lease for the slots left.
-                self.tell_store(&mut |q| q.refund(lapsed, 0));
+                self.tell_store(QuotaOp::Refund {
+                    count: lapsed,
+                    tokens: 0,
+                });
             }
             if self
                 .lease
@@ -188,26 +201,25 @@ impl Org {
             day: self.day,
             lease: self.lease_want,
         };
-        let (day, seed, at) = (self.day, self.used_today, quota::nanos(wall));
-        let mut decision = None;
-        let result = self.store.update(&self.id, &mut |q, fresh| {
-            if fresh {
-                q.seed_today(day, at, seed);
+        let op = QuotaOp::Decide {
+            ask,
+            seed_today: self.used_today,
+        };
+        let applied = match self.store.apply(&self.id, &op) {
+            Ok(a) => a,
+            Err(e) => {
+                self.store_error = Some(e.to_string());
+                return Err(Wait::For(STORE_RETRY));
             }
-            decision = Some(q.decide(&ask, at));
-        });
-        if let Err(e) = result {
-            self.store_error = Some(e);
-            return Err(Wait::For(STORE_RETRY));
-        }
+        };
         self.store_error = None;
-        match decision {
+        match applied.decision {
             Some(Decision::Lease {
                 count,
                 first,
                 interval,
             }) => Ok(Lease {
-                next: local(first, now, wall),
+                next: local(first, applied.now, now),
                 interval: Duration::from_nanos(interval.max(0) as u64),
                 left: count,
                 tokens_left: count.saturating_mul(tokens),
@@ -222,7 +234,9 @@ impl Org {
                     w + Duration::from_micros(fastrand::u64(0..=jitter_us)),
                 ))
             }
-            Some(Decision::Full { until }) => Err(Wait::Until(until)),
+            Some(Decision::Full { until }) => {
+                Err(Wait::Until(local_wall(until, applied.now, wall)))
+            }
             None => Err(Wait::For(STORE_RETRY)),
         }
     }
@@ -250,7 +264,6 @@ impl Org {
     pub fn sync_day(
         &mut self,
         now: Instant,
-        wall: SystemTime,
         (dim, limit, remaining): (Dim, u64, u64),
         reset: Option<Duration>,
     ) {
@@ -264,26 +277,27 @@ impl Org {
             return;
         }
         self.last_day_sync = Some(now);
-        let end = reset
-            .filter(|_| self.values.get(dim) == Some(limit))
-            .and_then(|r| wall.checked_add(r))
-            .map(quota::nanos);
-        let (day, at) = (self.day, quota::nanos(wall));
-        self.tell_store(&mut |q| q.sync_day(day, at, (dim, limit, remaining), end));
+        let reset = reset.filter(|_| self.values.get(dim) == Some(limit));
+        self.tell_store(QuotaOp::SyncDay {
+            day: self.day,
+            count: (dim, limit, remaining),
+            reset,
+        });
     }
 
     /// No request before `until`, for this run and every other one sharing the org.
-    pub fn block(&mut self, now: Instant, wall: SystemTime, until: Instant) {
+    pub fn block(&mut self, now: Instant, until: Instant) {
         self.blocked_until = self.blocked_until.max(Some(until));
-        let at = quota::nanos(wall) + until.saturating_duration_since(now).as_nanos() as Nanos;
-        self.tell_store(&mut |q| q.block(at));
+        self.tell_store(QuotaOp::Block {
+            span: until.saturating_duration_since(now),
+        });
     }
 
     /// Changes the organization's shared state; a failure is kept for the log (the
     /// store answers again or the next grant waits for it).
-    fn tell_store(&mut self, f: &mut dyn FnMut(&mut QuotaState)) {
-        if let Err(e) = self.store.update(&self.id, &mut |q, _| f(q)) {
-            self.store_error = Some(e);
+    fn tell_store(&mut self, op: QuotaOp) {
+        if let Err(e) = self.store.apply(&self.id, &op) {
+            self.store_error = Some(e.to_string());
         }
     }
 

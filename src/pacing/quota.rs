@@ -108,7 +108,7 @@ pub struct QuotaState {
 }
 
 /// What a run asks for.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Ask {
     /// The limits in force for the organization.
     pub limits: Limits,
@@ -145,6 +145,93 @@ fn token_shape(tpm: u64) -> (u64, Nanos) {
     (burst, interval(tpm.saturating_sub(burst).max(1)))
 }
 
+/// Below this much room left in an hour or day count, every grant is a single slot.
+pub const ROOM_FOR_LEASES: u64 = MAX_LEASE * 4;
+
+/// What a decision needs from an ask, worked out once from the limits alone: the same
+/// numbers feed [`QuotaState::decide`] and the Redis script, so both pace alike.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Plan {
+    /// Tokens of each request (at least 1).
+    pub tokens: u64,
+    /// GCRA interval of the request-per-minute limit.
+    pub rpm: Option<Nanos>,
+    /// Token burst and GCRA interval per token of the token-per-minute limit.
+    pub tpm: Option<(u64, Nanos)>,
+    /// Hour, day and token-day limits.
+    pub rph: Option<u64>,
+    pub rpd: Option<u64>,
+    pub tpd: Option<u64>,
+    /// Slots in a grant when the hour and day counts have room: a quarter second of the
+    /// request rate, what the token burst allows at once, and what the run can use.
+    pub lease: u64,
+}
+
+impl Ask {
+    pub fn plan(&self) -> Plan {
+        let l = self.limits;
+        let tokens = self.tokens.max(1);
+        let rpm = l.rpm.map(interval);
+        let tpm = l.tpm.map(token_shape);
+        let mut lease = self.lease.clamp(1, MAX_LEASE);
+        if let Some(t) = rpm {
+            lease = if t >= LEASE_BELOW_INTERVAL {
+                1
+            } else {
+                lease.min((LEASE_SPAN / t).max(1) as u64)
+            };
+        }
+        if let Some((burst, _)) = tpm {
+            lease = lease.min((burst / tokens).max(1));
+        }
+        Plan {
+            tokens,
+            rpm,
+            tpm,
+            rph: l.rph,
+            rpd: l.rpd,
+            tpd: l.tpd,
+            lease,
+        }
+    }
+}
+
+/// One change to an organization's shared state, as a store applies it atomically.
+/// Times are durations from the store's own now: with a shared server, its clock rules,
+/// not this machine's.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum QuotaOp {
+    /// May a request go now (see [`QuotaState::decide`])? `seed_today`: what the ledger
+    /// says was used today (requests, tokens), for a store that has never seen the org.
+    Decide { ask: Ask, seed_today: (u64, u64) },
+    /// Leased slots and tokens never used go back to the hour and day counts.
+    Refund { count: u64, tokens: u64 },
+    /// Minute limits were raised: their schedules restart from now.
+    Ease { rpm: bool, tpm: bool },
+    /// The provider's count of the day, as a floor; its reset ends the window.
+    SyncDay {
+        day: DayStart,
+        count: DayCount,
+        reset: Option<Duration>,
+    },
+    /// The provider's count of the day, taken as the truth.
+    RestateDay {
+        day: DayStart,
+        count: DayCount,
+        reset: Option<Duration>,
+    },
+    /// No request for this long.
+    Block { span: Duration },
+}
+
+/// A provider's count: the dimension, its limit and what is left.
+pub type DayCount = (Dim, u64, u64);
+
+/// A duration in nanoseconds, as far as time in a store goes.
+pub fn span_nanos(d: Duration) -> Nanos {
+    d.as_nanos().min(i64::MAX as u128) as Nanos
+}
+
 impl QuotaState {
     fn windows(&mut self, day: DayStart) -> [(&mut WindowCount, WindowKind, Dim); 3] {
         [
@@ -152,6 +239,28 @@ impl QuotaState {
             (&mut self.day, WindowKind::Day(day), Dim::Rpd),
             (&mut self.tokens_day, WindowKind::Day(day), Dim::Tpd),
         ]
+    }
+
+    /// Applies `op` at `now` (the store's time); `fresh`: the store had never seen the
+    /// organization. Returns the decision of a `Decide`.
+    pub fn apply(&mut self, op: &QuotaOp, now: Nanos, fresh: bool) -> Option<Decision> {
+        let after = |d: Option<Duration>| d.map(|d| now.saturating_add(span_nanos(d)));
+        match *op {
+            QuotaOp::Decide { ask, seed_today } => {
+                if fresh {
+                    self.seed_today(ask.day, now, seed_today);
+                }
+                return Some(self.decide(&ask, now));
+            }
+            QuotaOp::Refund { count, tokens } => self.refund(count, tokens),
+            QuotaOp::Ease { rpm, tpm } => self.ease(now, rpm, tpm),
+            QuotaOp::SyncDay { day, count, reset } => self.sync_day(day, now, count, after(reset)),
+            QuotaOp::RestateDay { day, count, reset } => {
+                self.restate_day(day, now, count, after(reset))
+            }
+            QuotaOp::Block { span } => self.block(now.saturating_add(span_nanos(span))),
+        }
+        None
     }
 
     /// Starts today's counts from what the usage ledger recorded (a state that had never
@@ -169,13 +278,14 @@ impl QuotaState {
 
     /// May a request go at `now`? If so, charges it (and the rest of a lease) to every limit.
     pub fn decide(&mut self, ask: &Ask, now: Nanos) -> Decision {
-        let l = ask.limits;
-        let tokens = ask.tokens.max(1);
+        let plan = ask.plan();
+        let tokens = plan.tokens;
         // Hour and day counts first: a full window is a long wait.
         let mut room = u64::MAX;
         let mut full_until: Option<Nanos> = None;
-        for (w, kind, dim) in self.windows(ask.day) {
-            let Some(limit) = l.get(dim) else { continue };
+        let limits = [plan.rph, plan.rpd, plan.tpd];
+        for ((w, kind, dim), limit) in self.windows(ask.day).into_iter().zip(limits) {
+            let Some(limit) = limit else { continue };
             w.roll(kind, now);
             let cost = if dim == Dim::Tpd { tokens } else { 1 };
             if w.used.saturating_add(cost) > limit {
@@ -190,12 +300,10 @@ impl QuotaState {
             };
         }
         let mut wait: Nanos = self.blocked_until - now;
-        let rpm = l.rpm.map(interval);
-        if rpm.is_some() {
+        if plan.rpm.is_some() {
             wait = wait.max(self.rpm_tat - now);
         }
-        let tpm = l.tpm.map(token_shape);
-        if let Some((burst, t)) = tpm {
+        if let Some((burst, t)) = plan.tpm {
             let cost = tokens.min(burst) as Nanos;
             let allowed_at = self.tpm_tat.max(now) + cost * t - burst as Nanos * t;
             wait = wait.max(allowed_at - now);
@@ -204,28 +312,18 @@ impl QuotaState {
             // Woken up to a millisecond late, the caller is then on time.
             return Decision::Wait(span(wait - TIMER_SLACK));
         }
-        // How many slots: a quarter second of the request rate, what the token burst
-        // allows now, and one at a time close to an hour or day limit.
-        let mut count = ask.lease.clamp(1, MAX_LEASE);
-        if let Some(t) = rpm {
-            count = if t >= LEASE_BELOW_INTERVAL {
-                1
-            } else {
-                count.min((LEASE_SPAN / t).max(1) as u64)
-            };
-        }
-        if let Some((burst, _)) = tpm {
-            count = count.min((burst / tokens).max(1));
-        }
-        if room < MAX_LEASE * 4 {
-            count = 1;
-        }
+        // One slot at a time close to an hour or day limit.
+        let count = if room < ROOM_FOR_LEASES {
+            1
+        } else {
+            plan.lease
+        };
         let first = self.rpm_tat.max(now);
-        let step = rpm.unwrap_or(0);
-        if rpm.is_some() {
+        let step = plan.rpm.unwrap_or(0);
+        if plan.rpm.is_some() {
             self.rpm_tat = first + step * count as Nanos;
         }
-        if let Some((burst, t)) = tpm {
+        if let Some((burst, t)) = plan.tpm {
             let charged = (tokens.min(burst) * count) as Nanos;
             self.tpm_tat = self.tpm_tat.max(now) + charged * t;
         }

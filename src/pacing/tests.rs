@@ -42,12 +42,14 @@ fn dispatcher_at(
             rules: groq(),
         })
         .collect();
+    // The store keeps the pacer's time, so that no test reads the wall clock.
+    let clock: Arc<dyn Clock> = Arc::new(FollowingClock::starting_at(wall));
     Dispatcher::new(
         KeyRing::new(keys, orgs),
         setups,
         delay,
-        Arc::new(FollowingClock::starting_at(wall)),
-        Arc::new(MemoryQuotas::default()),
+        clock.clone(),
+        Arc::new(MemoryQuotas::new(clock)),
     )
 }
 
@@ -226,13 +228,17 @@ async fn token_bound_pacing_reaches_the_token_rate_and_spends_no_request_slot() 
     assert!((n as f64 - expected).abs() <= 1.0, "{n} vs {expected}");
     // A token refusal charges nothing: the next request goes as soon as tokens allow,
     // with no extra request-per-minute wait.
-    let mut inner = d.inner.lock().unwrap();
-    let (now, wall) = (d.clock().now(), d.clock().wall());
-    let wait = match inner.orgs[0].check(now, wall, 90) {
+    let check = || {
+        let mut inner = d.inner.lock().unwrap();
+        let (now, wall) = (d.clock().now(), d.clock().wall());
+        inner.orgs[0].check(now, wall, 90)
+    };
+    let wait = match check() {
         Err(org::Wait::For(w)) => w,
         other => panic!("{other:?}"),
     };
-    assert_eq!(inner.orgs[0].check(now + wait, wall + wait, 90), Ok(()));
+    tokio::time::advance(wait).await;
+    assert_eq!(check(), Ok(()));
 }
 
 #[tokio::test(start_paused = true)]
@@ -485,12 +491,13 @@ async fn in_a_pool_each_organization_reads_headers_by_its_own_providers_rules() 
     })
     .into_iter()
     .collect();
+    let clock: Arc<dyn Clock> = Arc::new(FollowingClock::starting_at(SystemTime::now()));
     let d = Dispatcher::new(
         KeyRing::new(keys, &[0, 1, 2]),
         setups,
         Duration::ZERO,
-        Arc::new(FollowingClock::starting_at(SystemTime::now())),
-        Arc::new(MemoryQuotas::default()),
+        clock.clone(),
+        Arc::new(MemoryQuotas::new(clock)),
     );
     let h = RateHeaders {
         limit_requests: Some(1_000),
