@@ -42,6 +42,9 @@ pub enum Outcome {
     WithFallbacks,
     /// `--on-exhausted stop` ended the run with work left.
     Stopped,
+    /// The state stayed unreachable for `--store-timeout`: stopped with work left, like
+    /// `Stopped`.
+    StateLost,
     /// Ctrl-C (SIGINT): everything written so far is kept.
     Interrupted,
     /// SIGTERM: the same as Ctrl-C.
@@ -57,7 +60,7 @@ pub fn exit_code(result: &Result<Outcome>) -> u8 {
     match result {
         Ok(Outcome::Complete) => 0,
         Ok(Outcome::WithFallbacks) => 3,
-        Ok(Outcome::Stopped) => 75,
+        Ok(Outcome::Stopped | Outcome::StateLost) => 75,
         // 128 + the signal number, as a shell reports a process the signal killed.
         Ok(Outcome::HungUp) => 129,
         Ok(Outcome::Interrupted) => 130,

@@ -162,7 +162,9 @@ pub async fn run(mut cfg: LabelConfig) -> Result<Outcome> {
         if let (Some(temp), Plan::Rewrite { old_rows, .. }) = (&temp, &plan) {
             // The new file is a valid output of this input as soon as it is at least as long
             // as the old one (even after Ctrl-C or a stop); a shorter one would lose rows.
-            if counts.written >= *old_rows {
+            // Not when the state is unreachable: its fallback rows could not be recorded.
+            let state_lost = ctx.state_lost.lock().unwrap().is_some();
+            if counts.written >= *old_rows && !state_lost {
                 std::fs::rename(temp, &cfg.output).map_err(|e| {
                     Error::io(format!("{}: cannot replace", cfg.output.display()), e)
                 })?;
@@ -186,6 +188,10 @@ pub async fn run(mut cfg: LabelConfig) -> Result<Outcome> {
     let fatal = ctx.fatal.lock().unwrap().clone();
     let totals: Vec<UsageDelta> = ctx.usage.lock().unwrap().totals.clone();
     report::summary(&ui, &cfg, &ctx, &counts, &totals, started.elapsed());
+    // The state cannot take the daily reports either; the reason was logged at the stop.
+    if fatal.is_none() && ctx.state_lost.lock().unwrap().is_some() {
+        return Ok(Outcome::StateLost);
+    }
     if let Some(dir) = &cfg.report_dir {
         for member in cfg.pool() {
             report::write_daily_report(dir, member, &state)?;
@@ -585,7 +591,8 @@ fn build_ctx(cfg: &LabelConfig, ui: Arc<Ui>, state: Arc<State>, prompter: Prompt
     Ok(Ctx {
         members,
         key_member,
-        dispatcher: Dispatcher::new(ring, orgs, cfg.delay, Arc::new(SystemClock), quotas),
+        dispatcher: Dispatcher::new(ring, orgs, cfg.delay, Arc::new(SystemClock), quotas)
+            .with_store_timeout(cfg.store_timeout),
         keys,
         prompter,
         labels: cfg.labels.clone(),
@@ -599,6 +606,9 @@ fn build_ctx(cfg: &LabelConfig, ui: Arc<Ui>, state: Arc<State>, prompter: Prompt
             totals: vec![UsageDelta::default(); n],
         }),
         stopping: AtomicBool::new(false),
+        store_timeout: cfg.store_timeout,
+        state_lost: Mutex::new(None),
+        state_outage: Mutex::default(),
         fatal: Mutex::new(None),
         token_scale: Mutex::new(1.0),
     })

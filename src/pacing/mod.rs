@@ -68,9 +68,12 @@ struct Inner {
     rules: Vec<ProviderRules>,
     /// `--delay` between any two requests.
     spacing: Option<Spacing>,
-    /// A store error already reported (reported again only after it recovered).
+    /// A store outage already reported (reported again only after it recovered).
     store_error_reported: bool,
 }
+
+/// A quota store that fails for this long by default stops the run (`--store-timeout`).
+pub const DEFAULT_STORE_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// What the dispatcher hands out.
 #[derive(Debug, Clone, PartialEq)]
@@ -79,6 +82,17 @@ pub enum Grant {
     Key(usize),
     /// No key is usable (all exhausted or invalid); the earliest one is back at `earliest`.
     NoKey { earliest: Option<SystemTime> },
+    /// The quota store has failed for the whole store timeout: no grant can be had.
+    StoreLost { since: SystemTime, error: String },
+}
+
+/// The quota store stopped or started answering again.
+#[derive(Debug, Clone, PartialEq)]
+pub enum StoreNews {
+    /// Every call since `since` failed; requests wait for it.
+    Lost { since: SystemTime, error: String },
+    /// It answers again.
+    Back,
 }
 
 /// A limit in force that changed, for one organization, seen on a reply of `key`.
@@ -94,13 +108,14 @@ pub struct OrgLimitChange {
 pub struct Changes {
     pub health: Vec<HealthChange>,
     pub limits: Vec<OrgLimitChange>,
-    /// The quota store stopped answering (requests wait for it), once until it answers.
-    pub store_error: Option<String>,
+    /// The quota store stopped answering (requests wait for it) or answers again: once
+    /// each time.
+    pub store: Option<StoreNews>,
 }
 
 impl Changes {
     pub fn is_empty(&self) -> bool {
-        self.health.is_empty() && self.limits.is_empty() && self.store_error.is_none()
+        self.health.is_empty() && self.limits.is_empty() && self.store.is_none()
     }
 }
 
@@ -128,6 +143,7 @@ pub struct Dispatcher {
     /// Held while waiting for a slot, so waiters queue fairly instead of racing.
     turn: tokio::sync::Mutex<()>,
     clock: Arc<dyn Clock>,
+    store_timeout: Duration,
 }
 
 impl Dispatcher {
@@ -169,7 +185,14 @@ impl Dispatcher {
             }),
             turn: tokio::sync::Mutex::new(()),
             clock,
+            store_timeout: DEFAULT_STORE_TIMEOUT,
         }
+    }
+
+    /// How long the quota store may fail before `acquire` gives up with `StoreLost`.
+    pub fn with_store_timeout(mut self, timeout: Duration) -> Dispatcher {
+        self.store_timeout = timeout;
+        self
     }
 
     pub fn clock(&self) -> &dyn Clock {
@@ -214,12 +237,23 @@ impl Dispatcher {
                     on_change(&changes, &inner.ring);
                 }
                 let result = inner.try_grant(tokens, now, wall);
-                if let Some(e) = inner.store_error_news() {
+                let down = inner.store_down_since();
+                if let Some(news) = inner.store_news(down, now, wall) {
                     let changes = Changes {
-                        store_error: Some(e),
+                        store: Some(news),
                         ..Changes::default()
                     };
                     on_change(&changes, &inner.ring);
+                }
+                // No grant without the store: once it has failed for the whole timeout,
+                // the caller stops instead of waiting on.
+                if let (Some(since), Err(_)) = (down, &result) {
+                    if now.saturating_duration_since(since) >= self.store_timeout {
+                        return Grant::StoreLost {
+                            since: wall_of(since, now, wall),
+                            error: inner.store_error().unwrap_or_default(),
+                        };
+                    }
                 }
                 match result {
                     Ok(grant) => return grant,
@@ -371,17 +405,33 @@ impl Inner {
         Err(wait)
     }
 
-    /// A store error to report: the first one after the store last answered.
-    fn store_error_news(&mut self) -> Option<String> {
-        let error = self.orgs.iter().find_map(|o| o.store_error.clone());
-        match (&error, self.store_error_reported) {
-            (Some(_), false) => {
+    /// Since when the quota store has failed every call, for some organization.
+    fn store_down_since(&self) -> Option<Instant> {
+        self.orgs.iter().filter_map(|o| o.store_failing_since).min()
+    }
+
+    fn store_error(&self) -> Option<String> {
+        self.orgs.iter().find_map(|o| o.store_error.clone())
+    }
+
+    /// An outage to report (the first failure after the store last answered), or its end.
+    fn store_news(
+        &mut self,
+        down: Option<Instant>,
+        now: Instant,
+        wall: SystemTime,
+    ) -> Option<StoreNews> {
+        match (down, self.store_error_reported) {
+            (Some(since), false) => {
                 self.store_error_reported = true;
-                error
+                Some(StoreNews::Lost {
+                    since: wall_of(since, now, wall),
+                    error: self.store_error().unwrap_or_default(),
+                })
             }
             (None, true) => {
                 self.store_error_reported = false;
-                None
+                Some(StoreNews::Back)
             }
             _ => None,
         }
@@ -452,6 +502,12 @@ impl Inner {
             change,
         })
     }
+}
+
+/// The calendar time of an earlier instant, given the pair (now, wall) read together.
+fn wall_of(then: Instant, now: Instant, wall: SystemTime) -> SystemTime {
+    wall.checked_sub(now.saturating_duration_since(then))
+        .unwrap_or(wall)
 }
 
 /// The limits in force of several organizations, the lowest of each (for summaries).

@@ -13,7 +13,7 @@ use std::time::{Duration, SystemTime};
 use tokio::time::Instant;
 
 use super::quota::{self, Ask, Decision, Nanos, QuotaOp};
-use super::store::{OrgId, QuotaStore};
+use super::store::{Applied, OrgId, QuotaStore};
 use crate::limits::{Dim, LimitChange, LimitSet, Limits};
 use crate::timeutil::DayStart;
 
@@ -65,6 +65,8 @@ pub struct Org {
     recent: VecDeque<(Instant, u64)>,
     /// The last store error, logged once until the store answers again.
     pub store_error: Option<String>,
+    /// Since when every ask for a grant failed (`None`: the store last answered).
+    pub store_failing_since: Option<Instant>,
 }
 
 /// This machine's instant of a store time, given the store's now when it answered and
@@ -111,7 +113,13 @@ impl Org {
             last_day_sync: None,
             recent: VecDeque::new(),
             store_error: None,
+            store_failing_since: None,
         }
+    }
+
+    /// No limit at all in force: nothing to share, so no grant to ask the store for.
+    fn unlimited(&self) -> bool {
+        self.values == Limits::default()
     }
 
     pub fn values(&self) -> Limits {
@@ -183,6 +191,9 @@ impl Org {
             }
         }
         if self.lease.is_none() {
+            if self.unlimited() {
+                return Ok(());
+            }
             self.lease = Some(self.ask_store(now, wall, tokens)?);
         }
         let l = self.lease.as_ref().expect("set above");
@@ -205,14 +216,9 @@ impl Org {
             ask,
             seed_today: self.used_today,
         };
-        let applied = match self.store.apply(&self.id, &op) {
-            Ok(a) => a,
-            Err(e) => {
-                self.store_error = Some(e.to_string());
-                return Err(Wait::For(STORE_RETRY));
-            }
+        let Some(applied) = self.call_store(&op, Some(now)) else {
+            return Err(Wait::For(STORE_RETRY));
         };
-        self.store_error = None;
         match applied.decision {
             Some(Decision::Lease {
                 count,
@@ -273,7 +279,7 @@ impl Org {
         let due = self
             .last_day_sync
             .is_none_or(|t| now.saturating_duration_since(t) >= DAY_SYNC_EVERY);
-        if remaining > 0 && !due {
+        if (remaining > 0 && !due) || self.unlimited() {
             return;
         }
         self.last_day_sync = Some(now);
@@ -288,6 +294,9 @@ impl Org {
     /// No request before `until`, for this run and every other one sharing the org.
     pub fn block(&mut self, now: Instant, until: Instant) {
         self.blocked_until = self.blocked_until.max(Some(until));
+        if self.unlimited() {
+            return;
+        }
         self.tell_store(QuotaOp::Block {
             span: until.saturating_duration_since(now),
         });
@@ -296,8 +305,26 @@ impl Org {
     /// Changes the organization's shared state; a failure is kept for the log (the
     /// store answers again or the next grant waits for it).
     fn tell_store(&mut self, op: QuotaOp) {
-        if let Err(e) = self.store.apply(&self.id, &op) {
-            self.store_error = Some(e.to_string());
+        self.call_store(&op, None);
+    }
+
+    /// One operation on the store, keeping track of since when it has been failing. Only
+    /// asks for a grant (`asked_at`) start the outage's clock: they are what waits, and
+    /// they are retried while it lasts, so its end is seen.
+    fn call_store(&mut self, op: &QuotaOp, asked_at: Option<Instant>) -> Option<Applied> {
+        match self.store.apply(&self.id, op) {
+            Ok(applied) => {
+                self.store_error = None;
+                self.store_failing_since = None;
+                Some(applied)
+            }
+            Err(e) => {
+                self.store_error = Some(e.to_string());
+                if let Some(now) = asked_at {
+                    self.store_failing_since.get_or_insert(now);
+                }
+                None
+            }
         }
     }
 

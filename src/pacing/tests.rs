@@ -515,3 +515,5 @@ async fn in_a_pool_each_organization_reads_headers_by_its_own_providers_rules() 
     assert_eq!(limits[1].tpm, Some(50_000));
     assert_eq!(limits[2], Limits::default());
 }
+
+mod outage;

@@ -8,6 +8,7 @@
 
 pub mod feeder;
 pub mod heartbeat;
+pub mod outage;
 pub mod overrides;
 pub mod worker;
 
@@ -419,8 +420,24 @@ fn drain(
         .map(|(i, _, _)| *i)
         .collect();
     if !fallbacks.is_empty() {
-        ctx.state.add_fallback_rows(&setup.output_id, &fallbacks)?;
-        counts.fallback_rows.extend(&fallbacks);
+        match ctx.state.add_fallback_rows(&setup.output_id, &fallbacks) {
+            Ok(()) => {
+                ctx.state_outage.lock().unwrap().answered(ctx);
+                counts.fallback_rows.extend(&fallbacks);
+            }
+            Err(e) => {
+                // The rows before the first fallback go out; it and the rest wait, in
+                // order, at the front of the window.
+                let first = ready
+                    .iter()
+                    .position(|(i, _, _)| *i == fallbacks[0])
+                    .unwrap_or(0);
+                for row in ready.split_off(first).into_iter().rev() {
+                    window.push_front(row);
+                }
+                ctx.state_outage.lock().unwrap().failed(ctx, &e);
+            }
+        }
     }
     let out_err = |e: csv::Error| {
         Error::Runtime(format!(

@@ -10,11 +10,12 @@ use crate::keys::ring::{rotation_class, Health, HealthChange, KeyRing};
 use crate::keys::ApiKey;
 use crate::limits::Source;
 use crate::normalize::LabelSet;
-use crate::pacing::{Changes, Dispatcher, Grant};
+use crate::pacing::{Changes, Dispatcher, Grant, StoreNews};
 use crate::prompt::Prompter;
 use crate::provider::classify::{human, CallError, ErrorClass};
 use crate::provider::{ChatRequest, Client};
 use crate::state::{State, StoredHealth, UsageDelta};
+use crate::timeutil;
 use crate::ui::Ui;
 
 /// Attempts for a single text whose replies name no usable label.
@@ -68,6 +69,12 @@ pub struct Ctx {
     pub fatal: Mutex<Option<String>>,
     /// Real prompt tokens per estimated one, learned from the replies' `usage`.
     pub token_scale: Mutex<f64>,
+    /// How long the state may stay unreachable before the run stops (`--store-timeout`).
+    pub store_timeout: Duration,
+    /// Why the run stopped for an unreachable state (exit 75), once it did.
+    pub state_lost: Mutex<Option<String>>,
+    /// The state failing to record fallback rows (the pipeline's writes wait for it).
+    pub state_outage: Mutex<super::outage::Outage>,
 }
 
 /// Per key, this run's usage.
@@ -171,10 +178,16 @@ impl Ctx {
         if !changes.health.is_empty() {
             self.ui.info(&ring.summary());
         }
-        if let Some(e) = &changes.store_error {
-            self.ui.error(&format!(
-                "the state file cannot be used for the shared quotas ({e}); requests wait until it can"
-            ));
+        match &changes.store {
+            Some(StoreNews::Lost { since, error }) => self.ui.error(&format!(
+                "state {}: unreachable since {} ({error}), retrying; no request goes without a grant from it meanwhile",
+                self.state.location,
+                timeutil::rfc3339(*since)
+            )),
+            Some(StoreNews::Back) => self
+                .ui
+                .info(&format!("state {}: reachable again", self.state.location)),
+            None => {}
         }
         for l in &changes.limits {
             let key = &self.keys[l.key];
@@ -290,6 +303,23 @@ impl Ctx {
         self.stopping.store(true, Ordering::SeqCst);
     }
 
+    /// The state has been unreachable since `since` for the whole store timeout: stop
+    /// feeding rows, as `--on-exhausted stop` does (the run exits 75, to be resumed).
+    pub fn stop_for_lost_state(&self, since: SystemTime, error: &str) {
+        let mut lost = self.state_lost.lock().unwrap_or_else(|p| p.into_inner());
+        if lost.is_none() {
+            let message = format!(
+                "state {}: unreachable since {} ({error}), longer than --store-timeout ({}): stopping; what is done is written, run again to continue",
+                self.state.location,
+                timeutil::rfc3339(since),
+                human(self.store_timeout)
+            );
+            self.ui.error(&message);
+            *lost = Some(message);
+        }
+        self.stop();
+    }
+
     pub fn is_stopping(&self) -> bool {
         self.stopping.load(Ordering::SeqCst)
     }
@@ -375,6 +405,10 @@ async fn request<T>(
         }
         let key = match ctx.dispatcher.acquire(tokens, &on_change).await {
             Grant::Key(k) => k,
+            Grant::StoreLost { since, error } => {
+                ctx.stop_for_lost_state(since, &error);
+                return Err(Failure::Stopped);
+            }
             Grant::NoKey { earliest } => match ctx.on_exhausted {
                 OnExhausted::Fallback => return Err(Failure::Fallback("no usable key".into())),
                 OnExhausted::Stop => {
