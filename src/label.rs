@@ -45,7 +45,9 @@ pub async fn run(mut cfg: LabelConfig) -> Result<Outcome> {
         status_column: cfg.status_column.clone(),
         model_column: cfg.model_column.clone(),
     };
-    let state = Arc::new(State::open_at(&cfg.base.state)?);
+    let state = State::open_at(&cfg.base.state)?;
+    state.keep_cache_days(cfg.keep_days);
+    let state = Arc::new(state);
     for member in cfg.pool_mut() {
         member.load_learned(&state)?;
     }

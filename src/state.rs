@@ -22,9 +22,10 @@ mod runs;
 pub use runs::{Beat, RunInfo, RunRegistry, STALE_AFTER};
 mod location;
 pub use location::{redact_url, RedisTarget, StateLocation, DEFAULT_REDIS_PREFIX};
+pub mod redis;
 pub mod sqlite;
 #[cfg(test)]
-mod suite;
+pub(crate) mod suite;
 
 /// What a prune removed, and from when on it kept everything.
 #[derive(Debug, Clone, PartialEq)]
@@ -310,9 +311,7 @@ impl State {
     pub fn open_at(location: &StateLocation) -> Result<State> {
         let store: Box<dyn StateStore> = match location {
             StateLocation::File(path) => Box::new(sqlite::SqliteStore::open(path)?),
-            StateLocation::Redis(_) => return Err(location.error(
-                "Redis state is not supported by this build yet; use a file path (the default is a SQLite file)",
-            )),
+            StateLocation::Redis(target) => Box::new(redis::RedisStore::open(location, target)?),
         };
         Ok(State {
             store,
@@ -320,7 +319,7 @@ impl State {
         })
     }
 
-    /// A state that lives as long as the process (tests, dry runs of the tests).
+    /// A SQLite state in memory, gone with the process (tests).
     pub fn in_memory() -> State {
         State {
             store: Box::new(sqlite::SqliteStore::in_memory()),

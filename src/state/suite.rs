@@ -462,6 +462,15 @@ pub(super) fn a_run_is_active_until_it_finishes(s: &State) {
     assert!(!left.contains(&"r1".to_string()), "{left:?}");
 }
 
+/// A state on `server`'s database `db`.
+pub(crate) fn redis_state(server: &crate::redis_test_server::RedisServer, db: u8) -> State {
+    let location = StateLocation::Redis(RedisTarget {
+        url: server.url(db),
+        prefix: DEFAULT_REDIS_PREFIX.into(),
+    });
+    State::open_at(&location).unwrap()
+}
+
 /// A test per store for each behaviour above.
 macro_rules! on_every_store {
     ($($name:ident),* $(,)?) => {
@@ -470,6 +479,16 @@ macro_rules! on_every_store {
                 #[test]
                 fn $name() {
                     super::$name(&crate::state::State::in_memory());
+                }
+            )*
+        }
+        mod redis {
+            $(
+                #[test]
+                fn $name() {
+                    // A server of its own: tests run in parallel.
+                    let server = crate::redis_test_server::RedisServer::start();
+                    super::$name(&super::redis_state(&server, 0));
                 }
             )*
         }
