@@ -24,7 +24,8 @@
 //! fix), `BENCH_WRAP='perf record -g -o /tmp/perf.data --'` (prefix the tool's command to
 //! profile it; CPU and RSS figures then include the wrapper), `BENCH_WRAP_FLOOR` (the same
 //! for the floor loops).
-//! Scenarios: `limits`, `batch`, `cpu`, `cpu-1m`, `lower`, `learn`, `pool` (see `main`; a filter matches by
+//! Scenarios: `limits`, `batch`, `cpu`, `cpu-1m`, `lower`, `shared`, `shared-redis`,
+//! `daily`, `daily-redis`, `outage`, `learn`, `pool` (see `main`; the Redis ones need `redis-server`; a filter matches by
 //! substring, so `cpu` also runs `cpu-1m`, and `batch` also runs `limits`, its reference). Each prints one
 //! line (rows, elapsed, rows/s, requests/s, 429s, ratio to the theoretical maximum), and a
 //! table of the targets follows at the end. Every child run has a time limit, so the
@@ -42,6 +43,8 @@
 
 #[path = "../tests/common/fake.rs"]
 mod fake;
+#[path = "throughput/multi.rs"]
+mod multi;
 
 use std::collections::{HashMap, HashSet};
 use std::io::Read;
@@ -1019,87 +1022,31 @@ fn main() {
         });
     }
 
-    // 5. shared: three processes at once on the same keys and state file, as cron jobs
-    // started together would be: 3 keys in 3 orgs at 120 RPM, each run told `--rpm 120`.
+    // 5. shared: three processes at once on the same keys, as cron jobs started together
+    // would be: 3 keys in 3 orgs at 120 RPM, each run told `--rpm 120`; through one state
+    // file, and through Redis with a HOME and data dir per process (separate machines).
+    // daily: two processes on one key allowing 100 requests a day. outage: Redis killed
+    // for 5 s in the middle of a 3-process run.
     if wanted("shared") {
-        const PROCS: usize = 3;
-        let rows = scaled(150, 40);
-        let sb = Sandbox::new(&KEYS);
-        let fake = FakeProvider::start(three_orgs(120, true));
-        let mut owner: HashMap<String, usize> = HashMap::new();
-        let children: Vec<_> = (0..PROCS)
-            .map(|p| {
-                let input = sb.path(&format!("in{p}.csv"));
-                write_input_from(&input, &base, p * rows, rows);
-                for i in 0..rows {
-                    owner.insert(text_of(&base, p * rows + i), p);
-                }
-                let cmd = sb.label(
-                    &fake,
-                    &input,
-                    &sb.path(&format!("out{p}.csv")),
-                    &["--rpm", "120", "--concurrency", "4"],
-                );
-                std::thread::spawn(move || run_child(cmd, Duration::from_secs(600)))
-            })
-            .collect();
-        let runs: Vec<ChildRun> = children
-            .into_iter()
-            .map(|c| c.join().expect("run"))
-            .collect();
-        let reqs = fake.requests();
-        let of = |r: &fake::RecordedRequest| r.texts.first().and_then(|t| owner.get(t)).copied();
-        // The steady part: while all three run (from the last one's first request to the
-        // first one's last).
-        let span = |p: usize| {
-            let at: Vec<Duration> = reqs
-                .iter()
-                .filter(|r| of(r) == Some(p))
-                .map(|r| r.at)
-                .collect();
-            (
-                at.iter().min().copied().unwrap_or_default(),
-                at.iter().max().copied().unwrap_or_default(),
-            )
-        };
-        let spans: Vec<_> = (0..PROCS).map(span).collect();
-        let from = spans.iter().map(|s| s.0).max().unwrap_or_default();
-        let to = spans.iter().map(|s| s.1).min().unwrap_or_default();
-        let secs = (to - from).as_secs_f64().max(1e-9);
-        let steady: Vec<usize> = (0..PROCS)
-            .map(|p| {
-                reqs.iter()
-                    .filter(|r| of(r) == Some(p) && r.at >= from && r.at <= to)
-                    .count()
-            })
-            .collect();
-        let total: usize = steady.iter().sum();
-        let rate = total as f64 / secs;
-        let share = rate / 6.0;
-        let r429 = fake.count_status(429);
-        let shares: Vec<String> = steady
-            .iter()
-            .map(|n| format!("{:.1} %", *n as f64 * 100.0 / total.max(1) as f64))
-            .collect();
-        let fair = steady
-            .iter()
-            .all(|n| (*n as f64 / total.max(1) as f64 - 1.0 / 3.0).abs() <= 0.2 / 3.0);
-        let ok = runs.iter().all(|r| r.code == Some(0));
-        println!(
-            "shared   3 processes x {rows} rows: steady {secs:.1} s, {rate:.2} req/s = {:.1} % of the 6 req/s the keys allow, {r429} x 429, shares {} (exits {:?})",
-            share * 100.0,
-            shares.join(" / "),
-            runs.iter().map(|r| r.code).collect::<Vec<_>>()
-        );
-        targets.push(Target {
-            what: "shared: 3 processes, one state file: >= 95 % of 6 req/s, 0 x 429, each within +-20 % of a third".into(),
-            measured: format!(
-                "{:.1} %, {r429} x 429, shares {}",
-                share * 100.0,
-                shares.join(" / ")
-            ),
-            met: ok && share >= 0.95 && r429 == 0 && fair,
-        });
+        targets.push(multi::shared(multi::Store::File, &base, scaled(150, 40)));
+    }
+    if wanted("shared-redis") {
+        let server = multi::RedisServer::start();
+        targets.push(multi::shared(
+            multi::Store::Redis(&server),
+            &base,
+            scaled(150, 40),
+        ));
+    }
+    if wanted("daily") {
+        targets.push(multi::daily(multi::Store::File, &base));
+    }
+    if wanted("daily-redis") {
+        let server = multi::RedisServer::start();
+        targets.push(multi::daily(multi::Store::Redis(&server), &base));
+    }
+    if wanted("outage") {
+        targets.push(multi::outage(&base, scaled(90, 40)));
     }
 
     // 6. learn: the fake allows 60 RPM per org, the tool is told 300.

@@ -201,6 +201,10 @@ pub struct FakeConfig {
     /// Answer a chat request for any other model than `model` with 404
     /// `model_not_found`, as a real provider does (off: any model is served).
     pub strict_model: bool,
+    /// Count requests and tokens per minute in fixed windows (minute 0, 1, 2… since the
+    /// server started) instead of a sliding 60 s: a benchmark then sees any minute in
+    /// which runs together sent more than the limit, with no window sliding past it.
+    pub fixed_minute: bool,
 }
 
 impl Default for FakeConfig {
@@ -215,6 +219,7 @@ impl Default for FakeConfig {
             day_window: Duration::from_secs(24 * 3600),
             record: true,
             strict_model: false,
+            fixed_minute: false,
         }
     }
 }
@@ -277,12 +282,18 @@ struct OrgState {
 }
 
 impl OrgState {
-    fn prune(&mut self, now: Instant) {
-        while self.minute_reqs.front().is_some_and(|&t| t + MINUTE <= now) {
+    /// Forgets what left the minute window: the last 60 s, or (fixed windows) everything
+    /// before `fixed_from`, the start of the current minute.
+    fn prune(&mut self, now: Instant, fixed_from: Option<Instant>) {
+        let gone = |t: Instant| match fixed_from {
+            Some(from) => t < from,
+            None => t + MINUTE <= now,
+        };
+        while self.minute_reqs.front().is_some_and(|&t| gone(t)) {
             self.minute_reqs.pop_front();
         }
         while let Some(&(t, n)) = self.minute_tokens.front() {
-            if t + MINUTE > now {
+            if !gone(t) {
                 break;
             }
             self.minute_token_sum -= n;
@@ -315,6 +326,7 @@ struct Shared {
     day_window: Duration,
     record: bool,
     strict_model: bool,
+    fixed_minute: bool,
 }
 
 /// The running fake server. Dropping it stops the server.
@@ -360,6 +372,7 @@ impl FakeProvider {
             start,
             model: cfg.model,
             strict_model: cfg.strict_model,
+            fixed_minute: cfg.fixed_minute,
             latency: cfg.latency,
             jitter: cfg.jitter,
             style: cfg.style,
@@ -404,6 +417,11 @@ impl FakeProvider {
     }
 
     /// `http://127.0.0.1:<port>/openai/v1`
+    /// Time since the server started, on the clock of `RecordedRequest::at`.
+    pub fn elapsed(&self) -> Duration {
+        self.shared.start.elapsed()
+    }
+
     pub fn base_url(&self) -> String {
         format!("http://{}/openai/v1", self.addr)
     }
@@ -977,6 +995,14 @@ fn messy_single(label: &str, n: u64) -> String {
 }
 
 impl Shared {
+    /// The start of the current fixed minute, when minutes are counted in fixed windows.
+    fn fixed_minute_start(&self, now: Instant) -> Option<Instant> {
+        self.fixed_minute.then(|| {
+            let minutes = now.saturating_duration_since(self.start).as_secs() / 60;
+            self.start + MINUTE * minutes as u32
+        })
+    }
+
     fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -1105,11 +1131,14 @@ impl Shared {
             if used + 1 > rpm {
                 // The (used + 1 - rpm)-th oldest request must leave the window.
                 let idx = (used + 1 - rpm - 1) as usize;
-                let wait = org
-                    .minute_reqs
-                    .get(idx)
-                    .map(|&t| (t + MINUTE).saturating_duration_since(now))
-                    .unwrap_or(MINUTE);
+                let wait = match self.fixed_minute_start(now) {
+                    Some(from) => (from + MINUTE).saturating_duration_since(now),
+                    None => org
+                        .minute_reqs
+                        .get(idx)
+                        .map(|&t| (t + MINUTE).saturating_duration_since(now))
+                        .unwrap_or(MINUTE),
+                };
                 return Some(Limited {
                     dim: Dim::Rpm,
                     limit: rpm,
@@ -1392,7 +1421,11 @@ impl Shared {
         }
         self.roll_day(&mut st, now);
         let day_left = self.day_remaining(&st, now);
-        st.orgs.entry(org_name.clone()).or_default().prune(now);
+        let fixed_from = self.fixed_minute_start(now);
+        st.orgs
+            .entry(org_name.clone())
+            .or_default()
+            .prune(now, fixed_from);
         let fault = st.faults.pop_front();
         let mut headers = self.rate_headers(&st.orgs[&org_name], day_left, now);
 
@@ -1545,7 +1578,11 @@ impl Shared {
         }
         self.roll_day(&mut st, now);
         let day_left = self.day_remaining(&st, now);
-        st.orgs.entry(org_name.clone()).or_default().prune(now);
+        let fixed_from = self.fixed_minute_start(now);
+        st.orgs
+            .entry(org_name.clone())
+            .or_default()
+            .prune(now, fixed_from);
         let headers = self.rate_headers(&st.orgs[&org_name], day_left, now);
         let body = json!({
             "object": "list",
