@@ -266,6 +266,39 @@ impl Dispatcher {
         }
     }
 
+    /// Limits another run sharing the state heard its provider state (newest first per
+    /// organization and dimension, as `(org, key, dim, value, header)`): each applies
+    /// by the same rule as a reply's own headers, so every run follows a change the
+    /// first one learns, not only runs started after it.
+    pub fn adopt_stated(&self, stated: &[(usize, usize, Dim, u64, String)]) -> Changes {
+        let mut inner = self.inner.lock().unwrap();
+        let mut limits = Vec::new();
+        for (org_idx, key, dim, value, by) in stated {
+            let Some(org) = inner.orgs.get_mut(*org_idx) else {
+                continue;
+            };
+            let source = Source::Stated {
+                by: by.clone(),
+                earlier: true,
+            };
+            let change = org.limits.state(*dim, *value, source);
+            limits.extend(org.restate(change).map(|change| OrgLimitChange {
+                org: *org_idx,
+                key: *key,
+                change,
+            }));
+        }
+        Changes {
+            limits,
+            ..Changes::default()
+        }
+    }
+
+    /// Which organization key `key` belongs to.
+    pub fn org_of(&self, key: usize) -> usize {
+        self.inner.lock().unwrap().ring.slots[key].org
+    }
+
     /// A successful reply: un-fail the key, learn from its headers.
     pub fn succeeded(&self, key: usize, headers: &RateHeaders, next_tokens: u64) -> Changes {
         let mut inner = self.inner.lock().unwrap();

@@ -333,6 +333,45 @@ async fn a_user_limit_stays_unless_the_provider_states_less() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_limit_another_run_heard_paces_this_run_too() {
+    // Two organizations at the default 60 a minute; another run heard org 1's provider
+    // state 30 a minute (and org 0's state the same 60).
+    let d = dispatcher_at(
+        SystemTime::now(),
+        &[0, 1],
+        defaults(Limits {
+            rpm: Some(60),
+            ..Limits::default()
+        }),
+        Duration::ZERO,
+    );
+    let heard = [
+        (1, 1, Dim::Rpm, 30, "a 429 reply".to_string()),
+        (0, 0, Dim::Rpm, 60, "a 429 reply".to_string()),
+    ];
+    let changes = d.adopt_stated(&heard);
+    assert_eq!(changes.limits.len(), 1, "{changes:?}");
+    assert_eq!(changes.limits[0].org, 1);
+    assert_eq!(d.limits()[1].values().rpm, Some(30));
+    assert!(matches!(
+        d.limits()[1].get(Dim::Rpm).effective().1,
+        Source::Stated { earlier: true, .. }
+    ));
+    // Heard again (every second): nothing new.
+    assert!(d.adopt_stated(&heard).is_empty());
+    // The next grants of org 1 follow 30 a minute: 2 s apart.
+    assert_eq!(key(&d, 10).await, 0);
+    assert_eq!(key(&d, 10).await, 1);
+    let start = Instant::now();
+    loop {
+        if key(&d, 10).await == 1 {
+            break;
+        }
+    }
+    assert!(Instant::now() - start >= Duration::from_millis(1990));
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_429_stating_a_limit_or_serving_fewer_lowers_the_rate() {
     let d = dispatcher(
         &[0],

@@ -230,10 +230,12 @@ pub async fn run(
             _ = tick.tick() => {
                 flush_state(&ctx, &mut cache_puts);
                 key_overrides.poll(&ctx);
-                // Every second: what other runs on the same state found about our keys.
+                // Every second: what other runs on the same state found about our keys and
+                // heard their providers state.
                 if shared_seen.elapsed() >= Duration::from_secs(1) {
                     shared_seen = Instant::now();
                     ctx.adopt_shared_health();
+                    ctx.adopt_learned_limits();
                 }
                 let done = counts.written;
                 let minutes = started.elapsed().as_secs_f64() / 60.0;

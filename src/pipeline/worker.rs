@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime};
 use crate::cli::OnExhausted;
 use crate::keys::ring::{rotation_class, Health, HealthChange, KeyRing};
 use crate::keys::ApiKey;
-use crate::limits::Source;
+use crate::limits::{Dim, Source};
 use crate::normalize::LabelSet;
 use crate::pacing::{Changes, Dispatcher, Grant, StoreNews};
 use crate::prompt::Prompter;
@@ -203,7 +203,8 @@ impl Ctx {
                     c.was
                 ),
             );
-            if let Source::Stated { by, .. } = &c.source {
+            // Saved when this run heard it (one adopted from the state is already there).
+            if let Source::Stated { by, earlier: false } = &c.source {
                 let member = self.member(l.key);
                 let saved = self.state.save_learned_limit(
                     member.provider,
@@ -273,6 +274,40 @@ impl Ctx {
                 self.changed(&changes, ring);
             }
         });
+    }
+
+    /// Takes over limits other runs sharing the state heard a provider state since they
+    /// started (the newest statement by any key of an organization, per dimension).
+    pub fn adopt_learned_limits(&self) {
+        let mut newest: Vec<(usize, usize, Dim, u64, String, i64)> = Vec::new();
+        for (m, member) in self.members.iter().enumerate() {
+            let Ok(learned) = self
+                .state
+                .learned_limits(member.provider, member.client.model())
+            else {
+                continue;
+            };
+            for l in learned {
+                let Some(key) = (0..self.keys.len()).find(|&k| {
+                    self.key_member[k] == m && self.keys[k].fingerprint == l.fingerprint
+                }) else {
+                    continue;
+                };
+                let org = self.dispatcher.org_of(key);
+                match newest.iter_mut().find(|n| n.0 == org && n.2 == l.dim) {
+                    Some(n) if n.5 >= l.updated => {}
+                    Some(n) => *n = (org, key, l.dim, l.value, l.source, l.updated),
+                    None => newest.push((org, key, l.dim, l.value, l.source, l.updated)),
+                }
+            }
+        }
+        let stated: Vec<_> = newest
+            .into_iter()
+            .map(|(org, key, dim, value, by, _)| (org, key, dim, value, by))
+            .collect();
+        if !stated.is_empty() {
+            self.report_changes(&self.dispatcher.adopt_stated(&stated));
+        }
     }
 
     /// `changed` for changes seen outside the dispatcher (after a reply).
