@@ -29,6 +29,10 @@ pub fn run(cmd: StateCommand) -> Result<Outcome> {
                 crate::outln!("{}: {pruned}", path);
             }
         }
+        StateCommand::Vacuum(_) if matches!(path, StateLocation::Redis(_)) => {
+            // Redis frees memory as keys go; there is no file to compact.
+            crate::outln!("{path}: Redis frees space by itself; nothing to compact");
+        }
         StateCommand::Vacuum(_) => {
             let c = state.vacuum()?;
             crate::outln!(
