@@ -345,3 +345,29 @@ fn unusable_redis_at_start_is_a_clear_exit_2_that_writes_nothing() {
         "only the run with a usable state sent"
     );
 }
+
+#[test]
+fn the_state_and_keys_commands_work_against_redis() {
+    let redis = RedisServer::start_with(Some("cmd-pw-31337"));
+    let url = redis.url(2);
+    let sb = machine(&[PLANTED, KEY2]);
+    let other = machine(&[PLANTED, KEY2]);
+    let on = |sb: &Sandbox, args: &[&str]| {
+        let out = run(sb.cmd().args(args).args(["--state", &url]));
+        assert_eq!(code(&out), 0, "{}", stderr(&out));
+        assert!(!format!("{}{}", stdout(&out), stderr(&out)).contains("cmd-pw-31337"));
+        stdout(&out)
+    };
+    on(
+        &sb,
+        &["keys", "disable", "2", "--reason", "leaked in a log"],
+    );
+    // Another machine sees the decision.
+    let listed = on(&other, &["keys", "list", "--json"]);
+    assert!(listed.contains("leaked in a log"), "{listed}");
+    let pruned = on(&sb, &["state", "prune", "--keep-days", "30"]);
+    assert!(pruned.contains("removed"), "{pruned}");
+    let vacuumed = on(&sb, &["state", "vacuum"]);
+    assert!(vacuumed.contains("nothing to compact"), "{vacuumed}");
+    assert_not_in_redis(&url, &[PLANTED, KEY2]);
+}
