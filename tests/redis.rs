@@ -34,6 +34,28 @@ fn label_on(
     spawn(cmd)
 }
 
+/// Machines with `keys`, one per part of `texts`, labeling their part at once through
+/// Redis; waits for every one.
+fn label_together(
+    keys: &[&str],
+    fake: &FakeProvider,
+    url: &str,
+    parts: &[Vec<String>],
+    extra: &[&str],
+) -> (Vec<Sandbox>, Vec<Output>) {
+    let machines: Vec<Sandbox> = parts.iter().map(|_| machine(keys)).collect();
+    let children: Vec<Child> = machines
+        .iter()
+        .zip(parts)
+        .map(|(sb, part)| label_on(sb, fake, url, part, extra))
+        .collect();
+    let outs = children
+        .into_iter()
+        .map(|c| wait_with_limit(c, Duration::from_secs(120)))
+        .collect();
+    (machines, outs)
+}
+
 /// Every key under the database and what it holds, as bytes, for the leak check.
 fn redis_contents(url: &str) -> Vec<u8> {
     let mut c = ::redis::Client::open(url)
@@ -82,49 +104,21 @@ fn assert_not_in_redis(url: &str, secrets: &[&str]) {
     }
 }
 
-/// At most `max` requests of one key in any second.
-fn assert_paced(fake: &FakeProvider, key: &str, max: usize) {
-    let at: Vec<Duration> = fake
-        .requests()
-        .iter()
-        .filter(|r| r.key == key)
-        .map(|r| r.at)
-        .collect();
-    for (i, start) in at.iter().enumerate() {
-        let n = at[i..]
-            .iter()
-            .take_while(|t| **t < *start + Duration::from_secs(1))
-            .count();
-        assert!(n <= max, "{n} requests of {key} in a second");
-    }
-}
-
 #[test]
 fn three_machines_pace_each_organization_together() {
     let keys = [PLANTED, KEY2, KEY3];
     let fake = FakeProvider::start(FakeConfig::with_keys(&keys));
     let redis = RedisServer::start();
     let url = redis.url(0);
-    let all = smsa(90);
-    let machines: Vec<Sandbox> = (0..3).map(|_| machine(&keys)).collect();
-    let children: Vec<Child> = machines
-        .iter()
-        .zip(all.chunks(30))
-        .map(|(sb, part)| {
-            label_on(
-                sb,
-                &fake,
-                &url,
-                part,
-                &["--rpm", "600", "--concurrency", "4"],
-            )
-        })
-        .collect();
-    let outs: Vec<Output> = children
-        .into_iter()
-        .map(|c| wait_with_limit(c, Duration::from_secs(120)))
-        .collect();
-    for (sb, (out, part)) in machines.iter().zip(outs.iter().zip(all.chunks(30))) {
+    let parts: Vec<Vec<String>> = smsa(90).chunks(30).map(<[String]>::to_vec).collect();
+    let (machines, outs) = label_together(
+        &keys,
+        &fake,
+        &url,
+        &parts,
+        &["--rpm", "600", "--concurrency", "4"],
+    );
+    for (sb, (out, part)) in machines.iter().zip(outs.iter().zip(&parts)) {
         assert_eq!(code(out), 0, "{}", stderr(out));
         assert_labeled(&sb.path("out.csv"), part);
         // Nothing was kept on the machine: no state file in its data dir.
@@ -168,25 +162,14 @@ fn two_machines_share_one_daily_quota() {
     ));
     let redis = RedisServer::start();
     let url = redis.url(3);
-    let all = smsa(40);
-    let machines: Vec<Sandbox> = (0..2).map(|_| machine(&[PLANTED])).collect();
-    let children: Vec<Child> = machines
-        .iter()
-        .zip(all.chunks(20))
-        .map(|(sb, part)| {
-            label_on(
-                sb,
-                &fake,
-                &url,
-                part,
-                &["--rpd", "10", "--status-column", "status"],
-            )
-        })
-        .collect();
-    let outs: Vec<Output> = children
-        .into_iter()
-        .map(|c| wait_with_limit(c, Duration::from_secs(120)))
-        .collect();
+    let parts: Vec<Vec<String>> = smsa(40).chunks(20).map(<[String]>::to_vec).collect();
+    let (machines, outs) = label_together(
+        &[PLANTED],
+        &fake,
+        &url,
+        &parts,
+        &["--rpd", "10", "--status-column", "status"],
+    );
     assert_eq!(fake.total_requests(), 10, "together at most the day's 10");
     assert_eq!(fake.count_status(429), 0, "no daily 429");
     let mut model = 0;

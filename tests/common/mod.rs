@@ -380,6 +380,23 @@ pub fn assert_labeled(output: &Path, texts: &[String]) {
     }
 }
 
+/// At most `max` requests of one key in any second.
+pub fn assert_paced(fake: &FakeProvider, key: &str, max: usize) {
+    let at: Vec<Duration> = fake
+        .requests()
+        .iter()
+        .filter(|r| r.key == key)
+        .map(|r| r.at)
+        .collect();
+    for (i, start) in at.iter().enumerate() {
+        let n = at[i..]
+            .iter()
+            .take_while(|t| **t < *start + Duration::from_secs(1))
+            .count();
+        assert!(n <= max, "{n} requests of {key} in a second");
+    }
+}
+
 /// Starts the binary with stdout and stderr piped (to be ended by `wait_with_limit`).
 pub fn spawn(mut cmd: Command) -> Child {
     cmd.stdout(Stdio::piped())
