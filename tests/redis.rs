@@ -352,5 +352,29 @@ fn the_state_and_keys_commands_work_against_redis() {
     assert!(pruned.contains("removed"), "{pruned}");
     let vacuumed = on(&sb, &["state", "vacuum"]);
     assert!(vacuumed.contains("nothing to compact"), "{vacuumed}");
+
+    // test-keys --chat tells the shared state what the provider says; usage --html reads it.
+    let mut fake_keys = FakeConfig::with_keys(&[PLANTED]);
+    fake_keys.keys.push(FakeKey::invalid(KEY2));
+    let fake = FakeProvider::start(fake_keys);
+    on(&other, &["keys", "enable", "2"]);
+    let out = run(sb.cmd().args([
+        "test-keys",
+        "--chat",
+        "--json",
+        "--base-url",
+        &fake.base_url(),
+        "--state",
+        &url,
+    ]));
+    assert_eq!(code(&out), 1, "key 2 is invalid: {}", stderr(&out));
+    let listed = on(&other, &["keys", "list"]);
+    assert!(
+        listed.contains("invalid"),
+        "another machine sees the invalid key: {listed}"
+    );
+    let page = other.path("usage.html");
+    on(&other, &["usage", "--html", page.to_str().unwrap()]);
+    assert!(std::fs::read_to_string(&page).unwrap().contains("<html"));
     assert_not_in_redis(&url, &[PLANTED, KEY2]);
 }
