@@ -14,6 +14,18 @@ use crate::state::RedisTarget;
 
 /// What `<prefix>schema` holds in a database autolabel set up.
 pub const SCHEMA_MARK: &str = "autolabel-state 1";
+/// Checks and sets the schema mark in one step (KEYS[1]: the mark's key; ARGV[1]: the
+/// mark; ARGV[2]: a MATCH pattern for the prefix). Replies (what, detail): ("mark", its
+/// value), ("type", the key's type) or ("foreign", a key under the prefix).
+const OWNERSHIP_SCRIPT: &str = r"
+local t = redis.call('TYPE', KEYS[1])['ok']
+if t == 'string' then return {'mark', redis.call('GET', KEYS[1])} end
+if t ~= 'none' then return {'type', t} end
+local found = redis.call('SCAN', '0', 'MATCH', ARGV[2], 'COUNT', '10000')[2]
+if #found > 0 then return {'foreign', found[1]} end
+redis.call('SET', KEYS[1], ARGV[1])
+return {'mark', ARGV[1]}
+";
 /// A connection attempt or a command waits at most this long for the server.
 const IO_TIMEOUT: Duration = Duration::from_secs(2);
 /// Reconnection attempts start this far apart and double up to `MAX_BACKOFF`.
@@ -144,44 +156,28 @@ impl RedisLink {
     }
 
     /// Refuses a database where the prefix holds something else than autolabel's state;
-    /// marks an unused prefix as autolabel's.
+    /// marks an unused prefix as autolabel's. One script, so that runs starting together
+    /// on an empty database cannot see each other's fresh mark as a foreign key.
     fn check_ownership(&self, mut conn: Connection) -> Result<(), String> {
-        let mut mark: RedisResult<Option<String>> =
-            redis::cmd("GET").arg(self.key("schema")).query(&mut conn);
-        if let Ok(None) = mark {
-            // Unmarked: autolabel's only if nothing else uses the prefix.
-            let pattern = format!("{}*", redis_glob_escape(&self.target.prefix));
-            let (_, found): (u64, Vec<String>) = redis::cmd("SCAN")
-                .arg(0)
-                .arg("MATCH")
-                .arg(&pattern)
-                .arg("COUNT")
-                .arg(10_000)
-                .query(&mut conn)
-                .map_err(|e| classify(e).to_string())?;
-            if let Some(other) = found.first() {
-                return Err(format!(
-                    "the database holds keys under the prefix {:?} (such as {other:?}) that autolabel did not write: use another database or --redis-prefix",
-                    self.target.prefix
-                ));
-            }
-            self.mark(&mut conn).map_err(|e| classify(e).to_string())?;
-            mark = Ok(Some(SCHEMA_MARK.to_string()));
-        }
-        match mark {
-            Ok(Some(m)) if m == SCHEMA_MARK => {
+        let pattern = format!("{}*", redis_glob_escape(&self.target.prefix));
+        let (what, detail): (String, String) = redis::Script::new(OWNERSHIP_SCRIPT)
+            .key(self.key("schema"))
+            .arg(SCHEMA_MARK)
+            .arg(&pattern)
+            .invoke(&mut conn)
+            .map_err(|e| classify(e).to_string())?;
+        match (what.as_str(), detail) {
+            ("mark", m) if m == SCHEMA_MARK => {
                 self.live.lock().unwrap_or_else(|p| p.into_inner()).conn = Some(conn);
                 Ok(())
             }
-            Ok(Some(m)) => Err(format!(
+            ("foreign", other) => Err(format!(
+                "the database holds keys under the prefix {:?} (such as {other:?}) that autolabel did not write: use another database or --redis-prefix",
+                self.target.prefix
+            )),
+            (_, m) => Err(format!(
                 "the key {} holds {m:?}, not autolabel's state: use another database or --redis-prefix",
                 self.key("schema")
-            )),
-            Ok(None) => Err("the schema mark could not be written".into()),
-            Err(e) => Err(format!(
-                "the key {} is not autolabel's ({}): use another database or --redis-prefix",
-                self.key("schema"),
-                describe(&e)
             )),
         }
     }
@@ -286,6 +282,23 @@ mod tests {
             .err()
             .expect("unreachable");
         assert!(err.contains("unreachable"), "{err}");
+    }
+
+    #[test]
+    fn runs_opening_an_empty_database_together_all_get_in() {
+        let server = RedisServer::start();
+        for db in 0..10 {
+            let url = server.url(db);
+            let opened: Vec<Result<(), String>> = std::thread::scope(|s| {
+                let handles: Vec<_> = (0..6)
+                    .map(|_| s.spawn(|| RedisLink::open(&target(url.clone())).map(|_| ())))
+                    .collect();
+                handles.into_iter().map(|h| h.join().unwrap()).collect()
+            });
+            for r in opened {
+                assert_eq!(r, Ok(()), "database {db}");
+            }
+        }
     }
 
     #[test]
