@@ -212,7 +212,7 @@ fn redis_down_for_a_while_holds_every_request_and_loses_nothing() {
     let during = fake
         .requests()
         .iter()
-        .filter(|r| r.at > down_at + Duration::from_millis(100) && r.at < up_at)
+        .filter(|r| r.at > down_at + Duration::from_millis(250) && r.at < up_at)
         .count();
     assert_eq!(
         during, 0,
