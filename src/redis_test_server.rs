@@ -58,21 +58,43 @@ impl RedisServer {
         if let Some(p) = &self.password {
             cmd.args(["--requirepass", p]);
         }
-        let child = cmd.spawn().unwrap_or_else(|e| {
+        let mut child = cmd.spawn().unwrap_or_else(|e| {
             panic!(
                 "cannot start redis-server ({e}): install it (Debian: apt-get install -y redis-server); .ci/run does"
             )
         });
-        self.child = Some(child);
+        // The port was free when picked, but a server of a test running in parallel may
+        // have taken it since: only a server that says it is this child counts.
         let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+        loop {
             assert!(
                 Instant::now() < deadline,
                 "redis-server did not listen on port {} within 10 s",
                 self.port
             );
+            if child.try_wait().ok().flatten().is_some() {
+                // It could not bind: another port.
+                self.port = free_port();
+                return self.spawn();
+            }
+            if self.answering_pid() == Some(child.id()) {
+                break;
+            }
             std::thread::sleep(Duration::from_millis(10));
         }
+        self.child = Some(child);
+    }
+
+    /// The process id of the server answering on the port, if one answers.
+    fn answering_pid(&self) -> Option<u32> {
+        let client = ::redis::Client::open(self.url(0)).ok()?;
+        let mut conn = client
+            .get_connection_with_timeout(Duration::from_millis(200))
+            .ok()?;
+        let info: String = ::redis::cmd("INFO").arg("server").query(&mut conn).ok()?;
+        info.lines()
+            .find_map(|l| l.strip_prefix("process_id:"))
+            .and_then(|p| p.trim().parse().ok())
     }
 
     /// Kills the server (as a crash would: no save, connections reset).
@@ -83,7 +105,8 @@ impl RedisServer {
         }
     }
 
-    /// Starts it again on the same port, empty.
+    /// Starts it again, empty, on the same port (or, if another server took the port
+    /// meanwhile, on a new one: `url` follows).
     pub fn restart(&mut self) {
         self.kill();
         self.spawn();

@@ -420,10 +420,13 @@ pub fn complete_rows(path: &Path) -> usize {
 pub fn wait_for_rows(path: &Path, n: usize, child: &mut Child) {
     let start = Instant::now();
     while complete_rows(path) < n {
-        assert!(
-            child.try_wait().unwrap().is_none(),
-            "the run ended before {n} rows"
-        );
+        if let Some(status) = child.try_wait().unwrap() {
+            let mut err = String::new();
+            if let Some(mut e) = child.stderr.take() {
+                let _ = e.read_to_string(&mut err);
+            }
+            panic!("the run ended ({status}) before {n} rows: {err}");
+        }
         assert!(start.elapsed() < Duration::from_secs(60), "no progress");
         std::thread::sleep(Duration::from_millis(5));
     }
