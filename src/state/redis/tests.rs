@@ -57,7 +57,7 @@ fn dump(c: &mut redis::Connection) -> Vec<(String, String)> {
 
 #[test]
 fn no_api_key_ever_reaches_the_server() {
-    let secret = "gsk_Zq8vLr4TnW2pXe7YbK1mCs9dHf3jAu6gNo5iRt0y";
+    let secret = "gsk_PLANTEDFAKEKEY_redis_0009_zq9";
     let key = ApiKey::new(1, secret.to_string());
     let server = RedisServer::start();
     let s = redis_state(&server, 0);
