@@ -100,15 +100,6 @@ fn signed(n: u64) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
 }
 
-fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write;
-    let mut s = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        let _ = write!(s, "{b:02x}");
-    }
-    s
-}
-
 fn now_secs() -> i64 {
     timeutil::unix_secs(SystemTime::now())
 }
@@ -515,7 +506,7 @@ impl History for RedisStore {
     fn cache_get(&self, key: &[u8]) -> Result<Option<String>> {
         self.run(|c| {
             redis::cmd("GET")
-                .arg(self.key(&format!("cache:{}", hex(key))))
+                .arg(self.key(&format!("cache:{}", crate::keys::mask::hex(key))))
                 .query(c)
         })
     }
@@ -529,7 +520,7 @@ impl History for RedisStore {
         for (k, label) in entries {
             let cmd = p
                 .cmd("SET")
-                .arg(self.key(&format!("cache:{}", hex(k))))
+                .arg(self.key(&format!("cache:{}", crate::keys::mask::hex(k))))
                 .arg(label);
             if days > 0 {
                 cmd.arg("EX").arg(u64::from(days) * 86_400);
