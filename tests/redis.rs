@@ -170,16 +170,8 @@ fn two_machines_share_one_daily_quota() {
         &parts,
         &["--rpd", "10", "--status-column", "status"],
     );
-    assert_eq!(fake.total_requests(), 10, "together at most the day's 10");
-    assert_eq!(fake.count_status(429), 0, "no daily 429");
-    let mut model = 0;
-    for (sb, out) in machines.iter().zip(&outs) {
-        assert_eq!(code(out), 3, "{}", stderr(out));
-        let rows = read_rows(&sb.path("out.csv"));
-        assert_eq!(rows.len() - 1, 20);
-        model += rows[1..].iter().filter(|r| r[3] == "model").count();
-    }
-    assert_eq!(model, 10);
+    let outputs: Vec<_> = machines.iter().map(|sb| sb.path("out.csv")).collect();
+    assert_day_shared(&fake, &outs, &outputs, 20, 10);
 }
 
 #[test]

@@ -88,14 +88,8 @@ fn two_runs_on_one_key_share_its_daily_quota() {
         &parts,
         &["--rpd", "10", "--status-column", "status"],
     );
-    assert_eq!(fake.total_requests(), 10, "together at most the day's 10");
-    assert_eq!(fake.count_status(429), 0, "no daily 429");
-    let mut model = 0;
-    for (i, out) in outs.iter().enumerate() {
-        assert_eq!(code(out), 3, "{}", stderr(out));
-        let rows = read_rows(&sb.path(&format!("out{i}.csv")));
-        model += rows[1..].iter().filter(|r| r[3] == "model").count();
-        assert_eq!(rows.len() - 1, 20);
-    }
-    assert_eq!(model, 10);
+    let outputs: Vec<_> = (0..outs.len())
+        .map(|i| sb.path(&format!("out{i}.csv")))
+        .collect();
+    assert_day_shared(&fake, &outs, &outputs, 20, 10);
 }

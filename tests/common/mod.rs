@@ -380,6 +380,32 @@ pub fn assert_labeled(output: &Path, texts: &[String]) {
     }
 }
 
+/// Runs that shared one key's day of `day_limit` requests (`--status-column status`):
+/// together exactly that many requests, no daily 429, each run `rows` rows ending with
+/// exit 3, and as many rows labeled by the model as requests.
+pub fn assert_day_shared(
+    fake: &FakeProvider,
+    outs: &[Output],
+    outputs: &[PathBuf],
+    rows: usize,
+    day_limit: usize,
+) {
+    assert_eq!(
+        fake.total_requests(),
+        day_limit,
+        "together at most the day's {day_limit}"
+    );
+    assert_eq!(fake.count_status(429), 0, "no daily 429");
+    let mut model = 0;
+    for (out, output) in outs.iter().zip(outputs) {
+        assert_eq!(code(out), 3, "{}", stderr(out));
+        let written = read_rows(output);
+        assert_eq!(written.len() - 1, rows);
+        model += written[1..].iter().filter(|r| r[3] == "model").count();
+    }
+    assert_eq!(model, day_limit);
+}
+
 /// At most `max` requests of one key in any second.
 pub fn assert_paced(fake: &FakeProvider, key: &str, max: usize) {
     let at: Vec<Duration> = fake
