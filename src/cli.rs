@@ -68,7 +68,7 @@ pub struct StateFileArgs {
     #[arg(long, env = "AUTOLABEL_STATE")]
     pub state: Option<String>,
     /// Prefix of every key autolabel keeps in Redis (with --state redis://…).
-    #[arg(long, default_value = crate::state::DEFAULT_REDIS_PREFIX, env = "AUTOLABEL_REDIS_PREFIX")]
+    #[arg(long, default_value = crate::store::DEFAULT_REDIS_PREFIX, env = "AUTOLABEL_REDIS_PREFIX")]
     pub redis_prefix: String,
 }
 
@@ -110,7 +110,7 @@ pub struct CommonArgs {
     #[arg(long, env = "AUTOLABEL_STATE")]
     pub state: Option<String>,
     /// Prefix of every key autolabel keeps in Redis (with --state redis://…).
-    #[arg(long, default_value = crate::state::DEFAULT_REDIS_PREFIX, env = "AUTOLABEL_REDIS_PREFIX")]
+    #[arg(long, default_value = crate::store::DEFAULT_REDIS_PREFIX, env = "AUTOLABEL_REDIS_PREFIX")]
     pub redis_prefix: String,
     /// Seconds before a request is abandoned (more than 0, at most 3600).
     #[arg(long, default_value_t = 30.0, value_parser = timeout_seconds)]

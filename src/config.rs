@@ -13,7 +13,7 @@ use crate::keys::ApiKey;
 use crate::limits::{Dim, LimitSet, Limits, Source};
 use crate::normalize::LabelSet;
 use crate::provider::defaults::{self, ProviderName};
-use crate::state::{State, StateLocation};
+use crate::store::{State, StateLocation};
 
 /// What every command needs: provider, keys and where the state lives.
 #[derive(Debug, Clone)]

@@ -11,7 +11,7 @@ use crate::config::Config;
 use crate::error::{Error, Outcome, Result};
 use crate::keys::settings::{Period, QuotaDim};
 use crate::keys::ApiKey;
-use crate::state::{KeyOverride, KeyStatus, State};
+use crate::store::{KeyOverride, KeyStatus, State};
 use crate::timeutil;
 
 /// One quota of a key and what is used of it.

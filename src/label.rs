@@ -23,7 +23,7 @@ use crate::pipeline::{self, feeder::Previous, PipelineSetup};
 use crate::prompt::Prompter;
 use crate::provider::{defaults, Client};
 use crate::signals::StopSignal;
-use crate::state::{State, UsageDelta};
+use crate::store::{State, UsageDelta};
 use crate::ui::Ui;
 use crate::{report, timeutil};
 
@@ -587,7 +587,7 @@ fn build_ctx(cfg: &LabelConfig, ui: Arc<Ui>, state: Arc<State>, prompter: Prompt
         restore_health(&mut ring, &state, provider, &mine, &ui)?;
         load_quota_use(&mut ring, &state, provider, &mine, c.quota_reset_day)?;
     }
-    let quotas = crate::pacing::open_quota_store(&cfg.base.state)
+    let quotas = crate::store::open_quota_store(&cfg.base.state)
         .map_err(|message| cfg.base.state.error(message))?;
     let n = keys.len();
     Ok(Ctx {

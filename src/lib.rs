@@ -11,6 +11,7 @@ pub mod csvscan;
 pub mod dashboard;
 pub mod docs;
 pub mod error;
+pub mod hex;
 pub mod keys;
 pub mod keyscmd;
 pub mod label;
@@ -20,13 +21,10 @@ pub mod pacing;
 pub mod pipeline;
 pub mod prompt;
 pub mod provider;
-pub mod redis_link;
-#[cfg(test)]
-mod redis_test_server;
 pub mod report;
 pub mod signals;
-pub mod state;
 pub mod statecmd;
+pub mod store;
 pub mod testkeys;
 pub mod timeutil;
 pub mod ui;
@@ -47,7 +45,7 @@ pub async fn run(cli: Cli) -> Result<Outcome> {
         Some(Command::Usage(args)) => {
             let mut pool = Config::resolve_for_report(&args.common)?;
             let location = pool[0].state.clone();
-            let state = state::State::open_at(&location)?;
+            let state = store::State::open_at(&location)?;
             let mut reports = Vec::new();
             for cfg in &mut pool {
                 cfg.load_learned(&state)?;

@@ -2,7 +2,7 @@
 
 use crate::cli::StateCommand;
 use crate::error::{Error, Outcome, Result};
-use crate::state::{State, StateLocation};
+use crate::store::{State, StateLocation};
 
 /// `autolabel state prune|vacuum`: prints what it did on stdout.
 pub fn run(cmd: StateCommand) -> Result<Outcome> {

@@ -12,7 +12,7 @@ use crate::pacing::QuotaOp;
 use crate::provider::classify::{CallError, RateHeaders};
 use crate::provider::defaults;
 use crate::provider::{ChatRequest, Client};
-use crate::state::{KeyStatus, State, StoredHealth};
+use crate::store::{KeyStatus, State, StoredHealth};
 
 pub async fn run(pool: &[Config], json_out: bool, chat: bool) -> Result<Outcome> {
     let state = State::open_at(&pool[0].state)?;
@@ -183,7 +183,7 @@ fn tell_the_state(cfg: &Config, state: &State, key: usize, h: &RateHeaders) -> R
     };
     let day = defaults::day_start(cfg.provider);
     let store =
-        crate::pacing::open_quota_store(&cfg.state).map_err(|message| cfg.state.error(message))?;
+        crate::store::open_quota_store(&cfg.state).map_err(|message| cfg.state.error(message))?;
     let op = QuotaOp::RestateDay {
         day,
         count: (dim, limit, remaining),

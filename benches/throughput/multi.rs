@@ -8,7 +8,7 @@
 
 use super::*;
 
-#[path = "../../src/redis_test_server.rs"]
+#[path = "../../src/store/redis/test_server.rs"]
 mod redis_server;
 pub use redis_server::RedisServer;
 

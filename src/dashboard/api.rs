@@ -10,7 +10,7 @@ use crate::config::Config;
 use crate::error::Result;
 use crate::keyscmd::{key_views, KeyView};
 use crate::report::usage::{usage_report, PoolReport, RotationView, UsageReport};
-use crate::state::{RunInfo, State};
+use crate::store::{RunInfo, State};
 use crate::timeutil;
 
 /// Keys by status.

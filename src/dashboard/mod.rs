@@ -26,7 +26,7 @@ use crate::cli::DashboardArgs;
 use crate::config::Config;
 use crate::error::{Error, Outcome, Result};
 use crate::report::PoolReport;
-use crate::state::State;
+use crate::store::State;
 
 /// The header that carries the action token.
 pub const TOKEN_HEADER: &str = "x-autolabel-token";

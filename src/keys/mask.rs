@@ -30,17 +30,7 @@ pub fn mask(secret: &str) -> String {
 /// A stable identifier for a key that reveals nothing: the first 8 hex digits of its SHA-256.
 pub fn fingerprint(secret: &str) -> String {
     let digest = Sha256::digest(secret.as_bytes());
-    hex(&digest[..4])
-}
-
-/// Lowercase hex of `bytes` (fingerprints, and the label cache's keys in Redis).
-pub fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write;
-    let mut s = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        let _ = write!(s, "{b:02x}");
-    }
-    s
+    crate::hex::hex(&digest[..4])
 }
 
 #[cfg(test)]

@@ -13,7 +13,7 @@ use tokio::time::Instant;
 use super::quota::{KeyQuota, QuotaWait};
 use super::ApiKey;
 use crate::provider::classify::CallError;
-use crate::state::{KeyStatus, StoredHealth};
+use crate::store::{KeyStatus, StoredHealth};
 use crate::timeutil::DayStart;
 
 /// A per-minute 429 that gives no wait: the key cools for the back-off base, doubling

@@ -3,7 +3,7 @@
 //! Two layers: one global spacing (`--delay`, a governor limiter) for all requests, and
 //! per-organization limits (`org`, `quota`): requests and tokens per minute spread evenly
 //! with GCRA, hour and day counts in calendar windows aligned to the provider's reset,
-//! decided in a store every run using the same keys shares (`store`: the state file). A
+//! decided in a store every run using the same keys shares (`crate::store`: the state file or a Redis server). A
 //! request is checked against every limit before any is charged, so a token-limit
 //! refusal never uses up a request slot. Reply headers and 429s feed back into the same
 //! state: the limits a provider states replace assumed defaults (see `limits`).
@@ -14,8 +14,6 @@
 pub mod clock;
 pub mod org;
 pub mod quota;
-pub mod redis_store;
-pub mod store;
 
 use std::num::NonZeroU32;
 use std::sync::{Arc, Mutex};
@@ -32,13 +30,11 @@ use crate::keys::ring::{HealthChange, KeyRing};
 use crate::limits::{Dim, LimitChange, LimitSet, Limits, Source};
 use crate::provider::classify::{CallError, RateHeaders, LONG_RESET};
 use crate::provider::defaults::HeaderMeaning;
+use crate::store::{OrgId, QuotaStore};
 use crate::timeutil::DayStart;
 pub use clock::{Clock, SystemClock};
 use org::{Org, Wait};
-pub use redis_store::RedisQuotas;
-pub use store::{
-    open_quota_store, Applied, MemoryQuotas, OrgId, QuotaOp, QuotaStore, SqliteQuotas, StoreError,
-};
+pub use quota::QuotaOp;
 
 /// The longest the dispatcher sleeps before it looks again.
 const LONGEST_NAP: Duration = Duration::from_millis(250);

@@ -13,8 +13,8 @@ use std::time::{Duration, SystemTime};
 use tokio::time::Instant;
 
 use super::quota::{self, Ask, Decision, Nanos, QuotaOp};
-use super::store::{Applied, OrgId, QuotaStore};
 use crate::limits::{Dim, LimitChange, LimitSet, Limits};
+use crate::store::{Applied, OrgId, QuotaStore};
 use crate::timeutil::DayStart;
 
 /// Why an organization cannot take a request now.

@@ -11,6 +11,7 @@ use crate::keys::ApiKey;
 use crate::limits::Source;
 use crate::provider::classify::LONGEST_HINT;
 use crate::provider::defaults::{header_meaning, ProviderName};
+use crate::store::MemoryQuotas;
 use crate::timeutil::{self, DayStart};
 
 /// 2026-11-30T23:59:00Z

@@ -6,7 +6,7 @@ use std::path::Path;
 use std::time::{Duration, Instant, SystemTime};
 
 use super::worker::Ctx;
-use crate::state::Beat;
+use crate::store::Beat;
 use crate::timeutil;
 
 /// Often enough for a live view, rarely enough to cost nothing.

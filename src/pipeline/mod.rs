@@ -29,7 +29,7 @@ use crate::csvio::InputInfo;
 use crate::error::{Error, Result};
 use crate::provider::classify::ErrorClass;
 use crate::signals::{Signals, StopSignal};
-use crate::state::Beat;
+use crate::store::Beat;
 use crate::timeutil;
 use feeder::Row;
 use worker::{Ctx, TextOutcome};

@@ -11,7 +11,7 @@ use super::worker::Ctx;
 use crate::keys::ring::{Health, HealthChange};
 use crate::keys::settings::Period;
 use crate::pacing::Changes;
-use crate::state::KeyOverride;
+use crate::store::KeyOverride;
 use crate::timeutil;
 
 /// How often the state is read: often enough that a change is seen within 5 s, rarely

@@ -14,7 +14,7 @@ use crate::pacing::{Changes, Dispatcher, Grant, StoreNews};
 use crate::prompt::Prompter;
 use crate::provider::classify::{human, CallError, ErrorClass};
 use crate::provider::{ChatRequest, Client};
-use crate::state::{State, StoredHealth, UsageDelta};
+use crate::store::{State, StoredHealth, UsageDelta};
 use crate::timeutil;
 use crate::ui::Ui;
 

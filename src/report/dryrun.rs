@@ -11,7 +11,7 @@ use crate::error::Result;
 use crate::pipeline::cache_key;
 use crate::prompt::Prompter;
 use crate::provider::classify::human;
-use crate::state::State;
+use crate::store::State;
 
 /// `--dry-run`: what the run would do, without a request.
 pub fn dry_run(

@@ -6,7 +6,7 @@ use std::time::Duration;
 use crate::config::LabelConfig;
 use crate::pipeline::{worker::Ctx, RunCounts};
 use crate::provider::classify::{human, ErrorClass};
-use crate::state::UsageDelta;
+use crate::store::UsageDelta;
 use crate::ui::Ui;
 
 fn errors_text(d: &UsageDelta) -> String {

@@ -13,7 +13,7 @@ use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::provider::classify::ErrorClass;
 use crate::provider::defaults::Limits;
-use crate::state::{KeyStatus, State, UsageDelta};
+use crate::store::{KeyStatus, State, UsageDelta};
 use crate::timeutil;
 
 /// One provider's usage report (`usage --json`).

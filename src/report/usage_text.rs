@@ -3,7 +3,7 @@
 
 use super::usage::{Usage, UsageReport};
 use crate::budget;
-use crate::state::StateLocation;
+use crate::store::StateLocation;
 
 /// `autolabel usage` in text form.
 pub fn print_usage(r: &UsageReport, state: &StateLocation) {

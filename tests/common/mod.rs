@@ -4,7 +4,7 @@
 #![allow(dead_code)]
 
 pub mod fake;
-#[path = "../../src/redis_test_server.rs"]
+#[path = "../../src/store/redis/test_server.rs"]
 pub mod redis;
 
 use std::io::Read;

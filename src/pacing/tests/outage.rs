@@ -4,7 +4,9 @@
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use super::*;
-use crate::redis_test_server::RedisServer;
+use crate::store::redis::test_server::RedisServer;
+use crate::store::redis::RedisQuotas;
+use crate::store::{Applied, MemoryQuotas, StoreError};
 
 /// The in-memory store, failing on demand, counting the calls.
 struct Flaky {
@@ -122,7 +124,7 @@ async fn an_unlimited_organization_needs_no_store() {
 #[tokio::test]
 async fn grants_resume_from_a_fresh_state_after_redis_restarts() {
     let mut server = RedisServer::start();
-    let store = RedisQuotas::open(&crate::state::RedisTarget {
+    let store = RedisQuotas::open(&crate::store::RedisTarget {
         url: server.url(0),
         prefix: "t:".into(),
     })

@@ -3,9 +3,9 @@
 
 use super::*;
 use crate::limits::Limits;
-use crate::pacing::store::tests::{two_runs_share_one_limit, AtTime};
-use crate::pacing::MemoryQuotas;
-use crate::redis_test_server::RedisServer;
+use crate::store::quota_suite::{two_runs_share_one_limit, AtTime};
+use crate::store::redis::test_server::RedisServer;
+use crate::store::MemoryQuotas;
 
 impl AtTime for RedisQuotas {
     fn at(&self, org: &str, op: &QuotaOp, now: Nanos) -> Result<Applied, StoreError> {

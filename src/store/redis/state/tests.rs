@@ -1,4 +1,4 @@
-//! What only the Redis store does: the shared behaviour is in `state::suite`.
+//! What only the Redis store does: the shared behaviour is in `store::suite`.
 
 use std::collections::BTreeSet;
 use std::time::SystemTime;
@@ -6,9 +6,9 @@ use std::time::SystemTime;
 use crate::error::Error;
 use crate::keys::ApiKey;
 use crate::limits::Dim;
-use crate::redis_test_server::RedisServer;
-use crate::state::suite::redis_state;
-use crate::state::{
+use crate::store::redis::test_server::RedisServer;
+use crate::store::suite::redis_state;
+use crate::store::{
     Beat, KeyStatus, RedisTarget, State, StateLocation, StoredHealth, UsageDelta,
     DEFAULT_REDIS_PREFIX,
 };

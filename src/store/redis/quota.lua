@@ -1,5 +1,5 @@
 -- One operation on one organization's shared quota state, atomically: the Redis port of
--- QuotaState::apply in quota.rs (see redis_store.rs for the arguments and the reply).
+-- QuotaState::apply in quota.rs (see quota.rs beside this script for the arguments and the reply).
 --
 -- Lua numbers are doubles, exact for integers up to 2^53 only, and nanoseconds since the
 -- epoch (~1.8e18) are beyond that. So every time in the hash is in nanoseconds from

@@ -15,11 +15,10 @@ use std::time::{Duration, SystemTime};
 
 use redis::Script;
 
-use super::quota::{self, Ask, Decision, Nanos, Plan, QuotaOp, MAX_LEASE, ROOM_FOR_LEASES};
-use super::store::{Applied, QuotaStore, StoreError};
+use super::link::RedisLink;
 use crate::limits::Dim;
-use crate::redis_link::RedisLink;
-use crate::state::RedisTarget;
+use crate::pacing::quota::{self, Ask, Decision, Nanos, Plan, QuotaOp, MAX_LEASE, ROOM_FOR_LEASES};
+use crate::store::{Applied, QuotaStore, RedisTarget, StoreError};
 use crate::timeutil::{self, DayStart};
 
 /// Numbers beyond this are not exact in Lua (doubles); no real limit or count gets near.

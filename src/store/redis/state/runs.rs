@@ -7,8 +7,8 @@ use std::time::{Duration, SystemTime};
 
 use super::{int, now_secs, signed, text, Fields, RedisStore};
 use crate::error::Result;
-use crate::state::runs::{finite_rate, StoredRun};
-use crate::state::{Beat, RunInfo, RunRegistry};
+use crate::store::runs::{finite_rate, StoredRun};
+use crate::store::{Beat, RunInfo, RunRegistry};
 use crate::timeutil;
 
 /// How long the registry remembers a run after its last heartbeat.

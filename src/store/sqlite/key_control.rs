@@ -6,9 +6,9 @@ use rusqlite::{params, OptionalExtension};
 
 use super::SqliteStore;
 use crate::error::Result;
-use crate::state::key_control::statuses_reset;
-use crate::state::Base;
-use crate::state::{KeyActivity, KeyControl, KeyOverride};
+use crate::store::key_control::statuses_reset;
+use crate::store::Base;
+use crate::store::{KeyActivity, KeyControl, KeyOverride};
 use crate::timeutil;
 
 pub(super) const SCHEMA: &str = "

@@ -1,6 +1,6 @@
 //! The state on a Redis server, for runs on several machines. Every key starts with the
 //! prefix (`--redis-prefix`, `P` below); `P schema` marks the keys as autolabel's (see
-//! [`crate::redis_link`]). The layout:
+//! [`super::link`]). The layout:
 //!
 //! | key | type | holds |
 //! |-----|------|-------|
@@ -33,14 +33,14 @@ use std::time::SystemTime;
 use redis::{Connection, RedisResult};
 use serde::{Deserialize, Serialize};
 
-use super::{
+use super::link::RedisLink;
+use crate::error::Result;
+use crate::limits::Dim;
+use crate::store::RedisTarget;
+use crate::store::{
     prune_cutoff, prune_mark, Compacted, History, KeyStatus, LearnedLimit, Pruned, Rotation,
     StateLocation, StoredHealth, UsageDelta, UsageEntry, UsageRow,
 };
-use crate::error::Result;
-use crate::limits::Dim;
-use crate::redis_link::RedisLink;
-use crate::state::RedisTarget;
 use crate::timeutil;
 
 mod key_control;
@@ -506,7 +506,7 @@ impl History for RedisStore {
     fn cache_get(&self, key: &[u8]) -> Result<Option<String>> {
         self.run(|c| {
             redis::cmd("GET")
-                .arg(self.key(&format!("cache:{}", crate::keys::mask::hex(key))))
+                .arg(self.key(&format!("cache:{}", crate::hex::hex(key))))
                 .query(c)
         })
     }
@@ -520,7 +520,7 @@ impl History for RedisStore {
         for (k, label) in entries {
             let cmd = p
                 .cmd("SET")
-                .arg(self.key(&format!("cache:{}", crate::keys::mask::hex(k))))
+                .arg(self.key(&format!("cache:{}", crate::hex::hex(k))))
                 .arg(label);
             if days > 0 {
                 cmd.arg("EX").arg(u64::from(days) * 86_400);

@@ -5,8 +5,8 @@ use std::time::SystemTime;
 
 use super::{count, int, now_secs, signed, text, time, Fields, HealthJson, RedisStore};
 use crate::error::Result;
-use crate::state::key_control::statuses_reset;
-use crate::state::{Base, KeyActivity, KeyControl, KeyOverride, KeyStatus};
+use crate::store::key_control::statuses_reset;
+use crate::store::{Base, KeyActivity, KeyControl, KeyOverride, KeyStatus};
 use crate::timeutil;
 
 impl RedisStore {

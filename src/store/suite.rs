@@ -463,7 +463,7 @@ pub(super) fn a_run_is_active_until_it_finishes(s: &State) {
 }
 
 /// A state on `server`'s database `db`.
-pub(crate) fn redis_state(server: &crate::redis_test_server::RedisServer, db: u8) -> State {
+pub(crate) fn redis_state(server: &crate::store::redis::test_server::RedisServer, db: u8) -> State {
     let location = StateLocation::Redis(RedisTarget {
         url: server.url(db),
         prefix: DEFAULT_REDIS_PREFIX.into(),
@@ -478,7 +478,7 @@ macro_rules! on_every_store {
             $(
                 #[test]
                 fn $name() {
-                    super::$name(&crate::state::State::in_memory());
+                    super::$name(&crate::store::State::in_memory());
                 }
             )*
         }
@@ -487,7 +487,7 @@ macro_rules! on_every_store {
                 #[test]
                 fn $name() {
                     // A server of its own: tests run in parallel.
-                    let server = crate::redis_test_server::RedisServer::start();
+                    let server = crate::store::redis::test_server::RedisServer::start();
                     super::$name(&super::redis_state(&server, 0));
                 }
             )*

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use redis::{Connection, ErrorKind, RedisError, RedisResult};
 
-use crate::state::RedisTarget;
+use crate::store::RedisTarget;
 
 /// What `<prefix>schema` holds in a database autolabel set up.
 pub const SCHEMA_MARK: &str = "autolabel-state 1";
@@ -236,7 +236,7 @@ fn redis_glob_escape(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::redis_test_server::RedisServer;
+    use crate::store::redis::test_server::RedisServer;
 
     fn target(url: String) -> RedisTarget {
         RedisTarget {

@@ -1,18 +1,24 @@
-//! The state every run shares: the usage ledger, key health across runs, limits the
-//! providers stated, the rotation log, the label cache, which output rows got a fallback
-//! label, what people decided about keys, and the runs registry.
+//! Every state runs share. The state store: the usage ledger, key health across runs,
+//! limits the providers stated, the rotation log, the label cache, which output rows got
+//! a fallback label, what people decided about keys, and the runs registry. The quota
+//! store: each organization's pacing state, so that every run using the same keys stays
+//! under their limits together.
 //!
-//! It lives in a SQLite file (every run on one machine, [`sqlite`]) or on a Redis server
-//! (runs on several machines, [`redis`]); both implement [`StateStore`], and [`State`]
-//! hides which one a command got, so that nothing outside this module asks.
+//! Both live in a SQLite file (every run on one machine, [`sqlite`]) or on a Redis server
+//! (runs on several machines, [`redis`]); [`State::open_at`] and [`open_quota_store`]
+//! are the only places that name a backend, so that nothing outside this module asks.
+//! Tests also use the in-memory quota store ([`memory`]) with the same decision code.
 //!
 //! Keys are known here only by fingerprint (first 8 hex of SHA-256) and masked form.
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use crate::error::Result;
 use crate::limits::Dim;
+pub use crate::pacing::quota::QuotaOp;
+use crate::pacing::quota::{Decision, Nanos};
 use crate::provider::classify::ErrorClass;
 use crate::timeutil;
 
@@ -22,6 +28,10 @@ mod runs;
 pub use runs::{Beat, RunInfo, RunRegistry, STALE_AFTER};
 mod location;
 pub use location::{redact_url, RedisTarget, StateLocation, DEFAULT_REDIS_PREFIX};
+pub mod memory;
+pub use memory::MemoryQuotas;
+#[cfg(test)]
+pub(crate) mod quota_suite;
 pub mod redis;
 pub mod sqlite;
 #[cfg(test)]
@@ -326,6 +336,60 @@ impl State {
             location: StateLocation::File(":memory:".into()),
         }
     }
+}
+
+/// The quota store of a state location: its own connection to the state file, or to
+/// the Redis server.
+pub fn open_quota_store(location: &StateLocation) -> Result<Arc<dyn QuotaStore>, String> {
+    match location {
+        StateLocation::File(path) => Ok(Arc::new(sqlite::SqliteQuotas::open(path)?)),
+        StateLocation::Redis(target) => Ok(Arc::new(redis::RedisQuotas::open(target)?)),
+    }
+}
+
+/// An organization as every run names it: provider, model and its keys' fingerprints.
+pub type OrgId = String;
+
+/// What a quota store did with an operation.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Applied {
+    /// The decision of a `Decide`, in the store's time.
+    pub decision: Option<Decision>,
+    /// The store's now when it applied the operation (nanoseconds since the epoch).
+    pub now: Nanos,
+}
+
+/// The quota store did not answer (or answered nonsense): nothing was decided, and no
+/// request may go on the strength of it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreError(pub String);
+
+impl std::fmt::Display for StoreError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl From<String> for StoreError {
+    fn from(s: String) -> StoreError {
+        StoreError(s)
+    }
+}
+
+impl From<StoreError> for String {
+    fn from(e: StoreError) -> String {
+        e.0
+    }
+}
+
+/// Where organizations' quota state lives. A store applies one [`QuotaOp`] at a time,
+/// atomically with respect to every other run, at its own "now", and says what that now
+/// was: with a Redis server shared by several machines the server's clock rules, and the
+/// caller turns the answer's times into its own instants from it.
+pub trait QuotaStore: Send + Sync {
+    /// Applies `op` to the organization's state (seeded the first time, see
+    /// [`QuotaOp::Decide`]), atomically with respect to every other run.
+    fn apply(&self, org: &str, op: &QuotaOp) -> Result<Applied, StoreError>;
 }
 
 /// Prune's cut: (the first UTC day kept, its start in Unix seconds), `keep_days` days

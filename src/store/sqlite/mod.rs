@@ -18,7 +18,10 @@ use crate::limits::Dim;
 use crate::timeutil;
 
 mod key_control;
+mod quota;
 mod runs;
+
+pub use quota::SqliteQuotas;
 
 /// 2: the `meta` table (when the state was last pruned).
 const SCHEMA_VERSION: i64 = 2;

@@ -6,8 +6,8 @@ use rusqlite::params;
 
 use super::SqliteStore;
 use crate::error::Result;
-use crate::state::runs::{finite_rate, StoredRun};
-use crate::state::{Beat, RunInfo, RunRegistry};
+use crate::store::runs::{finite_rate, StoredRun};
+use crate::store::{Beat, RunInfo, RunRegistry};
 use crate::timeutil;
 
 pub(super) const SCHEMA: &str = "
