@@ -179,7 +179,7 @@ pub fn run(cmd: KeysCommand) -> Result<Outcome> {
         KeysCommand::Reset(a) => &a.keys,
     };
     let mut pool = Config::resolve_pool(
-        &args.common,
+        &args.common(),
         (None, None),
         crate::limits::Limits::default(),
         None,

@@ -43,7 +43,7 @@ pub async fn run(cli: Cli) -> Result<Outcome> {
             testkeys::run(&pool, args.json, args.chat).await
         }
         Some(Command::Usage(args)) => {
-            let mut pool = Config::resolve_for_report(&args.common)?;
+            let mut pool = Config::resolve_for_report(&args.common())?;
             let location = pool[0].state.clone();
             let state = store::State::open_at(&location)?;
             let mut reports = Vec::new();
@@ -74,6 +74,7 @@ pub async fn run(cli: Cli) -> Result<Outcome> {
         Some(Command::Keys(cmd)) => keyscmd::run(cmd),
         Some(Command::Dashboard(args)) => dashboard::run(&args).await,
         Some(Command::Completions { shell }) => docs::completions(shell),
-        Some(Command::Man) => docs::man_page(),
+        Some(Command::Man(args)) => docs::man_page(args.all.as_deref()),
+        Some(Command::Help(args)) => docs::help(&args.command),
     }
 }

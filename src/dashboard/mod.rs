@@ -98,7 +98,7 @@ pub fn check_listen(listen: &str, token: Option<&str>) -> Result<SocketAddr> {
 
 pub async fn run(args: &DashboardArgs) -> Result<Outcome> {
     let addr = check_listen(&args.listen, args.token.as_deref())?;
-    let mut pool = Config::resolve_for_report(&args.common)?;
+    let mut pool = Config::resolve_for_report(&args.common())?;
     let state = State::open_at(&pool[0].state)?;
     for cfg in &mut pool {
         cfg.load_learned(&state)?;
@@ -121,7 +121,7 @@ pub async fn run(args: &DashboardArgs) -> Result<Outcome> {
         state,
         token,
         loopback: local.ip().is_loopback(),
-        verbose: args.common.verbose,
+        verbose: args.view.verbose,
     });
     crate::outln!("dashboard: http://{local}/");
     crate::outln!("action token (for disable, enable, rotate): {say_token}");
