@@ -5,6 +5,9 @@ use std::collections::BTreeSet;
 use std::time::{Duration, SystemTime};
 
 use super::*;
+use crate::limits::Dim;
+use crate::provider::classify::ErrorClass;
+use crate::timeutil;
 
 /// A ledger entry for key `fp` on `day`.
 fn usage(fp: &str, model: &str, day: &str, d: UsageDelta) -> UsageEntry {

@@ -11,23 +11,6 @@ use crate::store::Base;
 use crate::store::{KeyActivity, KeyControl, KeyOverride};
 use crate::timeutil;
 
-pub(super) const SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS key_overrides (
-    provider TEXT NOT NULL, fingerprint TEXT NOT NULL, masked TEXT NOT NULL,
-    disabled INTEGER NOT NULL DEFAULT 0, disabled_until INTEGER, reason TEXT NOT NULL DEFAULT '',
-    reset_seq INTEGER NOT NULL DEFAULT 0, reset_what TEXT NOT NULL DEFAULT '',
-    day_base_date TEXT, day_base_requests INTEGER NOT NULL DEFAULT 0, day_base_tokens INTEGER NOT NULL DEFAULT 0,
-    month_base_date TEXT, month_base_requests INTEGER NOT NULL DEFAULT 0, month_base_tokens INTEGER NOT NULL DEFAULT 0,
-    updated INTEGER NOT NULL,
-    PRIMARY KEY (provider, fingerprint)
-);
-CREATE TABLE IF NOT EXISTS key_activity (
-    provider TEXT NOT NULL, fingerprint TEXT NOT NULL,
-    last_used INTEGER, last_error TEXT, last_error_at INTEGER,
-    PRIMARY KEY (provider, fingerprint)
-);
-";
-
 fn rotate_meta(provider: &str) -> String {
     format!("rotate_request:{provider}")
 }

@@ -4,17 +4,12 @@
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
 use crate::pacing::clock::{Clock, SystemClock};
 use crate::pacing::quota::{self, Nanos, QuotaOp, QuotaState};
 use crate::store::{Applied, QuotaStore, StoreError};
-
-const TABLE: &str = "CREATE TABLE IF NOT EXISTS quota_state (
-    org TEXT PRIMARY KEY, state TEXT NOT NULL, updated INTEGER NOT NULL
-)";
 
 /// The state file, on a connection of its own.
 pub struct SqliteQuotas {
@@ -23,17 +18,9 @@ pub struct SqliteQuotas {
 }
 
 impl SqliteQuotas {
+    /// Its own connection to the state file (see [`super::schema::quota_connection`]).
     pub fn open(path: &Path) -> Result<SqliteQuotas, String> {
-        let conn = Connection::open(path).map_err(|e| e.to_string())?;
-        // Many runs may decide at once; each transaction holds the lock for microseconds.
-        // WAL without a sync on every commit, like the state file's main connection: no
-        // fsync per request. A killed process loses nothing committed; only a power loss
-        // can lose the last grants' counts.
-        conn.busy_timeout(Duration::from_secs(10))
-            .and_then(|_| conn.pragma_update(None, "journal_mode", "WAL"))
-            .and_then(|_| conn.pragma_update(None, "synchronous", "NORMAL"))
-            .and_then(|_| conn.execute_batch(TABLE))
-            .map_err(|e| e.to_string())?;
+        let conn = super::schema::quota_connection(path).map_err(|e| e.to_string())?;
         Ok(SqliteQuotas {
             conn: Mutex::new(conn),
             clock: Arc::new(SystemClock),

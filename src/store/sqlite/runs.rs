@@ -10,15 +10,6 @@ use crate::store::runs::{finite_rate, StoredRun};
 use crate::store::{Beat, RunInfo, RunRegistry};
 use crate::timeutil;
 
-pub(super) const SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS runs (
-    id TEXT PRIMARY KEY, host TEXT NOT NULL, pid INTEGER NOT NULL, input TEXT NOT NULL,
-    output TEXT NOT NULL, providers TEXT NOT NULL, rows_done INTEGER NOT NULL DEFAULT 0,
-    rows_total INTEGER NOT NULL DEFAULT 0, rate REAL NOT NULL DEFAULT 0, key_in_use TEXT NOT NULL DEFAULT '',
-    started INTEGER NOT NULL, heartbeat INTEGER NOT NULL, finished INTEGER
-);
-";
-
 impl RunRegistry for SqliteStore {
     /// Registers a run that starts now.
     fn run_started(

@@ -3,7 +3,8 @@
 
 use std::time::SystemTime;
 
-use super::{count, int, now_secs, signed, text, time, Fields, HealthJson, RedisStore};
+use super::health::HealthJson;
+use super::{count, int, now_secs, signed, text, time, Fields, RedisStore};
 use crate::error::Result;
 use crate::store::key_control::statuses_reset;
 use crate::store::{Base, KeyActivity, KeyControl, KeyOverride, KeyStatus};
