@@ -1,6 +1,6 @@
 //! `autolabel dashboard`: the JSON API answered from a state filled by a real labeling
 //! run, the action token, and the page loaded in headless Chromium (which must be
-//! installed: `.ci/run` installs Debian's `chromium`; without it this test fails).
+//! installed: `./test.sh` installs it; without it this test fails).
 
 mod common;
 
@@ -122,7 +122,7 @@ fn chromium() -> PathBuf {
             }
         }
     }
-    panic!("chromium is not installed: `apt-get install -y chromium` (.ci/run does it)");
+    panic!("chromium is not installed: `apt-get install -y chromium` (./test.sh does it)");
 }
 
 /// Headless Chromium that reaches nothing but 127.0.0.1, with the page's scripts run

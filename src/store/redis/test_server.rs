@@ -60,7 +60,7 @@ impl RedisServer {
         }
         let mut child = cmd.spawn().unwrap_or_else(|e| {
             panic!(
-                "cannot start redis-server ({e}): install it (Debian: apt-get install -y redis-server); .ci/run does"
+                "cannot start redis-server ({e}): install it (Debian: apt-get install -y redis-server); ./test.sh does"
             )
         });
         // The port was free when picked, but a server of a test running in parallel may
