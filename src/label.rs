@@ -6,8 +6,7 @@ use std::collections::BTreeSet;
 use std::fs::{File, OpenOptions};
 use std::io::{BufWriter, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::AtomicBool;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
 use crate::budget;
@@ -15,17 +14,13 @@ use crate::cli::BatchSize;
 use crate::config::LabelConfig;
 use crate::csvio::{self, Existing, InputInfo, OutputLayout};
 use crate::error::{Error, Outcome, Result};
-use crate::keys::ring::{Health, KeyRing, QUOTA_LOW};
-use crate::keys::settings::Period;
-use crate::pacing::{Dispatcher, OrgSetup, ProviderRules, SystemClock};
-use crate::pipeline::worker::{Ctx, Member, Usage};
+use crate::pipeline::setup::{build_ctx, cache_scope, log_limits};
 use crate::pipeline::{self, feeder::Previous, PipelineSetup};
 use crate::prompt::Prompter;
-use crate::provider::{defaults, Client};
+use crate::report;
 use crate::signals::StopSignal;
 use crate::store::{State, UsageDelta};
 use crate::ui::Ui;
-use crate::{report, timeutil};
 
 pub async fn run(mut cfg: LabelConfig) -> Result<Outcome> {
     let ui = Arc::new(Ui::new(
@@ -479,217 +474,6 @@ impl Drop for OutputLock {
         // that locks it afterwards sees that its name is gone (see `lock_if_current`).
         let _ = std::fs::remove_file(&self.path);
     }
-}
-
-/// The label cache's scope for one provider: provider, model, prompt and labels.
-fn cache_scope(c: &crate::config::Config, prompter: &Prompter) -> String {
-    format!(
-        "{}|{}|{}",
-        c.provider.as_str(),
-        c.model,
-        prompter.identity()
-    )
-}
-
-/// `-v`: each limit in force and where it came from, once per distinct set (and per
-/// provider in a pool).
-fn log_limits(ui: &Ui, base: &crate::config::Config, pool: bool) {
-    let mut shown: Vec<&crate::limits::LimitSet> = Vec::new();
-    for (org, set) in base.org_limits.iter().enumerate() {
-        if shown.contains(&set) {
-            continue;
-        }
-        shown.push(set);
-        let whose = if base.org_limits.len() > 1 {
-            let keys: Vec<String> = base
-                .keys
-                .iter()
-                .zip(&base.key_orgs)
-                .filter(|(_, o)| **o == org)
-                .map(|(k, _)| format!("#{}", k.index))
-                .collect();
-            format!(" (organization of key {})", keys.join(", "))
-        } else {
-            String::new()
-        };
-        let provider = if pool {
-            format!("{}: ", base.provider.as_str())
-        } else {
-            String::new()
-        };
-        for line in set.describe() {
-            ui.debug(1, &format!("{provider}{line}{whose}"));
-        }
-    }
-}
-
-fn build_ctx(cfg: &LabelConfig, ui: Arc<Ui>, state: Arc<State>, prompter: Prompter) -> Result<Ctx> {
-    // One ring and one dispatcher over every provider's keys: organizations are numbered
-    // across providers, and each keeps its provider's header meanings and day.
-    let mut keys = Vec::new();
-    let mut key_orgs = Vec::new();
-    let mut key_member = Vec::new();
-    let mut orgs = Vec::new();
-    let mut members = Vec::new();
-    for (m, c) in cfg.pool().enumerate() {
-        let provider = c.provider.as_str();
-        let first_org = orgs.len();
-        for o in 0..c.org_count() {
-            let fps: Vec<String> = c
-                .keys
-                .iter()
-                .zip(&c.key_orgs)
-                .filter(|(_, org)| **org == o)
-                .map(|(k, _)| k.fingerprint.clone())
-                .collect();
-            orgs.push(OrgSetup {
-                limits: c.org_limits[o].clone(),
-                id: c.org_id(o),
-                used_today: state.used_today(provider, &fps)?,
-                lease: cfg.concurrency as u64 * 4,
-                rules: ProviderRules {
-                    headers: defaults::header_meaning(c.provider),
-                    day: defaults::day_start(c.provider),
-                },
-            });
-        }
-        for (k, org) in c.keys.iter().zip(&c.key_orgs) {
-            keys.push(k.clone());
-            key_orgs.push(first_org + org);
-            key_member.push(m);
-        }
-        members.push(Member {
-            provider,
-            client: Client::new(
-                &c.base_url,
-                &c.model,
-                c.json_mode,
-                c.timeout,
-                cfg.concurrency,
-            )?,
-            prices: c.prices,
-            tag: format!("{provider}/{}", c.model),
-            cache_scope: cache_scope(c, &prompter),
-            dropped: AtomicBool::new(false),
-        });
-    }
-    let mut ring = KeyRing::new(keys.clone(), &key_orgs)
-        .with_rules(defaults::day_start(cfg.base.provider), cfg.backoff)
-        .with_quota_rules(cfg.base.quota_reset_day, cfg.rotate_below);
-    let providers: Vec<&crate::config::Config> = cfg.pool().collect();
-    for (k, &m) in key_member.iter().enumerate() {
-        let c = providers[m];
-        ring.set_provider_rules(k, defaults::day_start(c.provider), c.quota_reset_day);
-    }
-    for (m, c) in providers.iter().enumerate() {
-        let mine: Vec<usize> = (0..keys.len()).filter(|&k| key_member[k] == m).collect();
-        let provider = c.provider.as_str();
-        restore_health(&mut ring, &state, provider, &mine, &ui)?;
-        load_quota_use(&mut ring, &state, provider, &mine, c.quota_reset_day)?;
-    }
-    let quotas = crate::store::open_quota_store(&cfg.base.state)
-        .map_err(|message| cfg.base.state.error(message))?;
-    let n = keys.len();
-    Ok(Ctx {
-        members,
-        key_member,
-        dispatcher: Dispatcher::new(ring, orgs, cfg.delay, Arc::new(SystemClock), quotas)
-            .with_store_timeout(cfg.store_timeout),
-        keys,
-        prompter,
-        labels: cfg.labels.clone(),
-        max_retries: cfg.max_retries,
-        backoff: cfg.backoff,
-        on_exhausted: cfg.on_exhausted,
-        ui,
-        state,
-        usage: Mutex::new(Usage {
-            unsaved: vec![UsageDelta::default(); n],
-            totals: vec![UsageDelta::default(); n],
-        }),
-        stopping: AtomicBool::new(false),
-        store_timeout: cfg.store_timeout,
-        state_lost: Mutex::new(None),
-        state_outage: Mutex::default(),
-        fatal: Mutex::new(None),
-        token_scale: Mutex::new(1.0),
-    })
-}
-
-/// Starts the day and month counts of `keys` (one provider's) with quotas of their own
-/// from the ledger. What `autolabel keys reset` forgot does not count.
-fn load_quota_use(
-    ring: &mut KeyRing,
-    state: &State,
-    provider: &str,
-    keys: &[usize],
-    reset_day: u32,
-) -> Result<()> {
-    let wall = SystemTime::now();
-    let overrides = state.key_overrides(provider)?;
-    for &k in keys {
-        let slot = &mut ring.slots[k];
-        if !slot.quota.is_limited() {
-            continue;
-        }
-        let fp = &slot.key.fingerprint;
-        let o = overrides.iter().find(|o| &o.fingerprint == fp);
-        for (period, since) in [
-            (Period::Day, wall),
-            (Period::Month, timeutil::month_start(wall, reset_day)),
-        ] {
-            let since = timeutil::utc_date(since);
-            let mut used = state.key_used_since(provider, fp, &since)?;
-            if let Some(o) = o {
-                let base = if period == Period::Day {
-                    &o.day_base
-                } else {
-                    &o.month_base
-                };
-                used = base.apply(&since, used);
-            }
-            slot.quota.set_used(period, wall, used.0, used.1);
-        }
-    }
-    Ok(())
-}
-
-/// Keys that an earlier run found exhausted, invalid or cooling stay so, without a request.
-/// A key rotated out for its own quota is not restored: the ledger and the quotas as
-/// configured now decide that again.
-fn restore_health(
-    ring: &mut KeyRing,
-    state: &State,
-    provider: &str,
-    keys: &[usize],
-    ui: &Ui,
-) -> Result<()> {
-    let stored = state.load_health(provider)?;
-    let now = SystemTime::now();
-    for &i in keys {
-        let fp = ring.slots[i].key.fingerprint.clone();
-        let Some(h) = stored.iter().find(|h| h.fingerprint == fp) else {
-            continue;
-        };
-        if h.reason.starts_with(QUOTA_LOW) {
-            continue;
-        }
-        let Some(health) = Health::from_stored(h, tokio::time::Instant::now(), now) else {
-            continue;
-        };
-        let when = match &health {
-            Health::Invalid => "until `autolabel test-keys` passes".to_string(),
-            _ => format!("until {}", timeutil::rfc3339(h.until.unwrap_or(now))),
-        };
-        ui.info(&format!(
-            "key {}: {} {when} (from an earlier run: {}); skipping it",
-            ring.slots[i].key.label(),
-            health.name(),
-            h.reason
-        ));
-        ring.restore(i, health);
-    }
-    Ok(())
 }
 
 #[cfg(test)]

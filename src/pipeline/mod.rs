@@ -10,6 +10,7 @@ pub mod feeder;
 pub mod heartbeat;
 pub mod outage;
 pub mod overrides;
+pub mod setup;
 pub mod worker;
 
 use std::collections::{BTreeMap, VecDeque};
