@@ -26,6 +26,8 @@ pub struct Config {
     pub json_mode: bool,
     /// Keys in configuration order (index 1..n).
     pub keys: Vec<ApiKey>,
+    /// The keys are stand-ins for a dry run: none is configured yet (`--keys N`).
+    pub keys_assumed: bool,
     /// Per key: the index of its organization (keys of one organization share limits).
     pub key_orgs: Vec<usize>,
     /// Limits as configured (flag, environment, env file, or the free-tier default),
@@ -191,6 +193,14 @@ impl Config {
         } else {
             vec![("ollama".to_string(), String::new())]
         };
+        let keys_assumed = secrets.is_empty() && args.assume_keys.is_some();
+        let secrets = match args.assume_keys {
+            // Stand-ins: a dry run counts keys, it never sends with them.
+            Some(n) if keys_assumed => (1..=n)
+                .map(|i| (format!("assumed-key-{i}"), String::new()))
+                .collect(),
+            _ => secrets,
+        };
         if secrets.is_empty() {
             let names = envfile::key_var_names(provider.as_str()).join(", ");
             let file = args.env_file.display();
@@ -201,7 +211,7 @@ impl Config {
                 format!("{file} does not exist: copy envs/.envs.example to {file} and put your key(s) in it, e.g. {upper}_API_KEY_1=your-key")
             };
             return Err(Error::Config(format!(
-                "no {} API key found: looked for {names} in {file} and the environment; {fix}",
+                "no {} API key found: looked for {names} in {file} and the environment; {fix} (--dry-run estimates without keys)",
                 provider.as_str()
             )));
         }
@@ -260,6 +270,7 @@ impl Config {
             model,
             json_mode: d.json_mode,
             keys,
+            keys_assumed,
             key_orgs,
             org_limits: vec![limits.clone(); org_count],
             limits,
@@ -311,6 +322,7 @@ impl Config {
                         model,
                         json_mode: false,
                         keys: Vec::new(),
+                        keys_assumed: false,
                         key_orgs: Vec::new(),
                         org_limits: vec![limits.clone()],
                         limits,
@@ -420,8 +432,12 @@ impl LabelConfig {
                 )));
             }
         }
+        let mut common = args.common.clone();
+        if args.dry_run {
+            common.assume_keys = Some(args.assumed_keys as usize);
+        }
         let mut pool = Config::resolve_pool(
-            &args.common,
+            &common,
             (args.price_in, args.price_out),
             flags,
             args.org_groups.as_deref(),

@@ -229,9 +229,8 @@ pub fn run(cmd: KeysCommand) -> Result<Outcome> {
     let pick = |index: usize| -> Result<&ApiKey> {
         cfg.keys.iter().find(|k| k.index == index).ok_or_else(|| {
             Error::Usage(format!(
-                "no key {index}: the env file has {} {} key(s), numbered from 1 (see autolabel keys list)",
-                cfg.keys.len(),
-                provider
+                "no key {index}: the env file has {}, numbered from 1 (see autolabel keys list)",
+                crate::ui::count(cfg.keys.len() as u64, &format!("{provider} key"))
             ))
         })
     };

@@ -93,9 +93,12 @@ pub async fn run(mut cfg: LabelConfig) -> Result<Outcome> {
     if plan.done_already() {
         let past_limit = plan.fallbacks_past_limit().len() as u64;
         ui.info(&format!(
-            "{}: all {} rows{} are labeled already; nothing to do",
+            "{}: {}{} labeled already; nothing to do",
             cfg.output.display(),
-            info.rows,
+            match info.rows {
+                1 => "the 1 row".to_string(),
+                n => format!("all {n} rows"),
+            },
             if cfg.limit.is_some() {
                 " up to --limit"
             } else {
@@ -116,13 +119,13 @@ pub async fn run(mut cfg: LabelConfig) -> Result<Outcome> {
         let written_path = temp.clone().unwrap_or_else(|| cfg.output.clone());
         match &plan {
             Plan::Append { rows, .. } if *rows > 0 => ui.info(&format!(
-                "resuming {}: {rows} of {} rows already labeled",
+                "resuming {}: {rows} of {} already labeled",
                 cfg.output.display(),
-                info.rows
+                crate::ui::count(info.rows as u64, "row")
             )),
             Plan::Rewrite { redo, .. } => ui.info(&format!(
-                "re-labeling {} rows that got the fallback label in an earlier run",
-                redo.len()
+                "re-labeling {} that got the fallback label in an earlier run",
+                crate::ui::count(redo.len() as u64, "row")
             )),
             _ => {}
         }
@@ -249,8 +252,12 @@ impl Plan {
 
 /// The summary line for fallback rows that `--limit` kept out of reach.
 pub fn past_limit_note(rows: u64, fallback_label: &str) -> String {
+    let (rows, have) = match rows {
+        1 => ("1 row".to_string(), "has"),
+        n => (format!("{n} rows"), "have"),
+    };
     format!(
-        "  {rows} rows after --limit still have the fallback label '{fallback_label}' from an earlier run; \
+        "  {rows} after --limit still {have} the fallback label '{fallback_label}' from an earlier run; \
          run without --limit (or with a larger one) to re-label them"
     )
 }

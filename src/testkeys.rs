@@ -119,8 +119,8 @@ fn print_table(cfg: &Config, results: &[serde_json::Value], chat: bool) {
     let provider = cfg.provider.as_str();
     {
         crate::outln!(
-            "{} keys for {} at {} ({})",
-            cfg.keys.len(),
+            "{} for {} at {} ({})",
+            crate::ui::count(cfg.keys.len() as u64, "key"),
             provider,
             cfg.base_url,
             if chat {

@@ -133,3 +133,31 @@ pub fn write_stdout(args: std::fmt::Arguments) {
         std::process::exit(1);
     }
 }
+
+/// A count with its noun, singular for one: `count(1, "key")` is "1 key",
+/// `count(3, "row")` "3 rows", `count(0, "cache entry")` "0 cache entries".
+pub fn count(n: u64, noun: &str) -> String {
+    let consonant_y =
+        noun.ends_with('y') && !noun[..noun.len() - 1].ends_with(['a', 'e', 'i', 'o', 'u']);
+    match n {
+        1 => format!("1 {noun}"),
+        // entry → entries; key → keys
+        _ if consonant_y => format!("{n} {}ies", &noun[..noun.len() - 1]),
+        _ => format!("{n} {noun}s"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::count;
+
+    #[test]
+    fn one_is_singular_and_every_other_count_plural() {
+        assert_eq!(count(1, "key"), "1 key");
+        assert_eq!(count(0, "key"), "0 keys");
+        assert_eq!(count(2, "row"), "2 rows");
+        assert_eq!(count(1, "cache entry"), "1 cache entry");
+        assert_eq!(count(3, "cache entry"), "3 cache entries");
+        assert_eq!(count(2, "groq key"), "2 groq keys");
+    }
+}

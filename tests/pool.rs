@@ -275,7 +275,7 @@ fn a_provider_whose_model_answers_404_is_taken_out_while_the_others_finish() {
     assert_eq!(code(&out), 0, "{err}");
     assert!(
         err.contains("provider gemini: model gemini-retired-model answered 404")
-            && err.contains("taken out of the pool, 2 provider(s) carry on"),
+            && err.contains("taken out of the pool, 2 providers carry on"),
         "{err}"
     );
     assert_eq!(p.gemini.count_status(200), 0);
@@ -382,9 +382,8 @@ fn dry_run_with_a_list_estimates_time_from_the_sum_of_the_capacities() {
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     assert!(text.contains("estimated time:   6.0s"), "{text}");
     assert!(
-        text.contains(&format!(
-            "gemini/{GEMINI_MODEL} keys: 1 in 1 organization(s)"
-        )) && text.contains("2.50 requests/s"),
+        text.contains(&format!("gemini/{GEMINI_MODEL} keys: 1 in 1 organization"))
+            && text.contains("2.50 requests/s"),
         "{text}"
     );
     // The daily budget: per provider, then all of them together.
@@ -579,7 +578,7 @@ fn test_keys_with_a_list_fails_when_a_key_of_any_provider_is_invalid() {
     let (g, m, o) = (
         text.find("2 keys for groq").unwrap(),
         text.find("2 keys for gemini").unwrap(),
-        text.find("1 keys for openrouter").unwrap(),
+        text.find("1 key for openrouter").unwrap(),
     );
     assert!(g < m && m < o, "{text}");
     assert!(text[m..o].contains("invalid"), "{text}");
@@ -625,7 +624,7 @@ fn org_groups_come_from_each_providers_own_variable_in_a_pool() {
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     assert!(
         text.contains(&format!(
-            "groq/{GROQ_MODEL} keys: 2 in 1 organization(s) · delay 0s · rpm 600 per organization · 10.00 requests/s"
+            "groq/{GROQ_MODEL} keys: 2 in 1 organization · delay 0s · rpm 600 per organization · 10.00 requests/s"
         )),
         "{text}"
     );

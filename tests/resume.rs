@@ -180,7 +180,7 @@ fn limit_relabels_the_fallback_rows_it_covers_and_reports_those_it_does_not() {
     assert_eq!(rows[3][2], expected_label(&texts[2]), "row 2 re-labeled");
     assert_eq!(rows[16][2], "netral", "row 15 kept as it was");
     assert!(
-        err.contains("1 rows after --limit still have the fallback label"),
+        err.contains("1 row after --limit still has the fallback label"),
         "{err}"
     );
 
@@ -189,7 +189,7 @@ fn limit_relabels_the_fallback_rows_it_covers_and_reports_those_it_does_not() {
     assert_eq!(code(&r3), 3, "{}", stderr(&r3));
     assert!(stderr(&r3).contains("nothing to do"), "{}", stderr(&r3));
     assert!(
-        stderr(&r3).contains("1 rows after --limit still have the fallback label"),
+        stderr(&r3).contains("1 row after --limit still has the fallback label"),
         "{}",
         stderr(&r3)
     );

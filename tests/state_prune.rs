@@ -58,7 +58,7 @@ fn a_run_prunes_entries_older_than_keep_days_once_a_day() {
     assert_labeled(&out3, &texts);
     let err = stderr(&r3);
     assert!(
-        err.contains("removed 8 cache entries, 0 rotations and 1 usage rows from before")
+        err.contains("removed 8 cache entries, 0 rotations and 1 usage row from before")
             && err.contains("--keep-days 90"),
         "{err}"
     );
@@ -116,7 +116,7 @@ fn state_prune_and_vacuum_say_what_they_did() {
     );
     let said = prune("30");
     assert!(
-        said.contains("removed 20000 cache entries, 1 rotations and 0 usage rows from before")
+        said.contains("removed 20000 cache entries, 1 rotation and 0 usage rows from before")
             && said.contains("state.sqlite3"),
         "{said}"
     );

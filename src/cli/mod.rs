@@ -142,6 +142,10 @@ pub struct CommonArgs {
     /// More detail: where each limit came from, every key-state change (-vv: every request).
     #[arg(long, short = 'v', action = clap::ArgAction::Count, global = true, help_heading = DETAIL)]
     pub verbose: u8,
+    /// Not a flag: for a dry run (from --keys), the keys a provider without any
+    /// configured is assumed to have, so the estimate needs no key yet.
+    #[arg(skip)]
+    pub assume_keys: Option<usize>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -189,6 +193,8 @@ pub struct LabelArgs {
     #[arg(long, help_heading = IO, hide_short_help = true)]
     pub overwrite: bool,
     /// Print what the run would do, send and cost, and the days it takes; no request.
+    ///
+    /// Works before any key is configured: it then assumes --keys N keys.
     #[arg(long, help_heading = IO)]
     pub dry_run: bool,
     /// Allowed labels, comma-separated.
@@ -207,6 +213,10 @@ pub struct LabelArgs {
     pub prompt_file: Option<PathBuf>,
     #[command(flatten)]
     pub common: CommonArgs,
+    /// Keys to assume for --dry-run while a provider has none configured yet.
+    #[arg(long = "keys", value_name = "N", default_value_t = 1, requires = "dry_run",
+          value_parser = clap::value_parser!(u32).range(1..=10_000), help_heading = KEYS)]
+    pub assumed_keys: u32,
     /// Keys that share one organization's limits, by index: "1,2;3,4" [default: each key its own; or P_ORG_GROUPS].
     #[arg(long, help_heading = KEYS, hide_short_help = true)]
     pub org_groups: Option<String>,

@@ -79,6 +79,7 @@ impl ViewArgs {
             timeout: DEFAULT_TIMEOUT,
             quiet: self.quiet,
             verbose: self.verbose,
+            assume_keys: None,
         }
     }
 }

@@ -118,9 +118,11 @@ impl Ctx {
                 .count();
             if left > 0 {
                 self.ui.error(&format!(
-                    "provider {}: model {} answered 404 ({message}); taken out of the pool, {left} provider(s) carry on (check {}_MODEL and {}_BASE_URL)",
+                    "provider {}: model {} answered 404 ({message}); taken out of the pool, {} {} on (check {}_MODEL and {}_BASE_URL)",
                     member.provider,
                     member.client.model(),
+                    crate::ui::count(left as u64, "provider"),
+                    if left == 1 { "carries" } else { "carry" },
                     member.provider.to_uppercase(),
                     member.provider.to_uppercase(),
                 ));

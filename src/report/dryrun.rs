@@ -12,6 +12,7 @@ use crate::pipeline::cache_key;
 use crate::prompt::Prompter;
 use crate::provider::classify::human;
 use crate::store::State;
+use crate::ui::count;
 
 /// `--dry-run`: what the run would do, without a request.
 pub fn dry_run(
@@ -92,9 +93,9 @@ pub fn dry_run(
     let price_in = cfg.pool().map(|c| c.prices.0).fold(0.0, f64::max);
     let cost = tokens as f64 * price_in;
     crate::outln!(
-        "dry run for {} ({} rows, text column '{}')",
+        "dry run for {} ({}, text column '{}')",
         info.path.display(),
-        info.rows,
+        count(info.rows, "row"),
         &info.headers[info.text_col]
     );
     crate::outln!(
@@ -112,14 +113,14 @@ pub fn dry_run(
     crate::outln!("  estimated cost:   ${cost:.4} (input tokens at --price-in)");
     for c in cfg.pool() {
         crate::outln!(
-            "  {}keys: {} in {} organization(s) · delay {}s · rpm {} per organization{}",
+            "  {}keys: {} in {} · delay {}s · rpm {} per organization{}",
             if cfg.is_pool() {
                 format!("{}/{} ", c.provider.as_str(), c.model)
             } else {
                 String::new()
             },
             c.keys.len(),
-            c.org_count(),
+            count(c.org_count() as u64, "organization"),
             cfg.delay.as_secs_f64(),
             c.limits_in_force()
                 .rpm
@@ -133,6 +134,14 @@ pub fn dry_run(
                 String::new()
             }
         );
+        if c.keys_assumed {
+            crate::outln!(
+                "  assumed:          {} — no {} key is configured yet (in {} or the environment); --keys N assumes N",
+                count(c.keys.len() as u64, "key"),
+                c.provider.as_str(),
+                c.env_file.display()
+            );
+        }
     }
     crate::outln!("  estimated time:   {eta}");
     if let Some(cap) = day_cap {
@@ -177,9 +186,10 @@ pub fn dry_run(
         for ((name, _), per_day) in sizes.iter().zip(&pooled) {
             if let Some(r) = per_day.filter(|r| *r > 0.0) {
                 crate::outln!(
-                    "  {name}, all providers together: {} rows a day · {:.2} days for {to_send} rows",
+                    "  {name}, all providers together: {} rows a day · {:.2} days for {}",
                     budget::thousands(r),
-                    to_send as f64 / r
+                    to_send as f64 / r,
+                    count(to_send, "row")
                 );
             }
         }
@@ -225,17 +235,22 @@ fn budget_line(
     let orgs = base.org_count().max(1);
     let keys = base.keys.len();
     let with = if keys == orgs {
-        format!("{keys} key(s)")
+        count(keys as u64, "key")
     } else {
-        format!("{keys} keys in {orgs} organization(s)")
+        format!(
+            "{} in {}",
+            count(keys as u64, "key"),
+            count(orgs as u64, "organization")
+        )
     };
     let capacity = match (day.rows, day.binding) {
         (Some(r), Some(limit)) if r > 0.0 => {
             let days = rows as f64 / (r * orgs as f64);
             format!(
-                "{} rows per key a day ({} bind) · {days:.2} days for {rows} rows with {with}",
+                "{} rows per key a day ({} bind) · {days:.2} days for {} with {with}",
                 budget::thousands(r),
                 limit.describe(),
+                count(rows, "row"),
             )
         }
         (Some(_), Some(limit)) => format!(

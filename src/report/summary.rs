@@ -54,8 +54,8 @@ pub fn summary(
         "done"
     };
     ui.info(&format!(
-        "{ended}: {} rows written to {} · {}",
-        c.written,
+        "{ended}: {} written to {} · {}",
+        crate::ui::count(c.written, "row"),
         cfg.output.display(),
         if labels.is_empty() {
             "no labels".to_string()
@@ -89,8 +89,9 @@ pub fn summary(
     ui.info(&format!("  {}", ctx.dispatcher.with_ring(|r| r.summary())));
     if c.fallbacks > 0 {
         ui.info(&format!(
-            "  {} rows got the fallback label '{}'; run the same command again later to re-label just those",
-            c.fallbacks, cfg.fallback_label
+            "  {} got the fallback label '{}'; run the same command again later to re-label just those",
+            crate::ui::count(c.fallbacks, "row"),
+            cfg.fallback_label
         ));
     }
     if c.fallbacks_past_limit > 0 {

@@ -104,7 +104,8 @@ fn quota_buys(r: &UsageReport) -> Option<String> {
         _ => "no daily limit is known".to_string(),
     };
     Some(format!(
-        "{rows} rows over the period at {per_row:.1} tokens a row and {:.1} rows a request: {buys}",
+        "{} over the period at {per_row:.1} tokens a row and {:.1} rows a request: {buys}",
+        crate::ui::count(rows, "row"),
         rows as f64 / successes as f64
     ))
 }

@@ -26,8 +26,11 @@ impl std::fmt::Display for Pruned {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "removed {} cache entries, {} rotations and {} usage rows from before {}",
-            self.cache, self.rotations, self.usage, self.kept_from
+            "removed {}, {} and {} from before {}",
+            crate::ui::count(self.cache, "cache entry"),
+            crate::ui::count(self.rotations, "rotation"),
+            crate::ui::count(self.usage, "usage row"),
+            self.kept_from
         )
     }
 }
