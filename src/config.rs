@@ -178,14 +178,16 @@ impl Config {
             (None, None) => (d.base_url.to_string(), "--base-url".to_string()),
         };
         let base_url = base_url.trim_end_matches('/').to_string();
+        // Messages show the URL without its password, if it has one.
+        let shown = crate::keys::mask::scrub(&base_url);
         if !(base_url.starts_with("http://") || base_url.starts_with("https://")) {
             return Err(Error::Usage(format!(
-                "{url_origin} {base_url}: must start with http:// or https://"
+                "{url_origin} {shown}: must start with http:// or https://"
             )));
         }
         if let Err(e) = reqwest::Url::parse(&format!("{base_url}/chat/completions")) {
             return Err(Error::Usage(format!(
-                "{url_origin} {base_url}: not a usable URL ({e})"
+                "{url_origin} {shown}: not a usable URL ({e})"
             )));
         }
         let secrets = if provider.needs_key() {

@@ -122,7 +122,7 @@ fn print_table(cfg: &Config, results: &[serde_json::Value], chat: bool) {
             "{} for {} at {} ({})",
             crate::ui::count(cfg.keys.len() as u64, "key"),
             provider,
-            cfg.base_url,
+            crate::keys::mask::scrub(&cfg.base_url),
             if chat {
                 "one-token chat"
             } else {

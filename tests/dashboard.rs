@@ -289,6 +289,54 @@ fn the_json_api_answers_from_the_state_and_actions_need_the_token() {
 }
 
 #[test]
+fn a_key_echoed_by_the_provider_or_left_in_the_state_is_never_served() {
+    let (fake, sb, _, input, output) = setup(&[PLANTED], FakeConfig::with_keys(&[PLANTED]), 3);
+    fake.push_faults([Fault::Echo(500), Fault::Echo(200), Fault::Echo(400)]);
+    let labeled = run(&mut sb.label(&fake, &input, &output, &["--concurrency", "1"]));
+    assert_eq!(fake.pending_faults(), 0, "{}", stderr(&labeled));
+    // What an older version could have stored: a rotation and a health reason holding
+    // the echoed key.
+    let echoed = format!("server: HTTP 500: you sent Authorization: Bearer {PLANTED}");
+    let conn = Connection::open(sb.state()).unwrap();
+    conn.execute(
+        "INSERT INTO rotations (ts, provider, from_key, to_key, reason, mode)
+         VALUES (?1, 'groq', '#1 gsk_…_zq9', '-', ?2, 'auto')",
+        params![now(), echoed],
+    )
+    .unwrap();
+    conn.execute(
+        "INSERT OR REPLACE INTO key_health (provider, fingerprint, masked, status, until, reason, updated)
+         VALUES ('groq', ?1, 'gsk_…_zq9', 'invalid', NULL, ?2, ?3)",
+        params![autolabel::keys::mask::fingerprint(PLANTED), echoed, now()],
+    )
+    .unwrap();
+    drop(conn);
+    let d = Dashboard::start(&sb);
+    let mut served = String::new();
+    for path in [
+        "/api/summary",
+        "/api/keys",
+        "/api/runs",
+        "/api/usage",
+        "/api/rotations",
+    ] {
+        let r = http(&d.addr, "GET", path, &[]);
+        assert_eq!(r.status, 200, "{path}: {}", r.body);
+        assert_text_has_no_secret(path, &r.body);
+        served.push_str(&r.body);
+    }
+    // The reasons are served, masked.
+    let masked = format!("Bearer {}", autolabel::keys::mask::mask(PLANTED));
+    assert!(served.matches(&masked).count() >= 2, "{served}");
+    let out = d.stop();
+    // (The state file holds the planted rows, so only the processes' output is checked.)
+    for o in [&labeled, &out] {
+        assert_text_has_no_secret("stdout", &stdout(o));
+        assert_text_has_no_secret("stderr", &stderr(o));
+    }
+}
+
+#[test]
 fn listening_beyond_loopback_without_a_token_is_refused() {
     let sb = Sandbox::new();
     sb.write_keys(&[PLANTED]);

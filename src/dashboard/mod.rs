@@ -19,7 +19,7 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::Router;
 use serde::Serialize;
 
 use crate::cli::DashboardArgs;
@@ -51,19 +51,32 @@ struct Failed {
 }
 
 fn fail(status: StatusCode, error: impl Into<String>) -> Response {
-    (
+    json_out(
         status,
-        Json(Failed {
+        &Failed {
             error: error.into(),
-        }),
+        },
     )
-        .into_response()
 }
 
 fn answer<T: Serialize>(r: Result<T>) -> Response {
     match r {
-        Ok(v) => Json(v).into_response(),
+        Ok(v) => json_out(StatusCode::OK, &v),
         Err(e) => fail(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    }
+}
+
+/// Every answer leaves through the masking boundary: a state written by an older
+/// version (or by hand) may hold a key in a reason, and it is not served.
+fn json_out<T: Serialize>(status: StatusCode, v: &T) -> Response {
+    match serde_json::to_string(v) {
+        Ok(text) => (
+            status,
+            [(header::CONTENT_TYPE, "application/json")],
+            crate::keys::mask::scrub(&text),
+        )
+            .into_response(),
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
     }
 }
 
@@ -215,10 +228,12 @@ async fn usage(
         }
     };
     match api::usage(&app.pool, &app.state, days) {
-        Ok(reports) => Json(PoolReport {
-            providers: &reports,
-        })
-        .into_response(),
+        Ok(reports) => json_out(
+            StatusCode::OK,
+            &PoolReport {
+                providers: &reports,
+            },
+        ),
         Err(e) => fail(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
     }
 }
@@ -257,11 +272,13 @@ async fn rotate(AxState(app): AxState<Arc<App>>, headers: HeaderMap) -> Response
             return fail(StatusCode::INTERNAL_SERVER_ERROR, e.to_string());
         }
     }
-    Json(Done {
-        done: "rotation requested: running runs move off the key in use within a few seconds"
-            .into(),
-    })
-    .into_response()
+    json_out(
+        StatusCode::OK,
+        &Done {
+            done: "rotation requested: running runs move off the key in use within a few seconds"
+                .into(),
+        },
+    )
 }
 
 async fn key_action(
@@ -312,7 +329,7 @@ async fn key_action(
         _ => return fail(StatusCode::NOT_FOUND, "actions: disable, enable"),
     };
     match done {
-        Ok(done) => Json(Done { done }).into_response(),
+        Ok(done) => json_out(StatusCode::OK, &Done { done }),
         Err(e) => fail(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
     }
 }

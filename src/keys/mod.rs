@@ -26,6 +26,8 @@ pub struct ApiKey {
 
 impl ApiKey {
     pub fn new(index: usize, secret: String) -> ApiKey {
+        // From now on no text from outside shows it (see `mask::scrub`).
+        mask::remember(&secret);
         ApiKey {
             index,
             fingerprint: mask::fingerprint(&secret),

@@ -122,6 +122,7 @@ impl Client {
         let base = base_url.trim_end_matches('/');
         let url = |path: &str| {
             reqwest::Url::parse(&format!("{base}/{path}")).map_err(|e| {
+                let base = crate::keys::mask::scrub(base);
                 crate::error::Error::Usage(format!("--base-url {base}: not a usable URL ({e})"))
             })
         };
@@ -199,7 +200,7 @@ impl Client {
             }
         };
         CallResult {
-            result,
+            result: scrubbed(result),
             headers,
             latency: started.elapsed(),
         }
@@ -242,10 +243,46 @@ impl Client {
             }
         };
         CallResult {
-            result,
+            result: scrubbed(result),
             headers,
             latency: started.elapsed(),
         }
+    }
+}
+
+/// The masking boundary: every text of a reply (its content, an error's message, a
+/// transport error naming the URL) is scrubbed of keys and URL passwords here, before
+/// any caller can print, log, store or serve it.
+fn scrubbed(result: Result<ChatReply, CallError>) -> Result<ChatReply, CallError> {
+    use crate::keys::mask::scrub;
+    match result {
+        Ok(reply) => Ok(ChatReply {
+            content: scrub(&reply.content),
+            ..reply
+        }),
+        Err(CallError::Transient { class, detail }) => Err(CallError::Transient {
+            class,
+            detail: scrub(&detail),
+        }),
+        Err(CallError::Rejected { status, message }) => Err(CallError::Rejected {
+            status,
+            message: scrub(&message),
+        }),
+        Err(CallError::NotFound { message }) => Err(CallError::NotFound {
+            message: scrub(&message),
+        }),
+        Err(CallError::QuotaExhausted {
+            reset,
+            what,
+            dim,
+            limit,
+        }) => Err(CallError::QuotaExhausted {
+            reset,
+            what: scrub(&what),
+            dim,
+            limit,
+        }),
+        Err(e @ (CallError::RateLimited { .. } | CallError::InvalidKey { .. })) => Err(e),
     }
 }
 

@@ -180,6 +180,14 @@ pub enum Fault {
     /// 200 whose response head holds one header line of `bytes` bytes (streamed, never
     /// finished if the client stops reading).
     HugeHeader(u64),
+    /// That status with a body repeating the request's `Authorization` header, as some
+    /// proxies do: in the error message (the header, and the bare key beside it) for an
+    /// error status; as the message content of an otherwise normal reply for 200.
+    Echo(u16),
+    /// That status with exactly this body (an HTML page, JSON of the wrong shape).
+    Body { status: u16, body: String },
+    /// That redirect status (302, 307…) with `location: <location>` and no body.
+    Redirect { status: u16, location: String },
 }
 
 /// Configuration of a [`FakeProvider`].
@@ -891,13 +899,38 @@ struct Limited {
     too_large: bool,
 }
 
-fn bearer(req: &Request) -> Option<String> {
-    let v = req.header("authorization")?.trim();
-    let (scheme, key) = v.split_once(' ')?;
-    if !scheme.eq_ignore_ascii_case("bearer") {
-        return None;
+/// An `Echo` fault made concrete for this request: what such a proxy sends back.
+fn echoed(fault: Fault, req: &Request) -> Fault {
+    let Fault::Echo(status) = fault else {
+        return fault;
+    };
+    let text = format!(
+        "you sent Authorization: {} (key {})",
+        req.header("authorization").unwrap_or(""),
+        bearer(req).unwrap_or_default()
+    );
+    if status == 200 {
+        return Fault::Reply(text);
     }
-    Some(key.trim().to_string())
+    let body = error_body(&text, "invalid_request_error", None);
+    Fault::Body {
+        status,
+        body: String::from_utf8(body).expect("json is utf-8"),
+    }
+}
+
+/// The key of the request's `Authorization: Bearer` header (beside it, a base URL with
+/// `user:password@` makes reqwest send a `Basic` one, meant for a proxy).
+fn bearer(req: &Request) -> Option<String> {
+    req.headers
+        .iter()
+        .filter(|(n, _)| n == "authorization")
+        .find_map(|(_, v)| {
+            let (scheme, key) = v.trim().split_once(' ')?;
+            scheme
+                .eq_ignore_ascii_case("bearer")
+                .then(|| key.trim().to_string())
+        })
 }
 
 fn content_text(content: &Value) -> String {
@@ -1356,7 +1389,30 @@ impl Shared {
                     },
                 )
             }
-            Fault::Reply(_) | Fault::WrongCount => unreachable!("handled by the caller"),
+            Fault::Body { status, body } => (
+                status,
+                Action::Respond {
+                    status,
+                    headers,
+                    body: body.into_bytes(),
+                    delay,
+                },
+            ),
+            Fault::Redirect { status, location } => {
+                headers.push(("location", location));
+                (
+                    status,
+                    Action::Respond {
+                        status,
+                        headers,
+                        body: Vec::new(),
+                        delay,
+                    },
+                )
+            }
+            Fault::Reply(_) | Fault::WrongCount | Fault::Echo(_) => {
+                unreachable!("handled by the caller")
+            }
         }
     }
 
@@ -1426,7 +1482,7 @@ impl Shared {
             .entry(org_name.clone())
             .or_default()
             .prune(now, fixed_from);
-        let fault = st.faults.pop_front();
+        let fault = st.faults.pop_front().map(|f| echoed(f, req));
         let mut headers = self.rate_headers(&st.orgs[&org_name], day_left, now);
 
         let mut content_override = None;
@@ -1558,7 +1614,23 @@ impl Shared {
                 }
             }
         };
-        match st.models_faults.pop_front() {
+        match st.models_faults.pop_front().map(|f| echoed(f, req)) {
+            Some(Fault::Body { status, body }) => {
+                return Action::Respond {
+                    status,
+                    headers: Vec::new(),
+                    body: body.into_bytes(),
+                    delay: Duration::ZERO,
+                }
+            }
+            Some(Fault::Redirect { status, location }) => {
+                return Action::Respond {
+                    status,
+                    headers: vec![("location", location)],
+                    body: Vec::new(),
+                    delay: Duration::ZERO,
+                }
+            }
             Some(Fault::HugeBody { status, bytes }) => {
                 return Action::Stream {
                     status,
