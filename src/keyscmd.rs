@@ -12,7 +12,7 @@ use crate::error::{Error, Outcome, Result};
 use crate::keys::settings::{Period, QuotaDim};
 use crate::keys::ApiKey;
 use crate::store::{KeyOverride, KeyStatus, State};
-use crate::timeutil;
+use crate::timeutil::{self, Day};
 
 /// One quota of a key and what is used of it.
 #[derive(Debug, Clone, Serialize)]
@@ -70,8 +70,8 @@ pub fn period_use(
     now: SystemTime,
 ) -> Result<[(u64, u64); 2]> {
     let provider = cfg.provider.as_str();
-    let day = timeutil::utc_date(now);
-    let month = timeutil::utc_date(timeutil::month_start(now, cfg.quota_reset_day));
+    let day = Day::of(now);
+    let month = Day::of(timeutil::month_start(now, cfg.quota_reset_day));
     let mut out = [(0, 0); 2];
     for (slot, start) in out.iter_mut().zip([&day, &month]) {
         let used = state.key_used_since(provider, &key.fingerprint, start)?;
@@ -290,8 +290,8 @@ pub fn run(cmd: KeysCommand) -> Result<Outcome> {
             let now = SystemTime::now();
             // Today's and this month's use as the ledger holds it, before any earlier reset.
             let [day, month] = period_use(cfg, &state, key, None, now)?;
-            let day_start = timeutil::utc_date(now);
-            let month_start = timeutil::utc_date(timeutil::month_start(now, cfg.quota_reset_day));
+            let day_start = Day::of(now);
+            let month_start = Day::of(timeutil::month_start(now, cfg.quota_reset_day));
             state.reset_key(
                 provider,
                 &key.fingerprint,

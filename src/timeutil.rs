@@ -74,6 +74,38 @@ pub fn utc_date_days_ago(t: SystemTime, days: u32) -> String {
     utc_date(t - Duration::from_secs(86_400 * days as u64))
 }
 
+/// A UTC calendar day as the ledger keeps it, `YYYY-MM-DD`: days sort as their text.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Day(String);
+
+impl Day {
+    /// The UTC day containing `t`.
+    pub fn of(t: SystemTime) -> Day {
+        Day(utc_date(t))
+    }
+
+    /// `days` days before the UTC day of `t`.
+    pub fn days_ago(t: SystemTime, days: u32) -> Day {
+        Day(utc_date_days_ago(t, days))
+    }
+
+    /// A day as a store holds it, taken as written (what an older or newer version wrote
+    /// still reads back, and compares as text, as it always did).
+    pub fn stored(text: String) -> Day {
+        Day(text)
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for Day {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
 /// `YYYY-MM-DDTHH:MM:SSZ`
 pub fn rfc3339(t: SystemTime) -> String {
     let secs = unix_secs(t);

@@ -11,7 +11,7 @@ use crate::error::Result;
 use crate::keyscmd::{key_views, KeyView};
 use crate::report::usage::{usage_report, PoolReport, RotationView, UsageReport};
 use crate::store::{RunInfo, State};
-use crate::timeutil;
+use crate::timeutil::{self, Day};
 
 /// Keys by status.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -86,7 +86,7 @@ pub fn summary(pool: &[Config], state: &State) -> Result<Summary> {
             }
         }
     }
-    let since = timeutil::utc_date_days_ago(now, SUMMARY_DAYS - 1);
+    let since = Day::days_ago(now, SUMMARY_DAYS - 1);
     let mut per_day: BTreeMap<String, (u64, u64)> = (0..SUMMARY_DAYS)
         .rev()
         .map(|d| (timeutil::utc_date_days_ago(now, d), (0, 0)))
@@ -101,7 +101,7 @@ pub fn summary(pool: &[Config], state: &State) -> Result<Summary> {
             successes += u.successes;
             tokens += u.tokens_in + u.tokens_out;
             cost += u.cost;
-            let day = per_day.entry(row.day.clone()).or_default();
+            let day = per_day.entry(row.day.to_string()).or_default();
             day.0 += u.requests;
             day.1 += u.successes;
             *per_model

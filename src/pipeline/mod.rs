@@ -30,8 +30,8 @@ use crate::csvio::InputInfo;
 use crate::error::{Error, Result};
 use crate::provider::classify::ErrorClass;
 use crate::signals::{Signals, StopSignal};
-use crate::store::Beat;
-use crate::timeutil;
+use crate::store::{Beat, UsageEntry};
+use crate::timeutil::Day;
 use feeder::Row;
 use worker::{Ctx, TextOutcome};
 
@@ -492,7 +492,7 @@ fn drain(
 
 /// Writes the usage ledger and pending cache entries in short transactions.
 pub fn flush_state(ctx: &Ctx, cache_puts: &mut Vec<(Vec<u8>, String)>) {
-    let day = timeutil::utc_date(SystemTime::now());
+    let day = Day::of(SystemTime::now());
     let deltas: Vec<_> = {
         let mut usage = ctx.usage.lock().unwrap();
         usage
@@ -504,13 +504,13 @@ pub fn flush_state(ctx: &Ctx, cache_puts: &mut Vec<(Vec<u8>, String)>) {
                 let k = &ctx.keys[i];
                 (
                     ctx.key_member[i],
-                    (
-                        k.fingerprint.clone(),
-                        k.masked.clone(),
-                        ctx.member(i).client.model().to_string(),
-                        day.clone(),
-                        std::mem::take(d),
-                    ),
+                    UsageEntry {
+                        fingerprint: k.fingerprint.clone(),
+                        masked: k.masked.clone(),
+                        model: ctx.member(i).client.model().to_string(),
+                        day: day.clone(),
+                        usage: std::mem::take(d),
+                    },
                 )
             })
             .collect()
@@ -528,9 +528,12 @@ pub fn flush_state(ctx: &Ctx, cache_puts: &mut Vec<(Vec<u8>, String)>) {
         // When each key was last used, and the class of its latest error.
         let touched: Vec<(String, Option<&'static str>)> = mine
             .iter()
-            .map(|(fp, _, _, _, d)| {
-                let error = d.errors.iter().rposition(|&n| n > 0);
-                (fp.clone(), error.map(|i| ErrorClass::ALL[i].as_str()))
+            .map(|e| {
+                let error = e.usage.errors.iter().rposition(|&n| n > 0);
+                (
+                    e.fingerprint.clone(),
+                    error.map(|i| ErrorClass::ALL[i].as_str()),
+                )
             })
             .collect();
         if let Err(e) = ctx
@@ -544,9 +547,9 @@ pub fn flush_state(ctx: &Ctx, cache_puts: &mut Vec<(Vec<u8>, String)>) {
             ctx.ui.error(&format!("could not record usage: {e}"));
             // Put the counts back so the next flush tries again.
             let mut usage = ctx.usage.lock().unwrap();
-            for (fp, _, _, _, d) in mine {
-                if let Some(i) = ctx.keys.iter().position(|k| k.fingerprint == fp) {
-                    usage.unsaved[i].add(&d);
+            for e in mine {
+                if let Some(i) = ctx.keys.iter().position(|k| k.fingerprint == e.fingerprint) {
+                    usage.unsaved[i].add(&e.usage);
                 }
             }
         }

@@ -12,7 +12,7 @@ use crate::keys::ring::{Health, HealthChange};
 use crate::keys::settings::Period;
 use crate::pacing::Changes;
 use crate::store::KeyOverride;
-use crate::timeutil;
+use crate::timeutil::Day;
 
 /// How often the state is read: often enough that a change is seen within 5 s, rarely
 /// enough to cost nothing.
@@ -37,14 +37,14 @@ fn read(ctx: &Ctx) -> crate::error::Result<(Vec<KeyOverride>, i64)> {
 fn refresh_quota_use(ctx: &Ctx, overrides: &[KeyOverride]) {
     let wall = SystemTime::now();
     // (key, period, ledger's first day) to read, without holding the ring while reading.
-    let wanted: Vec<(usize, Period, String)> = ctx.dispatcher.with_ring(|ring| {
+    let wanted: Vec<(usize, Period, Day)> = ctx.dispatcher.with_ring(|ring| {
         let mut w = Vec::new();
         for (i, slot) in ring.slots.iter().enumerate() {
             if !slot.quota.is_limited() {
                 continue;
             }
             for p in [Period::Day, Period::Month] {
-                let since = timeutil::utc_date(slot.quota.period_start(p, wall));
+                let since = Day::of(slot.quota.period_start(p, wall));
                 w.push((i, p, since));
             }
         }

@@ -15,7 +15,7 @@ use crate::pipeline::worker::{Ctx, Member, Usage};
 use crate::prompt::Prompter;
 use crate::provider::{defaults, Client};
 use crate::store::{State, UsageDelta};
-use crate::timeutil;
+use crate::timeutil::{self, Day};
 use crate::ui::Ui;
 
 /// The label cache's scope for one provider: provider, model, prompt and labels.
@@ -180,7 +180,7 @@ fn load_quota_use(
             (Period::Day, wall),
             (Period::Month, timeutil::month_start(wall, reset_day)),
         ] {
-            let since = timeutil::utc_date(since);
+            let since = Day::of(since);
             let mut used = state.key_used_since(provider, fp, &since)?;
             if let Some(o) = o {
                 let base = if period == Period::Day {

@@ -14,7 +14,7 @@ use crate::error::{Error, Result};
 use crate::provider::classify::ErrorClass;
 use crate::provider::defaults::Limits;
 use crate::store::{KeyStatus, State, UsageDelta};
-use crate::timeutil;
+use crate::timeutil::{self, Day};
 
 /// One provider's usage report (`usage --json`).
 #[derive(Debug, Clone, Serialize)]
@@ -176,7 +176,7 @@ pub fn usage_report(cfg: &Config, state: &State, days: u32) -> Result<UsageRepor
     let provider = cfg.provider.as_str();
     let now = SystemTime::now();
     let today = timeutil::utc_date(now);
-    let since = timeutil::utc_date_days_ago(now, days.saturating_sub(1));
+    let since = Day::days_ago(now, days.saturating_sub(1));
     let rows = state.usage_since(provider, &since)?;
     let health_rows = state.load_health(provider)?;
     let overrides = state.key_overrides(provider)?;
@@ -197,7 +197,7 @@ pub fn usage_report(cfg: &Config, state: &State, days: u32) -> Result<UsageRepor
         let mut per_day: BTreeMap<String, UsageDelta> = BTreeMap::new();
         let mut models: Vec<String> = Vec::new();
         for r in rows.iter().filter(|r| r.fingerprint == fp) {
-            per_day.entry(r.day.clone()).or_default().add(&r.usage);
+            per_day.entry(r.day.to_string()).or_default().add(&r.usage);
             if !models.contains(&r.model) {
                 models.push(r.model.clone());
             }
@@ -267,7 +267,7 @@ pub fn usage_report(cfg: &Config, state: &State, days: u32) -> Result<UsageRepor
     Ok(UsageReport {
         provider: provider.to_string(),
         generated_at: timeutil::rfc3339(now),
-        from: since,
+        from: since.to_string(),
         to: today,
         days,
         limits: limits.into(),

@@ -8,20 +8,21 @@
 use std::time::SystemTime;
 
 use crate::error::Result;
+use crate::timeutil::Day;
 
 /// Use a reset told to forget: counted from a period's start, minus this base.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Base {
     /// The period the base belongs to (its first UTC day); another period ignores it.
-    pub date: Option<String>,
+    pub date: Option<Day>,
     pub requests: u64,
     pub tokens: u64,
 }
 
 impl Base {
     /// `used` (from the ledger since `period_start`) less what a reset in this period forgot.
-    pub fn apply(&self, period_start: &str, used: (u64, u64)) -> (u64, u64) {
-        if self.date.as_deref() == Some(period_start) {
+    pub fn apply(&self, period_start: &Day, used: (u64, u64)) -> (u64, u64) {
+        if self.date.as_ref() == Some(period_start) {
             (
                 used.0.saturating_sub(self.requests),
                 used.1.saturating_sub(self.tokens),
@@ -89,8 +90,8 @@ pub trait KeyControl {
         fingerprint: &str,
         masked: &str,
         what: &str,
-        day: (&str, (u64, u64)),
-        month: (&str, (u64, u64)),
+        day: (&Day, (u64, u64)),
+        month: (&Day, (u64, u64)),
     ) -> Result<()>;
 
     /// `keys rotate`: asks every run on this state to move off the key it uses now.

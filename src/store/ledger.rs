@@ -4,7 +4,7 @@ use std::time::SystemTime;
 
 use crate::error::Result;
 use crate::provider::classify::ErrorClass;
-use crate::timeutil;
+use crate::timeutil::Day;
 
 /// Counts for one key, model and day, added to the ledger in one go.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -45,16 +45,22 @@ impl UsageDelta {
 /// One ledger row as read back.
 #[derive(Debug, Clone)]
 pub struct UsageRow {
-    pub day: String,
+    pub day: Day,
     pub fingerprint: String,
     pub masked: String,
     pub model: String,
     pub usage: UsageDelta,
 }
 
-/// One ledger entry as `add_usage` takes it: (key fingerprint, masked key, model, UTC day,
-/// counts).
-pub type UsageEntry = (String, String, String, String, UsageDelta);
+/// One ledger entry as `add_usage` takes it: counts of one key and model on one UTC day.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UsageEntry {
+    pub fingerprint: String,
+    pub masked: String,
+    pub model: String,
+    pub day: Day,
+    pub usage: UsageDelta,
+}
 
 /// Counts per key, model and day, shared by every run.
 pub trait Ledger {
@@ -63,11 +69,11 @@ pub trait Ledger {
 
     /// Ledger rows for `provider` from `since_day` (inclusive), ordered by day,
     /// fingerprint and model.
-    fn usage_since(&self, provider: &str, since_day: &str) -> Result<Vec<UsageRow>>;
+    fn usage_since(&self, provider: &str, since_day: &Day) -> Result<Vec<UsageRow>>;
 
     /// Requests and tokens already used today by these keys (one organization).
     fn used_today(&self, provider: &str, fingerprints: &[String]) -> Result<(u64, u64)> {
-        let today = timeutil::utc_date(SystemTime::now());
+        let today = Day::of(SystemTime::now());
         let mut total = (0, 0);
         for row in self.usage_since(provider, &today)? {
             if fingerprints.contains(&row.fingerprint) {
@@ -83,7 +89,7 @@ pub trait Ledger {
         &self,
         provider: &str,
         fingerprint: &str,
-        since_day: &str,
+        since_day: &Day,
     ) -> Result<(u64, u64)> {
         let mut total = (0u64, 0u64);
         for row in self.usage_since(provider, since_day)? {

@@ -7,17 +7,22 @@ use std::time::{Duration, SystemTime};
 use super::*;
 use crate::limits::Dim;
 use crate::provider::classify::ErrorClass;
-use crate::timeutil;
+use crate::timeutil::{self, Day};
+
+/// A day as the tests write it, `YYYY-MM-DD`.
+pub(crate) fn day_of(text: &str) -> Day {
+    Day::stored(text.to_string())
+}
 
 /// A ledger entry for key `fp` on `day`.
 fn usage(fp: &str, model: &str, day: &str, d: UsageDelta) -> UsageEntry {
-    (
-        fp.to_string(),
-        "gsk_…1234".to_string(),
-        model.to_string(),
-        day.to_string(),
-        d,
-    )
+    UsageEntry {
+        fingerprint: fp.to_string(),
+        masked: "gsk_…1234".to_string(),
+        model: model.to_string(),
+        day: day_of(day),
+        usage: d,
+    }
 }
 
 fn requests(n: u64) -> UsageDelta {
@@ -77,7 +82,7 @@ pub(super) fn ledger_adds_up(s: &State) {
     let row = usage("fp1", "m", "2026-01-02", d.clone());
     s.add_usage("groq", &[row.clone(), row]).unwrap();
     s.add_usage("groq", &[]).unwrap();
-    let rows = s.usage_since("groq", "2026-01-01").unwrap();
+    let rows = s.usage_since("groq", &day_of("2026-01-01")).unwrap();
     assert_eq!(rows.len(), 1);
     let mut twice = d.clone();
     twice.add(&d);
@@ -91,8 +96,14 @@ pub(super) fn ledger_adds_up(s: &State) {
         ),
         ("2026-01-02", "fp1", "gsk_…1234", "m")
     );
-    assert!(s.usage_since("groq", "2026-01-03").unwrap().is_empty());
-    assert!(s.usage_since("openai", "2026-01-01").unwrap().is_empty());
+    assert!(s
+        .usage_since("groq", &day_of("2026-01-03"))
+        .unwrap()
+        .is_empty());
+    assert!(s
+        .usage_since("openai", &day_of("2026-01-01"))
+        .unwrap()
+        .is_empty());
 
     // Ordered by day, key and model; other providers apart.
     s.add_usage(
@@ -107,10 +118,10 @@ pub(super) fn ledger_adds_up(s: &State) {
     s.add_usage("openai", &[usage("fp1", "m", "2026-01-02", requests(100))])
         .unwrap();
     let seen: Vec<_> = s
-        .usage_since("groq", "2026-01-01")
+        .usage_since("groq", &day_of("2026-01-01"))
         .unwrap()
         .into_iter()
-        .map(|r| (r.day, r.fingerprint, r.model, r.usage.requests))
+        .map(|r| (r.day.to_string(), r.fingerprint, r.model, r.usage.requests))
         .collect();
     let want = [
         ("2026-01-01", "fp2", "m", 1),
@@ -124,11 +135,13 @@ pub(super) fn ledger_adds_up(s: &State) {
         .collect();
     assert_eq!(seen, want);
     assert_eq!(
-        s.key_used_since("groq", "fp1", "2026-01-02").unwrap(),
+        s.key_used_since("groq", "fp1", &day_of("2026-01-02"))
+            .unwrap(),
         (11, 30)
     );
     assert_eq!(
-        s.key_used_since("groq", "fp3", "2026-01-02").unwrap(),
+        s.key_used_since("groq", "fp3", &day_of("2026-01-02"))
+            .unwrap(),
         (0, 0)
     );
 
@@ -231,13 +244,13 @@ pub(super) fn rotations_come_newest_first(s: &State) {
 
 pub(super) fn prune_removes_only_what_is_older_than_the_kept_days(s: &State) {
     let now = SystemTime::now();
-    let day = |d: u32| timeutil::utc_date_days_ago(now, d);
+    let day = |d: u32| Day::days_ago(now, d);
     s.add_usage(
         "groq",
         &[
-            usage("fp", "model", &day(31), requests(1)),
-            usage("fp", "model", &day(30), requests(1)),
-            usage("fp", "model", &day(0), requests(1)),
+            usage("fp", "model", day(31).as_str(), requests(1)),
+            usage("fp", "model", day(30).as_str(), requests(1)),
+            usage("fp", "model", day(0).as_str(), requests(1)),
         ],
     )
     .unwrap();
@@ -255,14 +268,17 @@ pub(super) fn prune_removes_only_what_is_older_than_the_kept_days(s: &State) {
         ),
         (1, 0, 0, day(30))
     );
-    assert_eq!(s.usage_since("groq", "2000-01-01").unwrap().len(), 2);
+    assert_eq!(
+        s.usage_since("groq", &day_of("2000-01-01")).unwrap().len(),
+        2
+    );
     assert!(s.cache_get(&[7]).unwrap().is_some(), "a fresh entry stays");
     // Once a day: the second call the same day does nothing, a new setting does.
     assert!(s.prune_if_due(30, now).unwrap().is_some());
     assert!(s.prune_if_due(30, now).unwrap().is_none());
     assert!(s.prune_if_due(0, now).unwrap().is_none());
     assert!(s.prune_if_due(1, now).unwrap().is_some());
-    let left = s.usage_since("groq", "2000-01-01").unwrap();
+    let left = s.usage_since("groq", &day_of("2000-01-01")).unwrap();
     assert_eq!(left.len(), 1, "today stays");
     assert_eq!(left[0].day, day(0));
     // Seen from 31 days on, today's rotation is history.
@@ -307,8 +323,8 @@ pub(super) fn overrides_round_trip_and_a_reset_keeps_the_ledger(s: &State) {
         "fp1",
         "gsk_…a1b2",
         "minute",
-        ("2026-11-30", (1, 1)),
-        ("2026-11-01", (1, 1)),
+        (&day_of("2026-11-30"), (1, 1)),
+        (&day_of("2026-11-01"), (1, 1)),
     )
     .unwrap();
     assert_eq!(
@@ -321,19 +337,22 @@ pub(super) fn overrides_round_trip_and_a_reset_keeps_the_ledger(s: &State) {
         "fp1",
         "gsk_…a1b2",
         "day",
-        ("2026-11-30", (10, 500)),
-        ("2026-11-01", (99, 9999)),
+        (&day_of("2026-11-30"), (10, 500)),
+        (&day_of("2026-11-01"), (99, 9999)),
     )
     .unwrap();
     assert!(s.load_health("groq").unwrap().is_empty());
     let o = &s.key_overrides("groq").unwrap()[0];
     assert_eq!((o.reset_seq, o.reset_what.as_str()), (2, "day"));
-    assert_eq!(o.day_base.apply("2026-11-30", (12, 700)), (2, 200));
-    assert_eq!(o.day_base.apply("2026-12-01", (12, 700)), (12, 700));
+    assert_eq!(o.day_base.apply(&day_of("2026-11-30"), (12, 700)), (2, 200));
+    assert_eq!(
+        o.day_base.apply(&day_of("2026-12-01"), (12, 700)),
+        (12, 700)
+    );
     assert_eq!(o.month_base, Base::default(), "a day reset keeps the month");
     assert!(o.is_disabled(SystemTime::now()), "a reset keeps a disable");
     assert_eq!(
-        s.usage_since("groq", "2026-11-30").unwrap()[0]
+        s.usage_since("groq", &day_of("2026-11-30")).unwrap()[0]
             .usage
             .requests,
         12
@@ -344,8 +363,8 @@ pub(super) fn overrides_round_trip_and_a_reset_keeps_the_ledger(s: &State) {
         "fp1",
         "gsk_…a1b2",
         "month",
-        ("d", (0, 0)),
-        ("2026-11-01", (5, 6)),
+        (&day_of("d"), (0, 0)),
+        (&day_of("2026-11-01"), (5, 6)),
     )
     .unwrap();
     assert_eq!(s.load_health("groq").unwrap().len(), 1, "invalid needs all");
@@ -354,8 +373,8 @@ pub(super) fn overrides_round_trip_and_a_reset_keeps_the_ledger(s: &State) {
         "fp1",
         "gsk_…a1b2",
         "all",
-        ("2026-11-30", (1, 2)),
-        ("2026-11-01", (3, 4)),
+        (&day_of("2026-11-30"), (1, 2)),
+        (&day_of("2026-11-01"), (3, 4)),
     )
     .unwrap();
     assert!(s.load_health("groq").unwrap().is_empty());
@@ -363,7 +382,7 @@ pub(super) fn overrides_round_trip_and_a_reset_keeps_the_ledger(s: &State) {
     assert_eq!(o.reset_seq, 4);
     assert_eq!(
         (
-            o.day_base.date.as_deref(),
+            o.day_base.date.as_ref().map(Day::as_str),
             o.day_base.requests,
             o.month_base.tokens
         ),

@@ -4,7 +4,7 @@
 use std::time::SystemTime;
 
 use crate::error::Result;
-use crate::timeutil;
+use crate::timeutil::{self, Day};
 
 /// What a prune removed, and from when on it kept everything.
 #[derive(Debug, Clone, PartialEq)]
@@ -13,7 +13,7 @@ pub struct Pruned {
     pub rotations: u64,
     pub usage: u64,
     /// The first UTC day kept.
-    pub kept_from: String,
+    pub kept_from: Day,
 }
 
 impl Pruned {
@@ -60,11 +60,11 @@ pub trait Upkeep {
 
 /// Prune's cut: (the first UTC day kept, its start in Unix seconds), `keep_days` days
 /// before `now`'s day.
-pub(crate) fn prune_cutoff(keep_days: u32, now: SystemTime) -> (String, i64) {
+pub(crate) fn prune_cutoff(keep_days: u32, now: SystemTime) -> (Day, i64) {
     let day = 86_400;
     let today = timeutil::unix_secs(now).div_euclid(day) * day;
     let cutoff = today - i64::from(keep_days) * day;
-    (timeutil::utc_date(timeutil::from_unix(cutoff)), cutoff)
+    (Day::of(timeutil::from_unix(cutoff)), cutoff)
 }
 
 /// What `prune_if_due` remembers: the day and setting of the last prune.

@@ -9,7 +9,7 @@ use crate::error::Result;
 use crate::store::key_control::statuses_reset;
 use crate::store::Base;
 use crate::store::{KeyActivity, KeyControl, KeyOverride};
-use crate::timeutil;
+use crate::timeutil::{self, Day};
 
 fn rotate_meta(provider: &str) -> String {
     format!("rotate_request:{provider}")
@@ -36,12 +36,12 @@ impl KeyControl for SqliteStore {
                     reset_seq: r.get(4)?,
                     reset_what: r.get(5)?,
                     day_base: Base {
-                        date: r.get(6)?,
+                        date: r.get::<_, Option<String>>(6)?.map(Day::stored),
                         requests: r.get::<_, i64>(7)?.max(0) as u64,
                         tokens: r.get::<_, i64>(8)?.max(0) as u64,
                     },
                     month_base: Base {
-                        date: r.get(9)?,
+                        date: r.get::<_, Option<String>>(9)?.map(Day::stored),
                         requests: r.get::<_, i64>(10)?.max(0) as u64,
                         tokens: r.get::<_, i64>(11)?.max(0) as u64,
                     },
@@ -89,8 +89,8 @@ impl KeyControl for SqliteStore {
         fingerprint: &str,
         masked: &str,
         what: &str,
-        day: (&str, (u64, u64)),
-        month: (&str, (u64, u64)),
+        day: (&Day, (u64, u64)),
+        month: (&Day, (u64, u64)),
     ) -> Result<()> {
         let mut conn = self.conn();
         let tx = conn.transaction().map_err(|e| self.err(e))?;
@@ -105,7 +105,7 @@ impl KeyControl for SqliteStore {
             tx.execute(
                 "UPDATE key_overrides SET day_base_date = ?3, day_base_requests = ?4, day_base_tokens = ?5
                  WHERE provider = ?1 AND fingerprint = ?2",
-                params![provider, fingerprint, day.0, day.1 .0 as i64, day.1 .1 as i64],
+                params![provider, fingerprint, day.0.as_str(), day.1 .0 as i64, day.1 .1 as i64],
             )
             .map_err(|e| self.err(e))?;
         }
@@ -113,7 +113,7 @@ impl KeyControl for SqliteStore {
             tx.execute(
                 "UPDATE key_overrides SET month_base_date = ?3, month_base_requests = ?4, month_base_tokens = ?5
                  WHERE provider = ?1 AND fingerprint = ?2",
-                params![provider, fingerprint, month.0, month.1 .0 as i64, month.1 .1 as i64],
+                params![provider, fingerprint, month.0.as_str(), month.1 .0 as i64, month.1 .1 as i64],
             )
             .map_err(|e| self.err(e))?;
         }

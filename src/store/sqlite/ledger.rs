@@ -5,9 +5,10 @@ use rusqlite::params;
 use super::SqliteStore;
 use crate::error::Result;
 use crate::store::{Ledger, UsageDelta, UsageEntry, UsageRow};
+use crate::timeutil::Day;
 
 impl Ledger for SqliteStore {
-    /// Adds several deltas (key fingerprint, masked, model, day, delta) in one transaction.
+    /// Adds several entries in one transaction.
     fn add_usage(&self, provider: &str, rows: &[UsageEntry]) -> Result<()> {
         if rows.is_empty() {
             return Ok(());
@@ -31,10 +32,17 @@ impl Ledger for SqliteStore {
                         cost = cost + excluded.cost, rows = rows + excluded.rows",
                 )
                 .map_err(|e| self.err(e))?;
-            for (fp, masked, model, day, d) in rows {
+            for UsageEntry {
+                fingerprint: fp,
+                masked,
+                model,
+                day,
+                usage: d,
+            } in rows
+            {
                 let e = d.errors.map(|v| v as i64);
                 stmt.execute(params![
-                    day,
+                    day.as_str(),
                     provider,
                     fp,
                     masked,
@@ -61,7 +69,7 @@ impl Ledger for SqliteStore {
     }
 
     /// Ledger rows for `provider` from `since_day` (inclusive), oldest first.
-    fn usage_since(&self, provider: &str, since_day: &str) -> Result<Vec<UsageRow>> {
+    fn usage_since(&self, provider: &str, since_day: &Day) -> Result<Vec<UsageRow>> {
         let conn = self.conn();
         let mut stmt = conn
             .prepare(
@@ -71,13 +79,13 @@ impl Ledger for SqliteStore {
             )
             .map_err(|e| self.err(e))?;
         let rows = stmt
-            .query_map(params![provider, since_day], |r| {
+            .query_map(params![provider, since_day.as_str()], |r| {
                 let mut errors = [0u64; 8];
                 for (i, e) in errors.iter_mut().enumerate() {
                     *e = r.get::<_, i64>(6 + i)? as u64;
                 }
                 Ok(UsageRow {
-                    day: r.get(0)?,
+                    day: Day::stored(r.get(0)?),
                     fingerprint: r.get(1)?,
                     masked: r.get(2)?,
                     model: r.get(3)?,
@@ -102,13 +110,13 @@ impl Ledger for SqliteStore {
         &self,
         provider: &str,
         fingerprint: &str,
-        since_day: &str,
+        since_day: &Day,
     ) -> Result<(u64, u64)> {
         let conn = self.conn();
         conn.query_row(
             "SELECT COALESCE(SUM(requests), 0), COALESCE(SUM(tokens_in + tokens_out), 0) FROM usage
              WHERE provider = ?1 AND fingerprint = ?2 AND day >= ?3",
-            params![provider, fingerprint, since_day],
+            params![provider, fingerprint, since_day.as_str()],
             |r| {
                 Ok((
                     r.get::<_, i64>(0)?.max(0) as u64,

@@ -4,7 +4,8 @@ use rusqlite::{params, Connection};
 
 use super::schema::{SCHEMA, SCHEMA_VERSION};
 use super::SqliteStore;
-use crate::store::{KeyHistory, LabelCache, Ledger, Pruned, Upkeep, UsageDelta};
+use crate::store::suite::day_of;
+use crate::store::{KeyHistory, LabelCache, Ledger, Pruned, Upkeep, UsageDelta, UsageEntry};
 use crate::timeutil;
 
 #[test]
@@ -40,7 +41,7 @@ fn a_state_file_from_before_the_rows_column_gets_it_and_keeps_its_ledger() {
     };
     let s = SqliteStore::open(&p).unwrap();
     assert_eq!(columns(&s).iter().filter(|c| *c == "rows").count(), 1);
-    let old = s.usage_since("groq", "2026-01-01").unwrap();
+    let old = s.usage_since("groq", &day_of("2026-01-01")).unwrap();
     assert_eq!((old[0].usage.requests, old[0].usage.rows), (3, 0));
     let d = UsageDelta {
         requests: 1,
@@ -49,19 +50,19 @@ fn a_state_file_from_before_the_rows_column_gets_it_and_keeps_its_ledger() {
         rows: 20,
         ..Default::default()
     };
-    let row = (
-        "fp1".to_string(),
-        "gsk_…1234".to_string(),
-        "m".to_string(),
-        "2026-01-02".to_string(),
-        d,
-    );
+    let row = UsageEntry {
+        fingerprint: "fp1".to_string(),
+        masked: "gsk_…1234".to_string(),
+        model: "m".to_string(),
+        day: day_of("2026-01-02"),
+        usage: d,
+    };
     s.add_usage("groq", &[row]).unwrap();
     drop(s);
     // Opening again adds nothing twice and keeps what was counted.
     let s = SqliteStore::open(&p).unwrap();
     assert_eq!(columns(&s).iter().filter(|c| *c == "rows").count(), 1);
-    let now = s.usage_since("groq", "2026-01-01").unwrap();
+    let now = s.usage_since("groq", &day_of("2026-01-01")).unwrap();
     assert_eq!(
         (
             now[0].usage.requests,
@@ -92,17 +93,15 @@ fn prune_removes_cache_entries_by_when_they_were_written() {
             .unwrap();
         }
     }
-    let usage_on = |day: &str| {
-        (
-            "fp".to_string(),
-            "m".to_string(),
-            "model".to_string(),
-            day.to_string(),
-            UsageDelta {
-                requests: 1,
-                ..Default::default()
-            },
-        )
+    let usage_on = |day: &str| UsageEntry {
+        fingerprint: "fp".to_string(),
+        masked: "m".to_string(),
+        model: "model".to_string(),
+        day: day_of(day),
+        usage: UsageDelta {
+            requests: 1,
+            ..Default::default()
+        },
     };
     s.add_usage(
         "groq",
@@ -121,12 +120,15 @@ fn prune_removes_cache_entries_by_when_they_were_written() {
             cache: 2,
             rotations: 2,
             usage: 1,
-            kept_from: "2026-04-28".into()
+            kept_from: day_of("2026-04-28")
         }
     );
     assert!(s.cache_get(&[2]).unwrap().is_none());
     assert!(s.cache_get(&[3]).unwrap().is_some());
-    assert_eq!(s.usage_since("groq", "2000-01-01").unwrap().len(), 2);
+    assert_eq!(
+        s.usage_since("groq", &day_of("2000-01-01")).unwrap().len(),
+        2
+    );
     assert_eq!(
         s.rotations("groq", timeutil::from_unix(0), 10)
             .unwrap()
@@ -138,7 +140,7 @@ fn prune_removes_cache_entries_by_when_they_were_written() {
     assert!(s.prune_if_due(30, now).unwrap().is_none());
     assert!(s.prune_if_due(1, now).unwrap().is_some());
     assert_eq!(
-        s.usage_since("groq", "2000-01-01").unwrap().len(),
+        s.usage_since("groq", &day_of("2000-01-01")).unwrap().len(),
         1,
         "today stays"
     );

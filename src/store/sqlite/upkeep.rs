@@ -33,7 +33,7 @@ impl Upkeep for SqliteStore {
         let pruned = Pruned {
             cache: delete("DELETE FROM cache WHERE created < ?1", &cutoff)?,
             rotations: delete("DELETE FROM rotations WHERE ts < ?1", &cutoff)?,
-            usage: delete("DELETE FROM usage WHERE day < ?1", &kept_from)?,
+            usage: delete("DELETE FROM usage WHERE day < ?1", &kept_from.as_str())?,
             kept_from,
         };
         // Ended runs of the registry go with the history (not counted: there are few).

@@ -8,7 +8,7 @@ use super::{count, int, now_secs, signed, text, time, Fields, RedisStore};
 use crate::error::Result;
 use crate::store::key_control::statuses_reset;
 use crate::store::{Base, KeyActivity, KeyControl, KeyOverride, KeyStatus};
-use crate::timeutil;
+use crate::timeutil::{self, Day};
 
 impl RedisStore {
     fn override_key(&self, provider: &str, fingerprint: &str) -> String {
@@ -42,7 +42,8 @@ fn base(f: &Fields, period: &str) -> Base {
         date: f
             .get(&format!("{period}_base_date"))
             .filter(|d| !d.is_empty())
-            .cloned(),
+            .cloned()
+            .map(Day::stored),
         requests: count(f, &format!("{period}_base_requests")),
         tokens: count(f, &format!("{period}_base_tokens")),
     }
@@ -113,8 +114,8 @@ impl KeyControl for RedisStore {
         fingerprint: &str,
         masked: &str,
         what: &str,
-        day: (&str, (u64, u64)),
-        month: (&str, (u64, u64)),
+        day: (&Day, (u64, u64)),
+        month: (&Day, (u64, u64)),
     ) -> Result<()> {
         let k = self.override_key(provider, fingerprint);
         let health = self.key(&format!("health:{provider}"));
@@ -147,7 +148,7 @@ impl KeyControl for RedisStore {
                         p.cmd("HSET")
                             .arg(&k)
                             .arg(format!("{period}_base_date"))
-                            .arg(date)
+                            .arg(date.as_str())
                             .arg(format!("{period}_base_requests"))
                             .arg(signed(requests))
                             .arg(format!("{period}_base_tokens"))

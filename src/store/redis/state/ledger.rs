@@ -3,6 +3,7 @@
 use super::{count, signed, text, Fields, RedisStore};
 use crate::error::Result;
 use crate::store::{Ledger, UsageDelta, UsageEntry, UsageRow};
+use crate::timeutil::Day;
 
 /// The ledger's error counters, in `ErrorClass::ALL`'s order (the SQLite columns' names).
 const ERROR_FIELDS: [&str; 8] = [
@@ -46,10 +47,10 @@ impl RedisStore {
         Ok(days)
     }
 
-    pub(super) fn prune_usage(&self, kept_from: &str) -> Result<u64> {
+    pub(super) fn prune_usage(&self, kept_from: &Day) -> Result<u64> {
         let mut removed = 0;
         for day in self.ledger_days()? {
-            if day.as_str() >= kept_from {
+            if day.as_str() >= kept_from.as_str() {
                 continue;
             }
             let index = self.key(&format!("usage-day:{day}"));
@@ -75,13 +76,20 @@ impl Ledger for RedisStore {
         }
         let mut p = redis::pipe();
         p.atomic();
-        for (fp, masked, model, day, d) in rows {
+        for UsageEntry {
+            fingerprint: fp,
+            masked,
+            model,
+            day,
+            usage: d,
+        } in rows
+        {
             let suffix = format!("usage:{day}:{provider}:{fp}:{model}");
             let k = self.key(&suffix);
             p.cmd("HSET")
                 .arg(&k)
                 .arg("day")
-                .arg(day)
+                .arg(day.as_str())
                 .arg("provider")
                 .arg(provider)
                 .arg("fingerprint")
@@ -116,16 +124,19 @@ impl Ledger for RedisStore {
                 .arg(self.key(&format!("usage-day:{day}")))
                 .arg(&suffix)
                 .ignore();
-            p.cmd("SADD").arg(self.key("usage-days")).arg(day).ignore();
+            p.cmd("SADD")
+                .arg(self.key("usage-days"))
+                .arg(day.as_str())
+                .ignore();
         }
         self.run(|c| p.query(c))
     }
 
-    fn usage_since(&self, provider: &str, since_day: &str) -> Result<Vec<UsageRow>> {
+    fn usage_since(&self, provider: &str, since_day: &Day) -> Result<Vec<UsageRow>> {
         let days: Vec<String> = self
             .ledger_days()?
             .into_iter()
-            .filter(|d| d.as_str() >= since_day)
+            .filter(|d| d.as_str() >= since_day.as_str())
             .collect();
         let mut out = Vec::new();
         for f in self.ledger_of_days(&days)? {
@@ -137,7 +148,7 @@ impl Ledger for RedisStore {
             else {
                 continue;
             };
-            if day.as_str() < since_day {
+            if day.as_str() < since_day.as_str() {
                 continue;
             }
             let mut errors = [0u64; 8];
@@ -145,7 +156,7 @@ impl Ledger for RedisStore {
                 *e = count(&f, name);
             }
             out.push(UsageRow {
-                day: day.clone(),
+                day: Day::stored(day.clone()),
                 fingerprint: fingerprint.clone(),
                 masked: text(&f, "masked"),
                 model: model.clone(),

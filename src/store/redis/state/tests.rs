@@ -7,11 +7,12 @@ use crate::error::Error;
 use crate::keys::ApiKey;
 use crate::limits::Dim;
 use crate::store::redis::test_server::RedisServer;
-use crate::store::suite::redis_state;
+use crate::store::suite::{day_of, redis_state};
 use crate::store::{
-    Beat, KeyStatus, RedisTarget, State, StateLocation, StoredHealth, UsageDelta,
+    Beat, KeyStatus, RedisTarget, State, StateLocation, StoredHealth, UsageDelta, UsageEntry,
     DEFAULT_REDIS_PREFIX,
 };
+use crate::timeutil::Day;
 
 fn raw(server: &RedisServer, db: u8) -> redis::Connection {
     redis::Client::open(server.url(db))
@@ -62,7 +63,7 @@ fn no_api_key_ever_reaches_the_server() {
     let server = RedisServer::start();
     let s = redis_state(&server, 0);
     let (fp, masked) = (key.fingerprint.as_str(), key.masked.as_str());
-    let today = crate::timeutil::utc_date(SystemTime::now());
+    let today = Day::of(SystemTime::now());
     let delta = UsageDelta {
         requests: 3,
         successes: 2,
@@ -71,13 +72,13 @@ fn no_api_key_ever_reaches_the_server() {
         rows: 9,
         ..Default::default()
     };
-    let entry = (
-        fp.to_string(),
-        masked.to_string(),
-        "m".to_string(),
-        today,
-        delta,
-    );
+    let entry = UsageEntry {
+        fingerprint: fp.to_string(),
+        masked: masked.to_string(),
+        model: "m".to_string(),
+        day: today,
+        usage: delta,
+    };
     s.add_usage("groq", &[entry]).unwrap();
     s.save_health(
         "groq",
@@ -106,8 +107,15 @@ fn no_api_key_ever_reaches_the_server() {
     s.add_fallback_rows("out-id", &[1, 2]).unwrap();
     s.set_key_disabled("groq", fp, masked, true, None, "leaked")
         .unwrap();
-    s.reset_key("groq", fp, masked, "all", ("d", (1, 2)), ("m", (3, 4)))
-        .unwrap();
+    s.reset_key(
+        "groq",
+        fp,
+        masked,
+        "all",
+        (&day_of("d"), (1, 2)),
+        (&day_of("m"), (3, 4)),
+    )
+    .unwrap();
     s.request_rotation("groq").unwrap();
     s.touch_keys("groq", &[(fp.to_string(), Some("auth"))], SystemTime::now())
         .unwrap();
@@ -281,7 +289,7 @@ fn what_this_version_cannot_read_is_skipped() {
         .rotations("groq", crate::timeutil::from_unix(0), 10)
         .unwrap()
         .is_empty());
-    let rows = s.usage_since("groq", "2000-01-01").unwrap();
+    let rows = s.usage_since("groq", &day_of("2000-01-01")).unwrap();
     assert_eq!(rows.len(), 1);
     assert_eq!((rows[0].usage.requests, rows[0].usage.cost), (0, 0.0));
     assert_eq!(s.fallback_rows("o").unwrap(), BTreeSet::from([4]));
