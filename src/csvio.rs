@@ -145,7 +145,7 @@ pub fn sniff_delimiter(path: &Path) -> Result<u8> {
 }
 
 fn input_error(path: &Path, e: std::io::Error) -> Error {
-    Error::Input(format!("{}: cannot read: {e}", path.display()))
+    Error::Input(format!("{}: cannot read: {e}", path.display())).caused_by(e)
 }
 
 pub fn reader(path: &Path, delimiter: u8) -> Result<csv::Reader<BufReader<File>>> {
@@ -165,7 +165,7 @@ pub fn writer<W: std::io::Write>(w: W, delimiter: u8) -> csv::Writer<W> {
 }
 
 /// Explains a csv error with the file, row and column, as users need to fix it.
-pub fn describe_csv_error(path: &Path, headers: Option<&StringRecord>, e: &csv::Error) -> Error {
+pub fn describe_csv_error(path: &Path, headers: Option<&StringRecord>, e: csv::Error) -> Error {
     let p = path.display();
     let msg = match e.kind() {
         csv::ErrorKind::UnequalLengths {
@@ -199,7 +199,7 @@ pub fn describe_csv_error(path: &Path, headers: Option<&StringRecord>, e: &csv::
         }
         _ => format!("{p}: {e}"),
     };
-    Error::Input(msg)
+    Error::Input(msg).caused_by(e)
 }
 
 /// Explains what the byte-level scan found, with the file, row, line and column.
@@ -278,7 +278,7 @@ pub fn inspect_input(
     let mut rdr = reader(path, delimiter)?;
     let headers = rdr
         .headers()
-        .map_err(|e| describe_csv_error(path, None, &e))?
+        .map_err(|e| describe_csv_error(path, None, e))?
         .clone();
     let names: Vec<&str> = headers.iter().collect();
     if names.is_empty() || (names.len() == 1 && names[0].is_empty()) {
@@ -341,7 +341,7 @@ pub fn inspect_input(
                 }
             }
             Ok(false) => break,
-            Err(e) => return Err(describe_csv_error(path, Some(&headers), &e)),
+            Err(e) => return Err(describe_csv_error(path, Some(&headers), e)),
         }
     }
     if rows == 0 && limit != Some(0) {
@@ -382,7 +382,7 @@ pub fn check_existing_output(
     let meta = match std::fs::metadata(out) {
         Ok(m) => m,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Existing::Fresh),
-        Err(e) => return Err(Error::Input(format!("{}: cannot read: {e}", out.display()))),
+        Err(e) => return Err(input_error(out, e)),
     };
     if meta.is_dir() {
         return Err(Error::Usage(format!(
@@ -433,7 +433,8 @@ pub fn check_existing_output(
                          off by a crash; nothing was changed: repair or move the file, or pass --overwrite",
                         out.display(),
                         rows + 1
-                    )))
+                    ))
+                    .caused_by(e))
                 }
             },
         }

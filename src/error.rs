@@ -23,11 +23,50 @@ pub enum Error {
     /// Anything else at run time (I/O on the output, provider refusing every call...).
     #[error("{0}")]
     Runtime(String),
+    /// One of the failures above, with the library or system error that caused it kept
+    /// as its source. The message (which already names the cause, as users read it) and
+    /// the exit code are those of `error`.
+    #[error("{error}")]
+    Caused {
+        error: Box<Error>,
+        #[source]
+        source: Cause,
+    },
+}
+
+/// The errors of the libraries under us that end a command.
+#[derive(Debug, thiserror::Error)]
+pub enum Cause {
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+    #[error(transparent)]
+    Csv(#[from] csv::Error),
+    #[error(transparent)]
+    Sqlite(#[from] rusqlite::Error),
+    #[error(transparent)]
+    Redis(#[from] redis::RedisError),
 }
 
 impl Error {
+    /// A run-time I/O failure: `what` (the file and the step), then the cause's text.
     pub fn io(what: impl std::fmt::Display, err: std::io::Error) -> Error {
-        Error::Runtime(format!("{what}: {err}"))
+        Error::Runtime(format!("{what}: {err}")).caused_by(err)
+    }
+
+    /// This failure, keeping `source` as what caused it.
+    pub fn caused_by(self, source: impl Into<Cause>) -> Error {
+        Error::Caused {
+            error: Box::new(self),
+            source: source.into(),
+        }
+    }
+
+    /// The failure itself, whether or not its cause was kept.
+    pub fn failure(&self) -> &Error {
+        match self {
+            Error::Caused { error, .. } => error.failure(),
+            e => e,
+        }
     }
 }
 
@@ -66,8 +105,36 @@ pub fn exit_code(result: &Result<Outcome>) -> u8 {
         Ok(Outcome::Interrupted) => 130,
         Ok(Outcome::Terminated) => 143,
         Ok(Outcome::CheckFailed) => 1,
-        Err(Error::Usage(_) | Error::Config(_) | Error::Input(_)) => 2,
-        Err(Error::State { .. }) => 2,
-        Err(Error::Runtime(_)) => 1,
+        Err(e) => failure_code(e),
+    }
+}
+
+fn failure_code(e: &Error) -> u8 {
+    match e {
+        Error::Usage(_) | Error::Config(_) | Error::Input(_) => 2,
+        Error::State { .. } => 2,
+        Error::Runtime(_) => 1,
+        Error::Caused { error, .. } => failure_code(error),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::error::Error as _;
+
+    #[test]
+    fn a_kept_cause_changes_neither_the_message_nor_the_exit_code() {
+        let io = || std::io::Error::new(std::io::ErrorKind::PermissionDenied, "denied");
+        let e = Error::io("out.csv: cannot write", io());
+        assert_eq!(e.to_string(), "out.csv: cannot write: denied");
+        assert_eq!(e.source().map(|s| s.to_string()).as_deref(), Some("denied"));
+        assert!(matches!(e.failure(), Error::Runtime(_)));
+        assert_eq!(exit_code(&Err(e)), 1);
+
+        let e = Error::Input("in.csv: cannot read: denied".into()).caused_by(io());
+        assert_eq!(e.to_string(), "in.csv: cannot read: denied");
+        assert!(e.source().is_some());
+        assert_eq!(exit_code(&Err(e)), 2);
     }
 }

@@ -147,14 +147,13 @@ pub async fn run(mut cfg: LabelConfig) -> Result<Outcome> {
             output_path: written_path.clone(),
         };
         let (mut counts, writer) = pipeline::run(ctx.clone(), setup).await?;
-        let cannot_write = |e: &dyn std::fmt::Display| {
-            Error::Runtime(format!("{}: cannot write: {e}", written_path.display()))
-        };
+        let cannot_write =
+            |e: std::io::Error| Error::io(format!("{}: cannot write", written_path.display()), e);
         let file = writer
             .into_inner()
-            .map_err(|e| cannot_write(&e))?
+            .map_err(|e| cannot_write(e.into_error()))?
             .into_inner()
-            .map_err(|e| cannot_write(&e))?;
+            .map_err(|e| cannot_write(e.into_error()))?;
         file.sync_all()
             .map_err(|e| Error::io(format!("{}: cannot sync", written_path.display()), e))?;
         let past_limit = plan.fallbacks_past_limit();
@@ -318,7 +317,9 @@ fn open_output(
         let mut w = csvio::writer(BufWriter::with_capacity(64 * 1024, f), info.delimiter);
         w.write_record(&info.output_headers(layout))
             .and_then(|_| w.flush().map_err(csv::Error::from))
-            .map_err(|e| Error::Runtime(format!("{}: cannot write: {e}", p.display())))?;
+            .map_err(|e| {
+                Error::Runtime(format!("{}: cannot write: {e}", p.display())).caused_by(e)
+            })?;
         Ok(w)
     };
     Ok(match plan {

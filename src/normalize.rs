@@ -22,19 +22,28 @@ const SYNONYMS: &[&[&str]] = &[
     &["netral", "neutral", "neu", "neutro"],
 ];
 
+/// Why a `--labels` list is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LabelsError {
+    /// The same label twice (letter case aside): its replies could not be told apart.
+    #[error("label '{0}' is given twice")]
+    Twice(String),
+    /// Fewer than two labels: there is nothing to choose between.
+    #[error("'{0}' must name at least two labels, comma-separated")]
+    TooFew(String),
+}
+
 impl LabelSet {
-    pub fn parse(list: &str) -> Result<LabelSet, String> {
+    pub fn parse(list: &str) -> Result<LabelSet, LabelsError> {
         let mut labels: Vec<String> = Vec::new();
         for l in list.split(',').map(str::trim).filter(|l| !l.is_empty()) {
             if labels.iter().any(|x| x.eq_ignore_ascii_case(l)) {
-                return Err(format!("label '{l}' is given twice"));
+                return Err(LabelsError::Twice(l.to_string()));
             }
             labels.push(l.to_string());
         }
         if labels.len() < 2 {
-            return Err(format!(
-                "'{list}' must name at least two labels, comma-separated"
-            ));
+            return Err(LabelsError::TooFew(list.to_string()));
         }
         let keys = labels.iter().map(|l| simplify(l)).collect();
         Ok(LabelSet { labels, keys })

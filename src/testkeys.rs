@@ -182,8 +182,7 @@ fn tell_the_state(cfg: &Config, state: &State, key: usize, h: &RateHeaders) -> R
         return Ok(());
     };
     let day = defaults::day_start(cfg.provider);
-    let store =
-        crate::store::open_quota_store(&cfg.state).map_err(|message| cfg.state.error(message))?;
+    let store = crate::store::open_quota_store(&cfg.state)?;
     let op = QuotaOp::RestateDay {
         day,
         count: (dim, limit, remaining),

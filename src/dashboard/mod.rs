@@ -118,10 +118,10 @@ pub async fn run(args: &DashboardArgs) -> Result<Outcome> {
     }
     let listener = tokio::net::TcpListener::bind(addr)
         .await
-        .map_err(|e| Error::Runtime(format!("--listen {addr}: cannot listen: {e}")))?;
+        .map_err(|e| Error::io(format!("--listen {addr}: cannot listen"), e))?;
     let local = listener
         .local_addr()
-        .map_err(|e| Error::Runtime(format!("--listen {addr}: {e}")))?;
+        .map_err(|e| Error::io(format!("--listen {addr}"), e))?;
     let (token, say_token) = match &args.token {
         Some(t) => (t.clone(), "the one given with --token".to_string()),
         None => {
@@ -154,7 +154,7 @@ pub async fn run(args: &DashboardArgs) -> Result<Outcome> {
             let _ = tokio::signal::ctrl_c().await;
         })
         .await
-        .map_err(|e| Error::Runtime(format!("dashboard: {e}")))?;
+        .map_err(|e| Error::io("dashboard", e))?;
     Ok(Outcome::Complete)
 }
 

@@ -33,7 +33,8 @@ impl Vars {
                 return Err(Error::Config(format!(
                     "{}: cannot read the env file: {e}",
                     path.display()
-                )))
+                ))
+                .caused_by(e))
             }
         };
         Ok(Vars {

@@ -10,6 +10,7 @@ use csv::StringRecord;
 use tokio::sync::mpsc;
 
 use crate::csvio::{self, InputInfo};
+use crate::error::{Error, Result};
 
 pub struct Row {
     /// 0-based data row index in the input.
@@ -38,7 +39,7 @@ pub fn spawn(
     info: InputInfo,
     skip: u64,
     previous: Option<Previous>,
-    tx: mpsc::Sender<Result<Row, String>>,
+    tx: mpsc::Sender<Result<Row>>,
 ) -> std::thread::JoinHandle<()> {
     std::thread::spawn(move || {
         if let Err(e) = feed(&info, skip, previous, &tx) {
@@ -51,11 +52,11 @@ fn feed(
     info: &InputInfo,
     skip: u64,
     previous: Option<Previous>,
-    tx: &mpsc::Sender<Result<Row, String>>,
-) -> Result<(), String> {
-    let mut input = csvio::reader(&info.path, info.delimiter).map_err(|e| e.to_string())?;
+    tx: &mpsc::Sender<Result<Row>>,
+) -> Result<()> {
+    let mut input = csvio::reader(&info.path, info.delimiter)?;
     let mut old = match &previous {
-        Some(p) => Some(csvio::reader(&p.path, info.delimiter).map_err(|e| e.to_string())?),
+        Some(p) => Some(csvio::reader(&p.path, info.delimiter)?),
         None => None,
     };
     let end = rows_to_feed(info, previous.as_ref());
@@ -69,9 +70,11 @@ fn feed(
             Ok(true) => {}
             Ok(false) => return Ok(()),
             Err(e) => {
-                return Err(
-                    csvio::describe_csv_error(&info.path, Some(&info.headers), &e).to_string(),
-                )
+                return Err(csvio::describe_csv_error(
+                    &info.path,
+                    Some(&info.headers),
+                    e,
+                ))
             }
         }
         let mut keep = None;
@@ -80,13 +83,13 @@ fn feed(
                 let mut o = StringRecord::new();
                 if !r
                     .read_record(&mut o)
-                    .map_err(|e| format!("{}: {e}", p.path.display()))?
+                    .map_err(|e| Error::Input(format!("{}: {e}", p.path.display())).caused_by(e))?
                 {
-                    return Err(format!(
+                    return Err(Error::Input(format!(
                         "{}: ended before row {}",
                         p.path.display(),
                         idx + 1
-                    ));
+                    )));
                 }
                 if idx >= info.rows || !p.redo.contains(&idx) {
                     keep = Some(o);

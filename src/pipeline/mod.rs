@@ -119,8 +119,8 @@ pub async fn run(
     // Refill the window in chunks (an eighth of it at once), not row by row: each row
     // taken from a full channel wakes the feeder thread, a futex and a context switch.
     let refill_below = window_cap - window_cap / 8;
-    let mut rows_in: Vec<std::result::Result<Row, String>> = Vec::with_capacity(window_cap);
-    let (tx, mut rx) = mpsc::channel::<std::result::Result<Row, String>>(1024);
+    let mut rows_in: Vec<Result<Row>> = Vec::with_capacity(window_cap);
+    let (tx, mut rx) = mpsc::channel::<Result<Row>>(1024);
     let total = feeder::rows_to_feed(&setup.info, setup.previous.as_ref()) - setup.skip;
     let feeder = feeder::spawn(setup.info.clone(), setup.skip, setup.previous.take(), tx);
     ctx.ui.start_progress(total);
@@ -139,7 +139,7 @@ pub async fn run(
     let mut counts = RunCounts::default();
     let mut cache_puts: Vec<(Vec<u8>, String)> = Vec::new();
     let mut input_done = false;
-    let mut input_error: Option<String> = None;
+    let mut input_error: Option<Error> = None;
     let started = Instant::now();
     let mut shared_seen = Instant::now();
     let mut tick = tokio::time::interval(Duration::from_millis(500));
@@ -281,7 +281,7 @@ pub async fn run(
     ctx.ui.finish_progress();
     let _ = feeder.join();
     if let Some(e) = input_error {
-        return Err(Error::Input(e));
+        return Err(e);
     }
     Ok((counts, setup.writer))
 }
@@ -447,6 +447,7 @@ fn drain(
             "{}: cannot write: {e}",
             setup.output_path.display()
         ))
+        .caused_by(e)
     };
     for (_, record, slot) in ready {
         match slot {

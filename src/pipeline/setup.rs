@@ -129,8 +129,7 @@ pub fn build_ctx(
         restore_health(&mut ring, &state, provider, &mine, &ui)?;
         load_quota_use(&mut ring, &state, provider, &mine, c.quota_reset_day)?;
     }
-    let quotas = crate::store::open_quota_store(&cfg.base.state)
-        .map_err(|message| cfg.base.state.error(message))?;
+    let quotas = crate::store::open_quota_store(&cfg.base.state)?;
     let n = keys.len();
     Ok(Ctx {
         members,

@@ -31,7 +31,7 @@ pub fn dry_run(
     while idx < info.rows
         && rdr
             .read_record(&mut rec)
-            .map_err(|e| csvio::describe_csv_error(&info.path, Some(&info.headers), &e))?
+            .map_err(|e| csvio::describe_csv_error(&info.path, Some(&info.headers), e))?
     {
         idx += 1;
         let text = rec.get(info.text_col).unwrap_or("");

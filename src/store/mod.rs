@@ -92,10 +92,16 @@ impl State {
 
 /// The quota store of a state location: its own connection to the state file, or to
 /// the Redis server.
-pub fn open_quota_store(location: &StateLocation) -> Result<Arc<dyn QuotaStore>, String> {
+pub fn open_quota_store(location: &StateLocation) -> Result<Arc<dyn QuotaStore>> {
     match location {
-        StateLocation::File(path) => Ok(Arc::new(sqlite::SqliteQuotas::open(path)?)),
-        StateLocation::Redis(target) => Ok(Arc::new(redis::RedisQuotas::open(target)?)),
+        StateLocation::File(path) => match sqlite::SqliteQuotas::open(path) {
+            Ok(store) => Ok(Arc::new(store)),
+            Err(e) => Err(location.error(e.to_string()).caused_by(e)),
+        },
+        StateLocation::Redis(target) => match redis::RedisQuotas::open(target) {
+            Ok(store) => Ok(Arc::new(store)),
+            Err(e) => Err(location.error(e)),
+        },
     }
 }
 

@@ -101,9 +101,9 @@ impl RedisLink {
     /// Connects now, checks the credentials and that the keys under the prefix are
     /// autolabel's (marking an unused prefix as autolabel's). Any failure here is final:
     /// a run must not start on a state it cannot reach.
-    pub fn open(target: &RedisTarget) -> Result<RedisLink, String> {
+    pub fn open(target: &RedisTarget) -> Result<RedisLink, LinkError> {
         let client = redis::Client::open(target.url.as_str())
-            .map_err(|e| format!("not a usable Redis URL: {}", describe(&e)))?;
+            .map_err(|e| LinkError::Refused(format!("not a usable Redis URL: {}", describe(&e))))?;
         let link = RedisLink {
             target: target.clone(),
             client,
@@ -113,7 +113,7 @@ impl RedisLink {
                 backoff: FIRST_BACKOFF,
             }),
         };
-        let conn = link.connect(false).map_err(String::from)?;
+        let conn = link.connect(false)?;
         link.check_ownership(conn)?;
         Ok(link)
     }
@@ -158,27 +158,27 @@ impl RedisLink {
     /// Refuses a database where the prefix holds something else than autolabel's state;
     /// marks an unused prefix as autolabel's. One script, so that runs starting together
     /// on an empty database cannot see each other's fresh mark as a foreign key.
-    fn check_ownership(&self, mut conn: Connection) -> Result<(), String> {
+    fn check_ownership(&self, mut conn: Connection) -> Result<(), LinkError> {
         let pattern = format!("{}*", redis_glob_escape(&self.target.prefix));
         let (what, detail): (String, String) = redis::Script::new(OWNERSHIP_SCRIPT)
             .key(self.key("schema"))
             .arg(SCHEMA_MARK)
             .arg(&pattern)
             .invoke(&mut conn)
-            .map_err(|e| classify(e).to_string())?;
+            .map_err(classify)?;
         match (what.as_str(), detail) {
             ("mark", m) if m == SCHEMA_MARK => {
                 self.live.lock().unwrap_or_else(|p| p.into_inner()).conn = Some(conn);
                 Ok(())
             }
-            ("foreign", other) => Err(format!(
+            ("foreign", other) => Err(LinkError::Refused(format!(
                 "the database holds keys under the prefix {:?} (such as {other:?}) that autolabel did not write: use another database or --redis-prefix",
                 self.target.prefix
-            )),
-            (_, m) => Err(format!(
+            ))),
+            (_, m) => Err(LinkError::Refused(format!(
                 "the key {} holds {m:?}, not autolabel's state: use another database or --redis-prefix",
                 self.key("schema")
-            )),
+            ))),
         }
     }
 
@@ -253,11 +253,17 @@ mod tests {
     fn refusals_at_open_are_clear_and_never_show_the_password() {
         let server = RedisServer::start_with(Some("right-pw"));
         let wrong = format!("redis://:wrong-pw@127.0.0.1:{}/0", server.port);
-        let err = RedisLink::open(&target(wrong)).err().expect("refused");
+        let err = RedisLink::open(&target(wrong))
+            .err()
+            .expect("refused")
+            .to_string();
         assert!(err.contains("credentials"), "{err}");
         assert!(!err.contains("wrong-pw"), "{err}");
         let none = format!("redis://127.0.0.1:{}/0", server.port);
-        let err = RedisLink::open(&target(none)).err().expect("refused");
+        let err = RedisLink::open(&target(none))
+            .err()
+            .expect("refused")
+            .to_string();
         assert!(err.contains("credentials"), "{err}");
         assert!(RedisLink::open(&target(server.url(0))).is_ok());
 
@@ -273,14 +279,16 @@ mod tests {
             .unwrap();
         let err = RedisLink::open(&target(server.url(1)))
             .err()
-            .expect("refused");
+            .expect("refused")
+            .to_string();
         assert!(err.contains("did not write"), "{err}");
 
         let port = server.port;
         drop(server);
         let err = RedisLink::open(&target(format!("redis://127.0.0.1:{port}/0")))
             .err()
-            .expect("unreachable");
+            .expect("unreachable")
+            .to_string();
         assert!(err.contains("unreachable"), "{err}");
     }
 
@@ -289,7 +297,7 @@ mod tests {
         let server = RedisServer::start();
         for db in 0..10 {
             let url = server.url(db);
-            let opened: Vec<Result<(), String>> = std::thread::scope(|s| {
+            let opened: Vec<Result<(), LinkError>> = std::thread::scope(|s| {
                 let handles: Vec<_> = (0..6)
                     .map(|_| s.spawn(|| RedisLink::open(&target(url.clone())).map(|_| ())))
                     .collect();

@@ -15,7 +15,7 @@ use std::time::{Duration, SystemTime};
 
 use redis::Script;
 
-use super::link::RedisLink;
+use super::link::{LinkError, RedisLink};
 use crate::limits::Dim;
 use crate::pacing::quota::{self, Ask, Decision, Nanos, Plan, QuotaOp, MAX_LEASE, ROOM_FOR_LEASES};
 use crate::store::{Applied, QuotaStore, RedisTarget, StoreError};
@@ -142,7 +142,7 @@ fn read_reply(reply: &[i64], plan: Option<Plan>) -> Result<Applied, StoreError> 
 
 impl RedisQuotas {
     /// Connects (see [`RedisLink::open`]: a server that cannot be used now is an error).
-    pub fn open(target: &RedisTarget) -> Result<RedisQuotas, String> {
+    pub fn open(target: &RedisTarget) -> Result<RedisQuotas, LinkError> {
         Ok(RedisQuotas {
             link: RedisLink::open(target)?,
             script: Script::new(include_str!("quota.lua")),

@@ -38,7 +38,7 @@ impl SqliteStore {
         };
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir)
-                .map_err(|e| fail(format!("cannot create its directory: {e}")))?;
+                .map_err(|e| fail(format!("cannot create its directory: {e}")).caused_by(e))?;
         }
         // Runs started together (cron) may set up a new file at the same moment; SQLite
         // answers BUSY at once there (no busy handler while switching to WAL), so retry.
@@ -57,12 +57,12 @@ impl SqliteStore {
                 Err(SetupError::Sqlite(e)) if is_busy(&e) => {
                     return Err(fail(format!(
                         "is locked by another process for over 30 s ({e}); wait for it or pass --state with another path"
-                    )))
+                    )).caused_by(e))
                 }
                 Err(SetupError::Sqlite(e)) => {
                     return Err(fail(format!(
                         "is not a usable state file ({e}); move it away (a new one is created) or pass --state with another path"
-                    )))
+                    )).caused_by(e))
                 }
                 Err(SetupError::Newer(version)) => {
                     return Err(fail(format!(
@@ -85,6 +85,7 @@ impl SqliteStore {
             place: self.path.display().to_string(),
             message: e.to_string(),
         }
+        .caused_by(e)
     }
 
     /// The connection; a panic elsewhere while it was held leaves nothing half-written

@@ -19,8 +19,8 @@ pub struct SqliteQuotas {
 
 impl SqliteQuotas {
     /// Its own connection to the state file (see [`super::schema::quota_connection`]).
-    pub fn open(path: &Path) -> Result<SqliteQuotas, String> {
-        let conn = super::schema::quota_connection(path).map_err(|e| e.to_string())?;
+    pub fn open(path: &Path) -> Result<SqliteQuotas, rusqlite::Error> {
+        let conn = super::schema::quota_connection(path)?;
         Ok(SqliteQuotas {
             conn: Mutex::new(conn),
             clock: Arc::new(SystemClock),
