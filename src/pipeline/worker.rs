@@ -553,6 +553,13 @@ async fn request<T>(
                         ctx.report_changes(&changes);
                         tokio::time::sleep(backoff(ctx.backoff, transient)).await;
                     }
+                    CallError::Unreachable { .. } => {
+                        transient += 1;
+                        if transient > ctx.max_retries {
+                            return Err(Failure::Fallback(err.describe()));
+                        }
+                        tokio::time::sleep(backoff(ctx.backoff, transient)).await;
+                    }
                     CallError::Rejected { .. } => {
                         ctx.ui.info(&format!("request refused: {}", err.describe()));
                         return Err(Failure::Unusable);

@@ -329,6 +329,13 @@ fn parse_completion(bytes: &[u8]) -> Result<ChatReply, CallError> {
 }
 
 fn transport_error(e: &reqwest::Error) -> CallError {
+    // No connection, so no request: the provider never saw it (and never counted it).
+    if e.is_connect() {
+        return CallError::Unreachable {
+            host: e.url().map(classify::host_of).unwrap_or_default(),
+            cause: classify::unreached(e.is_timeout(), e),
+        };
+    }
     // reqwest's messages carry the URL, never the Authorization header.
     let class = if e.is_timeout() {
         ErrorClass::Timeout
