@@ -25,6 +25,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Notify;
 
+#[path = "fake_chatty.rs"]
+pub mod chatty;
+
 /// The labels the fake answers with, indexed by `fnv1a64(text) % 3`.
 pub const LABELS: [&str; 3] = ["positif", "negatif", "netral"];
 
@@ -148,6 +151,9 @@ pub enum ReplyStyle {
     Plain,
     /// Rotating variants a careful normalizer maps to the same label.
     Messy,
+    /// The label inside 5–20 tokens of prose, as chatty models answer (see `chatty`);
+    /// batches as fenced JSON inside prose.
+    Chatty,
 }
 
 /// A fault injected into one chat request (see [`FakeProvider::push_faults`]).
@@ -213,6 +219,9 @@ pub struct FakeConfig {
     /// server started) instead of a sliding 60 s: a benchmark then sees any minute in
     /// which runs together sent more than the limit, with no window sliding past it.
     pub fixed_minute: bool,
+    /// Honour `max_tokens` as a provider does: a longer reply is cut to it and ends with
+    /// `finish_reason: "length"`, and its completion tokens are what was sent.
+    pub cut_at_max_tokens: bool,
 }
 
 impl Default for FakeConfig {
@@ -228,6 +237,7 @@ impl Default for FakeConfig {
             record: true,
             strict_model: false,
             fixed_minute: false,
+            cut_at_max_tokens: false,
         }
     }
 }
@@ -322,6 +332,8 @@ struct State {
     next_id: u64,
     messy: u64,
     rng: u64,
+    /// Replies cut at `max_tokens` (`finish_reason: "length"`).
+    cut: usize,
 }
 
 struct Shared {
@@ -335,6 +347,7 @@ struct Shared {
     record: bool,
     strict_model: bool,
     fixed_minute: bool,
+    cut_at_max_tokens: bool,
 }
 
 /// The running fake server. Dropping it stops the server.
@@ -348,6 +361,17 @@ pub struct FakeProvider {
 impl FakeProvider {
     /// Binds 127.0.0.1:0 and serves on a dedicated thread; returns once listening.
     pub fn start(cfg: FakeConfig) -> FakeProvider {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("fake: bind 127.0.0.1:0");
+        FakeProvider::serve(cfg, listener)
+    }
+
+    /// Starts listening on a port reserved earlier (until now it refused connections,
+    /// as a server that is down does), and serves there.
+    pub fn start_on(cfg: FakeConfig, port: ReservedPort) -> FakeProvider {
+        FakeProvider::serve(cfg, port.listen())
+    }
+
+    fn serve(cfg: FakeConfig, listener: std::net::TcpListener) -> FakeProvider {
         let start = Instant::now();
         let mut orgs: HashMap<String, OrgState> = HashMap::new();
         for (org, limits) in &cfg.orgs {
@@ -376,18 +400,19 @@ impl FakeProvider {
                 next_id: 0,
                 messy: 0,
                 rng: seed,
+                cut: 0,
             }),
             start,
             model: cfg.model,
             strict_model: cfg.strict_model,
             fixed_minute: cfg.fixed_minute,
+            cut_at_max_tokens: cfg.cut_at_max_tokens,
             latency: cfg.latency,
             jitter: cfg.jitter,
             style: cfg.style,
             day_window: cfg.day_window,
             record: cfg.record,
         });
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("fake: bind 127.0.0.1:0");
         listener
             .set_nonblocking(true)
             .expect("fake: set_nonblocking");
@@ -459,6 +484,11 @@ impl FakeProvider {
         self.lock().faults.clear();
     }
 
+    /// Replies cut at `max_tokens` so far (see `FakeConfig::cut_at_max_tokens`).
+    pub fn cut_replies(&self) -> usize {
+        self.lock().cut
+    }
+
     /// Chat requests in arrival order (empty if `record` is off).
     pub fn requests(&self) -> Vec<RecordedRequest> {
         self.lock().records.clone()
@@ -510,6 +540,52 @@ impl Drop for FakeProvider {
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
+    }
+}
+
+/// A port on 127.0.0.1 that is bound but not listening: connections to it are refused
+/// (and no other test can take it) until `FakeProvider::start_on` listens on it.
+pub struct ReservedPort {
+    fd: std::os::fd::OwnedFd,
+    addr: SocketAddr,
+}
+
+impl ReservedPort {
+    pub fn new() -> ReservedPort {
+        use std::os::fd::{FromRawFd, OwnedFd};
+        // SAFETY: plain socket calls on a descriptor this function owns from creation.
+        unsafe {
+            let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM, 0);
+            assert!(fd >= 0, "fake: socket");
+            let fd = OwnedFd::from_raw_fd(fd);
+            let mut sa: libc::sockaddr_in = std::mem::zeroed();
+            sa.sin_family = libc::AF_INET as libc::sa_family_t;
+            sa.sin_addr.s_addr = u32::from_ne_bytes([127, 0, 0, 1]);
+            let len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+            let raw = std::os::fd::AsRawFd::as_raw_fd(&fd);
+            let bound = libc::bind(raw, &sa as *const _ as *const libc::sockaddr, len);
+            assert_eq!(bound, 0, "fake: bind 127.0.0.1:0");
+            let mut got = len;
+            libc::getsockname(raw, &mut sa as *mut _ as *mut libc::sockaddr, &mut got);
+            let port = u16::from_be(sa.sin_port);
+            ReservedPort {
+                fd,
+                addr: SocketAddr::from(([127, 0, 0, 1], port)),
+            }
+        }
+    }
+
+    /// The base URL the fake will serve at once started on this port.
+    pub fn base_url(&self) -> String {
+        format!("http://{}/openai/v1", self.addr)
+    }
+
+    fn listen(self) -> std::net::TcpListener {
+        use std::os::fd::AsRawFd;
+        // SAFETY: the descriptor is a bound TCP socket owned by `self`.
+        let listening = unsafe { libc::listen(self.fd.as_raw_fd(), 128) };
+        assert_eq!(listening, 0, "fake: listen");
+        std::net::TcpListener::from(self.fd)
     }
 }
 
@@ -949,6 +1025,7 @@ struct ChatBody {
     texts: Vec<String>,
     batch: bool,
     prompt_tokens: u64,
+    max_tokens: u64,
     cost: u64,
 }
 
@@ -1002,6 +1079,7 @@ fn parse_chat(body: &Value) -> Result<ChatBody, String> {
         texts,
         batch,
         prompt_tokens,
+        max_tokens,
         cost: prompt_tokens + max_tokens,
     })
 }
@@ -1543,6 +1621,7 @@ impl Shared {
                 match self.style {
                     ReplyStyle::Plain => inner,
                     ReplyStyle::Messy => format!("```json\n{inner}\n```"),
+                    ReplyStyle::Chatty => chatty::batch(&inner),
                 }
             }
             None => {
@@ -1553,9 +1632,25 @@ impl Shared {
                         st.messy += 1;
                         messy_single(label, st.messy - 1)
                     }
+                    ReplyStyle::Chatty => {
+                        let text = parsed.texts.first().map_or("", String::as_str);
+                        chatty::single(label, fnv1a64(text.as_bytes()) >> 8)
+                    }
                 }
             }
         };
+        let (content, completion, finish) =
+            if self.cut_at_max_tokens || self.style == ReplyStyle::Chatty {
+                let cap = if self.cut_at_max_tokens {
+                    parsed.max_tokens
+                } else {
+                    u64::MAX
+                };
+                chatty::within(content, cap)
+            } else {
+                (content, (2 * labels.len().max(1)) as u64, "stop")
+            };
+        st.cut += usize::from(finish == "length");
         st.next_id += 1;
         let id = st.next_id;
         self.record(
@@ -1570,7 +1665,6 @@ impl Shared {
         );
         drop(st);
 
-        let completion = (2 * labels.len().max(1)) as u64;
         let created = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_secs())
@@ -1583,7 +1677,7 @@ impl Shared {
             "choices": [{
                 "index": 0,
                 "message": { "role": "assistant", "content": content },
-                "finish_reason": "stop"
+                "finish_reason": finish
             }],
             "usage": {
                 "prompt_tokens": parsed.prompt_tokens,

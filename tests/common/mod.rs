@@ -13,7 +13,9 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 #[allow(unused_imports)]
-pub use fake::{expected_label, FakeConfig, FakeKey, FakeProvider, Fault, OrgLimits, ReplyStyle};
+pub use fake::{
+    expected_label, FakeConfig, FakeKey, FakeProvider, Fault, OrgLimits, ReplyStyle, ReservedPort,
+};
 
 /// A key that must never appear anywhere in full. Looks fake at a glance.
 pub const PLANTED: &str = "gsk_PLANTEDFAKEKEY_0001_secretpart_zq9";
