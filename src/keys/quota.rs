@@ -218,6 +218,21 @@ impl KeyQuota {
         }
     }
 
+    /// Takes back a request counted by `take` that never reached the provider (no
+    /// connection could be made): it used none of the key's quotas.
+    pub fn give_back(&mut self, tokens: u64) {
+        if !self.is_limited() {
+            return;
+        }
+        for c in [&mut self.day, &mut self.month] {
+            c.requests = c.requests.saturating_sub(1);
+            c.tokens = c.tokens.saturating_sub(tokens);
+        }
+        if let Some(i) = self.minute.iter().rposition(|(_, t)| *t == tokens) {
+            self.minute.remove(i);
+        }
+    }
+
     /// Forgets what was counted in a period (`keys reset`).
     pub fn forget(&mut self, period: Period) {
         match period {
@@ -317,6 +332,11 @@ mod tests {
         k.take(now, wall, 100);
         // The month's last request is gone; it comes back on the 1st.
         let dec1 = timeutil::from_unix(1_796_083_200);
+        assert_eq!(k.check(now, wall, 1), Err(QuotaWait::Until(dec1)));
+        // ...unless it never reached the provider.
+        k.give_back(100);
+        k.check(now, wall, 100).unwrap();
+        k.take(now, wall, 100);
         assert_eq!(k.check(now, wall, 1), Err(QuotaWait::Until(dec1)));
         assert!(k.check(now, dec1, 1).is_ok());
         assert_eq!(k.left_permille(), 1000);

@@ -310,6 +310,11 @@ impl KeyRing {
         self.slots[key].quota.take(now, wall, tokens);
     }
 
+    /// Takes back a `charge` whose request never reached the provider.
+    pub fn uncharge(&mut self, key: usize, tokens: u64) {
+        self.slots[key].quota.give_back(tokens);
+    }
+
     /// Rotates out every usable key whose tightest daily or monthly quota has less than
     /// `--rotate-below` left: it is exhausted until that quota's period ends, so that it
     /// never runs dry mid-request (and the next key takes over at once).

@@ -321,6 +321,16 @@ impl Dispatcher {
         }
     }
 
+    /// A granted request of about `tokens` that never reached the provider (no connection
+    /// could be made): it is not charged to any quota, and the key's health stays as it
+    /// is, since the key was never tried.
+    pub fn unsent(&self, key: usize, tokens: u64) {
+        let mut inner = self.inner.lock().unwrap();
+        let org = inner.ring.slots[key].org;
+        inner.orgs[org].unspend(tokens);
+        inner.ring.uncharge(key, tokens);
+    }
+
     /// A failed reply: cool down, exhaust or invalidate the key (or its organization),
     /// and learn the limit a 429 states.
     pub fn failed(&self, key: usize, err: &CallError, headers: &RateHeaders) -> Changes {

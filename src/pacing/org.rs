@@ -263,6 +263,19 @@ impl Org {
         self.served_last_minute(now);
     }
 
+    /// Gives back a slot spent by `take` whose request never reached the provider (no
+    /// connection could be made): to the hour and day counts every run shares, and to
+    /// this run's count of the last minute.
+    pub fn unspend(&mut self, tokens: u64) {
+        if let Some((_, n)) = self.recent.back_mut() {
+            *n = n.saturating_sub(1);
+        }
+        if self.unlimited() {
+            return;
+        }
+        self.tell_store(QuotaOp::Refund { count: 1, tokens });
+    }
+
     /// The provider's own count of the day (limit − remaining), when its headers count
     /// per day, and its reset when its limit is the one in force: written to the store
     /// (every few seconds, and whenever nothing is left), since other runs and tools may

@@ -119,6 +119,30 @@ async fn day_limit_counts_and_then_reports_no_key() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_request_that_never_left_gives_its_day_slot_back() {
+    let limits = Limits {
+        rpd: Some(2),
+        ..Limits::default()
+    };
+    let noon = timeutil::from_unix(BEFORE_MIDNIGHT - 12 * 3600);
+    let d = dispatcher_at(
+        noon,
+        &[0],
+        LimitSet::from_limits(limits, Source::Flag),
+        Duration::ZERO,
+    );
+    // Five requests that could not connect use none of the day's two.
+    for _ in 0..5 {
+        assert_eq!(key(&d, 10).await, 0);
+        d.unsent(0, 10);
+    }
+    assert_eq!(key(&d, 1).await, 0);
+    assert_eq!(key(&d, 1).await, 0);
+    assert!(matches!(d.acquire(1, &no_log).await, Grant::NoKey { .. }));
+    assert_eq!(d.with_ring(|r| r.slots[0].health.name()), "available");
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_day_window_that_ends_soon_is_waited_for_across_midnight() {
     let limits = Limits {
         rpd: Some(2),

@@ -10,6 +10,8 @@ pub mod feeder;
 pub mod heartbeat;
 pub mod outage;
 pub mod overrides;
+pub mod reach;
+pub mod reply_cap;
 pub mod setup;
 pub mod worker;
 

@@ -44,6 +44,8 @@ pub struct ChatReply {
     pub content: String,
     pub prompt_tokens: Option<u64>,
     pub completion_tokens: Option<u64>,
+    /// The reply was cut at `max_tokens` (`finish_reason: "length"`).
+    pub cut: bool,
 }
 
 /// A call's result together with the rate-limit headers it carried (also on errors).
@@ -98,6 +100,7 @@ struct Completion {
 #[derive(Deserialize)]
 struct Choice {
     message: Message,
+    finish_reason: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -228,6 +231,7 @@ impl Client {
                             content: String::new(),
                             prompt_tokens: None,
                             completion_tokens: None,
+                            cut: false,
                         }),
                         headers,
                     )
@@ -312,16 +316,18 @@ fn parse_completion(bytes: &[u8]) -> Result<ChatReply, CallError> {
         class: ErrorClass::Unparsable,
         detail: format!("malformed reply body: {e}"),
     })?;
-    let content = parsed
-        .choices
-        .into_iter()
-        .next()
+    let choice = parsed.choices.into_iter().next();
+    let cut = choice
+        .as_ref()
+        .is_some_and(|c| c.finish_reason.as_deref() == Some("length"));
+    let content = choice
         .and_then(|c| c.message.content)
         .ok_or_else(|| CallError::Transient {
             class: ErrorClass::Unparsable,
             detail: "reply has no message content".into(),
         })?;
     Ok(ChatReply {
+        cut,
         content,
         prompt_tokens: parsed.usage.as_ref().and_then(|u| u.prompt_tokens),
         completion_tokens: parsed.usage.as_ref().and_then(|u| u.completion_tokens),
@@ -393,5 +399,20 @@ mod tests {
             })
         );
         assert_eq!(body(true)["response_format"]["type"], "json_object");
+    }
+
+    #[test]
+    fn a_reply_cut_at_max_tokens_says_so() {
+        let reply = |finish: &str| {
+            let body = format!(
+                r#"{{"choices":[{{"message":{{"content":"Sentimen: Pos"}},"finish_reason":{finish}}}]}}"#
+            );
+            parse_completion(body.as_bytes()).unwrap()
+        };
+        assert!(reply(r#""length""#).cut);
+        assert!(!reply(r#""stop""#).cut);
+        assert!(!reply("null").cut);
+        let bare = br#"{"choices":[{"message":{"content":"netral"}}]}"#;
+        assert!(!parse_completion(bare).unwrap().cut);
     }
 }

@@ -1,0 +1,96 @@
+//! The reply budget (`max_tokens`) of each request, learned per model.
+//!
+//! The prompt sets a tight cap from the labels' own length, so that providers reserving
+//! `max_tokens` against a per-minute token limit admit as many requests as possible.
+//! A model that wraps the label in prose (`Sentimen: Positif, karena…`, a fenced JSON
+//! block) then has its reply cut (`finish_reason: "length"`), often before the label.
+//! Such a reply never costs the row: it is asked again at once with a generous cap, and
+//! that try is not one of its retries. Once cut replies repeat on a model, its first
+//! tries get the generous cap too, so the run stops paying for a cut try per row.
+
+use std::sync::atomic::{AtomicU32, Ordering};
+
+/// Tokens added to the tight cap for a retry after a cut reply (and for first tries
+/// once a model's cap is raised): room for a sentence of prose around the label.
+pub const GENEROUS_EXTRA: u32 = 24;
+
+/// Cut, unusable replies on one model before its first tries get the generous cap: one
+/// is an odd reply, two a habit.
+pub const RAISE_AFTER: u32 = 2;
+
+/// The generous cap for a request whose tight cap is `tight`.
+pub fn generous(tight: u32) -> u32 {
+    tight.saturating_add(GENEROUS_EXTRA)
+}
+
+/// Per model of the run (a provider of the pool): its cut, unusable replies so far.
+#[derive(Debug)]
+pub struct ReplyCaps {
+    cuts: Vec<AtomicU32>,
+}
+
+impl ReplyCaps {
+    pub fn new(models: usize) -> ReplyCaps {
+        ReplyCaps {
+            cuts: (0..models).map(|_| AtomicU32::new(0)).collect(),
+        }
+    }
+
+    /// Whether model `m`'s first tries get the generous cap.
+    pub fn raised(&self, m: usize) -> bool {
+        self.cuts
+            .get(m)
+            .is_some_and(|c| c.load(Ordering::Relaxed) >= RAISE_AFTER)
+    }
+
+    /// The cap of a first try on model `m`, for a request whose tight cap is `tight`.
+    pub fn first_try(&self, m: usize, tight: u32) -> u32 {
+        if self.raised(m) {
+            generous(tight)
+        } else {
+            tight
+        }
+    }
+
+    /// The largest cap a first try on any model may get (what the pacer reserves before
+    /// it knows which key, and so which model, serves the request).
+    pub fn largest_first_try(&self, tight: u32) -> u32 {
+        (0..self.cuts.len())
+            .map(|m| self.first_try(m, tight))
+            .max()
+            .unwrap_or(tight)
+    }
+
+    /// A reply of model `m` came back cut and unusable. Returns true when this one
+    /// raised the model's cap (to be logged once).
+    pub fn cut(&self, m: usize) -> bool {
+        self.cuts
+            .get(m)
+            .is_some_and(|c| c.fetch_add(1, Ordering::Relaxed) + 1 == RAISE_AFTER)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_cap_is_raised_per_model_once_cuts_repeat() {
+        let caps = ReplyCaps::new(2);
+        assert_eq!(caps.first_try(0, 4), 4);
+        assert!(!caps.cut(0), "one cut reply is not a habit");
+        assert_eq!(caps.first_try(0, 4), 4);
+        assert!(caps.cut(0), "the second raises the cap");
+        assert!(!caps.cut(0), "and is reported once");
+        assert_eq!(caps.first_try(0, 4), 4 + GENEROUS_EXTRA);
+        assert_eq!(caps.first_try(0, 48), 48 + GENEROUS_EXTRA);
+        // The other model of the pool keeps its tight cap.
+        assert_eq!(caps.first_try(1, 4), 4);
+        assert_eq!(caps.largest_first_try(4), 4 + GENEROUS_EXTRA);
+        assert_eq!(generous(u32::MAX), u32::MAX);
+        assert!(
+            !ReplyCaps::new(1).cut(5),
+            "an unknown model changes nothing"
+        );
+    }
+}
