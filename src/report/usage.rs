@@ -103,6 +103,8 @@ pub struct Usage {
     pub rows: u64,
     /// Tokens (in and out) per labeled row; `None` before any row.
     pub tokens_per_row: Option<f64>,
+    /// Replies cut at `max_tokens` (asked again with a larger cap when unusable).
+    pub cut_replies: u64,
 }
 
 impl From<&UsageDelta> for Usage {
@@ -122,6 +124,7 @@ impl From<&UsageDelta> for Usage {
             tokens_per_row: (d.rows > 0).then(|| {
                 ((d.tokens_in + d.tokens_out) as f64 / d.rows as f64 * 10.0).round() / 10.0
             }),
+            cut_replies: d.cut,
         }
     }
 }

@@ -17,6 +17,8 @@ pub struct UsageDelta {
     pub cost: f64,
     /// Texts the model labeled: with the tokens, what a day of quota bought.
     pub rows: u64,
+    /// Replies cut at `max_tokens` (`finish_reason: "length"`), among the successes.
+    pub cut: u64,
 }
 
 impl UsageDelta {
@@ -35,6 +37,7 @@ impl UsageDelta {
         self.tokens_out += other.tokens_out;
         self.cost += other.cost;
         self.rows += other.rows;
+        self.cut += other.cut;
     }
 
     pub fn error_total(&self) -> u64 {

@@ -75,6 +75,7 @@ pub(super) fn ledger_adds_up(s: &State) {
         tokens_out: 5,
         cost: 0.25,
         rows: 7,
+        cut: 3,
         ..Default::default()
     };
     d.error(ErrorClass::RateLimit);

@@ -4,7 +4,7 @@
 //!
 //! | key | type | holds |
 //! |-----|------|-------|
-//! | `P usage:{day}:{provider}:{fp}:{model}` | hash | one ledger row: `day`, `provider`, `fingerprint`, `model`, `masked`, and the counters (`requests`, `successes`, one per error class, `tokens_in`, `tokens_out`, `rows`: HINCRBY; `cost`: HINCRBYFLOAT) |
+//! | `P usage:{day}:{provider}:{fp}:{model}` | hash | one ledger row: `day`, `provider`, `fingerprint`, `model`, `masked`, and the counters (`requests`, `successes`, one per error class, `tokens_in`, `tokens_out`, `rows`, `cut`: HINCRBY; `cost`: HINCRBYFLOAT) |
 //! | `P usage-days` | set | the days that have ledger rows |
 //! | `P usage-day:{day}` | set | that day's ledger keys (without the prefix) |
 //! | `P health:{provider}` | hash | fingerprint → JSON `{masked, status, until, reason, updated}` |

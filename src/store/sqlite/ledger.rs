@@ -20,8 +20,8 @@ impl Ledger for SqliteStore {
                 .prepare_cached(
                     "INSERT INTO usage (day, provider, fingerprint, masked, model, requests, successes,
                         rate_limit, quota, auth, server, timeout, network, unparsable, rejected,
-                        tokens_in, tokens_out, cost, rows)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)
+                        tokens_in, tokens_out, cost, rows, cut)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20)
                      ON CONFLICT (day, provider, fingerprint, model) DO UPDATE SET
                         requests = requests + excluded.requests, successes = successes + excluded.successes,
                         rate_limit = rate_limit + excluded.rate_limit, quota = quota + excluded.quota,
@@ -29,7 +29,7 @@ impl Ledger for SqliteStore {
                         timeout = timeout + excluded.timeout, network = network + excluded.network,
                         unparsable = unparsable + excluded.unparsable, rejected = rejected + excluded.rejected,
                         tokens_in = tokens_in + excluded.tokens_in, tokens_out = tokens_out + excluded.tokens_out,
-                        cost = cost + excluded.cost, rows = rows + excluded.rows",
+                        cost = cost + excluded.cost, rows = rows + excluded.rows, cut = cut + excluded.cut",
                 )
                 .map_err(|e| self.err(e))?;
             for UsageEntry {
@@ -60,7 +60,8 @@ impl Ledger for SqliteStore {
                     d.tokens_in as i64,
                     d.tokens_out as i64,
                     d.cost,
-                    d.rows as i64
+                    d.rows as i64,
+                    d.cut as i64
                 ])
                 .map_err(|e| self.err(e))?;
             }
@@ -74,7 +75,7 @@ impl Ledger for SqliteStore {
         let mut stmt = conn
             .prepare(
                 "SELECT day, fingerprint, masked, model, requests, successes, rate_limit, quota, auth, server,
-                        timeout, network, unparsable, rejected, tokens_in, tokens_out, cost, rows
+                        timeout, network, unparsable, rejected, tokens_in, tokens_out, cost, rows, cut
                  FROM usage WHERE provider = ?1 AND day >= ?2 ORDER BY day, fingerprint, model",
             )
             .map_err(|e| self.err(e))?;
@@ -97,6 +98,7 @@ impl Ledger for SqliteStore {
                         tokens_out: r.get::<_, i64>(15)? as u64,
                         cost: r.get(16)?,
                         rows: r.get::<_, i64>(17)? as u64,
+                        cut: r.get::<_, i64>(18)? as u64,
                     },
                 })
             })

@@ -47,7 +47,10 @@ CREATE TABLE IF NOT EXISTS learned_limits (
 /// Columns added to existing tables after the first schema, as (table, column, definition).
 /// Added only when missing, so every older state file keeps working and opening twice
 /// changes nothing.
-const ADDED_COLUMNS: &[(&str, &str, &str)] = &[("usage", "rows", "INTEGER NOT NULL DEFAULT 0")];
+const ADDED_COLUMNS: &[(&str, &str, &str)] = &[
+    ("usage", "rows", "INTEGER NOT NULL DEFAULT 0"),
+    ("usage", "cut", "INTEGER NOT NULL DEFAULT 0"),
+];
 
 /// Adds the columns of `ADDED_COLUMNS` that a state file lacks. The check and the change
 /// happen in one write transaction, so two runs opening an old file at once cannot both

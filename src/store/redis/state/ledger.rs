@@ -105,6 +105,7 @@ impl Ledger for RedisStore {
                 ("tokens_in", d.tokens_in),
                 ("tokens_out", d.tokens_out),
                 ("rows", d.rows),
+                ("cut", d.cut),
             ]
             .into_iter()
             .chain(ERROR_FIELDS.into_iter().zip(d.errors));
@@ -172,6 +173,7 @@ impl Ledger for RedisStore {
                         .filter(|v| v.is_finite())
                         .unwrap_or(0.0),
                     rows: count(&f, "rows"),
+                    cut: count(&f, "cut"),
                 },
             });
         }
