@@ -149,7 +149,8 @@ impl Org {
     /// Returns the slots of the lease this run will not use to the hour and day counts.
     fn give_back_lease(&mut self) {
         let Some(l) = self.lease.take() else { return };
-        if l.left == 0 {
+        // Slots that lapsed went back already, but their tokens stayed with the lease.
+        if l.left == 0 && l.tokens_left == 0 {
             return;
         }
         self.tell_store(QuotaOp::Refund {
