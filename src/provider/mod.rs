@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use classify::{classify_status, CallError, ErrorClass, RateHeaders};
+use classify::{classify_status, CallError, ErrorClass, RateHeaders, Unreached};
 
 /// The most of a reply body that is ever read. The largest legitimate reply is a batch
 /// of 100 labels: `{"labels": [...]}` of about 1.5 KB inside a ~500-byte envelope, and
@@ -285,6 +285,14 @@ fn scrubbed(result: Result<ChatReply, CallError>) -> Result<ChatReply, CallError
             what: scrub(&what),
             dim,
             limit,
+        }),
+        Err(CallError::Unreachable { host, cause }) => Err(CallError::Unreachable {
+            host: scrub(&host),
+            cause: match cause {
+                Unreached::Tls(d) => Unreached::Tls(scrub(&d)),
+                Unreached::Other(d) => Unreached::Other(scrub(&d)),
+                named => named,
+            },
         }),
         Err(e @ (CallError::RateLimited { .. } | CallError::InvalidKey { .. })) => Err(e),
     }
