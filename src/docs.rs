@@ -107,7 +107,8 @@ pub fn short_usage() -> String {
         "Usage: autolabel --input IN.csv --output OUT.csv [OPTIONS]\n       autolabel <COMMAND>\n\n",
     );
     if let Some(about) = cmd.get_about() {
-        text.push_str(&format!("{about}\n\n"));
+        text.push_str(&wrap(&about.to_string(), 90));
+        text.push_str("\n\n");
     }
     text.push_str("Commands:\n");
     let width = cmd
@@ -124,6 +125,23 @@ pub fn short_usage() -> String {
          More: autolabel -h (the main flags), autolabel --help (all), autolabel help COMMAND",
     );
     text
+}
+
+/// `text` in lines of at most `width` characters, broken between words.
+fn wrap(text: &str, width: usize) -> String {
+    let mut lines = vec![String::new()];
+    for word in text.split_whitespace() {
+        let line = lines.last_mut().unwrap();
+        if !line.is_empty() && line.chars().count() + 1 + word.chars().count() > width {
+            lines.push(word.to_string());
+        } else {
+            if !line.is_empty() {
+                line.push(' ');
+            }
+            line.push_str(word);
+        }
+    }
+    lines.join("\n")
 }
 
 /// Through `outln!`, like every report: a reader that went away ends the command quietly.

@@ -62,8 +62,9 @@ pub async fn run(mut cfg: LabelConfig) -> Result<Outcome> {
             );
             if !cfg.dry_run {
                 ui.info(&format!(
-                    "--batch-size auto: {} texts a request ({})",
-                    choice.size, choice.reason
+                    "--batch-size auto: {} a request ({})",
+                    crate::ui::count(choice.size as u64, "text"),
+                    choice.reason
                 ));
             }
             choice.size

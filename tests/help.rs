@@ -151,6 +151,10 @@ fn bare_autolabel_lists_the_commands_and_where_to_start() {
     );
     assert!(text.contains("autolabel -h"), "{text}");
     assert!(text.lines().count() <= 25, "short:\n{text}");
+    assert!(
+        text.lines().all(|l| l.chars().count() <= 100),
+        "fits a terminal:\n{text}"
+    );
 }
 
 #[test]
