@@ -46,8 +46,12 @@ if [ ${#missing[@]} -gt 0 ]; then
     fi
     if command -v apt-get >/dev/null 2>&1; then
         echo "test.sh: installing ${deb[*]} for the tests (apt-get)" >&2
-        ${as_root[@]+"${as_root[@]}"} apt-get update -qq &&
-            ${as_root[@]+"${as_root[@]}"} env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${deb[@]}"
+        ${as_root[@]+"${as_root[@]}"} apt-get update -qq
+        # Ubuntu has no package named chromium: its chromium-browser installs the snap.
+        if [[ " ${deb[*]} " == *" chromium "* ]] && ! apt-cache show chromium >/dev/null 2>&1; then
+            deb=("${deb[@]/#chromium/chromium-browser}")
+        fi
+        ${as_root[@]+"${as_root[@]}"} env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${deb[@]}"
     elif command -v dnf >/dev/null 2>&1; then
         echo "test.sh: installing ${rpm[*]} for the tests (dnf)" >&2
         ${as_root[@]+"${as_root[@]}"} dnf install -y "${rpm[@]}"

@@ -162,6 +162,44 @@ fn only_what_is_missing_is_named() {
     }
 }
 
+#[test]
+fn as_root_or_with_sudo_it_installs_them_then_runs_the_tests() {
+    let s = Scratch::new(&[
+        "bash", "id", "env", "chmod", "mktemp", "tee", "grep", "awk", "rm",
+    ]);
+    // apt-get installs a stub of each package named; apt-cache knows no `chromium`
+    // (Ubuntu), so chromium-browser is asked for.
+    s.fake(
+        "apt-get",
+        r#"echo "$*" >> "${BASH_SOURCE[0]%/*}/../apt.log"
+if [ "$1" = install ]; then
+    for p in "${@:4}"; do
+        printf '#!/usr/bin/env bash\n' > "${BASH_SOURCE[0]%/*}/$p"; chmod +x "${BASH_SOURCE[0]%/*}/$p"
+    done
+fi"#,
+    );
+    s.fake("apt-cache", "exit 100");
+    // Without root, sudo that needs no password (a stand-in that just runs the command).
+    s.fake("sudo", r#"[ "$1" = -n ] && shift; exec "$@""#);
+    s.fake("cargo", FAKE_CARGO);
+    let (out, _) = run(&mut s.command("test.sh"));
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert_eq!(out.status.code(), Some(101), "{stdout}{stderr}");
+    assert!(
+        stderr.contains("installing redis-server chromium"),
+        "{stderr}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(s.path("apt.log")).unwrap(),
+        "update -qq\ninstall -y -qq redis-server chromium-browser\n"
+    );
+    assert_eq!(
+        stdout.lines().last(),
+        Some("tests: 7 passed, 2 failed"),
+        "{stdout}"
+    );
+}
+
 /// What the closing lines need besides bash: the log file and the sum.
 const RUN_TOOLS: &[&str] = &[
     "bash", "id", "mktemp", "tee", "grep", "awk", "rm", "dirname",
