@@ -51,7 +51,7 @@ pub async fn run(mut cfg: LabelConfig) -> Result<Outcome> {
     }
     let prompter = Prompter::new(&cfg.labels, cfg.prompt_template.clone());
     // Per provider: a label is served from the cache only to the model that gave it.
-    let cache_scopes: Vec<String> = cfg.pool().map(|c| cache_scope(c, &prompter)).collect();
+    let cache_scopes: Vec<_> = cfg.pool().map(|c| cache_scope(c, &prompter)).collect();
     let batch_size = match cfg.batch_size {
         BatchSize::Fixed(n) => n,
         BatchSize::Auto => {

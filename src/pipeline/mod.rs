@@ -25,7 +25,6 @@ use csv::StringRecord;
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use futures_util::FutureExt;
 use rustc_hash::FxHashMap;
-use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 
 use crate::csvio::InputInfo;
@@ -205,7 +204,7 @@ pub async fn run(
                     let (texts, outcomes) = joined.map_err(|_| Error::Runtime("a request task failed (panicked)".into()))?;
                     for (text, outcome) in texts.into_iter().zip(outcomes) {
                         if let (true, TextOutcome::Labeled(label, m)) = (setup.use_cache, &outcome) {
-                            cache_puts.push((cache_key(&ctx.members[*m].cache_scope, &text), label.clone()));
+                            cache_puts.push((ctx.members[*m].cache_scope.key(&text), label.clone()));
                         }
                         if let Some(w) = waiting.get_mut(&text) {
                             w.result = Some(outcome);
@@ -320,7 +319,7 @@ fn admit(
     if setup.use_cache {
         // A label any provider of the run gave earlier, under its own model's scope.
         for (m, member) in ctx.members.iter().enumerate() {
-            match ctx.state.cache_get(&cache_key(&member.cache_scope, &text)) {
+            match ctx.state.cache_get(&member.cache_scope.key(&text)) {
                 Ok(Some(label)) if ctx.labels.contains(&label) => {
                     window.push_back((
                         row.idx,
@@ -562,13 +561,4 @@ pub fn flush_state(ctx: &Ctx, cache_puts: &mut Vec<(Vec<u8>, String)>) {
             .error(&format!("could not write the label cache: {e}"));
     }
     cache_puts.clear();
-}
-
-/// The cache key of a text: SHA-256 over provider, model, prompt, labels and the text.
-pub fn cache_key(scope: &str, text: &str) -> Vec<u8> {
-    let mut h = Sha256::new();
-    h.update(scope.as_bytes());
-    h.update([0u8]);
-    h.update(text.as_bytes());
-    h.finalize().to_vec()
 }

@@ -14,18 +14,13 @@ use crate::pacing::{Dispatcher, OrgSetup, ProviderRules, SystemClock};
 use crate::pipeline::worker::{Ctx, Member, Usage};
 use crate::prompt::Prompter;
 use crate::provider::{defaults, Client};
-use crate::store::{State, UsageDelta};
+use crate::store::{CacheScope, State, UsageDelta};
 use crate::timeutil::{self, Day};
 use crate::ui::Ui;
 
 /// The label cache's scope for one provider: provider, model, prompt and labels.
-pub fn cache_scope(c: &crate::config::Config, prompter: &Prompter) -> String {
-    format!(
-        "{}|{}|{}",
-        c.provider.as_str(),
-        c.model,
-        prompter.identity()
-    )
+pub fn cache_scope(c: &crate::config::Config, prompter: &Prompter) -> CacheScope {
+    CacheScope::new(c.provider.as_str(), &c.model, &prompter.identity())
 }
 
 /// `-v`: each limit in force and where it came from, once per distinct set (and per

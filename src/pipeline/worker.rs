@@ -14,7 +14,7 @@ use crate::pacing::{Changes, Dispatcher, Grant, StoreNews};
 use crate::prompt::Prompter;
 use crate::provider::classify::{human, CallError, ErrorClass};
 use crate::provider::{ChatRequest, Client};
-use crate::store::{State, StoredHealth, UsageDelta};
+use crate::store::{CacheScope, State, StoredHealth, UsageDelta};
 use crate::timeutil;
 use crate::ui::Ui;
 
@@ -41,7 +41,7 @@ pub struct Member {
     /// `provider/model`, as the model column shows it.
     pub tag: String,
     /// Prefix of its label-cache keys: provider, model, prompt and labels.
-    pub cache_scope: String,
+    pub cache_scope: CacheScope,
     /// Taken out of the pool: its model answered 404.
     pub dropped: AtomicBool,
 }

@@ -8,10 +8,9 @@ use crate::cli::BatchSize;
 use crate::config::{Config, LabelConfig};
 use crate::csvio::{self, InputInfo};
 use crate::error::Result;
-use crate::pipeline::cache_key;
 use crate::prompt::Prompter;
 use crate::provider::classify::human;
-use crate::store::State;
+use crate::store::{CacheScope, State};
 use crate::ui::count;
 
 /// `--dry-run`: what the run would do, without a request.
@@ -19,7 +18,7 @@ pub fn dry_run(
     cfg: &LabelConfig,
     info: &InputInfo,
     state: &State,
-    cache_scopes: &[String],
+    cache_scopes: &[CacheScope],
     prompter: &Prompter,
     batch_size: usize,
 ) -> Result<()> {
@@ -38,7 +37,7 @@ pub fn dry_run(
         if text.trim().is_empty() {
             continue;
         }
-        let key = cache_key(&cache_scopes[0], text);
+        let key = cache_scopes[0].key(text);
         if !seen.insert(key[..16].to_vec()) {
             continue;
         }
@@ -46,7 +45,7 @@ pub fn dry_run(
         if cfg.use_cache {
             let mut hit = state.cache_get(&key)?.is_some();
             for scope in &cache_scopes[1..] {
-                hit = hit || state.cache_get(&cache_key(scope, text))?.is_some();
+                hit = hit || state.cache_get(&scope.key(text))?.is_some();
             }
             if hit {
                 cache_hits += 1;

@@ -18,7 +18,7 @@ pub use crate::pacing::quota::QuotaOp;
 use crate::pacing::quota::{Decision, Nanos};
 
 mod cache;
-pub use cache::LabelCache;
+pub use cache::{CacheScope, LabelCache};
 mod health;
 pub use health::{KeyHistory, KeyStatus, LearnedLimit, Rotation, StoredHealth};
 mod ledger;
