@@ -13,7 +13,7 @@ use crate::keys::ApiKey;
 use crate::limits::{Dim, LimitSet, Limits, Source};
 use crate::normalize::LabelSet;
 use crate::provider::defaults::{self, ProviderName};
-use crate::store::{State, StateLocation};
+use crate::store::{OrgId, State, StateLocation};
 
 /// What every command needs: provider, keys and where the state lives.
 #[derive(Debug, Clone)]
@@ -387,12 +387,11 @@ impl Config {
 
     /// How every run names organization `org` in the shared quota store: provider, model
     /// and its keys' fingerprints, so runs with the same keys share one limiter.
-    pub fn org_id(&self, org: usize) -> String {
-        format!(
-            "{}:{}:{}",
+    pub fn org_id(&self, org: usize) -> OrgId {
+        OrgId::new(
             self.provider.as_str(),
-            self.model,
-            self.org_fingerprints(org).join("+")
+            &self.model,
+            &self.org_fingerprints(org),
         )
     }
 

@@ -189,7 +189,7 @@ fn tell_the_state(cfg: &Config, state: &State, key: usize, h: &RateHeaders) -> R
         reset: h.reset_requests,
     };
     store
-        .apply(&cfg.org_id(cfg.key_orgs[key]), &op)
+        .apply(cfg.org_id(cfg.key_orgs[key]).as_str(), &op)
         .map(|_| ())
         .map_err(|e| cfg.state.error(String::from(e)))
 }

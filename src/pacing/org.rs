@@ -326,7 +326,7 @@ impl Org {
     /// asks for a grant (`asked_at`) start the outage's clock: they are what waits, and
     /// they are retried while it lasts, so its end is seen.
     fn call_store(&mut self, op: &QuotaOp, asked_at: Option<Instant>) -> Option<Applied> {
-        match self.store.apply(&self.id, op) {
+        match self.store.apply(self.id.as_str(), op) {
             Ok(applied) => {
                 self.store_error = None;
                 self.store_failing_since = None;

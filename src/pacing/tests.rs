@@ -37,7 +37,7 @@ fn dispatcher_at(
     let setups = (0..n_orgs)
         .map(|o| OrgSetup {
             limits: limits.clone(),
-            id: format!("org{o}"),
+            id: OrgId::named(&format!("org{o}")),
             used_today: (0, 0),
             lease: 1,
             rules: groq(),
@@ -548,7 +548,7 @@ async fn in_a_pool_each_organization_reads_headers_by_its_own_providers_rules() 
     ]
     .map(|p| OrgSetup {
         limits: defaults(Limits::default()),
-        id: format!("{}:m:fp", p.as_str()),
+        id: OrgId::new(p.as_str(), "m", &["fp"]),
         used_today: (0, 0),
         lease: 1,
         rules: rules(p),

@@ -4,13 +4,14 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use super::{Applied, OrgId, QuotaStore, StoreError};
+use super::{Applied, QuotaStore, StoreError};
 use crate::pacing::clock::{Clock, SystemClock};
 use crate::pacing::quota::{self, Nanos, QuotaOp, QuotaState};
 
 /// One process only (tests, and runs whose state cannot be shared), on the pacer's clock.
 pub struct MemoryQuotas {
-    orgs: Mutex<HashMap<OrgId, QuotaState>>,
+    /// By the organizations' ids (`OrgId::as_str`).
+    orgs: Mutex<HashMap<String, QuotaState>>,
     clock: Arc<dyn Clock>,
 }
 

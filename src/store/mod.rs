@@ -105,8 +105,36 @@ pub fn open_quota_store(location: &StateLocation) -> Result<Arc<dyn QuotaStore>>
     }
 }
 
-/// An organization as every run names it: provider, model and its keys' fingerprints.
-pub type OrgId = String;
+/// An organization as every run names it in the quota store: provider, model and its
+/// keys' fingerprints (`groq:MODEL:FP+FP`), so that runs with the same keys share one
+/// limiter. The text is the stores' key for the organization: it must not change
+/// between versions, or runs of two versions would pace apart.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct OrgId(String);
+
+impl OrgId {
+    /// `fingerprints`: the organization's keys, in configuration order.
+    pub fn new(provider: &str, model: &str, fingerprints: &[&str]) -> OrgId {
+        OrgId(format!("{provider}:{model}:{}", fingerprints.join("+")))
+    }
+
+    /// An id of any text (tests name their organizations freely).
+    #[cfg(test)]
+    pub fn named(text: &str) -> OrgId {
+        OrgId(text.to_string())
+    }
+
+    /// The stores' key.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for OrgId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
 
 /// What a quota store did with an operation.
 #[derive(Debug, Clone, Copy, PartialEq)]

@@ -34,7 +34,7 @@ fn flaky_dispatcher(limits: Limits, failing: bool) -> (Arc<Dispatcher>, Arc<Flak
     });
     let setup = OrgSetup {
         limits: LimitSet::from_limits(limits, Source::Flag),
-        id: "org".into(),
+        id: OrgId::named("org"),
         used_today: (0, 0),
         lease: 1,
         rules: groq(),
@@ -137,7 +137,7 @@ async fn grants_resume_from_a_fresh_state_after_redis_restarts() {
             },
             Source::Flag,
         ),
-        id: "org".into(),
+        id: OrgId::named("org"),
         used_today: (0, 0),
         lease: 1,
         rules: groq(),
