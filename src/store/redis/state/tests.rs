@@ -56,12 +56,8 @@ fn dump(c: &mut redis::Connection) -> Vec<(String, String)> {
         .collect()
 }
 
-#[test]
-fn no_api_key_ever_reaches_the_server() {
-    let secret = "gsk_PLANTEDFAKEKEY_redis_0009_zq9";
-    let key = ApiKey::new(1, secret.to_string());
-    let server = RedisServer::start();
-    let s = redis_state(&server, 0);
+/// One of everything a run writes, about `key`.
+fn write_everything_a_run_writes(s: &State, key: &ApiKey) {
     let (fp, masked) = (key.fingerprint.as_str(), key.masked.as_str());
     let today = Day::of(SystemTime::now());
     let delta = UsageDelta {
@@ -131,6 +127,16 @@ fn no_api_key_ever_reaches_the_server() {
     s.run_heartbeat("r1", &beat).unwrap();
     s.run_finished("r1", &beat).unwrap();
     s.prune_if_due(30, SystemTime::now()).unwrap();
+}
+
+#[test]
+fn no_api_key_ever_reaches_the_server() {
+    let secret = "gsk_PLANTEDFAKEKEY_redis_0009_zq9";
+    let key = ApiKey::new(1, secret.to_string());
+    let server = RedisServer::start();
+    let s = redis_state(&server, 0);
+    write_everything_a_run_writes(&s, &key);
+    let masked = key.masked.as_str();
 
     let all = dump(&mut raw(&server, 0));
     assert!(all.len() > 10, "{all:?}");
@@ -201,26 +207,21 @@ fn cache_entries_expire_after_the_kept_days_and_not_with_zero() {
     assert_eq!(v.before - v.after, 0, "nothing to compact");
 }
 
-#[test]
-fn what_this_version_cannot_read_is_skipped() {
-    let server = RedisServer::start();
-    let s = redis_state(&server, 0);
-    let mut c = raw(&server, 0);
+/// Runs one command given as its words.
+fn set(c: &mut redis::Connection, args: &[&str]) {
+    let mut cmd = redis::cmd(args[0]);
+    for a in &args[1..] {
+        cmd.arg(*a);
+    }
+    cmd.query::<()>(c).unwrap();
+}
+
+/// Entries in every layout this version reads, each unreadable in its own way.
+fn write_what_this_version_cannot_read(c: &mut redis::Connection) {
     let p = DEFAULT_REDIS_PREFIX;
-    let today = crate::timeutil::utc_date(SystemTime::now());
-    let set = |c: &mut redis::Connection, args: &[&str]| {
-        let mut cmd = redis::cmd(args[0]);
-        for a in &args[1..] {
-            cmd.arg(*a);
-        }
-        cmd.query::<()>(c).unwrap();
-    };
+    set(c, &["HSET", &format!("{p}health:groq"), "fp1", "{not json"]);
     set(
-        &mut c,
-        &["HSET", &format!("{p}health:groq"), "fp1", "{not json"],
-    );
-    set(
-        &mut c,
+        c,
         &[
             "HSET",
             &format!("{p}health:groq"),
@@ -228,18 +229,19 @@ fn what_this_version_cannot_read_is_skipped() {
             r#"{"masked":"m","status":"melted","until":null,"reason":"","updated":0}"#,
         ],
     );
-    set(
-        &mut c,
-        &["HSET", &format!("{p}learned:groq:m"), "fp1:zzz", "1"],
-    );
-    set(
-        &mut c,
-        &["HSET", &format!("{p}learned:groq:m"), "nocolon", "{}"],
-    );
-    set(&mut c, &["LPUSH", &format!("{p}rotations:groq"), "junk"]);
+    set(c, &["HSET", &format!("{p}learned:groq:m"), "fp1:zzz", "1"]);
+    set(c, &["HSET", &format!("{p}learned:groq:m"), "nocolon", "{}"]);
+    set(c, &["LPUSH", &format!("{p}rotations:groq"), "junk"]);
+    write_unreadable_ledger_and_runs(c);
+}
+
+/// The ledger, fallback rows, rotation requests and runs part of it.
+fn write_unreadable_ledger_and_runs(c: &mut redis::Connection) {
+    let p = DEFAULT_REDIS_PREFIX;
+    let today = crate::timeutil::utc_date(SystemTime::now());
     let row = format!("usage:{today}:groq:fp1:m");
     set(
-        &mut c,
+        c,
         &[
             "HSET",
             &format!("{p}{row}"),
@@ -258,21 +260,18 @@ fn what_this_version_cannot_read_is_skipped() {
         ],
     );
     set(
-        &mut c,
+        c,
         &["SADD", &format!("{p}usage-day:{today}"), &row, "usage:gone"],
     );
-    set(&mut c, &["SADD", &format!("{p}usage-days"), &today]);
-    set(&mut c, &["SADD", &format!("{p}fallback:o"), "x", "4"]);
+    set(c, &["SADD", &format!("{p}usage-days"), &today]);
+    set(c, &["SADD", &format!("{p}fallback:o"), "x", "4"]);
+    set(c, &["SET", &format!("{p}rotate-requests:groq"), "many"]);
     set(
-        &mut c,
-        &["SET", &format!("{p}rotate-requests:groq"), "many"],
-    );
-    set(
-        &mut c,
+        c,
         &["HSET", &format!("{p}run:r9"), "pid", "-5", "rate", "fast"],
     );
     set(
-        &mut c,
+        c,
         &[
             "ZADD",
             &format!("{p}runs"),
@@ -282,6 +281,14 @@ fn what_this_version_cannot_read_is_skipped() {
             "r-gone",
         ],
     );
+}
+
+#[test]
+fn what_this_version_cannot_read_is_skipped() {
+    let server = RedisServer::start();
+    let s = redis_state(&server, 0);
+    let mut c = raw(&server, 0);
+    write_what_this_version_cannot_read(&mut c);
 
     assert!(s.load_health("groq").unwrap().is_empty());
     assert!(s.learned_limits("groq", "m").unwrap().is_empty());
