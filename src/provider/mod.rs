@@ -136,6 +136,9 @@ impl Client {
             .tcp_nodelay(true)
             .http2_max_header_list_size(MAX_HEADER_LIST_BYTES)
             .user_agent(concat!("autolabel/", env!("CARGO_PKG_VERSION")))
+            // A redirect would re-send the texts (307) or turn the POST into a GET (302)
+            // to a host nobody configured, and take its reply as labels: never follow one.
+            .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| {
                 crate::error::Error::Runtime(format!("cannot set up the HTTP client: {e}"))
@@ -190,6 +193,9 @@ impl Client {
             Ok(resp) => {
                 let headers = RateHeaders::from_headers(resp.headers());
                 let status = resp.status().as_u16();
+                if resp.status().is_redirection() {
+                    return scrubbed_result(Err(redirected(&resp)), headers, started);
+                }
                 match read_capped(resp, MAX_REPLY_BYTES).await {
                     Err(e) => (Err(e), headers),
                     Ok(bytes) if (200..300).contains(&status) => {
@@ -202,11 +208,7 @@ impl Client {
                 }
             }
         };
-        CallResult {
-            result: scrubbed(result),
-            headers,
-            latency: started.elapsed(),
-        }
+        scrubbed_result(result, headers, started)
     }
 
     /// `GET /models`: the cheapest way to learn whether a key works.
@@ -223,6 +225,9 @@ impl Client {
             Ok(resp) => {
                 let headers = RateHeaders::from_headers(resp.headers());
                 let status = resp.status().as_u16();
+                if resp.status().is_redirection() {
+                    return scrubbed_result(Err(redirected(&resp)), headers, started);
+                }
                 if (200..300).contains(&status) {
                     // The status is the answer; the model list itself (large on some
                     // providers) is never read.
@@ -246,11 +251,41 @@ impl Client {
                 }
             }
         };
-        CallResult {
-            result: scrubbed(result),
-            headers,
-            latency: started.elapsed(),
-        }
+        scrubbed_result(result, headers, started)
+    }
+}
+
+/// A 3xx is not followed (see `Client::new`): it is a provider error naming where it
+/// pointed, retried like a 5xx, never a label.
+fn redirected(resp: &reqwest::Response) -> CallError {
+    let location = resp
+        .headers()
+        .get(reqwest::header::LOCATION)
+        .map(|l| {
+            String::from_utf8_lossy(l.as_bytes())
+                .chars()
+                .take(300)
+                .collect()
+        })
+        .unwrap_or_else(|| "nowhere".to_string());
+    CallError::Transient {
+        class: ErrorClass::Server,
+        detail: format!(
+            "HTTP {} redirect to {location} (redirects are not followed; check the base URL)",
+            resp.status().as_u16()
+        ),
+    }
+}
+
+fn scrubbed_result(
+    result: Result<ChatReply, CallError>,
+    headers: RateHeaders,
+    started: Instant,
+) -> CallResult {
+    CallResult {
+        result: scrubbed(result),
+        headers,
+        latency: started.elapsed(),
     }
 }
 
