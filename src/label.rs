@@ -14,12 +14,12 @@ use crate::cli::BatchSize;
 use crate::config::LabelConfig;
 use crate::csvio::{self, Existing, InputInfo, OutputLayout};
 use crate::error::{Error, Outcome, Result};
-use crate::pipeline::setup::{build_ctx, cache_scope, log_limits};
-use crate::pipeline::{self, feeder::Previous, PipelineSetup};
+use crate::pipeline::setup::{build_labeler, cache_scope, log_limits};
+use crate::pipeline::{self, control::Verdict, feeder::Previous, PipelineSetup};
 use crate::prompt::Prompter;
 use crate::report;
 use crate::signals::StopSignal;
-use crate::store::{State, UsageDelta};
+use crate::store::State;
 use crate::ui::Ui;
 
 pub async fn run(mut cfg: LabelConfig) -> Result<Outcome> {
@@ -130,8 +130,8 @@ pub async fn run(mut cfg: LabelConfig) -> Result<Outcome> {
             )),
             _ => {}
         }
-        let ctx = Arc::new(build_ctx(&cfg, ui.clone(), state.clone(), prompter)?);
-        ui.info(&ctx.dispatcher.with_ring(|r| r.summary()));
+        let labeler = build_labeler(&cfg, ui.clone(), state.clone(), prompter)?;
+        ui.info(&labeler.dispatcher.with_ring(|r| r.summary()));
         let started = Instant::now();
         let setup = PipelineSetup {
             info: info.clone(),
@@ -147,7 +147,7 @@ pub async fn run(mut cfg: LabelConfig) -> Result<Outcome> {
             output_id: output_id.clone(),
             output_path: written_path.clone(),
         };
-        let (mut counts, writer) = pipeline::run(ctx.clone(), setup).await?;
+        let (mut finished, writer) = pipeline::run(&labeler, setup).await?;
         let cannot_write =
             |e: std::io::Error| Error::io(format!("{}: cannot write", written_path.display()), e);
         let file = writer
@@ -158,12 +158,13 @@ pub async fn run(mut cfg: LabelConfig) -> Result<Outcome> {
         file.sync_all()
             .map_err(|e| Error::io(format!("{}: cannot sync", written_path.display()), e))?;
         let past_limit = plan.fallbacks_past_limit();
+        let counts = &mut finished.counts;
         counts.fallbacks_past_limit = past_limit.len() as u64;
         if let (Some(temp), Plan::Rewrite { old_rows, .. }) = (&temp, &plan) {
             // The new file is a valid output of this input as soon as it is at least as long
             // as the old one (even after Ctrl-C or a stop); a shorter one would lose rows.
             // Not when the state is unreachable: its fallback rows could not be recorded.
-            let state_lost = ctx.state_lost.lock().unwrap().is_some();
+            let state_lost = finished.verdict.state_lost.is_some();
             if counts.written >= *old_rows && !state_lost {
                 std::fs::rename(temp, &cfg.output).map_err(|e| {
                     Error::io(format!("{}: cannot replace", cfg.output.display()), e)
@@ -175,21 +176,24 @@ pub async fn run(mut cfg: LabelConfig) -> Result<Outcome> {
                 let _ = std::fs::remove_file(temp);
             }
         }
-        Ok::<_, Error>((ctx, counts, started))
+        Ok::<_, Error>((labeler, finished, started))
     }
     .await;
-    let (ctx, counts, started) = match written {
+    let (labeler, finished, started) = match written {
         Ok(done) => done,
         Err(e) => {
             recover_output(&cfg.output, &plan, &info, &layout, &ui);
             return Err(e);
         }
     };
-    let fatal = ctx.fatal.lock().unwrap().clone();
-    let totals: Vec<UsageDelta> = ctx.usage.lock().unwrap().totals.clone();
-    report::summary(&ui, &cfg, &ctx, &counts, &totals, started.elapsed());
+    let counts = &finished.counts;
+    let keys = finished.keys_view(&labeler);
+    report::summary(&ui, &cfg, counts, &keys, started.elapsed());
+    let Verdict {
+        fatal, state_lost, ..
+    } = finished.verdict;
     // The state cannot take the daily reports either; the reason was logged at the stop.
-    if fatal.is_none() && ctx.state_lost.lock().unwrap().is_some() {
+    if fatal.is_none() && state_lost.is_some() {
         return Ok(Outcome::StateLost);
     }
     if let Some(dir) = &cfg.report_dir {

@@ -6,6 +6,7 @@
 //! in which keys are tried is decided here: priority, then the share of the key's own
 //! quotas left, then round robin.
 
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use tokio::time::Instant;
@@ -102,7 +103,8 @@ impl Health {
 
 #[derive(Debug)]
 pub struct KeySlot {
-    pub key: ApiKey,
+    /// Shared with the dispatcher, which hands it out without taking the ring's lock.
+    pub key: Arc<ApiKey>,
     /// Index into the pacer's organizations.
     pub org: usize,
     pub health: Health,
@@ -153,7 +155,7 @@ impl KeyRing {
             .map(|(key, &org)| KeySlot {
                 priority: key.settings.priority,
                 quota: KeyQuota::new(key.settings.quotas, 1),
-                key,
+                key: Arc::new(key),
                 org,
                 health: Health::Available,
                 remaining_requests: None,

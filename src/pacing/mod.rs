@@ -11,7 +11,9 @@
 //! All time comes from a [`Clock`], so the whole pacer runs on tokio's paused time in
 //! tests.
 
+pub mod changes;
 pub mod clock;
+mod grant;
 pub mod org;
 pub mod quota;
 
@@ -19,21 +21,21 @@ use std::num::NonZeroU32;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
-use governor::clock::Clock as _;
 use governor::middleware::NoOpMiddleware;
 use governor::state::{InMemoryState, NotKeyed};
 use governor::{Quota, RateLimiter};
 use tokio::time::Instant;
 
-use crate::keys::quota::QuotaWait;
 use crate::keys::ring::{HealthChange, KeyRing};
-use crate::limits::{Dim, LimitChange, LimitSet, Limits, Source};
+use crate::keys::ApiKey;
+use crate::limits::{Dim, LimitSet, Limits, Source};
 use crate::provider::classify::{CallError, RateHeaders, LONG_RESET};
 use crate::provider::defaults::HeaderMeaning;
 use crate::store::{OrgId, QuotaStore};
 use crate::timeutil::DayStart;
+pub use changes::{Changes, OrgLimitChange, Rotation, StoreNews};
 pub use clock::{Clock, SystemClock};
-use org::{Org, Wait};
+use org::Org;
 pub use quota::QuotaOp;
 
 /// The longest the dispatcher sleeps before it looks again.
@@ -82,39 +84,6 @@ pub enum Grant {
     StoreLost { since: SystemTime, error: String },
 }
 
-/// The quota store stopped or started answering again.
-#[derive(Debug, Clone, PartialEq)]
-pub enum StoreNews {
-    /// Every call since `since` failed; requests wait for it.
-    Lost { since: SystemTime, error: String },
-    /// It answers again.
-    Back,
-}
-
-/// A limit in force that changed, for one organization, seen on a reply of `key`.
-#[derive(Debug, Clone, PartialEq)]
-pub struct OrgLimitChange {
-    pub org: usize,
-    pub key: usize,
-    pub change: LimitChange,
-}
-
-/// Everything a reply or a wait changed that is worth logging and persisting.
-#[derive(Debug, Default, Clone, PartialEq)]
-pub struct Changes {
-    pub health: Vec<HealthChange>,
-    pub limits: Vec<OrgLimitChange>,
-    /// The quota store stopped answering (requests wait for it) or answers again: once
-    /// each time.
-    pub store: Option<StoreNews>,
-}
-
-impl Changes {
-    pub fn is_empty(&self) -> bool {
-        self.health.is_empty() && self.limits.is_empty() && self.store.is_none()
-    }
-}
-
 /// Per organization: its limits, its name in the quota store, what the ledger says it
 /// used today (requests, tokens), how many slots this run can use at once, and its
 /// provider's rules.
@@ -140,6 +109,8 @@ pub struct Dispatcher {
     turn: tokio::sync::Mutex<()>,
     clock: Arc<dyn Clock>,
     store_timeout: Duration,
+    /// The ring's keys, in its order: read on every request, so without the lock.
+    keys: Vec<Arc<ApiKey>>,
 }
 
 impl Dispatcher {
@@ -159,7 +130,9 @@ impl Dispatcher {
                 },
             )
         });
+        let keys = ring.slots.iter().map(|s| s.key.clone()).collect();
         Dispatcher {
+            keys,
             inner: Mutex::new(Inner {
                 ring,
                 rules: orgs.iter().map(|o| o.rules).collect(),
@@ -195,6 +168,23 @@ impl Dispatcher {
         &*self.clock
     }
 
+    /// Key `k` of the ring (the index a grant names).
+    pub fn key(&self, k: usize) -> &ApiKey {
+        &self.keys[k]
+    }
+
+    /// How many keys the ring has.
+    pub fn key_count(&self) -> usize {
+        self.keys.len()
+    }
+
+    /// Applies `f`'s health changes to the key ring, and returns them as `Changes`.
+    pub fn change_ring(&self, f: impl FnOnce(&mut KeyRing) -> Vec<HealthChange>) -> Changes {
+        let mut inner = self.inner.lock().unwrap();
+        let health = f(&mut inner.ring);
+        Changes::of_health(health, &inner.ring)
+    }
+
     /// Runs `f` on the key ring (for summaries and restores).
     pub fn with_ring<T>(&self, f: impl FnOnce(&mut KeyRing) -> T) -> T {
         f(&mut self.inner.lock().unwrap().ring)
@@ -207,59 +197,54 @@ impl Dispatcher {
     }
 
     /// Waits until some key may send a request of about `tokens` tokens, and takes that slot.
-    /// The health changes seen on the way (cooldowns ending) are passed to `on_change`.
-    pub async fn acquire(
-        &self,
-        tokens: u64,
-        on_change: &(dyn Fn(&Changes, &KeyRing) + Sync),
-    ) -> Grant {
+    /// What changes on the way (cooldowns ending, keys low on a quota stepping aside, the
+    /// quota store failing or answering again) is handed to `report` as it happens, once
+    /// the lock is released.
+    pub async fn acquire(&self, tokens: u64, report: &(dyn Fn(Changes) + Sync)) -> Grant {
         let _turn = self.turn.lock().await;
         loop {
-            let wait = {
-                let mut guard = self.inner.lock().unwrap();
-                let inner = &mut *guard;
-                let now = self.clock.now();
-                let wall = self.clock.wall();
-                let mut health = inner.ring.refresh(now, wall);
-                // Keys low on a quota of their own step aside before they run dry.
-                health.extend(inner.ring.sweep_quotas(wall));
-                // Reported before the grant, while the key that steps aside is still the
-                // current one (a rotation is logged from it to the next).
-                if !health.is_empty() {
-                    let changes = Changes {
-                        health,
-                        ..Changes::default()
-                    };
-                    on_change(&changes, &inner.ring);
+            let (changes, step) = self.try_acquire(tokens);
+            if !changes.is_empty() {
+                report(changes);
+            }
+            match step {
+                Ok(grant) => return grant,
+                // Never asleep for long: a reply may meanwhile state a higher limit, end a
+                // cooldown or free a key, and the next request should not miss it.
+                Err(wait) => {
+                    tokio::time::sleep(wait.clamp(Duration::from_millis(1), LONGEST_NAP)).await
                 }
-                let result = inner.try_grant(tokens, now, wall);
-                let down = inner.store_down_since();
-                if let Some(news) = inner.store_news(down, now, wall) {
-                    let changes = Changes {
-                        store: Some(news),
-                        ..Changes::default()
-                    };
-                    on_change(&changes, &inner.ring);
-                }
-                // No grant without the store: once it has failed for the whole timeout,
-                // the caller stops instead of waiting on.
-                if let (Some(since), Err(_)) = (down, &result) {
-                    if now.saturating_duration_since(since) >= self.store_timeout {
-                        return Grant::StoreLost {
-                            since: wall_of(since, now, wall),
-                            error: inner.store_error().unwrap_or_default(),
-                        };
-                    }
-                }
-                match result {
-                    Ok(grant) => return grant,
-                    Err(wait) => wait,
-                }
-            };
-            // Never asleep for long: a reply may meanwhile state a higher limit, end a
-            // cooldown or free a key, and the next request should not miss it.
-            tokio::time::sleep(wait.clamp(Duration::from_millis(1), LONGEST_NAP)).await;
+            }
         }
+    }
+
+    /// One look under the lock: a grant, or how long to wait; and what changed.
+    fn try_acquire(&self, tokens: u64) -> (Changes, Result<Grant, Duration>) {
+        let mut guard = self.inner.lock().unwrap();
+        let inner = &mut *guard;
+        let now = self.clock.now();
+        let wall = self.clock.wall();
+        let mut health = inner.ring.refresh(now, wall);
+        // Keys low on a quota of their own step aside before they run dry.
+        health.extend(inner.ring.sweep_quotas(wall));
+        // Seen before the grant, while the key that steps aside is still the current one
+        // (a rotation is logged from it to the next).
+        let mut changes = Changes::of_health(health, &inner.ring);
+        let result = inner.try_grant(tokens, now, wall);
+        let down = inner.store_down_since();
+        changes.store = inner.store_news(down, now, wall);
+        // No grant without the store: once it has failed for the whole timeout, the
+        // caller stops instead of waiting on.
+        if let (Some(since), Err(_)) = (down, &result) {
+            if now.saturating_duration_since(since) >= self.store_timeout {
+                let lost = Grant::StoreLost {
+                    since: wall_of(since, now, wall),
+                    error: inner.store_error().unwrap_or_default(),
+                };
+                return (changes, Ok(lost));
+            }
+        }
+        (changes, result)
     }
 
     /// Limits another run sharing the state heard its provider state (newest first per
@@ -315,9 +300,8 @@ impl Dispatcher {
             }
         }
         Changes {
-            health,
             limits,
-            ..Changes::default()
+            ..Changes::of_health(health, &inner.ring)
         }
     }
 
@@ -366,116 +350,13 @@ impl Dispatcher {
             inner.orgs[org].block(now, now + cooling);
         }
         Changes {
-            health,
             limits,
-            ..Changes::default()
+            ..Changes::of_health(health, &inner.ring)
         }
     }
 }
 
 impl Inner {
-    fn try_grant(
-        &mut self,
-        tokens: u64,
-        now: Instant,
-        wall: SystemTime,
-    ) -> Result<Grant, Duration> {
-        let candidates = self.ring.candidates();
-        if candidates.is_empty() {
-            return Ok(Grant::NoKey {
-                earliest: self.ring.earliest_reset(),
-            });
-        }
-        let mut wait = Duration::MAX;
-        let mut window_until: Option<SystemTime> = None;
-        let mut all_windows_full = true;
-        for key in candidates {
-            let cooling = self.ring.cooling_wait(key, now);
-            // The key's own quotas (from its env-file settings) first, then its
-            // organization's limits.
-            let own = match self.ring.quota_check(key, now, wall, tokens) {
-                Ok(()) => Ok(()),
-                Err(QuotaWait::For(w)) => Err(Wait::For(w)),
-                Err(QuotaWait::Until(t)) => Err(Wait::Until(t)),
-            };
-            let org = &mut self.orgs[self.ring.slots[key].org];
-            match own.and_then(|()| org.check(now, wall, tokens)) {
-                Err(Wait::Until(until)) => {
-                    window_until = Some(window_until.map_or(until, |u| u.min(until)));
-                    continue;
-                }
-                Err(Wait::For(w)) => {
-                    all_windows_full = false;
-                    wait = wait.min(w.max(cooling));
-                }
-                Ok(()) if !cooling.is_zero() => {
-                    all_windows_full = false;
-                    wait = wait.min(cooling);
-                }
-                Ok(()) => {
-                    // Every limit of the organization allows it (the slot is held, not
-                    // spent); the global spacing last, so that nothing is spent unless
-                    // the request really goes.
-                    if let Some(spacing) = &self.spacing {
-                        if let Err(not_yet) = spacing.check() {
-                            return Err(not_yet.wait_time_from(spacing.clock().now()));
-                        }
-                    }
-                    org.take(now, tokens);
-                    self.ring.charge(key, now, wall, tokens);
-                    self.ring.granted(key);
-                    return Ok(Grant::Key(key));
-                }
-            }
-        }
-        if all_windows_full {
-            // Our own count says every usable key's organization is through its hour/day
-            // limit. A window that ends soon is waited for; a longer one is like exhaustion,
-            // so that --on-exhausted decides instead of a long silent sleep.
-            let until = window_until.unwrap_or(wall);
-            let left = until.duration_since(wall).unwrap_or_default();
-            if left > LONG_RESET {
-                return Ok(Grant::NoKey {
-                    earliest: Some(until),
-                });
-            }
-            return Err(left);
-        }
-        Err(wait)
-    }
-
-    /// Since when the quota store has failed every call, for some organization.
-    fn store_down_since(&self) -> Option<Instant> {
-        self.orgs.iter().filter_map(|o| o.store_failing_since).min()
-    }
-
-    fn store_error(&self) -> Option<String> {
-        self.orgs.iter().find_map(|o| o.store_error.clone())
-    }
-
-    /// An outage to report (the first failure after the store last answered), or its end.
-    fn store_news(
-        &mut self,
-        down: Option<Instant>,
-        now: Instant,
-        wall: SystemTime,
-    ) -> Option<StoreNews> {
-        match (down, self.store_error_reported) {
-            (Some(since), false) => {
-                self.store_error_reported = true;
-                Some(StoreNews::Lost {
-                    since: wall_of(since, now, wall),
-                    error: self.store_error().unwrap_or_default(),
-                })
-            }
-            (None, true) => {
-                self.store_error_reported = false;
-                Some(StoreNews::Back)
-            }
-            _ => None,
-        }
-    }
-
     /// Learns from the rate-limit headers of any reply: the limits they state, the
     /// provider's own count of the day, and a short block when nothing is left.
     fn read_headers(

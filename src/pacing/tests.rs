@@ -64,7 +64,7 @@ fn defaults(limits: Limits) -> LimitSet {
     LimitSet::from_limits(limits, Source::Default { provider: "groq" })
 }
 
-fn no_log(_: &Changes, _: &KeyRing) {}
+fn no_log(_: Changes) {}
 
 async fn key(d: &Dispatcher, tokens: u64) -> usize {
     match d.acquire(tokens, &no_log).await {
@@ -455,7 +455,7 @@ async fn a_cooling_key_serves_again_after_its_wait() {
     d.failed(0, &err, &RateHeaders::default());
     let start = Instant::now();
     let seen = std::sync::Mutex::new(Vec::new());
-    let log = |c: &Changes, _: &KeyRing| seen.lock().unwrap().extend(c.health.clone());
+    let log = |c: Changes| seen.lock().unwrap().extend(c.health);
     assert_eq!(d.acquire(1, &log).await, Grant::Key(0));
     assert_eq!(start.elapsed(), Duration::from_secs(2));
     // The cooldown's end is reported, so it is logged and saved.

@@ -5,14 +5,16 @@
 use std::path::Path;
 use std::time::{Duration, Instant, SystemTime};
 
-use super::worker::Ctx;
-use crate::store::Beat;
+use crate::store::{Beat, State};
 use crate::timeutil;
+use crate::ui::Ui;
 
 /// Often enough for a live view, rarely enough to cost nothing.
 const EVERY: Duration = Duration::from_secs(3);
 
-pub struct Heartbeat {
+pub struct Heartbeat<'a> {
+    state: &'a State,
+    ui: &'a Ui,
     id: String,
     last: Instant,
 }
@@ -29,47 +31,55 @@ pub fn host_name() -> String {
     String::from_utf8_lossy(&buf[..end]).into_owned()
 }
 
-impl Heartbeat {
-    /// Registers the run. A state that cannot take it costs the run nothing.
-    pub fn start(ctx: &Ctx, input: &Path, output: &Path, total: u64) -> Heartbeat {
+impl<'a> Heartbeat<'a> {
+    /// Registers the run of `providers` (comma-separated). A state that cannot take it
+    /// costs the run nothing.
+    pub fn start(
+        state: &'a State,
+        ui: &'a Ui,
+        providers: &str,
+        (input, output): (&Path, &Path),
+        total: u64,
+    ) -> Heartbeat<'a> {
         let host = host_name();
         let id = format!(
             "{host}-{}-{}",
             std::process::id(),
             timeutil::unix_secs(SystemTime::now())
         );
-        let providers: Vec<&str> = ctx.members.iter().map(|m| m.provider).collect();
-        if let Err(e) = ctx.state.run_started(
+        if let Err(e) = state.run_started(
             &id,
             &host,
             &input.display().to_string(),
             &output.display().to_string(),
-            &providers.join(","),
+            providers,
             total,
         ) {
-            ctx.ui.debug(1, &format!("could not register the run: {e}"));
+            ui.debug(1, &format!("could not register the run: {e}"));
         }
         Heartbeat {
+            state,
+            ui,
             id,
             last: Instant::now(),
         }
     }
 
     /// At most every 3 s.
-    pub fn beat(&mut self, ctx: &Ctx, beat: &Beat) {
+    pub fn beat(&mut self, beat: &Beat) {
         if self.last.elapsed() < EVERY {
             return;
         }
         self.last = Instant::now();
-        if let Err(e) = ctx.state.run_heartbeat(&self.id, beat) {
-            ctx.ui
+        if let Err(e) = self.state.run_heartbeat(&self.id, beat) {
+            self.ui
                 .debug(1, &format!("could not write the run's heartbeat: {e}"));
         }
     }
 
-    pub fn finish(&self, ctx: &Ctx, beat: &Beat) {
-        if let Err(e) = ctx.state.run_finished(&self.id, beat) {
-            ctx.ui
+    pub fn finish(&self, beat: &Beat) {
+        if let Err(e) = self.state.run_finished(&self.id, beat) {
+            self.ui
                 .debug(1, &format!("could not mark the run finished: {e}"));
         }
     }

@@ -4,40 +4,45 @@
 //! pipeline, until the state answers or `--store-timeout` has passed: then the run stops
 //! (exit 75) with nothing written past the last recorded row.
 
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
-use super::worker::Ctx;
 use crate::error::Error;
+use crate::store::StateLocation;
 use crate::timeutil;
+use crate::ui::Ui;
 
-#[derive(Default)]
 pub struct Outage {
     /// When the first failed write of this outage happened.
     since: Option<(Instant, SystemTime)>,
+    /// How long it may last (`--store-timeout`).
+    timeout: Duration,
 }
 
 impl Outage {
-    /// A write failed: logs the outage once, and stops the run once it has lasted the
-    /// store timeout.
-    pub fn failed(&mut self, ctx: &Ctx, e: &Error) {
+    pub fn new(timeout: Duration) -> Outage {
+        Outage {
+            since: None,
+            timeout,
+        }
+    }
+
+    /// A write failed: logs the outage once. Once it has lasted the store timeout, returns
+    /// since when (the run is to stop).
+    pub fn failed(&mut self, ui: &Ui, location: &StateLocation, e: &Error) -> Option<SystemTime> {
         let (first, wall) = *self.since.get_or_insert_with(|| {
-            ctx.ui.error(&format!(
-                "state {}: unreachable since {} ({e}), retrying; rows wait until their fallback labels are recorded",
-                ctx.state.location,
+            ui.error(&format!(
+                "state {location}: unreachable since {} ({e}), retrying; rows wait until their fallback labels are recorded",
                 timeutil::rfc3339(SystemTime::now())
             ));
             (Instant::now(), SystemTime::now())
         });
-        if first.elapsed() >= ctx.store_timeout {
-            ctx.stop_for_lost_state(wall, &e.to_string());
-        }
+        (first.elapsed() >= self.timeout).then_some(wall)
     }
 
     /// A write went through.
-    pub fn answered(&mut self, ctx: &Ctx) {
+    pub fn answered(&mut self, ui: &Ui, location: &StateLocation) {
         if self.since.take().is_some() {
-            ctx.ui
-                .info(&format!("state {}: reachable again", ctx.state.location));
+            ui.info(&format!("state {location}: reachable again"));
         }
     }
 }

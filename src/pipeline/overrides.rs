@@ -7,10 +7,10 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant, SystemTime};
 
-use super::worker::Ctx;
+use super::journal;
+use super::spec::Labeler;
 use crate::keys::ring::{Health, HealthChange};
 use crate::keys::settings::Period;
-use crate::pacing::Changes;
 use crate::store::KeyOverride;
 use crate::timeutil::Day;
 
@@ -22,22 +22,22 @@ const EVERY: Duration = Duration::from_secs(2);
 const ROTATE_COOLDOWN: Duration = Duration::from_secs(60);
 
 /// The overrides of every provider of the run, and the rotations asked for (in all).
-fn read(ctx: &Ctx) -> crate::error::Result<(Vec<KeyOverride>, i64)> {
+fn read(run: &Labeler) -> crate::error::Result<(Vec<KeyOverride>, i64)> {
     let mut overrides = Vec::new();
     let mut rotations = 0;
-    for m in &ctx.members {
-        overrides.extend(ctx.state.key_overrides(m.provider)?);
-        rotations += ctx.state.rotation_requests(m.provider)?;
+    for m in &run.spec.members {
+        overrides.extend(run.state.key_overrides(m.provider)?);
+        rotations += run.state.rotation_requests(m.provider)?;
     }
     Ok((overrides, rotations))
 }
 
 /// Day and month use of every key with quotas of its own, as the ledger has it (less what
 /// a `keys reset` forgot), where it is more than the run counted itself.
-fn refresh_quota_use(ctx: &Ctx, overrides: &[KeyOverride]) {
+fn refresh_quota_use(run: &Labeler, overrides: &[KeyOverride]) {
     let wall = SystemTime::now();
     // (key, period, ledger's first day) to read, without holding the ring while reading.
-    let wanted: Vec<(usize, Period, Day)> = ctx.dispatcher.with_ring(|ring| {
+    let wanted: Vec<(usize, Period, Day)> = run.dispatcher.with_ring(|ring| {
         let mut w = Vec::new();
         for (i, slot) in ring.slots.iter().enumerate() {
             if !slot.quota.is_limited() {
@@ -51,9 +51,9 @@ fn refresh_quota_use(ctx: &Ctx, overrides: &[KeyOverride]) {
         w
     });
     for (i, period, since) in wanted {
-        let key = &ctx.keys[i];
-        let provider = ctx.member(i).provider;
-        let Ok(used) = ctx.state.key_used_since(provider, &key.fingerprint, &since) else {
+        let key = run.dispatcher.key(i);
+        let provider = run.spec.member(i).provider;
+        let Ok(used) = run.state.key_used_since(provider, &key.fingerprint, &since) else {
             continue;
         };
         let used = match overrides.iter().find(|o| o.fingerprint == key.fingerprint) {
@@ -61,7 +61,7 @@ fn refresh_quota_use(ctx: &Ctx, overrides: &[KeyOverride]) {
             Some(o) => o.month_base.apply(&since, used),
             None => used,
         };
-        ctx.dispatcher.with_ring(|ring| {
+        run.dispatcher.with_ring(|ring| {
             ring.slots[i].quota.raise_used(period, wall, used.0, used.1);
         });
     }
@@ -77,45 +77,46 @@ pub struct OverrideSync {
 impl OverrideSync {
     /// Applies the disables in force now; resets and rotation requests made before the
     /// run are history (the quota counts already start after any reset).
-    pub fn start(ctx: &Ctx) -> OverrideSync {
+    pub fn start(run: &Labeler) -> OverrideSync {
         let mut sync = OverrideSync {
             resets_seen: HashMap::new(),
             rotations_seen: 0,
             last_read: Instant::now(),
         };
-        if let Ok((overrides, rotations)) = read(ctx) {
+        if let Ok((overrides, rotations)) = read(run) {
             for o in &overrides {
                 sync.resets_seen.insert(o.fingerprint.clone(), o.reset_seq);
             }
             sync.rotations_seen = rotations;
-            sync.apply(ctx, &overrides, rotations);
+            sync.apply(run, &overrides, rotations);
         }
         sync
     }
 
     /// Reads the overrides again if 2 s have passed since the last time.
-    pub fn poll(&mut self, ctx: &Ctx) {
+    pub fn poll(&mut self, run: &Labeler) {
         if self.last_read.elapsed() < EVERY {
             return;
         }
         self.last_read = Instant::now();
-        match read(ctx) {
+        match read(run) {
             Ok((overrides, rotations)) => {
-                self.apply(ctx, &overrides, rotations);
-                refresh_quota_use(ctx, &overrides);
+                self.apply(run, &overrides, rotations);
+                refresh_quota_use(run, &overrides);
             }
             // The state may be busy for a moment; the next tick tries again.
-            Err(e) => ctx
+            Err(e) => run
                 .ui
                 .debug(1, &format!("could not read key overrides: {e}")),
         }
     }
 
-    fn apply(&mut self, ctx: &Ctx, overrides: &[KeyOverride], rotations: i64) {
+    /// Applies the overrides to the key ring, then logs and persists what changed.
+    fn apply(&mut self, run: &Labeler, overrides: &[KeyOverride], rotations: i64) {
         let wall = SystemTime::now();
-        let clock = ctx.dispatcher.clock();
+        let clock = run.dispatcher.clock();
         let now = clock.now();
-        ctx.dispatcher.with_ring(|ring| {
+        let changes = run.dispatcher.change_ring(|ring| {
             let mut health: Vec<HealthChange> = Vec::new();
             for i in 0..ring.len() {
                 let fp = ring.slots[i].key.fingerprint.clone();
@@ -160,13 +161,10 @@ impl OverrideSync {
                     health.extend(ring.step_aside(current, now, ROTATE_COOLDOWN));
                 }
             }
-            if !health.is_empty() {
-                let changes = Changes {
-                    health,
-                    ..Changes::default()
-                };
-                ctx.changed(&changes, ring);
-            }
+            health
         });
+        if !changes.is_empty() {
+            journal::apply(run, &changes);
+        }
     }
 }

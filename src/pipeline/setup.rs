@@ -1,20 +1,19 @@
-//! The pipeline's context, built from the resolved configuration: one key ring and one
+//! The run's [`Labeler`], built from the resolved configuration: one key ring and one
 //! dispatcher over every provider's keys, with the health and quota use that earlier runs
 //! left in the state.
 
-use std::sync::atomic::AtomicBool;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::SystemTime;
 
+use super::spec::{Labeler, Member, Policy, RunSpec};
 use crate::config::LabelConfig;
 use crate::error::Result;
 use crate::keys::ring::{Health, KeyRing, QUOTA_LOW};
 use crate::keys::settings::Period;
 use crate::pacing::{Dispatcher, OrgSetup, ProviderRules, SystemClock};
-use crate::pipeline::worker::{Ctx, Member, Usage};
 use crate::prompt::Prompter;
 use crate::provider::{defaults, Client};
-use crate::store::{CacheScope, State, UsageDelta};
+use crate::store::{CacheScope, State};
 use crate::timeutil::{self, Day};
 use crate::ui::Ui;
 
@@ -55,12 +54,12 @@ pub fn log_limits(ui: &Ui, base: &crate::config::Config, pool: bool) {
     }
 }
 
-pub fn build_ctx(
+pub fn build_labeler(
     cfg: &LabelConfig,
     ui: Arc<Ui>,
     state: Arc<State>,
     prompter: Prompter,
-) -> Result<Ctx> {
+) -> Result<Labeler> {
     // One ring and one dispatcher over every provider's keys: organizations are numbered
     // across providers, and each keeps its provider's header meanings and day.
     let mut keys = Vec::new();
@@ -107,10 +106,9 @@ pub fn build_ctx(
             prices: c.prices,
             tag: format!("{provider}/{}", c.model),
             cache_scope: cache_scope(c, &prompter),
-            dropped: AtomicBool::new(false),
         });
     }
-    let mut ring = KeyRing::new(keys.clone(), &key_orgs)
+    let mut ring = KeyRing::new(keys, &key_orgs)
         .with_rules(defaults::day_start(cfg.base.provider), cfg.backoff)
         .with_quota_rules(cfg.base.quota_reset_day, cfg.rotate_below);
     let providers: Vec<&crate::config::Config> = cfg.pool().collect();
@@ -119,36 +117,31 @@ pub fn build_ctx(
         ring.set_provider_rules(k, defaults::day_start(c.provider), c.quota_reset_day);
     }
     for (m, c) in providers.iter().enumerate() {
-        let mine: Vec<usize> = (0..keys.len()).filter(|&k| key_member[k] == m).collect();
+        let mine: Vec<usize> = (0..key_member.len())
+            .filter(|&k| key_member[k] == m)
+            .collect();
         let provider = c.provider.as_str();
         restore_health(&mut ring, &state, provider, &mine, &ui)?;
         load_quota_use(&mut ring, &state, provider, &mine, c.quota_reset_day)?;
     }
     let quotas = crate::store::open_quota_store(&cfg.base.state)?;
-    let n = keys.len();
-    Ok(Ctx {
-        members,
-        key_member,
+    Ok(Labeler {
+        spec: RunSpec {
+            members,
+            key_member,
+            prompter,
+            labels: cfg.labels.clone(),
+            policy: Policy {
+                max_retries: cfg.max_retries,
+                backoff: cfg.backoff,
+                on_exhausted: cfg.on_exhausted,
+                store_timeout: cfg.store_timeout,
+            },
+        },
         dispatcher: Dispatcher::new(ring, orgs, cfg.delay, Arc::new(SystemClock), quotas)
             .with_store_timeout(cfg.store_timeout),
-        keys,
-        prompter,
-        labels: cfg.labels.clone(),
-        max_retries: cfg.max_retries,
-        backoff: cfg.backoff,
-        on_exhausted: cfg.on_exhausted,
-        ui,
         state,
-        usage: Mutex::new(Usage {
-            unsaved: vec![UsageDelta::default(); n],
-            totals: vec![UsageDelta::default(); n],
-        }),
-        stopping: AtomicBool::new(false),
-        store_timeout: cfg.store_timeout,
-        state_lost: Mutex::new(None),
-        state_outage: Mutex::default(),
-        fatal: Mutex::new(None),
-        token_scale: Mutex::new(1.0),
+        ui,
     })
 }
 

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use crate::config::LabelConfig;
-use crate::pipeline::{worker::Ctx, RunCounts};
+use crate::pipeline::{KeysView, RunCounts};
 use crate::provider::classify::{human, ErrorClass};
 use crate::store::UsageDelta;
 use crate::ui::Ui;
@@ -24,24 +24,17 @@ fn errors_text(d: &UsageDelta) -> String {
 }
 
 /// The end-of-run summary on stderr.
-pub fn summary(
-    ui: &Ui,
-    cfg: &LabelConfig,
-    ctx: &Ctx,
-    c: &RunCounts,
-    totals: &[UsageDelta],
-    elapsed: Duration,
-) {
+pub fn summary(ui: &Ui, cfg: &LabelConfig, c: &RunCounts, view: &KeysView, elapsed: Duration) {
     let labels: Vec<String> = c
         .per_label
         .iter()
         .map(|(l, n)| format!("{l} {n}"))
         .collect();
     let mut all = UsageDelta::default();
-    for t in totals {
+    for (_, _, t) in &view.keys {
         all.add(t);
     }
-    let keys = keys_by_provider(ctx, totals);
+    let keys = keys_by_provider(view);
     let ended = if let Some(signal) = c.interrupted {
         match signal {
             crate::signals::StopSignal::Interrupt => "interrupted",
@@ -86,7 +79,7 @@ pub fn summary(
         },
         human(elapsed)
     ));
-    ui.info(&format!("  {}", ctx.dispatcher.with_ring(|r| r.summary())));
+    ui.info(&format!("  {}", view.status));
     if c.fallbacks > 0 {
         ui.info(&format!(
             "  {} got the fallback label '{}'; run the same command again later to re-label just those",
@@ -104,38 +97,26 @@ pub fn summary(
 
 /// The summary's per-key figures, grouped by provider in a pool: `groq 40 req (40 ok):
 /// groq #1 gsk_…0001 20 req (20 ok) · …; gemini …`.
-fn keys_by_provider(ctx: &Ctx, totals: &[UsageDelta]) -> Vec<String> {
-    let key_line = |k: usize| {
-        let t = &totals[k];
-        format!(
-            "{} {} req ({} ok)",
-            ctx.keys[k].label(),
-            t.requests,
-            t.successes
-        )
+fn keys_by_provider(view: &KeysView) -> Vec<String> {
+    let key_line = |(label, _, t): &(String, usize, UsageDelta)| {
+        format!("{label} {} req ({} ok)", t.requests, t.successes)
     };
-    let used = |k: &usize| totals[*k].requests > 0;
-    if ctx.members.len() == 1 {
-        return (0..ctx.keys.len()).filter(used).map(key_line).collect();
+    let used = |k: &&(String, usize, UsageDelta)| k.2.requests > 0;
+    if view.providers.len() == 1 {
+        return view.keys.iter().filter(used).map(key_line).collect();
     }
     let mut groups = Vec::new();
-    for (m, member) in ctx.members.iter().enumerate() {
-        let mine: Vec<usize> = (0..ctx.keys.len())
-            .filter(|&k| ctx.key_member[k] == m)
-            .collect();
+    for (m, (tag, dropped)) in view.providers.iter().enumerate() {
+        let mine: Vec<&(String, usize, UsageDelta)> =
+            view.keys.iter().filter(|k| k.1 == m).collect();
         let mut all = UsageDelta::default();
-        for &k in &mine {
-            all.add(&totals[k]);
+        for k in &mine {
+            all.add(&k.2);
         }
-        let dropped = if member.dropped.load(std::sync::atomic::Ordering::SeqCst) {
-            " (taken out: 404)"
-        } else {
-            ""
-        };
+        let dropped = if *dropped { " (taken out: 404)" } else { "" };
         let detail: Vec<String> = mine.into_iter().filter(used).map(key_line).collect();
         groups.push(format!(
-            "{} {} req ({} ok){dropped}{}",
-            member.tag,
+            "{tag} {} req ({} ok){dropped}{}",
             all.requests,
             all.successes,
             if detail.is_empty() {

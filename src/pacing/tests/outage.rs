@@ -64,7 +64,7 @@ type News = Arc<std::sync::Mutex<Vec<StoreNews>>>;
 fn acquire_in_background(d: &Arc<Dispatcher>, news: &News) -> tokio::task::JoinHandle<Grant> {
     let (d, news) = (d.clone(), news.clone());
     tokio::spawn(async move {
-        let log = move |c: &Changes, _: &KeyRing| news.lock().unwrap().extend(c.store.clone());
+        let log = move |c: Changes| news.lock().unwrap().extend(c.store);
         d.acquire(1, &log).await
     })
 }

@@ -1,0 +1,348 @@
+//! The collector's rows: a bounded window of rows in input order, each settled locally
+//! (kept from before, empty text, cache hit, same text already asked) or waiting for its
+//! text's label; the texts still to ask, grouped into jobs; and the writing of every
+//! finished row at the front of the window, in order.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use csv::StringRecord;
+use rustc_hash::FxHashMap;
+
+use super::control::RunControl;
+use super::feeder::Row;
+use super::outage::Outage;
+use super::spec::Labeler;
+use super::usage::Usage;
+use super::worker::TextOutcome;
+use super::{PipelineSetup, RowStatus, RunCounts};
+use crate::error::{Error, Result};
+
+enum Slot {
+    Pending(Arc<str>),
+    Done {
+        label: String,
+        status: RowStatus,
+        /// The provider (index in `RunSpec::members`) whose model gave the label.
+        by: Option<usize>,
+    },
+    Keep(StringRecord),
+}
+
+struct Waiting {
+    refs: usize,
+    result: Option<TextOutcome>,
+}
+
+type WindowRow = (u64, StringRecord, Slot);
+
+pub struct Collector {
+    window: VecDeque<WindowRow>,
+    // Keyed by the text: a fast hash, since every row is hashed twice (the input is the
+    // user's own file, so there is no one to attack the hash).
+    waiting: FxHashMap<Arc<str>, Waiting>,
+    batch: Vec<Arc<str>>,
+    queue: VecDeque<Vec<Arc<str>>>,
+    pub counts: RunCounts,
+    /// Labels to put in the cache at the next flush.
+    pub cache_puts: Vec<(Vec<u8>, String)>,
+    out_rec: StringRecord,
+    /// The state failing to record fallback rows.
+    outage: Outage,
+}
+
+impl Collector {
+    pub fn new(outage: Outage) -> Collector {
+        Collector {
+            window: VecDeque::new(),
+            waiting: FxHashMap::default(),
+            batch: Vec::new(),
+            queue: VecDeque::new(),
+            counts: RunCounts::default(),
+            cache_puts: Vec::new(),
+            out_rec: StringRecord::new(),
+            outage,
+        }
+    }
+
+    /// Rows in the window (read, not yet written).
+    pub fn len(&self) -> usize {
+        self.window.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.window.is_empty()
+    }
+
+    /// Queues the batch being filled once it is full, or when `now` (a partial batch goes
+    /// out once no more rows will be read for now).
+    pub fn release_batch(&mut self, batch_size: usize, now: bool) {
+        if !self.batch.is_empty() && (self.batch.len() >= batch_size || now) {
+            self.queue.push_back(std::mem::take(&mut self.batch));
+        }
+    }
+
+    /// The next job to send, if any.
+    pub fn next_job(&mut self) -> Option<Vec<Arc<str>>> {
+        self.queue.pop_front()
+    }
+
+    /// A finished job's outcomes, for every row waiting for its texts.
+    pub fn settle(
+        &mut self,
+        run: &Labeler,
+        use_cache: bool,
+        texts: Vec<Arc<str>>,
+        outcomes: Vec<TextOutcome>,
+    ) {
+        for (text, outcome) in texts.into_iter().zip(outcomes) {
+            if let (true, TextOutcome::Labeled(label, m)) = (use_cache, &outcome) {
+                let key = run.spec.members[*m].cache_scope.key(&text);
+                self.cache_puts.push((key, label.clone()));
+            }
+            if let Some(w) = self.waiting.get_mut(&text) {
+                w.result = Some(outcome);
+            }
+        }
+    }
+
+    /// Settles a new row locally if possible, else makes sure its text is (or will be)
+    /// asked.
+    pub fn admit(&mut self, run: &Labeler, setup: &PipelineSetup, row: Row) {
+        if let Some(old) = row.keep {
+            self.window
+                .push_back((row.idx, row.record, Slot::Keep(old)));
+            return;
+        }
+        let text = row.record.get(setup.info.text_col).unwrap_or("");
+        if text.trim().is_empty() {
+            let slot = Slot::Done {
+                label: setup.fallback_label.clone(),
+                status: RowStatus::Empty,
+                by: None,
+            };
+            self.window.push_back((row.idx, row.record, slot));
+            return;
+        }
+        let text: Arc<str> = Arc::from(text);
+        if let Some(w) = self.waiting.get_mut(&text) {
+            w.refs += 1;
+            self.window
+                .push_back((row.idx, row.record, Slot::Pending(text)));
+            return;
+        }
+        if setup.use_cache {
+            if let Some(slot) = cached(run, &text) {
+                self.window.push_back((row.idx, row.record, slot));
+                return;
+            }
+        }
+        let waiting = Waiting {
+            refs: 1,
+            result: None,
+        };
+        self.waiting.insert(text.clone(), waiting);
+        self.batch.push(text.clone());
+        self.window
+            .push_back((row.idx, row.record, Slot::Pending(text)));
+        self.release_batch(setup.batch_size, false);
+    }
+
+    /// Writes every finished row at the front of the window, in order, then flushes.
+    /// Fallback rows are recorded in the state before they reach the output, so a crash in
+    /// between can never leave an unmarked fallback label behind.
+    pub fn drain(
+        &mut self,
+        run: &Labeler,
+        setup: &mut PipelineSetup,
+        control: &RunControl,
+        usage: &Usage,
+    ) -> Result<()> {
+        let mut ready = self.take_finished(run, setup);
+        if ready.is_empty() {
+            return Ok(());
+        }
+        self.record_fallbacks(run, setup, control, &mut ready);
+        self.write(run, setup, ready)?;
+        setup
+            .writer
+            .flush()
+            .map_err(|e| Error::io(format!("{}: cannot write", setup.output_path.display()), e))?;
+        if self.cache_puts.len() >= 256 {
+            usage.flush(run, &mut self.cache_puts);
+        }
+        Ok(())
+    }
+
+    /// Takes the finished rows off the front of the window.
+    fn take_finished(&mut self, run: &Labeler, setup: &PipelineSetup) -> Vec<WindowRow> {
+        let mut ready = Vec::new();
+        while let Some((_, _, slot)) = self.window.front() {
+            let finished = match slot {
+                Slot::Pending(text) => {
+                    match self.waiting.get(text).and_then(|w| w.result.as_ref()) {
+                        Some(TextOutcome::Stopped) | None => false,
+                        Some(_) => true,
+                    }
+                }
+                _ => true,
+            };
+            if !finished {
+                break;
+            }
+            let (idx, record, slot) = self.window.pop_front().unwrap();
+            let slot = match slot {
+                Slot::Pending(text) => self.outcome_of(run, setup, idx, &text),
+                other => other,
+            };
+            ready.push((idx, record, slot));
+        }
+        ready
+    }
+
+    /// The label a finished text got, for one of the rows waiting for it.
+    fn outcome_of(&mut self, run: &Labeler, setup: &PipelineSetup, idx: u64, text: &str) -> Slot {
+        let w = self.waiting.get_mut(text).unwrap();
+        let outcome = w.result.clone().unwrap();
+        w.refs -= 1;
+        if w.refs == 0 {
+            self.waiting.remove(text);
+        }
+        match outcome {
+            TextOutcome::Labeled(label, m) => Slot::Done {
+                label,
+                status: RowStatus::Model,
+                by: Some(m),
+            },
+            TextOutcome::Fallback(why) => {
+                run.ui
+                    .debug(1, &format!("row {}: fallback label ({why})", idx + 1));
+                Slot::Done {
+                    label: setup.fallback_label.clone(),
+                    status: RowStatus::Fallback,
+                    by: None,
+                }
+            }
+            TextOutcome::Stopped => unreachable!("stopped rows are never drained"),
+        }
+    }
+
+    /// Records the fallback rows of `ready` in the state. While the state cannot take
+    /// them, the rows from the first fallback on go back to the front of the window.
+    fn record_fallbacks(
+        &mut self,
+        run: &Labeler,
+        setup: &PipelineSetup,
+        control: &RunControl,
+        ready: &mut Vec<WindowRow>,
+    ) {
+        let fallbacks: Vec<u64> = ready
+            .iter()
+            .filter(|(_, _, s)| {
+                matches!(
+                    s,
+                    Slot::Done {
+                        status: RowStatus::Fallback,
+                        ..
+                    }
+                )
+            })
+            .map(|(i, _, _)| *i)
+            .collect();
+        if fallbacks.is_empty() {
+            return;
+        }
+        match run.state.add_fallback_rows(&setup.output_id, &fallbacks) {
+            Ok(()) => {
+                self.outage.answered(&run.ui, &run.state.location);
+                self.counts.fallback_rows.extend(&fallbacks);
+            }
+            Err(e) => {
+                // The rows before the first fallback go out; it and the rest wait, in
+                // order, at the front of the window.
+                let first = ready
+                    .iter()
+                    .position(|(i, _, _)| *i == fallbacks[0])
+                    .unwrap_or(0);
+                for row in ready.split_off(first).into_iter().rev() {
+                    self.window.push_front(row);
+                }
+                if let Some(since) = self.outage.failed(&run.ui, &run.state.location, &e) {
+                    control.stop_for_lost_state(run, since, &e.to_string());
+                }
+            }
+        }
+    }
+
+    /// Writes rows to the output and counts them.
+    fn write(
+        &mut self,
+        run: &Labeler,
+        setup: &mut PipelineSetup,
+        ready: Vec<WindowRow>,
+    ) -> Result<()> {
+        let out_err = |e: csv::Error| {
+            Error::Runtime(format!(
+                "{}: cannot write: {e}",
+                setup.output_path.display()
+            ))
+            .caused_by(e)
+        };
+        let counts = &mut self.counts;
+        for (_, record, slot) in ready {
+            match slot {
+                Slot::Keep(old) => {
+                    setup.writer.write_record(&old).map_err(out_err)?;
+                    counts.kept += 1;
+                    let label = old.get(setup.info.label_index()).unwrap_or("").to_string();
+                    *counts.per_label.entry(label).or_default() += 1;
+                }
+                Slot::Done { label, status, by } => {
+                    let status_field = setup.status_column.then(|| status.as_str());
+                    let model_field = setup
+                        .model_column
+                        .then(|| by.map_or("", |m| run.spec.members[m].tag.as_str()));
+                    setup.info.output_record(
+                        &record,
+                        &label,
+                        status_field.into_iter().chain(model_field),
+                        &mut self.out_rec,
+                    );
+                    setup.writer.write_record(&self.out_rec).map_err(out_err)?;
+                    match status {
+                        RowStatus::Model => counts.model += 1,
+                        RowStatus::Cached => counts.cached += 1,
+                        RowStatus::Empty => counts.empty += 1,
+                        RowStatus::Fallback => counts.fallbacks += 1,
+                    }
+                    *counts.per_label.entry(label).or_default() += 1;
+                }
+                Slot::Pending(_) => unreachable!(),
+            }
+            counts.written += 1;
+        }
+        Ok(())
+    }
+}
+
+/// A label any provider of the run gave the text earlier, under its own model's scope.
+fn cached(run: &Labeler, text: &str) -> Option<Slot> {
+    for (m, member) in run.spec.members.iter().enumerate() {
+        match run.state.cache_get(&member.cache_scope.key(text)) {
+            Ok(Some(label)) if run.spec.labels.contains(&label) => {
+                return Some(Slot::Done {
+                    label,
+                    status: RowStatus::Cached,
+                    by: Some(m),
+                });
+            }
+            Ok(_) => {}
+            Err(e) => {
+                run.ui
+                    .error(&format!("cache read failed (continuing without it): {e}"));
+                return None;
+            }
+        }
+    }
+    None
+}

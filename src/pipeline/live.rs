@@ -1,0 +1,105 @@
+//! What the collector keeps up to date while rows go: on a tick every 500 ms the state
+//! gets the usage and cache entries, the key overrides and what other runs found are
+//! taken over, the progress line and the run's heartbeat are renewed; and the signals
+//! that stop the run are listened to.
+
+use std::time::{Duration, Instant};
+
+use super::collector::Collector;
+use super::heartbeat::Heartbeat;
+use super::overrides::OverrideSync;
+use super::spec::Labeler;
+use super::usage::Usage;
+use super::{adopt, PipelineSetup, RunCounts};
+use crate::signals::Signals;
+use crate::store::Beat;
+
+pub struct Live<'a> {
+    pub tick: tokio::time::Interval,
+    pub signals: Signals,
+    /// `autolabel keys disable|enable|reset|rotate`, now and while the run goes.
+    overrides: OverrideSync,
+    /// The run's entry in the runs registry, for `autolabel dashboard`.
+    heartbeat: Heartbeat<'a>,
+    started: Instant,
+    shared_seen: Instant,
+    /// Rows to feed in all.
+    total: u64,
+}
+
+impl<'a> Live<'a> {
+    pub fn start(run: &'a Labeler, setup: &PipelineSetup, total: u64) -> Live<'a> {
+        let started = Instant::now();
+        let shared_seen = Instant::now();
+        let mut tick = tokio::time::interval(Duration::from_millis(500));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let signals = Signals::install();
+        let overrides = OverrideSync::start(run);
+        let providers: Vec<&str> = run.spec.members.iter().map(|m| m.provider).collect();
+        let heartbeat = Heartbeat::start(
+            &run.state,
+            &run.ui,
+            &providers.join(","),
+            (&setup.info.path, &setup.output_path),
+            total,
+        );
+        Live {
+            tick,
+            signals,
+            overrides,
+            heartbeat,
+            started,
+            shared_seen,
+            total,
+        }
+    }
+
+    pub fn on_tick(&mut self, run: &Labeler, usage: &Usage, c: &mut Collector) {
+        usage.flush(run, &mut c.cache_puts);
+        self.overrides.poll(run);
+        // Every second: what other runs on the same state found about our keys and heard
+        // their providers state.
+        if self.shared_seen.elapsed() >= Duration::from_secs(1) {
+            self.shared_seen = Instant::now();
+            adopt::shared_health(run);
+            adopt::learned_limits(run);
+        }
+        let (key, rate) = self.pace(run, &c.counts);
+        let done = c.counts.written;
+        run.ui
+            .progress(done, self.total, rate, c.counts.fallbacks, &key);
+        self.heartbeat.beat(&Beat {
+            rows_done: done,
+            rows_total: self.total,
+            rate,
+            key_in_use: &key,
+        });
+    }
+
+    /// The last heartbeat, marking the run finished.
+    pub fn finish(&self, run: &Labeler, counts: &RunCounts) {
+        let (key, rate) = self.pace(run, counts);
+        self.heartbeat.finish(&Beat {
+            rows_done: counts.written,
+            rows_total: self.total,
+            rate,
+            key_in_use: &key,
+        });
+    }
+
+    /// The key in use, and the rows this run labeled per minute.
+    fn pace(&self, run: &Labeler, counts: &RunCounts) -> (String, f64) {
+        let minutes = self.started.elapsed().as_secs_f64() / 60.0;
+        let key = run.dispatcher.with_ring(|r| {
+            r.current
+                .map(|k| r.slots[k].key.label())
+                .unwrap_or_else(|| "-".into())
+        });
+        let rate = if minutes > 0.0 {
+            (counts.written - counts.kept) as f64 / minutes
+        } else {
+            0.0
+        };
+        (key, rate)
+    }
+}
