@@ -6,10 +6,11 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use super::spec::{Labeler, Member, Policy, RunSpec};
-use crate::config::LabelConfig;
+use crate::config::{Config, LabelConfig};
 use crate::error::Result;
 use crate::keys::ring::{Health, KeyRing, QUOTA_LOW};
 use crate::keys::settings::Period;
+use crate::keys::ApiKey;
 use crate::pacing::{Dispatcher, OrgSetup, ProviderRules, SystemClock};
 use crate::prompt::Prompter;
 use crate::provider::{defaults, Client};
@@ -68,62 +69,16 @@ pub fn build_labeler(
     let mut orgs = Vec::new();
     let mut members = Vec::new();
     for (m, c) in cfg.pool().enumerate() {
-        let provider = c.provider.as_str();
         let first_org = orgs.len();
-        for o in 0..c.org_count() {
-            let fps: Vec<String> = c
-                .keys
-                .iter()
-                .zip(&c.key_orgs)
-                .filter(|(_, org)| **org == o)
-                .map(|(k, _)| k.fingerprint.clone())
-                .collect();
-            orgs.push(OrgSetup {
-                limits: c.org_limits[o].clone(),
-                id: c.org_id(o),
-                used_today: state.used_today(provider, &fps)?,
-                lease: cfg.concurrency as u64 * 4,
-                rules: ProviderRules {
-                    headers: defaults::header_meaning(c.provider),
-                    day: defaults::day_start(c.provider),
-                },
-            });
-        }
+        orgs.extend(org_setups(cfg, c, &state)?);
         for (k, org) in c.keys.iter().zip(&c.key_orgs) {
             keys.push(k.clone());
             key_orgs.push(first_org + org);
             key_member.push(m);
         }
-        members.push(Member {
-            provider,
-            client: Client::new(
-                &c.base_url,
-                &c.model,
-                c.json_mode,
-                c.timeout,
-                cfg.concurrency,
-            )?,
-            prices: c.prices,
-            tag: format!("{provider}/{}", c.model),
-            cache_scope: cache_scope(c, &prompter),
-        });
+        members.push(member(cfg, c, &prompter)?);
     }
-    let mut ring = KeyRing::new(keys, &key_orgs)
-        .with_rules(defaults::day_start(cfg.base.provider), cfg.backoff)
-        .with_quota_rules(cfg.base.quota_reset_day, cfg.rotate_below);
-    let providers: Vec<&crate::config::Config> = cfg.pool().collect();
-    for (k, &m) in key_member.iter().enumerate() {
-        let c = providers[m];
-        ring.set_provider_rules(k, defaults::day_start(c.provider), c.quota_reset_day);
-    }
-    for (m, c) in providers.iter().enumerate() {
-        let mine: Vec<usize> = (0..key_member.len())
-            .filter(|&k| key_member[k] == m)
-            .collect();
-        let provider = c.provider.as_str();
-        restore_health(&mut ring, &state, provider, &mine, &ui)?;
-        load_quota_use(&mut ring, &state, provider, &mine, c.quota_reset_day)?;
-    }
+    let ring = key_ring(cfg, keys, &key_orgs, &key_member, &state, &ui)?;
     let quotas = crate::store::open_quota_store(&cfg.base.state)?;
     Ok(Labeler {
         spec: RunSpec {
@@ -143,6 +98,79 @@ pub fn build_labeler(
         state,
         ui,
     })
+}
+
+/// The organizations of provider `c`, with what the ledger says each used today.
+fn org_setups(cfg: &LabelConfig, c: &Config, state: &State) -> Result<Vec<OrgSetup>> {
+    let provider = c.provider.as_str();
+    let mut orgs = Vec::new();
+    for o in 0..c.org_count() {
+        let fps: Vec<String> = c
+            .keys
+            .iter()
+            .zip(&c.key_orgs)
+            .filter(|(_, org)| **org == o)
+            .map(|(k, _)| k.fingerprint.clone())
+            .collect();
+        orgs.push(OrgSetup {
+            limits: c.org_limits[o].clone(),
+            id: c.org_id(o),
+            used_today: state.used_today(provider, &fps)?,
+            lease: cfg.concurrency as u64 * 4,
+            rules: ProviderRules {
+                headers: defaults::header_meaning(c.provider),
+                day: defaults::day_start(c.provider),
+            },
+        });
+    }
+    Ok(orgs)
+}
+
+/// Provider `c` as a member of the run.
+fn member(cfg: &LabelConfig, c: &Config, prompter: &Prompter) -> Result<Member> {
+    let provider = c.provider.as_str();
+    Ok(Member {
+        provider,
+        client: Client::new(
+            &c.base_url,
+            &c.model,
+            c.json_mode,
+            c.timeout,
+            cfg.concurrency,
+        )?,
+        prices: c.prices,
+        tag: format!("{provider}/{}", c.model),
+        cache_scope: cache_scope(c, prompter),
+    })
+}
+
+/// One ring over every provider's keys, each with its provider's day and quota rules,
+/// and the health and quota use earlier runs left in the state.
+fn key_ring(
+    cfg: &LabelConfig,
+    keys: Vec<ApiKey>,
+    key_orgs: &[usize],
+    key_member: &[usize],
+    state: &State,
+    ui: &Ui,
+) -> Result<KeyRing> {
+    let mut ring = KeyRing::new(keys, key_orgs)
+        .with_rules(defaults::day_start(cfg.base.provider), cfg.backoff)
+        .with_quota_rules(cfg.base.quota_reset_day, cfg.rotate_below);
+    let providers: Vec<&Config> = cfg.pool().collect();
+    for (k, &m) in key_member.iter().enumerate() {
+        let c = providers[m];
+        ring.set_provider_rules(k, defaults::day_start(c.provider), c.quota_reset_day);
+    }
+    for (m, c) in providers.iter().enumerate() {
+        let mine: Vec<usize> = (0..key_member.len())
+            .filter(|&k| key_member[k] == m)
+            .collect();
+        let provider = c.provider.as_str();
+        restore_health(&mut ring, state, provider, &mine, ui)?;
+        load_quota_use(&mut ring, state, provider, &mine, c.quota_reset_day)?;
+    }
+    Ok(ring)
 }
 
 /// Starts the day and month counts of `keys` (one provider's) with quotas of their own
