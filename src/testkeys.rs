@@ -61,6 +61,11 @@ async fn check_provider(cfg: &Config, state: &State, chat: bool) -> Result<Vec<s
         };
         let (status, detail) = match &res.result {
             Ok(_) => ("ok", None),
+            // A 2xx of the wrong shape (an HTML page, a proxy's answer): nothing was
+            // learned about the key, so it is neither ok nor cleared of an invalid mark.
+            Err(e) if res.status.is_some_and(|s| (200..300).contains(&s)) => {
+                ("unverified", Some(e.describe()))
+            }
             Err(CallError::InvalidKey { .. }) => ("invalid", None),
             Err(e @ (CallError::RateLimited { .. } | CallError::QuotaExhausted { .. })) => {
                 ("rate-limited", Some(e.describe()))

@@ -17,6 +17,10 @@ use classify::{classify_status, CallError, ErrorClass, RateHeaders, Unreached};
 /// flight (at most concurrency × 1 MiB).
 pub const MAX_REPLY_BYTES: usize = 1 << 20;
 
+/// The most of a `GET /models` reply that is read (once per key, by `test-keys`): some
+/// providers list hundreds of models with descriptions and prices, over a megabyte.
+const MAX_MODELS_BYTES: usize = 16 << 20;
+
 /// The response header block allowed over HTTP/2 (reqwest's builder sets it). Over
 /// HTTP/1, hyper itself refuses a head that does not fit its ~400 KB read buffer or that
 /// has more than 100 headers; reqwest exposes no knob for those, and they are bounded.
@@ -54,6 +58,10 @@ pub struct CallResult {
     pub result: Result<ChatReply, CallError>,
     pub headers: RateHeaders,
     pub latency: Duration,
+    /// The reply's HTTP status; `None` when no reply came. A 2xx with an error is a reply
+    /// of the wrong shape (an HTML page where JSON was due): `test-keys` calls the key
+    /// unverified, not ok.
+    pub status: Option<u16>,
 }
 
 #[derive(Debug, Clone)]
@@ -188,13 +196,14 @@ impl Client {
             .json(&body)
             .send()
             .await;
+        let replied = sent.as_ref().ok().map(|r| r.status().as_u16());
         let (result, headers) = match sent {
             Err(e) => (Err(transport_error(&e)), RateHeaders::default()),
             Ok(resp) => {
                 let headers = RateHeaders::from_headers(resp.headers());
                 let status = resp.status().as_u16();
                 if resp.status().is_redirection() {
-                    return scrubbed_result(Err(redirected(&resp)), headers, started);
+                    return scrubbed_result(Err(redirected(&resp)), headers, started, replied);
                 }
                 match read_capped(resp, MAX_REPLY_BYTES).await {
                     Err(e) => (Err(e), headers),
@@ -208,7 +217,7 @@ impl Client {
                 }
             }
         };
-        scrubbed_result(result, headers, started)
+        scrubbed_result(result, headers, started, replied)
     }
 
     /// `GET /models`: the cheapest way to learn whether a key works.
@@ -220,26 +229,23 @@ impl Client {
             .bearer_auth(key)
             .send()
             .await;
+        let replied = sent.as_ref().ok().map(|r| r.status().as_u16());
         let (result, headers) = match sent {
             Err(e) => (Err(transport_error(&e)), RateHeaders::default()),
             Ok(resp) => {
                 let headers = RateHeaders::from_headers(resp.headers());
                 let status = resp.status().as_u16();
                 if resp.status().is_redirection() {
-                    return scrubbed_result(Err(redirected(&resp)), headers, started);
+                    return scrubbed_result(Err(redirected(&resp)), headers, started, replied);
                 }
                 if (200..300).contains(&status) {
-                    // The status is the answer; the model list itself (large on some
-                    // providers) is never read.
-                    (
-                        Ok(ChatReply {
-                            content: String::new(),
-                            prompt_tokens: None,
-                            completion_tokens: None,
-                            cut: false,
-                        }),
-                        headers,
-                    )
+                    // A 200 alone proves nothing (a captive portal, a proxy's page): the
+                    // key is ok only if the reply is the provider's model list.
+                    let result = match read_capped(resp, MAX_MODELS_BYTES).await {
+                        Err(e) => Err(e),
+                        Ok(bytes) => parse_model_list(&bytes),
+                    };
+                    (result, headers)
                 } else {
                     match read_capped(resp, MAX_REPLY_BYTES).await {
                         Err(e) => (Err(e), headers),
@@ -251,7 +257,7 @@ impl Client {
                 }
             }
         };
-        scrubbed_result(result, headers, started)
+        scrubbed_result(result, headers, started, replied)
     }
 }
 
@@ -281,11 +287,13 @@ fn scrubbed_result(
     result: Result<ChatReply, CallError>,
     headers: RateHeaders,
     started: Instant,
+    status: Option<u16>,
 ) -> CallResult {
     CallResult {
         result: scrubbed(result),
         headers,
         latency: started.elapsed(),
+        status,
     }
 }
 
@@ -352,6 +360,34 @@ async fn read_capped(mut resp: reqwest::Response, cap: usize) -> Result<Vec<u8>,
         body.extend_from_slice(&chunk);
     }
     Ok(body)
+}
+
+/// `GET /models` on every OpenAI-compatible provider: `{"data": [{"id": "…"}, …]}`.
+/// Only its shape is checked (each entry names a model with a string `id`), so its
+/// fields are never read.
+#[derive(Deserialize)]
+#[allow(dead_code)]
+struct ModelList {
+    data: Vec<ModelEntry>,
+}
+
+#[derive(Deserialize)]
+#[allow(dead_code)]
+struct ModelEntry {
+    id: String,
+}
+
+fn parse_model_list(bytes: &[u8]) -> Result<ChatReply, CallError> {
+    serde_json::from_slice::<ModelList>(bytes).map_err(|e| CallError::Transient {
+        class: ErrorClass::Unparsable,
+        detail: format!("the reply to GET /models is not a model list ({e})"),
+    })?;
+    Ok(ChatReply {
+        content: String::new(),
+        prompt_tokens: None,
+        completion_tokens: None,
+        cut: false,
+    })
 }
 
 fn parse_completion(bytes: &[u8]) -> Result<ChatReply, CallError> {
