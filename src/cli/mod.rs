@@ -152,7 +152,8 @@ pub struct CommonArgs {
 pub enum OnExhausted {
     /// Write the fallback label (marked, so a later run re-labels those rows).
     Fallback,
-    /// Sleep until the earliest key resets, then go on.
+    /// Sleep until the earliest key resets, then go on (and wait for the network when the
+    /// provider cannot be reached, instead of stopping with exit 1).
     Wait,
     /// End the run (exit 75); the next run continues where it stopped.
     Stop,

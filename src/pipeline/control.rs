@@ -5,6 +5,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use std::time::SystemTime;
 
+use super::reach::Reach;
 use super::spec::Labeler;
 use crate::provider::classify::human;
 use crate::timeutil;
@@ -17,6 +18,8 @@ pub struct RunControl {
     state_lost: Mutex<Option<String>>,
     /// Per provider: taken out of the pool after its model answered 404.
     dropped: Vec<AtomicBool>,
+    /// Connection failures since the last reply (DNS, refused, TLS): the network's state.
+    pub reach: Mutex<Reach>,
 }
 
 /// How the run ended, as far as its control knows.
@@ -35,6 +38,7 @@ impl RunControl {
             fatal: Mutex::new(None),
             state_lost: Mutex::new(None),
             dropped: (0..members).map(|_| AtomicBool::new(false)).collect(),
+            reach: Mutex::default(),
         }
     }
 

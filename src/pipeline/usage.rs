@@ -5,6 +5,7 @@
 use std::sync::Mutex;
 use std::time::SystemTime;
 
+use super::reply_cap::ReplyCaps;
 use super::spec::Labeler;
 use crate::provider::classify::ErrorClass;
 use crate::provider::ChatRequest;
@@ -15,6 +16,8 @@ pub struct Usage {
     book: Mutex<Book>,
     /// Real prompt tokens per estimated one, learned from the replies' `usage`.
     token_scale: Mutex<f64>,
+    /// Each model's reply budget, raised once its replies come back cut.
+    pub caps: ReplyCaps,
 }
 
 /// Per key (the dispatcher's index).
@@ -33,6 +36,7 @@ impl Usage {
                 totals: vec![UsageDelta::default(); keys],
             }),
             token_scale: Mutex::new(1.0),
+            caps: ReplyCaps::default(),
         }
     }
 

@@ -6,6 +6,7 @@ use std::time::{Duration, SystemTime};
 
 use super::control::RunControl;
 use super::journal;
+use super::reply_cap::{generous, GENEROUS_EXTRA};
 use super::spec::Labeler;
 use super::usage::Usage;
 use crate::cli::OnExhausted;
@@ -14,6 +15,8 @@ use crate::pacing::{Changes, Grant};
 use crate::provider::classify::RateHeaders;
 use crate::provider::classify::{human, CallError, ErrorClass};
 use crate::provider::{CallResult, ChatReply, ChatRequest};
+
+mod net;
 
 /// Attempts for a single text whose replies name no usable label.
 const MAX_UNUSABLE_REPLIES: u32 = 3;
@@ -53,8 +56,10 @@ enum Step<T> {
 
 /// One logical request: what is sent, for how many rows, the estimate of its tokens
 /// (the prompt alone, and all in), and what makes a reply usable.
-struct Ask<'r, V> {
-    req: &'r ChatRequest,
+struct Ask<V> {
+    req: ChatRequest,
+    /// The reply budget the prompt set (`req.max_tokens` varies per try).
+    tight: u32,
     rows: u64,
     tokens: (u64, u64),
     validate: V,
@@ -65,6 +70,8 @@ struct Ask<'r, V> {
 struct Tries {
     transient: u32,
     unusable: u32,
+    /// A reply came back cut before it named a label: the next tries get room.
+    cut: bool,
 }
 
 impl Job<'_> {
@@ -115,7 +122,7 @@ async fn label_slice(job: Job<'_>, texts: &[Arc<str>]) -> Vec<TextOutcome> {
         let req = spec.prompter.single(&texts[0]);
         let out = request(
             job,
-            &req,
+            req,
             1,
             |reply| spec.labels.normalize(reply).map(|i| vec![i]),
             MAX_UNUSABLE_REPLIES,
@@ -132,7 +139,7 @@ async fn label_slice(job: Job<'_>, texts: &[Arc<str>]) -> Vec<TextOutcome> {
     let n = texts.len();
     match request(
         job,
-        &req,
+        req,
         n as u64,
         |reply| spec.labels.normalize_batch(reply, n),
         1,
@@ -170,36 +177,53 @@ fn to_outcome(job: Job<'_>, r: Result<(usize, usize), Failure>, unusable: &str) 
 /// reply; with the index of the provider that gave it.
 async fn request<T>(
     job: Job<'_>,
-    req: &ChatRequest,
+    req: ChatRequest,
     rows: u64,
     validate: impl Fn(&str) -> Option<T>,
     max_unusable: u32,
 ) -> Result<(T, usize), Failure> {
-    let ask = Ask {
+    let tight = req.max_tokens;
+    let mut ask = Ask {
         req,
+        tight,
         rows,
-        tokens: job.usage.estimate(req),
+        tokens: (0, 0),
         validate,
     };
     let mut tries = Tries::default();
     loop {
+        net::hold(job).await;
         if job.control.is_stopping() {
             return Err(Failure::Stopped);
         }
+        // Reserved for the largest cap any model may get, before the key is known.
+        ask.req.max_tokens = reply_cap(job, &ask, &tries, None);
+        ask.tokens = job.usage.estimate(&ask.req);
         let key = match grant(job, ask.tokens.1).await {
             Step::Done(key) => key,
             Step::Again => continue,
             Step::Failed(f) => return Err(f),
         };
+        let m = job.run.spec.key_member[key];
+        ask.req.max_tokens = reply_cap(job, &ask, &tries, Some(m));
         let member = job.run.spec.member(key);
         let res = member
             .client
-            .chat(&job.run.dispatcher.key(key).secret, req)
+            .chat(&job.run.dispatcher.key(key).secret, &ask.req)
             .await;
         log_call(job, key, &res);
+        if let Err(err @ CallError::Unreachable { .. }) = &res.result {
+            // Never reached the provider: not a request, not one of the row's retries.
+            if net::unreached(job, key, ask.tokens.1, err).await {
+                continue;
+            }
+            return Err(Failure::Stopped);
+        }
+        job.control.reach.lock().unwrap().reached();
         let step = match res.result {
             Ok(reply) => match replied(job, key, &reply, &res.headers, &ask) {
-                Some(v) => Step::Done((v, job.run.spec.key_member[key])),
+                Some(v) => Step::Done((v, m)),
+                None if cut_short(job, &reply, &mut tries, m) => Step::Again,
                 None => unusable(job, &reply, &mut tries, max_unusable),
             },
             Err(err) => failed(job, key, &err, &res.headers, &mut tries).await,
@@ -272,7 +296,7 @@ fn replied<T>(
     key: usize,
     reply: &ChatReply,
     headers: &RateHeaders,
-    ask: &Ask<'_, impl Fn(&str) -> Option<T>>,
+    ask: &Ask<impl Fn(&str) -> Option<T>>,
 ) -> Option<T> {
     let (estimated_prompt, tokens) = ask.tokens;
     if let Some(p) = reply.prompt_tokens {
@@ -297,9 +321,40 @@ fn replied<T>(
         d.tokens_out += tout;
         d.cost += cost;
         d.rows += labeled_rows;
+        d.cut += u64::from(reply.cut);
     });
     job.report(&job.run.dispatcher.succeeded(key, headers, tokens));
     labeled
+}
+
+/// The reply budget of the next try on model `m` (`None`: not known yet, the largest
+/// any model may get): room to spare once a reply came back cut, else the model's cap.
+fn reply_cap<V>(job: Job<'_>, ask: &Ask<V>, tries: &Tries, m: Option<usize>) -> u32 {
+    let caps = &job.usage.caps;
+    match (tries.cut, m) {
+        (true, _) => generous(ask.tight),
+        (false, Some(m)) => caps.first_try(m, ask.tight),
+        (false, None) => caps.largest_first_try(ask.tight),
+    }
+}
+
+/// A reply cut at `max_tokens` before it named a label: asked again at once with room
+/// to spare, not as one of the row's retries (once a request). Whether it was.
+fn cut_short(job: Job<'_>, reply: &ChatReply, tries: &mut Tries, m: usize) -> bool {
+    if !reply.cut || tries.cut {
+        return false;
+    }
+    tries.cut = true;
+    if job.usage.caps.cut(m) {
+        job.run.ui.debug(
+            1,
+            &format!(
+                "{}: replies cut at max_tokens again; first tries get {GENEROUS_EXTRA} tokens more",
+                job.run.spec.members[m].tag
+            ),
+        );
+    }
+    true
 }
 
 /// A reply that labels nothing: tried again, up to `max_unusable` replies.
@@ -354,14 +409,7 @@ async fn failed<T>(
             tokio::time::sleep(backoff(run.spec.policy.backoff, tries.transient)).await;
             Step::Again
         }
-        CallError::Unreachable { .. } => {
-            tries.transient += 1;
-            if tries.transient > run.spec.policy.max_retries {
-                return Step::Failed(Failure::Fallback(err.describe()));
-            }
-            tokio::time::sleep(backoff(run.spec.policy.backoff, tries.transient)).await;
-            Step::Again
-        }
+        CallError::Unreachable { .. } => unreachable!("met by net::unreached"),
         CallError::Rejected { .. } => {
             run.ui.info(&format!("request refused: {}", err.describe()));
             Step::Failed(Failure::Unusable)

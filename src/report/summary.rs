@@ -70,6 +70,12 @@ pub fn summary(ui: &Ui, cfg: &LabelConfig, c: &RunCounts, view: &KeysView, elaps
         tokens_per_row(&all).map_or(String::new(), |t| format!(" ({t:.1} a row)")),
         all.cost
     ));
+    if all.cut > 0 {
+        ui.info(&format!(
+            "  {} cut at max_tokens (each unusable one asked again with room to spare; the cap of a model rises once cuts repeat)",
+            crate::ui::count(all.cut, "reply")
+        ));
+    }
     ui.info(&format!(
         "  keys: {} · elapsed {}",
         if keys.is_empty() {
