@@ -8,7 +8,7 @@ fn main() -> ExitCode {
     // Bare `autolabel`: the commands and where to start, rather than clap's terse
     // "required arguments were not provided".
     if std::env::args_os().len() <= 1 {
-        eprintln!("{}", autolabel::docs::short_usage());
+        eprintln!("{}", autolabel::commands::docs::short_usage());
         return ExitCode::from(2);
     }
     let cli = autolabel::cli::Cli::parse();

@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use crate::config::Config;
 use crate::error::Result;
-use crate::keyscmd::{key_views, KeyView};
+use crate::report::keys::{key_views, KeyView};
 use crate::report::usage::{usage_report, PoolReport, RotationView, UsageReport};
 use crate::store::{RunInfo, State};
 use crate::timeutil::{self, Day};

@@ -1,5 +1,5 @@
-//! `autolabel dashboard`: a live page over the state, served by axum on this process's
-//! tokio runtime, and the JSON API behind it (`api`).
+//! The dashboard server: a live page over the state, served by axum on this process's
+//! tokio runtime, and the JSON API behind it (`api`). `commands::dashboard` starts it.
 //!
 //! Read-only by default. The few actions (disable, enable, rotate) need the token printed
 //! at start-up in the `X-Autolabel-Token` header: a header, not a cookie, so another site
@@ -22,22 +22,22 @@ use axum::routing::{get, post};
 use axum::Router;
 use serde::Serialize;
 
-use crate::cli::DashboardArgs;
 use crate::config::Config;
-use crate::error::{Error, Outcome, Result};
+use crate::error::{Error, Result};
 use crate::report::PoolReport;
 use crate::store::State;
 
 /// The header that carries the action token.
 pub const TOKEN_HEADER: &str = "x-autolabel-token";
 
-struct App {
-    pool: Vec<Config>,
-    state: State,
-    token: String,
+/// What the server answers from, and how it guards the answers.
+pub struct App {
+    pub pool: Vec<Config>,
+    pub state: State,
+    pub token: String,
     /// Listening on loopback: only loopback host names are answered.
-    loopback: bool,
-    verbose: u8,
+    pub loopback: bool,
+    pub verbose: u8,
 }
 
 #[derive(Serialize)]
@@ -81,7 +81,7 @@ fn json_out<T: Serialize>(status: StatusCode, v: &T) -> Response {
 }
 
 /// A random token of 128 bits, hex.
-fn new_token() -> String {
+pub fn new_token() -> String {
     (0..4)
         .map(|_| format!("{:08x}", fastrand::u32(..)))
         .collect()
@@ -109,35 +109,9 @@ pub fn check_listen(listen: &str, token: Option<&str>) -> Result<SocketAddr> {
     Ok(addr)
 }
 
-pub async fn run(args: &DashboardArgs) -> Result<Outcome> {
-    let addr = check_listen(&args.listen, args.token.as_deref())?;
-    let mut pool = Config::resolve_for_report(&args.common())?;
-    let state = State::open_at(&pool[0].state)?;
-    for cfg in &mut pool {
-        cfg.load_learned(&state)?;
-    }
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
-        .map_err(|e| Error::io(format!("--listen {addr}: cannot listen"), e))?;
-    let local = listener
-        .local_addr()
-        .map_err(|e| Error::io(format!("--listen {addr}"), e))?;
-    let (token, say_token) = match &args.token {
-        Some(t) => (t.clone(), "the one given with --token".to_string()),
-        None => {
-            let t = new_token();
-            (t.clone(), t)
-        }
-    };
-    let app = Arc::new(App {
-        pool,
-        state,
-        token,
-        loopback: local.ip().is_loopback(),
-        verbose: args.view.verbose,
-    });
-    crate::outln!("dashboard: http://{local}/");
-    crate::outln!("action token (for disable, enable, rotate): {say_token}");
+/// Serves the page and the API on `listener` until Ctrl-C.
+pub async fn serve(listener: tokio::net::TcpListener, app: App) -> Result<()> {
+    let app = Arc::new(app);
     let router = Router::new()
         .route("/", get(page))
         .route("/api/summary", get(summary))
@@ -154,8 +128,7 @@ pub async fn run(args: &DashboardArgs) -> Result<Outcome> {
             let _ = tokio::signal::ctrl_c().await;
         })
         .await
-        .map_err(|e| Error::io("dashboard", e))?;
-    Ok(Outcome::Complete)
+        .map_err(|e| Error::io("dashboard", e))
 }
 
 /// Logs requests (`-v`) and answers only loopback host names when listening on loopback.

@@ -4,6 +4,7 @@
 //! itself) and HTML (the dashboard's page, as a static snapshot: `dashboard::api`).
 
 pub mod dryrun;
+pub mod keys;
 pub mod summary;
 pub mod usage;
 pub mod usage_text;

@@ -94,11 +94,24 @@ pub fn summary(ui: &Ui, cfg: &LabelConfig, c: &RunCounts, view: &KeysView, elaps
         ));
     }
     if c.fallbacks_past_limit > 0 {
-        ui.info(&crate::label::past_limit_note(
+        ui.info(&past_limit_note(
             c.fallbacks_past_limit,
             &cfg.fallback_label,
         ));
     }
+}
+
+/// The summary line for fallback rows that `--limit` kept out of reach (also said by a
+/// run that finds nothing left to do).
+pub fn past_limit_note(rows: u64, fallback_label: &str) -> String {
+    let (rows, have) = match rows {
+        1 => ("1 row".to_string(), "has"),
+        n => (format!("{n} rows"), "have"),
+    };
+    format!(
+        "  {rows} after --limit still {have} the fallback label '{fallback_label}' from an earlier run; \
+         run without --limit (or with a larger one) to re-label them"
+    )
 }
 
 /// The summary's per-key figures, grouped by provider in a pool: `groq 40 req (40 ok):

@@ -4,17 +4,20 @@
 
 use serde_json::json;
 
+use crate::cli::TestKeysArgs;
 use crate::config::Config;
 use crate::error::{Outcome, Result};
 use crate::keys::ApiKey;
 use crate::limits::Dim;
 use crate::pacing::QuotaOp;
 use crate::provider::classify::{CallError, RateHeaders};
-use crate::provider::defaults;
+use crate::provider::defaults::{self, Limits};
 use crate::provider::{ChatRequest, Client};
 use crate::store::{KeyStatus, State, StoredHealth};
 
-pub async fn run(pool: &[Config], json_out: bool, chat: bool) -> Result<Outcome> {
+pub async fn run(args: &TestKeysArgs) -> Result<Outcome> {
+    let pool = Config::resolve_pool(&args.common, (None, None), Limits::default(), None)?;
+    let (json_out, chat) = (args.json, args.chat);
     let state = State::open_at(&pool[0].state)?;
     let mut all_ok = true;
     let mut all_results = Vec::new();

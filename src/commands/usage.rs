@@ -1,0 +1,42 @@
+//! `autolabel usage`: what each provider's keys used, day by day, as text, JSON or a
+//! static HTML snapshot of the dashboard.
+
+use crate::cli::UsageArgs;
+use crate::config::Config;
+use crate::dashboard;
+use crate::error::{Error, Outcome, Result};
+use crate::report::{self, UsageReport};
+use crate::store::{State, StateLocation};
+
+pub fn run(args: &UsageArgs) -> Result<Outcome> {
+    let mut pool = Config::resolve_for_report(&args.common())?;
+    let location = pool[0].state.clone();
+    let state = State::open_at(&location)?;
+    let mut reports = Vec::new();
+    for cfg in &mut pool {
+        cfg.load_learned(&state)?;
+        reports.push(report::usage_report(cfg, &state, args.days.max(1))?);
+    }
+    if let Some(path) = &args.html {
+        let page = dashboard::api::snapshot_page(&pool, &state, &reports)?;
+        std::fs::write(path, page)
+            .map_err(|e| Error::io(format!("--html {}", path.display()), e))?;
+    }
+    print(&reports, args.json, &location);
+    Ok(Outcome::Complete)
+}
+
+fn print(reports: &[UsageReport], json: bool, location: &StateLocation) {
+    if json {
+        // One provider: its object, as always; a pool: one object per provider.
+        let text = match reports {
+            [one] => serde_json::to_string_pretty(one),
+            all => serde_json::to_string_pretty(&report::PoolReport { providers: all }),
+        };
+        crate::outln!("{}", text.unwrap_or_default());
+    } else {
+        for r in reports {
+            report::print_usage(r, location);
+        }
+    }
+}
