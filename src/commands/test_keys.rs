@@ -13,7 +13,7 @@ use crate::pacing::QuotaOp;
 use crate::provider::classify::{CallError, RateHeaders};
 use crate::provider::defaults::{self, Limits};
 use crate::provider::{ChatRequest, Client};
-use crate::store::{KeyStatus, State, StoredHealth};
+use crate::store::{HealthReason, KeyStatus, State, StoredHealth};
 
 pub async fn run(args: &TestKeysArgs) -> Result<Outcome> {
     let pool = Config::resolve_pool(&args.common, (None, None), Limits::default(), None)?;
@@ -77,8 +77,8 @@ async fn check_provider(cfg: &Config, state: &State, chat: bool) -> Result<Vec<s
         };
         // Only a definite answer changes the stored health.
         let stored_status = match status {
-            "ok" => Some((KeyStatus::Available, "test-keys passed")),
-            "invalid" => Some((KeyStatus::Invalid, "test-keys: invalid key")),
+            "ok" => Some((KeyStatus::Available, HealthReason::TestKeysPassed)),
+            "invalid" => Some((KeyStatus::Invalid, HealthReason::TestKeysInvalid)),
             _ => None,
         };
         if let Some((s, reason)) = stored_status {
@@ -100,7 +100,7 @@ async fn check_provider(cfg: &Config, state: &State, chat: bool) -> Result<Vec<s
                         masked: key.masked.clone(),
                         status: s,
                         until: None,
-                        reason: reason.into(),
+                        reason,
                     },
                 )?;
             }

@@ -14,7 +14,7 @@ use tokio::time::Instant;
 use super::quota::{KeyQuota, QuotaWait};
 use super::ApiKey;
 use crate::provider::classify::CallError;
-use crate::store::{KeyStatus, StoredHealth};
+use crate::store::{HealthReason, KeyStatus, StoredHealth};
 use crate::timeutil::DayStart;
 
 /// A per-minute 429 that gives no wait: the key cools for the back-off base, doubling
@@ -24,17 +24,17 @@ const LONGEST_UNHINTED_COOLDOWN: Duration = Duration::from_secs(60);
 /// `--rotate-below` when not given: rotate a key out with under 5 % of a quota left.
 pub const DEFAULT_ROTATE_BELOW_PCT: f64 = 5.0;
 
-/// How the reason of a rotation out for a key's own quota begins (a rotation class).
+/// The rotation class of a rotation out for a key's own quota.
 pub const QUOTA_LOW: &str = "quota low";
 
 /// The class of a health change as a rotation reason: quota low, rate limited, exhausted,
 /// invalid or manual; and whether a person asked for it.
 pub fn rotation_class(change: &HealthChange) -> (&'static str, &'static str) {
-    if change.reason.starts_with("manual") {
+    if let HealthReason::Manual(_) = change.reason {
         return ("manual", "manual");
     }
     let class = match &change.to {
-        _ if change.reason.starts_with(QUOTA_LOW) => QUOTA_LOW,
+        _ if matches!(change.reason, HealthReason::QuotaLow(_)) => QUOTA_LOW,
         Health::Cooling { .. } => "rate limited",
         Health::Exhausted { .. } => "exhausted",
         Health::Invalid => "invalid",
@@ -129,7 +129,7 @@ pub struct HealthChange {
     pub key: usize,
     pub from: &'static str,
     pub to: Health,
-    pub reason: String,
+    pub reason: HealthReason,
 }
 
 #[derive(Debug)]
@@ -230,7 +230,7 @@ impl KeyRing {
             // A key rotated out for its own quota is each run's own call (from the ledger).
             let found = stored
                 .iter()
-                .filter(|h| !h.reason.starts_with(QUOTA_LOW))
+                .filter(|h| !matches!(h.reason, HealthReason::QuotaLow(_)))
                 .find(|h| h.fingerprint == slot.key.fingerprint)
                 .and_then(|h| Health::from_stored(h, now, wall).map(|to| (to, &h.reason)));
             if let Some((to, reason)) = found {
@@ -238,7 +238,7 @@ impl KeyRing {
                     key: i,
                     from: slot.health.name(),
                     to: to.clone(),
-                    reason: format!("seen by another run: {reason}"),
+                    reason: HealthReason::SeenByAnotherRun(Box::new(reason.clone())),
                 });
                 slot.health = to;
             }
@@ -261,7 +261,7 @@ impl KeyRing {
                     key: i,
                     from: slot.health.name(),
                     to: Health::Available,
-                    reason: "reset".into(),
+                    reason: HealthReason::Reset,
                 });
                 slot.health = Health::Available;
             }
@@ -340,10 +340,10 @@ impl KeyRing {
                 key: i,
                 from: slot.health.name(),
                 to: to.clone(),
-                reason: format!(
-                    "{QUOTA_LOW}: {} {} of {} used, {left_pct:.1} % left (--rotate-below {} %)",
+                reason: HealthReason::QuotaLow(format!(
+                    "{} {} of {} used, {left_pct:.1} % left (--rotate-below {} %)",
                     u.dim, u.used, u.limit, self.rotate_below_pct
-                ),
+                )),
             });
             slot.health = to;
         }
@@ -358,12 +358,20 @@ impl KeyRing {
         reason: &str,
     ) -> Option<HealthChange> {
         let to = Health::Disabled { until };
-        self.set_health(key, to, format!("manual: disabled ({reason})"))
+        self.set_health(
+            key,
+            to,
+            HealthReason::Manual(format!("disabled ({reason})")),
+        )
     }
 
     /// `autolabel keys enable` (or reset): back in service, whatever kept it out.
     pub fn enable(&mut self, key: usize, reason: &str) -> Option<HealthChange> {
-        self.set_health(key, Health::Available, format!("manual: {reason}"))
+        self.set_health(
+            key,
+            Health::Available,
+            HealthReason::Manual(reason.to_string()),
+        )
     }
 
     /// `autolabel keys rotate`: the key in use steps aside for a cooldown.
@@ -379,10 +387,11 @@ impl KeyRing {
         let until = now + cooldown;
         self.slots[key].stepped_aside_until = Some(until);
         let to = Health::Cooling { until };
-        self.set_health(key, to, "manual: autolabel keys rotate".into())
+        let why = HealthReason::Manual("autolabel keys rotate".into());
+        self.set_health(key, to, why)
     }
 
-    fn set_health(&mut self, key: usize, to: Health, reason: String) -> Option<HealthChange> {
+    fn set_health(&mut self, key: usize, to: Health, reason: HealthReason) -> Option<HealthChange> {
         let slot = &mut self.slots[key];
         if slot.health == to {
             return None;
@@ -432,7 +441,7 @@ impl KeyRing {
             key,
             from,
             to: Health::Available,
-            reason: "succeeded".into(),
+            reason: HealthReason::Succeeded,
         }]
     }
 
@@ -471,7 +480,7 @@ impl KeyRing {
             CallError::InvalidKey { .. } => (Health::Invalid, false),
             _ => return Vec::new(),
         };
-        let reason = err.describe();
+        let reason = HealthReason::Provider(err.describe());
         let mut changes = Vec::new();
         for (i, slot) in self.slots.iter_mut().enumerate() {
             let affected = i == key || (whole_org && slot.org == org);
@@ -667,6 +676,7 @@ mod tests {
         assert_eq!(out[0].key, 2);
         assert!(out[0]
             .reason
+            .to_string()
             .starts_with("quota low: daily requests 96 of 100"));
         assert_eq!(rotation_class(&out[0]), (QUOTA_LOW, "auto"));
         assert_eq!(r.candidates(), vec![3, 1, 0]);
@@ -687,7 +697,7 @@ mod tests {
             masked: String::new(),
             status,
             until,
-            reason: "RPD".into(),
+            reason: HealthReason::from_stored("RPD"),
         };
         let rows = vec![
             stored(
@@ -702,7 +712,10 @@ mod tests {
         let changes = r.adopt(&rows, now, wall);
         assert_eq!(changes.len(), 1, "{changes:?}");
         assert_eq!(changes[0].key, 0);
-        assert!(changes[0].reason.starts_with("seen by another run"));
+        assert!(changes[0]
+            .reason
+            .to_string()
+            .starts_with("seen by another run"));
         assert_eq!(r.slots[0].health.name(), "exhausted");
         assert_eq!(
             r.slots[1].health,

@@ -110,10 +110,12 @@ fn save_health(run: &Labeler, c: &HealthChange) {
 /// whether it was automatic or manual.
 fn rotated(run: &Labeler, c: &HealthChange, next: usize) {
     let (class, mode) = rotation_class(c);
-    let reason = if c.reason.starts_with(class) {
-        c.reason.clone()
+    // Named once: "quota low: …", "rate limited (RPM)…", but "exhausted: quota exhausted …".
+    let text = c.reason.to_string();
+    let reason = if text.starts_with(class) {
+        text
     } else {
-        format!("{class}: {}", c.reason)
+        format!("{class}: {text}")
     };
     let (from, to) = (run.dispatcher.key(c.key), run.dispatcher.key(next));
     run.ui.debug(

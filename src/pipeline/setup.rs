@@ -8,13 +8,13 @@ use std::time::SystemTime;
 use super::spec::{Labeler, Member, Policy, RunSpec};
 use crate::config::{Config, LabelConfig};
 use crate::error::Result;
-use crate::keys::ring::{Health, KeyRing, QUOTA_LOW};
+use crate::keys::ring::{Health, KeyRing};
 use crate::keys::settings::Period;
 use crate::keys::ApiKey;
 use crate::pacing::{Dispatcher, OrgSetup, ProviderRules, SystemClock};
 use crate::prompt::Prompter;
 use crate::provider::{defaults, Client};
-use crate::store::{CacheScope, State};
+use crate::store::{CacheScope, HealthReason, State};
 use crate::timeutil::{self, Day};
 use crate::ui::Ui;
 
@@ -228,7 +228,8 @@ fn restore_health(
         let Some(h) = stored.iter().find(|h| h.fingerprint == fp) else {
             continue;
         };
-        if h.reason.starts_with(QUOTA_LOW) {
+        // A key rotated out for its own quota is each run's own call (from the ledger).
+        if let HealthReason::QuotaLow(_) = h.reason {
             continue;
         }
         let Some(health) = Health::from_stored(h, tokio::time::Instant::now(), now) else {

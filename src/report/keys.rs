@@ -121,7 +121,7 @@ pub fn key_views(cfg: &Config, state: &State) -> Result<Vec<KeyView>> {
                 Some(o.reason.clone()),
             ),
             (_, Some(h)) if h.status == KeyStatus::Invalid || h.until.is_some_and(|u| u > now) => {
-                (h.status.to_string(), h.until, Some(h.reason.clone()))
+                (h.status.to_string(), h.until, Some(h.reason.to_string()))
             }
             _ => ("available".to_string(), None, None),
         };

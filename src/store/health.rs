@@ -3,6 +3,7 @@
 
 use std::time::SystemTime;
 
+use super::HealthReason;
 use crate::error::Result;
 use crate::limits::Dim;
 
@@ -55,7 +56,7 @@ pub struct StoredHealth {
     pub masked: String,
     pub status: KeyStatus,
     pub until: Option<SystemTime>,
-    pub reason: String,
+    pub reason: HealthReason,
 }
 
 #[derive(Debug, Clone)]

@@ -21,6 +21,8 @@ mod cache;
 pub use cache::{CacheScope, LabelCache};
 mod health;
 pub use health::{KeyHistory, KeyStatus, LearnedLimit, Rotation, StoredHealth};
+mod health_reason;
+pub use health_reason::HealthReason;
 mod ledger;
 pub use ledger::{Ledger, UsageDelta, UsageEntry, UsageRow};
 mod upkeep;

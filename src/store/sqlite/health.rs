@@ -7,7 +7,7 @@ use rusqlite::params;
 use super::SqliteStore;
 use crate::error::Result;
 use crate::limits::Dim;
-use crate::store::{KeyHistory, KeyStatus, LearnedLimit, Rotation, StoredHealth};
+use crate::store::{HealthReason, KeyHistory, KeyStatus, LearnedLimit, Rotation, StoredHealth};
 use crate::timeutil;
 
 impl KeyHistory for SqliteStore {
@@ -24,7 +24,7 @@ impl KeyHistory for SqliteStore {
                 h.masked,
                 h.status.as_str(),
                 h.until.map(timeutil::unix_secs),
-                h.reason,
+                h.reason.to_string(),
                 timeutil::unix_secs(SystemTime::now())
             ],
         )
@@ -58,7 +58,7 @@ impl KeyHistory for SqliteStore {
                     masked,
                     status,
                     until: until.map(timeutil::from_unix),
-                    reason,
+                    reason: HealthReason::from_stored(&reason),
                 });
             }
         }

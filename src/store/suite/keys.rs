@@ -151,7 +151,7 @@ fn health(status: KeyStatus, until: SystemTime) -> StoredHealth {
         masked: "gsk_…a1b2".into(),
         status,
         until: Some(until),
-        reason: "429".into(),
+        reason: HealthReason::from_stored("429"),
     }
 }
 

@@ -168,7 +168,7 @@ pub(super) fn health_cache_and_fallbacks_round_trip(s: &State) {
         masked: "m".into(),
         status: KeyStatus::Invalid,
         until: None,
-        reason: "401".into(),
+        reason: HealthReason::from_stored("401"),
     };
     s.save_health("groq", &h).unwrap();
     assert_eq!(s.load_health("groq").unwrap(), vec![h]);
@@ -180,7 +180,7 @@ pub(super) fn health_cache_and_fallbacks_round_trip(s: &State) {
             masked: "m2".into(),
             status,
             until: Some(until),
-            reason: format!("{status} for a while"),
+            reason: HealthReason::from_stored(&format!("{status} for a while")),
         };
         s.save_health("groq", &h).unwrap();
         assert_eq!(s.load_health("groq").unwrap(), vec![h]);

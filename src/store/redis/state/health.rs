@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use super::{now_secs, Fields, RedisStore};
 use crate::error::Result;
 use crate::limits::Dim;
-use crate::store::{KeyHistory, KeyStatus, LearnedLimit, Rotation, StoredHealth};
+use crate::store::{HealthReason, KeyHistory, KeyStatus, LearnedLimit, Rotation, StoredHealth};
 use crate::timeutil;
 
 /// Entries the rotation log of a provider keeps; older ones are dropped as new ones come.
@@ -81,7 +81,7 @@ impl KeyHistory for RedisStore {
             masked: h.masked.clone(),
             status: h.status.as_str().to_string(),
             until: h.until.map(timeutil::unix_secs),
-            reason: h.reason.clone(),
+            reason: h.reason.to_string(),
             updated: now_secs(),
         })
         .map_err(|e| self.location.error(e.to_string()))?;
@@ -109,7 +109,7 @@ impl KeyHistory for RedisStore {
                     masked: h.masked,
                     status: KeyStatus::parse(&h.status)?,
                     until: h.until.map(timeutil::from_unix),
-                    reason: h.reason,
+                    reason: HealthReason::from_stored(&h.reason),
                 })
             })
             .collect();

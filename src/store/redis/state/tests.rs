@@ -9,8 +9,8 @@ use crate::limits::Dim;
 use crate::store::redis::test_server::RedisServer;
 use crate::store::suite::{day_of, redis_state};
 use crate::store::{
-    Beat, KeyStatus, RedisTarget, State, StateLocation, StoredHealth, UsageDelta, UsageEntry,
-    DEFAULT_REDIS_PREFIX,
+    Beat, HealthReason, KeyStatus, RedisTarget, State, StateLocation, StoredHealth, UsageDelta,
+    UsageEntry, DEFAULT_REDIS_PREFIX,
 };
 use crate::timeutil::Day;
 
@@ -83,7 +83,7 @@ fn write_everything_a_run_writes(s: &State, key: &ApiKey) {
             masked: masked.into(),
             status: KeyStatus::Exhausted,
             until: Some(SystemTime::now()),
-            reason: "429".into(),
+            reason: HealthReason::from_stored("429"),
         },
     )
     .unwrap();
