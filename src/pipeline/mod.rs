@@ -1,10 +1,13 @@
 //! The labeling loop: feeder → jobs (up to `--concurrency` in flight) → one collector.
 //!
-//! The collector alone owns the output writer, the progress display and the writes to
-//! the state. It keeps a bounded window of rows in input order, settles what it can
-//! locally (empty text, cache hit, same text already in flight), groups the rest into
-//! jobs, and writes rows strictly in input order as their labels arrive. Each row is
-//! flushed as soon as it can be written.
+//! The collector (`run`) alone owns the output writer, the progress display and the run's
+//! control (`control`), and the jobs (`worker`) are futures it polls itself, so every
+//! write to the state happens on its task: rows, usage and cache entries by the collector,
+//! key events (`journal`) as the dispatcher hands them out, never under its lock. It keeps
+//! a bounded window of rows in input order (`collector`), settles what it can locally
+//! (empty text, cache hit, same text already in flight), groups the rest into jobs, and
+//! writes rows strictly in input order as their labels arrive. Each row is flushed as
+//! soon as it can be written. The run's fixed setup is a `spec::RunSpec`.
 
 mod adopt;
 mod collector;
