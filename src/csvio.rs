@@ -288,6 +288,37 @@ pub fn inspect_input(
         )));
     }
     let listing = names.join(", ");
+    let (text_col, replace_col) =
+        find_columns(path, &names, text_column, label_column, replace_label)?;
+    let (rows, empty_rows, text_bytes) = count_rows(&mut rdr, path, &headers, text_col, limit)?;
+    if rows == 0 && limit != Some(0) {
+        return Err(Error::Input(format!(
+            "{}: has a header ({listing}) but no data rows; nothing to label",
+            path.display()
+        )));
+    }
+    Ok(InputInfo {
+        path: path.to_path_buf(),
+        delimiter,
+        headers,
+        text_col,
+        replace_col,
+        rows,
+        empty_rows,
+        text_bytes,
+    })
+}
+
+/// The text column (`--text-column`, or the first of `TEXT_COLUMNS` there) and, with
+/// `--replace-label-column`, the label column already in the input.
+fn find_columns(
+    path: &Path,
+    names: &[&str],
+    text_column: Option<&str>,
+    label_column: &str,
+    replace_label: bool,
+) -> Result<(usize, Option<usize>)> {
+    let listing = names.join(", ");
     let find = |want: &str| {
         names
             .iter()
@@ -324,6 +355,17 @@ pub fn inspect_input(
         }
         None => None,
     };
+    Ok((text_col, replace_col))
+}
+
+/// Reads every row up to `limit`: counts rows and empty texts, and the texts' bytes.
+fn count_rows(
+    rdr: &mut csv::Reader<BufReader<File>>,
+    path: &Path,
+    headers: &StringRecord,
+    text_col: usize,
+    limit: Option<u64>,
+) -> Result<(u64, u64, u64)> {
     let mut rec = StringRecord::new();
     let mut rows = 0u64;
     let mut empty_rows = 0u64;
@@ -341,25 +383,10 @@ pub fn inspect_input(
                 }
             }
             Ok(false) => break,
-            Err(e) => return Err(describe_csv_error(path, Some(&headers), e)),
+            Err(e) => return Err(describe_csv_error(path, Some(headers), e)),
         }
     }
-    if rows == 0 && limit != Some(0) {
-        return Err(Error::Input(format!(
-            "{}: has a header ({listing}) but no data rows; nothing to label",
-            path.display()
-        )));
-    }
-    Ok(InputInfo {
-        path: path.to_path_buf(),
-        delimiter,
-        headers,
-        text_col,
-        replace_col,
-        rows,
-        empty_rows,
-        text_bytes,
-    })
+    Ok((rows, empty_rows, text_bytes))
 }
 
 #[cfg(test)]

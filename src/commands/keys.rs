@@ -4,7 +4,7 @@
 
 use std::time::SystemTime;
 
-use crate::cli::{KeysArgs, KeysCommand};
+use crate::cli::{KeysArgs, KeysCommand, KeysDisableArgs};
 use crate::config::Config;
 use crate::error::{Error, Outcome, Result};
 use crate::keys::ApiKey;
@@ -31,133 +31,172 @@ pub fn run(cmd: KeysCommand) -> Result<Outcome> {
     }
     let json = args.json;
     match &cmd {
-        KeysCommand::List(_) => {
-            let mut views = Vec::new();
-            for cfg in &pool {
-                views.extend(key_views(cfg, &state)?);
-            }
-            if json {
-                crate::outln!(
-                    "{}",
-                    serde_json::to_string_pretty(&views).unwrap_or_default()
-                );
-            } else {
-                print_list(&views, pool.len() > 1);
-            }
-            return Ok(Outcome::Complete);
+        KeysCommand::List(_) => list(&pool, &state, json)?,
+        KeysCommand::Rotate(_) => rotate(&pool, &state, json)?,
+        KeysCommand::Disable(a) => {
+            let (cfg, key) = pick(&pool, a.index)?;
+            disable(cfg, key, a, &state, json)?;
         }
-        KeysCommand::Rotate(_) => {
-            for cfg in &pool {
-                state.request_rotation(cfg.provider.as_str())?;
-            }
-            let what = "rotation requested: each running run moves off the key it uses now for a minute, within a few seconds";
-            if json {
-                crate::outln!("{}", serde_json::json!({ "done": what }));
-            } else {
-                crate::outln!("{what}");
-            }
-            return Ok(Outcome::Complete);
+        KeysCommand::Enable(a) => {
+            let (cfg, key) = pick(&pool, a.index)?;
+            enable(cfg, key, &state, json)?;
         }
-        _ => {}
+        KeysCommand::Reset(a) => {
+            let (cfg, key) = pick(&pool, a.index)?;
+            reset(cfg, key, a.what(), &state, json)?;
+        }
     }
-    // A key is named by its index among one provider's keys.
-    let [cfg] = pool.as_slice() else {
+    Ok(Outcome::Complete)
+}
+
+/// `keys list`: every key of every provider, with its quotas, status and activity.
+fn list(pool: &[Config], state: &State, json: bool) -> Result<()> {
+    let mut views = Vec::new();
+    for cfg in pool {
+        views.extend(key_views(cfg, state)?);
+    }
+    if json {
+        crate::outln!(
+            "{}",
+            serde_json::to_string_pretty(&views).unwrap_or_default()
+        );
+    } else {
+        print_list(&views, pool.len() > 1);
+    }
+    Ok(())
+}
+
+/// `keys rotate`: every running run moves off its current key.
+fn rotate(pool: &[Config], state: &State, json: bool) -> Result<()> {
+    for cfg in pool {
+        state.request_rotation(cfg.provider.as_str())?;
+    }
+    let what = "rotation requested: each running run moves off the key it uses now for a minute, within a few seconds";
+    if json {
+        crate::outln!("{}", serde_json::json!({ "done": what }));
+    } else {
+        crate::outln!("{what}");
+    }
+    Ok(())
+}
+
+/// The key `disable`, `enable` and `reset` name: by its index among one provider's keys.
+fn pick(pool: &[Config], index: usize) -> Result<(&Config, &ApiKey)> {
+    let [cfg] = pool else {
         return Err(Error::Usage(
             "keys disable, enable and reset take one --provider: key numbers count within a provider".into(),
         ));
     };
-    let provider = cfg.provider.as_str();
-    let pick = |index: usize| -> Result<&ApiKey> {
-        cfg.keys.iter().find(|k| k.index == index).ok_or_else(|| {
-            Error::Usage(format!(
-                "no key {index}: the env file has {}, numbered from 1 (see autolabel keys list)",
-                crate::ui::count(cfg.keys.len() as u64, &format!("{provider} key"))
-            ))
-        })
-    };
-    let done = |what: String, key: Option<&ApiKey>| {
-        if json {
-            let v = serde_json::json!({
-                "done": what,
-                "key": key.map(|k| k.masked.clone()),
-                "index": key.map(|k| k.index),
-            });
-            crate::outln!("{v}");
-        } else {
-            crate::outln!("{what}");
-        }
-    };
-    match &cmd {
-        KeysCommand::List(_) | KeysCommand::Rotate(_) => {}
-        KeysCommand::Disable(a) => {
-            let key = pick(a.index)?;
-            let reason: String = a
-                .reason
-                .chars()
-                .filter(|c| !c.is_control())
-                .take(200)
-                .collect();
-            let until = a.for_.map(|d| SystemTime::now() + d);
-            state.set_key_disabled(
-                provider,
-                &key.fingerprint,
-                &key.masked,
-                true,
-                until,
-                &reason,
-            )?;
-            let label = key.label();
-            state.log_rotation(
-                provider,
-                &label,
-                "-",
-                &format!("manual: disabled ({reason})"),
-                "manual",
-            )?;
-            let how_long = until
-                .map(|u| format!("until {}", timeutil::rfc3339(u)))
-                .unwrap_or_else(|| "until `autolabel keys enable`".into());
-            done(format!("key {label} disabled {how_long}; running runs stop using it within a few seconds"), Some(key));
-        }
-        KeysCommand::Enable(a) => {
-            let key = pick(a.index)?;
-            state.set_key_disabled(provider, &key.fingerprint, &key.masked, false, None, "")?;
-            state.log_rotation(provider, "-", &key.label(), "manual: enabled", "manual")?;
-            done(format!("key {} enabled", key.label()), Some(key));
-        }
-        KeysCommand::Reset(a) => {
-            let key = pick(a.index)?;
-            let what = a.what();
-            let now = SystemTime::now();
-            // Today's and this month's use as the ledger holds it, before any earlier reset.
-            let [day, month] = period_use(cfg, &state, key, None, now)?;
-            let day_start = Day::of(now);
-            let month_start = Day::of(timeutil::month_start(now, cfg.quota_reset_day));
-            state.reset_key(
-                provider,
-                &key.fingerprint,
-                &key.masked,
-                what,
-                (&day_start, day),
-                (&month_start, month),
-            )?;
-            state.log_rotation(
-                provider,
-                &key.label(),
-                &key.label(),
-                &format!("manual: reset ({what})"),
-                "manual",
-            )?;
-            done(
-                format!(
-                    "key {}: {what} counts and the limits they hit forgotten",
-                    key.label()
-                ),
-                Some(key),
-            );
-        }
+    let key = cfg.keys.iter().find(|k| k.index == index).ok_or_else(|| {
+        Error::Usage(format!(
+            "no key {index}: the env file has {}, numbered from 1 (see autolabel keys list)",
+            crate::ui::count(
+                cfg.keys.len() as u64,
+                &format!("{} key", cfg.provider.as_str())
+            )
+        ))
+    })?;
+    Ok((cfg, key))
+}
+
+/// Says what was done to `key`: a line, or with `--json` an object.
+fn done(what: String, key: &ApiKey, json: bool) {
+    if json {
+        let v = serde_json::json!({
+            "done": what,
+            "key": key.masked,
+            "index": key.index,
+        });
+        crate::outln!("{v}");
+    } else {
+        crate::outln!("{what}");
     }
-    Ok(Outcome::Complete)
+}
+
+/// `keys disable N [--for D] [--reason R]`
+fn disable(
+    cfg: &Config,
+    key: &ApiKey,
+    a: &KeysDisableArgs,
+    state: &State,
+    json: bool,
+) -> Result<()> {
+    let provider = cfg.provider.as_str();
+    let reason: String = a
+        .reason
+        .chars()
+        .filter(|c| !c.is_control())
+        .take(200)
+        .collect();
+    let until = a.for_.map(|d| SystemTime::now() + d);
+    state.set_key_disabled(
+        provider,
+        &key.fingerprint,
+        &key.masked,
+        true,
+        until,
+        &reason,
+    )?;
+    let label = key.label();
+    state.log_rotation(
+        provider,
+        &label,
+        "-",
+        &format!("manual: disabled ({reason})"),
+        "manual",
+    )?;
+    let how_long = until
+        .map(|u| format!("until {}", timeutil::rfc3339(u)))
+        .unwrap_or_else(|| "until `autolabel keys enable`".into());
+    done(
+        format!("key {label} disabled {how_long}; running runs stop using it within a few seconds"),
+        key,
+        json,
+    );
+    Ok(())
+}
+
+/// `keys enable N`
+fn enable(cfg: &Config, key: &ApiKey, state: &State, json: bool) -> Result<()> {
+    let provider = cfg.provider.as_str();
+    state.set_key_disabled(provider, &key.fingerprint, &key.masked, false, None, "")?;
+    state.log_rotation(provider, "-", &key.label(), "manual: enabled", "manual")?;
+    done(format!("key {} enabled", key.label()), key, json);
+    Ok(())
+}
+
+/// `keys reset N [--minute|--day|--month|--all]`
+fn reset(cfg: &Config, key: &ApiKey, what: &str, state: &State, json: bool) -> Result<()> {
+    let provider = cfg.provider.as_str();
+    let now = SystemTime::now();
+    // Today's and this month's use as the ledger holds it, before any earlier reset.
+    let [day, month] = period_use(cfg, state, key, None, now)?;
+    let day_start = Day::of(now);
+    let month_start = Day::of(timeutil::month_start(now, cfg.quota_reset_day));
+    state.reset_key(
+        provider,
+        &key.fingerprint,
+        &key.masked,
+        what,
+        (&day_start, day),
+        (&month_start, month),
+    )?;
+    state.log_rotation(
+        provider,
+        &key.label(),
+        &key.label(),
+        &format!("manual: reset ({what})"),
+        "manual",
+    )?;
+    done(
+        format!(
+            "key {}: {what} counts and the limits they hit forgotten",
+            key.label()
+        ),
+        key,
+        json,
+    );
+    Ok(())
 }
 
 fn print_list(views: &[KeyView], pool: bool) {

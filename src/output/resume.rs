@@ -2,7 +2,7 @@
 //! are complete, and where a row torn by a crash starts (it is cut before appending).
 
 use std::fs::File;
-use std::io::Read;
+use std::io::{BufReader, Read};
 use std::path::Path;
 
 use csv::StringRecord;
@@ -28,9 +28,20 @@ pub fn check_existing_output(
     info: &InputInfo,
     layout: &OutputLayout,
 ) -> Result<Existing> {
+    let Some(bytes_total) = output_size(out)? else {
+        return Ok(Existing::Fresh);
+    };
+    let mut orr = reader(out, info.delimiter)?;
+    let columns = check_header(&mut orr, out, info, layout)?;
+    let (rows, valid_len) = complete_rows(&mut orr, out, info, columns, bytes_total)?;
+    Ok(Existing::Resume { rows, valid_len })
+}
+
+/// The output's size; `None` when there is none yet (no file, or an empty one).
+fn output_size(out: &Path) -> Result<Option<u64>> {
     let meta = match std::fs::metadata(out) {
         Ok(m) => m,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Existing::Fresh),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(input_error(out, e)),
     };
     if meta.is_dir() {
@@ -39,34 +50,54 @@ pub fn check_existing_output(
             out.display()
         )));
     }
-    if meta.len() == 0 {
-        return Ok(Existing::Fresh);
-    }
-    let not_ours = |why: String| {
-        Error::Input(format!(
-            "{}: exists and is not this input's output ({why}); pass --overwrite to replace it, or choose another --output",
-            out.display()
-        ))
-    };
-    let bytes_total = meta.len();
-    let mut orr = reader(out, info.delimiter)?;
+    Ok((meta.len() > 0).then_some(meta.len()))
+}
+
+fn not_ours(out: &Path, why: String) -> Error {
+    Error::Input(format!(
+        "{}: exists and is not this input's output ({why}); pass --overwrite to replace it, or choose another --output",
+        out.display()
+    ))
+}
+
+/// The output's header must be the one this run would write; returns its column count.
+fn check_header(
+    orr: &mut csv::Reader<BufReader<File>>,
+    out: &Path,
+    info: &InputInfo,
+    layout: &OutputLayout,
+) -> Result<usize> {
     let out_headers = match orr.headers() {
         Ok(h) => h.clone(),
-        Err(_) => return Err(not_ours("its header is not readable".into())),
+        Err(_) => return Err(not_ours(out, "its header is not readable".into())),
     };
     if out_headers != info.output_headers(layout) {
-        return Err(not_ours(format!(
-            "its columns are {}",
-            out_headers.iter().collect::<Vec<_>>().join(", ")
-        )));
+        return Err(not_ours(
+            out,
+            format!(
+                "its columns are {}",
+                out_headers.iter().collect::<Vec<_>>().join(", ")
+            ),
+        ));
     }
+    Ok(out_headers.len())
+}
+
+/// Reads the output's rows after the header against the input's: how many are complete
+/// and carry the input row of the same position, and where the last of them ends.
+fn complete_rows(
+    orr: &mut csv::Reader<BufReader<File>>,
+    out: &Path,
+    info: &InputInfo,
+    expected_len: usize,
+    bytes_total: u64,
+) -> Result<(u64, u64)> {
     let header_end = orr.position().byte();
     let mut irr = reader(&info.path, info.delimiter)?;
     let mut orec = StringRecord::new();
     let mut irec = StringRecord::new();
     let mut rows = 0u64;
     let mut valid_len = header_end;
-    let expected_len = out_headers.len();
     loop {
         let start = orr.position().byte();
         match orr.read_record(&mut orec) {
@@ -100,17 +131,17 @@ pub fn check_existing_output(
         match irr.read_record(&mut irec) {
             Ok(true) if info.same_row(&irec, &orec) => {}
             Ok(true) => {
-                return Err(not_ours(format!(
-                    "row {} differs from the input's",
-                    rows + 1
-                )))
+                return Err(not_ours(
+                    out,
+                    format!("row {} differs from the input's", rows + 1),
+                ))
             }
-            _ => return Err(not_ours("it has more rows than the input".into())),
+            _ => return Err(not_ours(out, "it has more rows than the input".into())),
         }
         rows += 1;
         valid_len = end;
     }
-    Ok(Existing::Resume { rows, valid_len })
+    Ok((rows, valid_len))
 }
 
 /// A record is only complete if its line terminator made it to disk.
