@@ -107,6 +107,20 @@ pub fn open_quota_store(location: &StateLocation) -> Result<Arc<dyn QuotaStore>>
     }
 }
 
+/// One API key as the state names it: its provider and its fingerprint (never the key
+/// itself). Redis key names hold it as `provider:fingerprint`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct KeyId<'a> {
+    pub provider: &'a str,
+    pub fingerprint: &'a str,
+}
+
+impl std::fmt::Display for KeyId<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}", self.provider, self.fingerprint)
+    }
+}
+
 /// An organization as every run names it in the quota store: provider, model and its
 /// keys' fingerprints (`groq:MODEL:FP+FP`), so that runs with the same keys share one
 /// limiter. The text is the stores' key for the organization: it must not change

@@ -7,12 +7,24 @@ use super::health::HealthJson;
 use super::{count, int, now_secs, signed, text, time, Fields, RedisStore};
 use crate::error::Result;
 use crate::store::key_control::statuses_reset;
-use crate::store::{Base, KeyActivity, KeyControl, KeyOverride, KeyStatus};
+use crate::store::{Base, KeyActivity, KeyControl, KeyId, KeyOverride, KeyStatus};
 use crate::timeutil::{self, Day};
 
 impl RedisStore {
     fn override_key(&self, provider: &str, fingerprint: &str) -> String {
-        self.key(&format!("override:{provider}:{fingerprint}"))
+        let id = KeyId {
+            provider,
+            fingerprint,
+        };
+        self.key(&format!("override:{id}"))
+    }
+
+    fn activity_key(&self, provider: &str, fingerprint: &str) -> String {
+        let id = KeyId {
+            provider,
+            fingerprint,
+        };
+        self.key(&format!("activity:{id}"))
     }
 
     /// The fingerprints a per-provider index set names, and their hashes.
@@ -195,7 +207,7 @@ impl KeyControl for RedisStore {
         let mut p = redis::pipe();
         p.atomic();
         for (fp, error) in used {
-            let k = self.key(&format!("activity:{provider}:{fp}"));
+            let k = self.activity_key(provider, fp);
             let cmd = p.cmd("HSET").arg(&k).arg("last_used").arg(at);
             // A use without an error keeps the key's last error.
             if let Some(e) = error {
@@ -212,7 +224,7 @@ impl KeyControl for RedisStore {
 
     fn key_activity(&self, provider: &str) -> Result<Vec<KeyActivity>> {
         let rows = self.indexed(&format!("activity-keys:{provider}"), |fp| {
-            self.key(&format!("activity:{provider}:{fp}"))
+            self.activity_key(provider, fp)
         })?;
         Ok(rows
             .into_iter()

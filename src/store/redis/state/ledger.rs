@@ -2,7 +2,7 @@
 
 use super::{count, signed, text, Fields, RedisStore};
 use crate::error::Result;
-use crate::store::{Ledger, UsageDelta, UsageEntry, UsageRow};
+use crate::store::{KeyId, Ledger, UsageDelta, UsageEntry, UsageRow};
 use crate::timeutil::Day;
 
 /// The ledger's error counters, in `ErrorClass::ALL`'s order (the SQLite columns' names).
@@ -84,7 +84,11 @@ impl Ledger for RedisStore {
             usage: d,
         } in rows
         {
-            let suffix = format!("usage:{day}:{provider}:{fp}:{model}");
+            let id = KeyId {
+                provider,
+                fingerprint: fp,
+            };
+            let suffix = format!("usage:{day}:{id}:{model}");
             let k = self.key(&suffix);
             p.cmd("HSET")
                 .arg(&k)
