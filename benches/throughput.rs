@@ -25,7 +25,8 @@
 //! profile it; CPU and RSS figures then include the wrapper), `BENCH_WRAP_FLOOR` (the same
 //! for the floor loops).
 //! Scenarios: `limits`, `batch`, `cpu`, `cpu-1m`, `lower`, `shared`, `shared-redis`,
-//! `daily`, `daily-redis`, `outage`, `learn`, `pool` (see `main`; the Redis ones need `redis-server`; a filter matches by
+//! `daily`, `daily-redis`, `outage`, `learn`, `pool`, `org-shared`, `bare429`, `badkey`,
+//! `paidtier` (see `main`; the Redis ones need `redis-server`; a filter matches by
 //! substring, so `cpu` also runs `cpu-1m`, and `batch` also runs `limits`, its reference). Each prints one
 //! line (rows, elapsed, rows/s, requests/s, 429s, ratio to the theoretical maximum), and a
 //! table of the targets follows at the end. Every child run has a time limit, so the
@@ -43,6 +44,8 @@
 
 #[path = "../tests/common/fake.rs"]
 mod fake;
+#[path = "throughput/learn.rs"]
+mod learn;
 #[path = "throughput/multi.rs"]
 mod multi;
 
@@ -1140,6 +1143,21 @@ fn main() {
             ),
             met: line.ok() && r >= 0.97 && line.r429 == 0 && off < 0.03,
         });
+    }
+
+    // 7. What the provider does not say (issue 21): keys of one organization, 429s with no
+    // wait, a key rejected with an odd 400, a paid-tier key whose day nobody states.
+    if wanted("org-shared") {
+        targets.push(learn::shared_org(&base));
+    }
+    if wanted("bare429") {
+        targets.push(learn::bare_429(&base));
+    }
+    if wanted("badkey") {
+        targets.push(learn::bad_key(&base));
+    }
+    if wanted("paidtier") {
+        targets.push(learn::paid_tier(&base));
     }
 
     println!();

@@ -30,6 +30,9 @@ pub struct Config {
     pub keys_assumed: bool,
     /// Per key: the index of its organization (keys of one organization share limits).
     pub key_orgs: Vec<usize>,
+    /// Whether the user grouped the keys (`--org-groups`, `P_ORG_GROUPS`): then nothing
+    /// about shared organizations is learned, the user's groups win.
+    pub org_groups_given: bool,
     /// Limits as configured (flag, environment, env file, or the free-tier default),
     /// each with where it came from.
     pub limits: LimitSet,
@@ -274,6 +277,7 @@ impl Config {
             keys,
             keys_assumed,
             key_orgs,
+            org_groups_given: group_spec.is_some(),
             org_limits: vec![limits.clone(); org_count],
             limits,
             timeout: Duration::from_secs_f64(args.timeout.max(0.001)),
@@ -326,6 +330,7 @@ impl Config {
                         keys: Vec::new(),
                         keys_assumed: false,
                         key_orgs: Vec::new(),
+                        org_groups_given: false,
                         org_limits: vec![limits.clone()],
                         limits,
                         timeout: Duration::from_secs(30),
@@ -354,7 +359,11 @@ impl Config {
     /// (for this model), by the rule of `limits`: a stated value replaces a default and
     /// lowers a value the user set. Without configured keys, every key the state knows
     /// counts as one organization.
+    ///
+    /// First the keys earlier runs found to share an organization are grouped (unless
+    /// the user grouped the keys), so each group is paced as one from the start.
     pub fn load_learned(&mut self, state: &State) -> crate::error::Result<()> {
+        self.adopt_org_members(state)?;
         let learned = state.learned_limits(self.provider.as_str(), &self.model)?;
         if learned.is_empty() {
             return Ok(());
@@ -381,8 +390,58 @@ impl Config {
                     set.state(dim, l.value, source);
                 }
             }
+            set.yield_defaults();
         }
         Ok(())
+    }
+
+    /// Groups the keys that earlier runs found in one organization (see
+    /// `Store::org_members`); the user's own groups win.
+    fn adopt_org_members(&mut self, state: &State) -> crate::error::Result<()> {
+        if self.org_groups_given || self.keys.len() < 2 {
+            return Ok(());
+        }
+        let members = state.org_members(self.provider.as_str())?;
+        let org_of = |fp: &str| {
+            members
+                .iter()
+                .find(|(f, _)| f == fp)
+                .map(|(_, o)| o.as_str())
+        };
+        let mut seen: Vec<(&str, usize)> = Vec::new();
+        let mut key_orgs = Vec::new();
+        let mut next = 0;
+        for key in &self.keys {
+            let group = org_of(&key.fingerprint);
+            match group.and_then(|g| seen.iter().find(|(o, _)| *o == g)) {
+                Some(&(_, index)) => key_orgs.push(index),
+                None => {
+                    seen.extend(group.map(|g| (g, next)));
+                    key_orgs.push(next);
+                    next += 1;
+                }
+            }
+        }
+        if key_orgs != self.key_orgs {
+            self.key_orgs = key_orgs;
+            self.org_limits = vec![self.limits.clone(); next];
+        }
+        Ok(())
+    }
+
+    /// The keys (their indexes, from 1) of each organization of several keys.
+    pub fn shared_groups(&self) -> Vec<Vec<usize>> {
+        (0..self.org_count())
+            .map(|org| {
+                self.keys
+                    .iter()
+                    .zip(&self.key_orgs)
+                    .filter(|(_, o)| **o == org)
+                    .map(|(k, _)| k.index)
+                    .collect::<Vec<_>>()
+            })
+            .filter(|keys| keys.len() > 1)
+            .collect()
     }
 
     /// How every run names organization `org` in the shared quota store: provider, model

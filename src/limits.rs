@@ -5,6 +5,11 @@
 //! The rule: a value the provider states (reply headers, a 429 body) replaces the
 //! free-tier default whether it is higher or lower, from the first reply on; a value the
 //! user set (flag, environment, env file) stays unless the provider states a lower one.
+//!
+//! Defaults yield to evidence: a free-tier default the provider never states is dropped
+//! once it states another dimension's limit far above the free tier (the key is not on
+//! it), and an assumed hour or day limit is never enforced (`enforced`): the provider's
+//! own 429 decides when a day is over, not a guess.
 
 use std::fmt;
 
@@ -115,6 +120,15 @@ pub enum Source {
     Stated { by: String, earlier: bool },
     /// Not stated, but seen: a 429 after fewer requests than the limit allowed.
     Observed,
+    /// Learned from 429s that give no wait: lowered at each, raised a little after each
+    /// clean minute (never above a stated or user-set limit).
+    Learned,
+    /// The provider's free-tier default, dropped because a stated limit of another
+    /// dimension shows the key is not on the free tier (`because` says which).
+    DefaultDropped {
+        provider: &'static str,
+        because: String,
+    },
 }
 
 impl Source {
@@ -133,6 +147,12 @@ impl fmt::Display for Source {
             Source::Stated { by, earlier: false } => f.write_str(by),
             Source::Stated { by, earlier: true } => write!(f, "{by} (stated to an earlier run)"),
             Source::Observed => f.write_str("the requests served in the minute before a 429"),
+            Source::Learned => {
+                f.write_str("429s without a wait (lowered at each, raised after each clean minute)")
+            }
+            Source::DefaultDropped { provider, because } => {
+                write!(f, "the {provider} free-tier default, dropped ({because})")
+            }
         }
     }
 }
@@ -163,6 +183,14 @@ impl Limit {
         }
     }
 
+    /// Whether the value in force is an assumption: a free-tier default that no provider
+    /// stated and no user set.
+    pub fn assumed(&self) -> bool {
+        self.stated.is_none()
+            && self.configured.is_some()
+            && matches!(self.configured_source, Source::Default { .. })
+    }
+
     /// `tpm = 10000000 from x-ratelimit-limit-tokens`
     pub fn describe(&self, dim: Dim) -> String {
         let (value, source) = self.effective();
@@ -174,14 +202,32 @@ impl Limit {
     }
 }
 
+/// A stated limit this many times its free-tier default shows a key not on the free tier.
+const PAID_TIER_FACTOR: u64 = 10;
+
 /// A change of the value in force, for the log and the state.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LimitChange {
     pub dim: Dim,
-    pub value: u64,
+    /// `None`: no limit in force any more (a free-tier default was dropped).
+    pub value: Option<u64>,
     pub source: Source,
     /// What was in force before, described.
     pub was: String,
+}
+
+impl LimitChange {
+    /// The log line of a dropped free-tier default:
+    /// `tpd: free-tier default dropped (the provider states tpm 10000000, not a free-tier key)`.
+    pub fn dropped_default(&self) -> Option<String> {
+        match &self.source {
+            Source::DefaultDropped { because, .. } => Some(format!(
+                "{}: free-tier default dropped ({because})",
+                self.dim
+            )),
+            _ => None,
+        }
+    }
 }
 
 /// The five dimensions of one organization.
@@ -238,10 +284,74 @@ impl LimitSet {
         let (after, source) = limit.effective();
         (after != before).then(|| LimitChange {
             dim,
-            value: after.unwrap_or(value),
+            value: Some(after.unwrap_or(value)),
             source: source.clone(),
             was,
         })
+    }
+
+    /// The values in force that are enforced: an assumed hour or day limit is not (only
+    /// the provider's own 429 ends a day; an assumed minute limit still sets the pace).
+    pub fn enforced(&self) -> Limits {
+        let mut out = self.values();
+        for d in [Dim::Rph, Dim::Rpd, Dim::Tpd] {
+            if self.get(d).assumed() {
+                out.set(d, None);
+            }
+        }
+        out
+    }
+
+    /// The assumed dimensions, each with its value (for `-v` and the dry run).
+    pub fn assumed(&self) -> Vec<(Dim, u64)> {
+        Dim::ALL
+            .into_iter()
+            .filter(|&d| self.get(d).assumed())
+            .filter_map(|d| Some((d, self.get(d).configured?)))
+            .collect()
+    }
+
+    /// Drops every free-tier default the provider has not stated once it states some
+    /// dimension's limit more than ten times that dimension's free-tier default: such a
+    /// key is not on the free tier, and its unstated limits are unknown, not the free
+    /// tier's. Returns one change per dropped default.
+    pub fn yield_defaults(&mut self) -> Vec<LimitChange> {
+        let evidence = Dim::ALL.into_iter().find_map(|d| {
+            let l = self.get(d);
+            let (Some((stated, Source::Stated { .. })), Some(default)) = (&l.stated, l.configured)
+            else {
+                return None;
+            };
+            let free_tier = matches!(l.configured_source, Source::Default { .. });
+            (free_tier && *stated > default.saturating_mul(PAID_TIER_FACTOR))
+                .then_some((d, *stated))
+        });
+        let Some((by, stated)) = evidence else {
+            return Vec::new();
+        };
+        let mut changes = Vec::new();
+        for d in Dim::ALL {
+            let limit = &mut self.dims[d.index()];
+            let Source::Default { provider } = limit.configured_source else {
+                continue;
+            };
+            if !limit.assumed() {
+                continue;
+            }
+            let was = limit.describe(d);
+            limit.configured = None;
+            limit.configured_source = Source::DefaultDropped {
+                provider,
+                because: format!("the provider states {by} {stated}, not a free-tier key"),
+            };
+            changes.push(LimitChange {
+                dim: d,
+                value: None,
+                source: limit.configured_source.clone(),
+                was,
+            });
+        }
+        changes
     }
 
     /// A lower value seen in practice; never raises the value in force.
@@ -275,7 +385,7 @@ mod tests {
     fn stated_values_replace_defaults_up_and_down() {
         let mut l = set(Some(6000), Source::Default { provider: "groq" });
         let change = l.state(Dim::Tpm, 10_000_000, header()).unwrap();
-        assert_eq!(change.value, 10_000_000);
+        assert_eq!(change.value, Some(10_000_000));
         assert!(change.was.contains("6000 from the groq free-tier default"));
         assert_eq!(l.values().tpm, Some(10_000_000));
         assert_eq!(
@@ -294,10 +404,10 @@ mod tests {
         assert_eq!(l.values().tpm, Some(50_000));
         assert_eq!(l.get(Dim::Tpm).describe(Dim::Tpm), "tpm = 50000 from --tpm");
         let change = l.state(Dim::Tpm, 20_000, header()).unwrap();
-        assert_eq!(change.value, 20_000);
+        assert_eq!(change.value, Some(20_000));
         // The provider raising it again cannot go above the user's value.
         let change = l.state(Dim::Tpm, 90_000, header()).unwrap();
-        assert_eq!(change.value, 50_000);
+        assert_eq!(change.value, Some(50_000));
         assert_eq!(change.source, Source::Flag);
     }
 
@@ -305,8 +415,75 @@ mod tests {
     fn observed_values_only_lower() {
         let mut l = set(Some(300), Source::Flag);
         assert!(l.observe_lower(Dim::Tpm, 400).is_none());
-        assert_eq!(l.observe_lower(Dim::Tpm, 60).unwrap().value, 60);
+        assert_eq!(l.observe_lower(Dim::Tpm, 60).unwrap().value, Some(60));
         assert_eq!(l.values().tpm, Some(60));
+    }
+
+    fn groq_free_tier(rpm: (u64, Source)) -> LimitSet {
+        let groq = || Source::Default { provider: "groq" };
+        LimitSet::configured([
+            (Some(rpm.0), rpm.1),
+            (None, groq()),
+            (Some(14_400), groq()),
+            (Some(6_000), groq()),
+            (Some(500_000), groq()),
+        ])
+    }
+
+    #[test]
+    fn a_stated_limit_far_above_the_free_tier_drops_the_unstated_defaults() {
+        let mut l = groq_free_tier((10_000, Source::Flag));
+        assert_eq!(
+            l.assumed(),
+            [(Dim::Rpd, 14_400), (Dim::Tpm, 6_000), (Dim::Tpd, 500_000)]
+        );
+        // Ten times the free tier is still a free-tier key's possible limit.
+        l.state(Dim::Tpm, 60_000, header());
+        assert!(l.yield_defaults().is_empty());
+        l.state(
+            Dim::Rpd,
+            14_400,
+            Source::Stated {
+                by: "x-ratelimit-limit-requests".into(),
+                earlier: false,
+            },
+        );
+        l.state(Dim::Tpm, 10_000_000, header());
+        let dropped = l.yield_defaults();
+        assert_eq!(dropped.len(), 1, "{dropped:?}");
+        assert_eq!(
+            dropped[0].dropped_default().unwrap(),
+            "tpd: free-tier default dropped (the provider states tpm 10000000, not a free-tier key)"
+        );
+        assert_eq!(dropped[0].value, None);
+        assert_eq!(l.values().tpd, None);
+        // The user's value and the stated ones stay; nothing is dropped twice.
+        assert_eq!(l.values().rpm, Some(10_000));
+        assert_eq!(l.values().rpd, Some(14_400));
+        assert!(l.yield_defaults().is_empty());
+        assert!(l
+            .get(Dim::Tpd)
+            .describe(Dim::Tpd)
+            .starts_with("tpd = none from the groq free-tier default, dropped ("));
+    }
+
+    #[test]
+    fn assumed_hour_and_day_limits_are_not_enforced_but_minute_ones_pace() {
+        let l = groq_free_tier((30, Source::Default { provider: "groq" }));
+        let e = l.enforced();
+        assert_eq!((e.rpm, e.tpm), (Some(30), Some(6_000)));
+        assert_eq!((e.rpd, e.tpd), (None, None));
+        // A day limit the user set (or the provider stated) is enforced.
+        let mut l = groq_free_tier((30, Source::Flag));
+        l.state(
+            Dim::Rpd,
+            1_000,
+            Source::Stated {
+                by: "x".into(),
+                earlier: false,
+            },
+        );
+        assert_eq!(l.enforced().rpd, Some(1_000));
     }
 
     #[test]

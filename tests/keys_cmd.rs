@@ -39,7 +39,17 @@ fn manual_rotations(db: &Path) -> Vec<(String, String, String)> {
 #[test]
 fn list_shows_names_priorities_quota_use_health_and_activity_masked() {
     let ks = [PLANTED, KEY2];
-    let (fake, sb, _, input, output) = setup(&ks, FakeConfig::with_keys(&ks), 10);
+    // Free-tier keys: stated limits under ten times the free tier's keep the assumed
+    // tokens a day (a paid-tier statement would drop it, see tests/learn.rs).
+    let free = OrgLimits {
+        tpm: Some(50_000),
+        rpd: Some(14_400),
+        ..OrgLimits::default()
+    };
+    let cfg = FakeConfig::with_keys(&ks)
+        .limit("org_0", free.clone())
+        .limit("org_1", free);
+    let (fake, sb, _, input, output) = setup(&ks, cfg, 10);
     sb.add_env_lines(&[
         "GROQ_API_KEY_1_NAME=main",
         "GROQ_API_KEY_1_PRIORITY=3",

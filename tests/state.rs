@@ -498,9 +498,18 @@ fn usage_reports_exactly_what_the_provider_saw_per_key_and_masks_keys() {
 
 #[test]
 fn usage_counts_the_rows_each_key_labeled_and_the_tokens_they_took() {
+    // Free-tier keys: stated limits under ten times the free tier's keep the assumed
+    // tokens a day the footer counts with (a paid-tier statement would drop it).
+    let free = OrgLimits {
+        tpm: Some(50_000),
+        rpd: Some(14_400),
+        ..OrgLimits::default()
+    };
     let (fake, sb, texts, input, output) = setup(
         &[PLANTED, KEY2],
-        FakeConfig::with_keys(&[PLANTED, KEY2]),
+        FakeConfig::with_keys(&[PLANTED, KEY2])
+            .limit("org_0", free.clone())
+            .limit("org_1", free),
         20,
     );
     // One batch reply is unusable: its tokens are spent, but it labels no row.

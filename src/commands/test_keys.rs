@@ -5,6 +5,9 @@
 use serde_json::json;
 
 use crate::cli::TestKeysArgs;
+
+mod shared;
+
 use crate::config::Config;
 use crate::error::{Outcome, Result};
 use crate::keys::ApiKey;
@@ -24,11 +27,21 @@ pub async fn run(args: &TestKeysArgs) -> Result<Outcome> {
     for (i, cfg) in pool.iter().enumerate() {
         let results = check_provider(cfg, &state, chat).await?;
         all_ok &= results.iter().all(|r| r["status"] == "ok");
+        let mut results = results;
+        let groups = if chat {
+            shared::groups(cfg, &state, &results)?
+        } else {
+            Vec::new()
+        };
+        shared::mark(&mut results, &groups);
         if !json_out {
             if i > 0 {
                 crate::outln!("");
             }
             print_table(cfg, &results, chat);
+            for g in &groups {
+                crate::outln!("  {}", g.describe());
+            }
         }
         all_results.extend(results);
     }
@@ -115,6 +128,8 @@ async fn check_provider(cfg: &Config, state: &State, chat: bool) -> Result<Vec<s
             "status": status,
             "latency_ms": (res.latency.as_secs_f64() * 1000.0).round() as u64,
             "remaining_requests": res.headers.remaining_requests,
+            "limit_requests": res.headers.limit_requests,
+            "named_org": res.headers.org,
             "remaining_tokens": res.headers.remaining_tokens,
             "detail": detail,
         }));

@@ -6,6 +6,7 @@ pub mod mask;
 pub mod quota;
 pub mod ring;
 pub mod settings;
+pub mod suspect;
 
 use std::fmt;
 

@@ -36,6 +36,7 @@ pub fn rotation_class(change: &HealthChange) -> (&'static str, &'static str) {
     let class = match &change.to {
         _ if matches!(change.reason, HealthReason::QuotaLow(_)) => QUOTA_LOW,
         Health::Cooling { .. } => "rate limited",
+        Health::Suspect { .. } => "suspect",
         Health::Exhausted { .. } => "exhausted",
         Health::Invalid => "invalid",
         Health::Disabled { .. } => "manual",
@@ -49,6 +50,11 @@ pub enum Health {
     Available,
     /// Per-minute limit hit: serves again at `until`.
     Cooling {
+        until: Instant,
+    },
+    /// Set aside after an error other keys do not get (`suspect`): one probe request
+    /// after `until` decides (this run only).
+    Suspect {
         until: Instant,
     },
     /// Daily quota (or billing) used up: serves again at `until` (kept across runs).
@@ -86,7 +92,7 @@ impl Health {
             Health::Cooling { .. } => Some(KeyStatus::Cooling),
             Health::Exhausted { .. } => Some(KeyStatus::Exhausted),
             Health::Invalid => Some(KeyStatus::Invalid),
-            Health::Disabled { .. } => None,
+            Health::Disabled { .. } | Health::Suspect { .. } => None,
         }
     }
 
@@ -94,6 +100,7 @@ impl Health {
         match self {
             Health::Available => "available",
             Health::Cooling { .. } => "cooling",
+            Health::Suspect { .. } => "suspect",
             Health::Exhausted { .. } => "exhausted",
             Health::Invalid => "invalid",
             Health::Disabled { .. } => "disabled",
@@ -200,6 +207,11 @@ impl KeyRing {
         slot.quota = KeyQuota::new(slot.key.settings.quotas, quota_reset_day);
     }
 
+    /// The first cooldown after a 429 that gives no wait (`--backoff`).
+    pub fn unhinted_base(&self) -> Duration {
+        self.unhinted_base
+    }
+
     pub fn len(&self) -> usize {
         self.slots.len()
     }
@@ -280,7 +292,7 @@ impl KeyRing {
             .filter(|&i| {
                 matches!(
                     self.slots[i].health,
-                    Health::Available | Health::Cooling { .. }
+                    Health::Available | Health::Cooling { .. } | Health::Suspect { .. }
                 )
             })
             .collect();
@@ -391,7 +403,13 @@ impl KeyRing {
         self.set_health(key, to, why)
     }
 
-    fn set_health(&mut self, key: usize, to: Health, reason: HealthReason) -> Option<HealthChange> {
+    /// Sets `key`'s health (a suspicion and its outcome); the change, if any.
+    pub fn set_health(
+        &mut self,
+        key: usize,
+        to: Health,
+        reason: HealthReason,
+    ) -> Option<HealthChange> {
         let slot = &mut self.slots[key];
         if slot.health == to {
             return None;
@@ -525,6 +543,10 @@ impl KeyRing {
             0 => String::new(),
             n => format!(" · disabled {n}"),
         };
+        let disabled = match count("suspect") {
+            0 => disabled,
+            n => format!(" · suspect {n}{disabled}"),
+        };
         format!(
             "key status: current {current} · available {available} · cooling {} · exhausted {} · invalid {}{disabled} · {available}/{} available",
             count("cooling"),
@@ -537,7 +559,9 @@ impl KeyRing {
     /// How long until the soonest cooling key is back (for the dispatcher's sleep).
     pub fn cooling_wait(&self, key: usize, now: Instant) -> Duration {
         match self.slots[key].health {
-            Health::Cooling { until } => until.saturating_duration_since(now),
+            Health::Cooling { until } | Health::Suspect { until } => {
+                until.saturating_duration_since(now)
+            }
             _ => Duration::ZERO,
         }
     }

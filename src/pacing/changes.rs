@@ -38,6 +38,8 @@ pub struct Changes {
     pub rotations: Vec<Rotation>,
     /// The key-status summary right after the health changes (when there are any).
     pub status: Option<String>,
+    /// Keys found to share an organization, now paced as one.
+    pub orgs: Vec<super::OrgMerge>,
 }
 
 /// A health change (`Changes::health[change]`) that took the key in use out of service,
@@ -70,6 +72,9 @@ impl Changes {
     }
 
     pub fn is_empty(&self) -> bool {
-        self.health.is_empty() && self.limits.is_empty() && self.store.is_none()
+        self.health.is_empty()
+            && self.limits.is_empty()
+            && self.orgs.is_empty()
+            && self.store.is_none()
     }
 }

@@ -9,15 +9,21 @@ use tokio::time::Instant;
 use super::org::Wait;
 use super::{wall_of, Grant, Inner, StoreNews, LONG_RESET};
 use crate::keys::quota::QuotaWait;
+use crate::keys::ring::Health;
+use crate::keys::suspect;
 
 impl Inner {
     pub(super) fn try_grant(
         &mut self,
         tokens: u64,
+        avoid: &[usize],
         now: Instant,
         wall: SystemTime,
     ) -> Result<Grant, Duration> {
-        let candidates = self.ring.candidates();
+        let mut candidates = self.ring.candidates();
+        if candidates.iter().any(|k| !avoid.contains(k)) {
+            candidates.retain(|k| !avoid.contains(k));
+        }
         if candidates.is_empty() {
             return Ok(Grant::NoKey {
                 earliest: self.ring.earliest_reset(),
@@ -59,8 +65,18 @@ impl Inner {
                         }
                     }
                     org.take(now, tokens);
+                    if let Some(shared) = &mut self.shared {
+                        shared.granted(key);
+                    }
                     self.ring.charge(key, now, wall, tokens);
                     self.ring.granted(key);
+                    if matches!(self.ring.slots[key].health, Health::Suspect { .. }) {
+                        // Its probe: nothing else goes to it until the answer.
+                        self.errors.probe_sent(key);
+                        self.ring.slots[key].health = Health::Suspect {
+                            until: now + suspect::PROBE_OUT,
+                        };
+                    }
                     return Ok(Grant::Key(key));
                 }
             }

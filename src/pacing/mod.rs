@@ -14,8 +14,11 @@
 pub mod changes;
 pub mod clock;
 mod grant;
+pub mod learning;
+pub mod minute_rate;
 pub mod org;
 pub mod quota;
+pub mod shared_org;
 
 use std::num::NonZeroU32;
 use std::sync::{Arc, Mutex};
@@ -27,16 +30,19 @@ use governor::{Quota, RateLimiter};
 use tokio::time::Instant;
 
 use crate::keys::ring::{HealthChange, KeyRing};
+use crate::keys::suspect::KeyErrors;
 use crate::keys::ApiKey;
 use crate::limits::{Dim, LimitSet, Limits, Source};
-use crate::provider::classify::{CallError, RateHeaders, LONG_RESET};
+use crate::provider::classify::{human, CallError, RateHeaders, LONG_RESET};
 use crate::provider::defaults::HeaderMeaning;
-use crate::store::{OrgId, QuotaStore};
+use crate::store::{HealthReason, OrgId, QuotaStore};
 use crate::timeutil::DayStart;
 pub use changes::{Changes, OrgLimitChange, Rotation, StoreNews};
 pub use clock::{Clock, SystemClock};
+pub use learning::OrgMerge;
 use org::Org;
 pub use quota::QuotaOp;
+use shared_org::SharedOrgs;
 
 /// The longest the dispatcher sleeps before it looks again.
 const LONGEST_NAP: Duration = Duration::from_millis(250);
@@ -68,6 +74,11 @@ struct Inner {
     spacing: Option<Spacing>,
     /// A store outage already reported (reported again only after it recovered).
     store_error_reported: bool,
+    /// What the replies say about keys sharing an organization (`None`: the user grouped
+    /// the keys, nothing is learned).
+    shared: Option<SharedOrgs>,
+    /// Errors that follow a key rather than a row (see `keys::suspect`).
+    errors: KeyErrors,
 }
 
 /// A quota store that fails for this long by default stops the run (`--store-timeout`).
@@ -131,6 +142,7 @@ impl Dispatcher {
             )
         });
         let keys = ring.slots.iter().map(|s| s.key.clone()).collect();
+        let n = ring.len();
         Dispatcher {
             keys,
             inner: Mutex::new(Inner {
@@ -151,6 +163,8 @@ impl Dispatcher {
                     .collect(),
                 spacing,
                 store_error_reported: false,
+                shared: None,
+                errors: KeyErrors::new(n),
             }),
             turn: tokio::sync::Mutex::new(()),
             clock,
@@ -201,9 +215,20 @@ impl Dispatcher {
     /// quota store failing or answering again) is handed to `report` as it happens, once
     /// the lock is released.
     pub async fn acquire(&self, tokens: u64, report: &(dyn Fn(Changes) + Sync)) -> Grant {
+        self.acquire_avoiding(tokens, &[], report).await
+    }
+
+    /// `acquire`, preferring keys other than `avoid` (those the request already failed
+    /// on with an error that may follow the key) while one of them can serve.
+    pub async fn acquire_avoiding(
+        &self,
+        tokens: u64,
+        avoid: &[usize],
+        report: &(dyn Fn(Changes) + Sync),
+    ) -> Grant {
         let _turn = self.turn.lock().await;
         loop {
-            let (changes, step) = self.try_acquire(tokens);
+            let (changes, step) = self.try_acquire(tokens, avoid);
             if !changes.is_empty() {
                 report(changes);
             }
@@ -219,7 +244,7 @@ impl Dispatcher {
     }
 
     /// One look under the lock: a grant, or how long to wait; and what changed.
-    fn try_acquire(&self, tokens: u64) -> (Changes, Result<Grant, Duration>) {
+    fn try_acquire(&self, tokens: u64, avoid: &[usize]) -> (Changes, Result<Grant, Duration>) {
         let mut guard = self.inner.lock().unwrap();
         let inner = &mut *guard;
         let now = self.clock.now();
@@ -230,7 +255,7 @@ impl Dispatcher {
         // Seen before the grant, while the key that steps aside is still the current one
         // (a rotation is logged from it to the next).
         let mut changes = Changes::of_health(health, &inner.ring);
-        let result = inner.try_grant(tokens, now, wall);
+        let result = inner.try_grant(tokens, avoid, now, wall);
         let down = inner.store_down_since();
         changes.store = inner.store_news(down, now, wall);
         // No grant without the store: once it has failed for the whole timeout, the
@@ -263,7 +288,8 @@ impl Dispatcher {
                 earlier: true,
             };
             let change = org.limits.state(*dim, *value, source);
-            limits.extend(org.restate(change).map(|change| OrgLimitChange {
+            let changes = org.restate(change.into_iter().collect());
+            limits.extend(changes.into_iter().map(|change| OrgLimitChange {
                 org: *org_idx,
                 key: *key,
                 change,
@@ -284,7 +310,10 @@ impl Dispatcher {
     pub fn succeeded(&self, key: usize, headers: &RateHeaders, next_tokens: u64) -> Changes {
         let mut inner = self.inner.lock().unwrap();
         let (now, wall) = (self.clock.now(), self.clock.wall());
-        let limits = inner.read_headers(key, headers, next_tokens, now);
+        inner.errors.succeeded(key, now);
+        let orgs = inner.learn_counters(key, headers);
+        let mut limits = inner.read_headers(key, headers, next_tokens, now);
+        limits.extend(inner.answered(key, now));
         let mut health = inner.ring.succeeded(key, headers.remaining_requests);
         // No request left for longer than a minute window: the daily quota is used up.
         // Exhaust the organization now, before a request is wasted on a 429.
@@ -301,6 +330,7 @@ impl Dispatcher {
         }
         Changes {
             limits,
+            orgs,
             ..Changes::of_health(health, &inner.ring)
         }
     }
@@ -316,10 +346,11 @@ impl Dispatcher {
     }
 
     /// A failed reply: cool down, exhaust or invalidate the key (or its organization),
-    /// and learn the limit a 429 states.
+    /// and learn the limit a 429 states (and the organization it names).
     pub fn failed(&self, key: usize, err: &CallError, headers: &RateHeaders) -> Changes {
         let mut inner = self.inner.lock().unwrap();
         let (now, wall) = (self.clock.now(), self.clock.wall());
+        let orgs = inner.learn_named(key, headers);
         let mut limits = inner.read_headers(key, headers, 0, now);
         let stated = match err {
             CallError::RateLimited { dim, limit, .. }
@@ -327,7 +358,35 @@ impl Dispatcher {
             _ => None,
         };
         let org = inner.ring.slots[key].org;
+        // A 429 that gives no wait (nor states a limit): at the limit for this minute.
+        // The keys cool for the hold, then one probe goes; no doubling back-off.
+        let silent = matches!(
+            err,
+            CallError::RateLimited {
+                retry_after: None,
+                limit: None,
+                dim: None | Some(Dim::Rpm),
+            }
+        );
+        let held = silent.then(|| {
+            let short = inner.ring.unhinted_base();
+            let (hold, learned) = inner.orgs[org].silent_429(now, short);
+            limits.extend(
+                learned
+                    .into_iter()
+                    .map(|change| OrgLimitChange { org, key, change }),
+            );
+            CallError::RateLimited {
+                retry_after: Some(hold),
+                dim: None,
+                limit: None,
+            }
+        });
+        if !silent {
+            limits.extend(inner.answered(key, now));
+        }
         match stated {
+            _ if silent => {}
             Some((dim, Some(limit))) => {
                 let source = Source::Stated {
                     by: "a 429 reply".into(),
@@ -336,14 +395,30 @@ impl Dispatcher {
                 let o = &mut inner.orgs[org];
                 let change = o.limits.state(dim, limit, source);
                 limits.extend(
-                    o.restate(change)
+                    o.restate(change.into_iter().collect())
+                        .into_iter()
                         .map(|change| OrgLimitChange { org, key, change }),
                 );
             }
             Some((Dim::Rpm, None)) => limits.extend(inner.learn_rpm_from_count(key, now)),
             _ => {}
         }
-        let health = inner.ring.failed(key, err, now, wall);
+        let mut health = inner
+            .ring
+            .failed(key, held.as_ref().unwrap_or(err), now, wall);
+        if let Some(CallError::RateLimited {
+            retry_after: Some(hold),
+            ..
+        }) = held
+        {
+            for c in &mut health {
+                c.reason = HealthReason::Provider(format!(
+                    "{}: at the limit for this minute, one probe in {}",
+                    err.describe(),
+                    human(hold)
+                ));
+            }
+        }
         // A cooldown is the organization's: every run sharing it waits it out.
         let cooling = inner.ring.cooling_wait(key, now);
         if !cooling.is_zero() {
@@ -351,6 +426,7 @@ impl Dispatcher {
         }
         Changes {
             limits,
+            orgs,
             ..Changes::of_health(health, &inner.ring)
         }
     }
@@ -369,19 +445,23 @@ impl Inner {
         let org_idx = self.ring.slots[key].org;
         let rules = self.rules[org_idx];
         let org = &mut self.orgs[org_idx];
-        let mut changes = Vec::new();
+        let mut stated = Vec::new();
         for (dim, value, header) in rules.headers.stated(h) {
             let source = Source::Stated {
                 by: header.to_string(),
                 earlier: false,
             };
-            let change = org.limits.state(dim, value, source);
-            changes.extend(org.restate(change).map(|change| OrgLimitChange {
+            stated.extend(org.limits.state(dim, value, source));
+        }
+        let changes = org
+            .restate(stated)
+            .into_iter()
+            .map(|change| OrgLimitChange {
                 org: org_idx,
                 key,
                 change,
-            }));
-        }
+            })
+            .collect();
         if let (Some(dim), Some(limit), Some(left)) = (
             rules.headers.requests,
             h.limit_requests,
@@ -407,20 +487,34 @@ impl Inner {
     /// A per-minute 429 that states no limit although our limiter allowed the request:
     /// the real limit is lower than ours. Enforce what was actually served in the last
     /// minute, but only with enough requests to tell (one early 429 teaches nothing).
-    fn learn_rpm_from_count(&mut self, key: usize, now: Instant) -> Option<OrgLimitChange> {
+    fn learn_rpm_from_count(&mut self, key: usize, now: Instant) -> Vec<OrgLimitChange> {
         let org_idx = self.ring.slots[key].org;
         let org = &mut self.orgs[org_idx];
         // The failed request itself was counted as a grant.
         let served = org.served_last_minute(now).saturating_sub(1);
         if served < 5 {
-            return None;
+            return Vec::new();
         }
         let change = org.limits.observe_lower(Dim::Rpm, served);
-        org.restate(change).map(|change| OrgLimitChange {
-            org: org_idx,
-            key,
-            change,
-        })
+        org.restate(change.into_iter().collect())
+            .into_iter()
+            .map(|change| OrgLimitChange {
+                org: org_idx,
+                key,
+                change,
+            })
+            .collect()
+    }
+
+    /// An answer from `key`'s organization other than a 429 without a wait (see
+    /// `Org::answered`).
+    fn answered(&mut self, key: usize, now: Instant) -> Vec<OrgLimitChange> {
+        let org = self.ring.slots[key].org;
+        self.orgs[org]
+            .answered(now)
+            .into_iter()
+            .map(|change| OrgLimitChange { org, key, change })
+            .collect()
     }
 }
 

@@ -12,8 +12,9 @@ use std::time::{Duration, SystemTime};
 
 use tokio::time::Instant;
 
+use super::minute_rate::MinuteRate;
 use super::quota::{self, Ask, Decision, Nanos, QuotaOp};
-use crate::limits::{Dim, LimitChange, LimitSet, Limits};
+use crate::limits::{Dim, LimitChange, LimitSet, Limits, Source};
 use crate::store::{Applied, OrgId, QuotaStore};
 use crate::timeutil::DayStart;
 
@@ -47,7 +48,7 @@ struct Lease {
 
 pub struct Org {
     pub limits: LimitSet,
-    /// `limits.values()`, kept so the hot path does not recompute it.
+    /// `limits.enforced()`, kept so the hot path does not recompute it.
     values: Limits,
     id: OrgId,
     day: DayStart,
@@ -67,6 +68,8 @@ pub struct Org {
     pub store_error: Option<String>,
     /// Since when every ask for a grant failed (`None`: the store last answered).
     pub store_failing_since: Option<Instant>,
+    /// The minute rate learned from 429s that give no wait, and the hold after one.
+    minute: MinuteRate,
 }
 
 /// This machine's instant of a store time, given the store's now when it answered and
@@ -101,7 +104,7 @@ impl Org {
         lease_want: u64,
     ) -> Org {
         Org {
-            values: limits.values(),
+            values: limits.enforced(),
             limits,
             id,
             day,
@@ -114,6 +117,7 @@ impl Org {
             recent: VecDeque::new(),
             store_error: None,
             store_failing_since: None,
+            minute: MinuteRate::new(Instant::now()),
         }
     }
 
@@ -126,11 +130,20 @@ impl Org {
         self.values
     }
 
-    /// The provider states a limit (or a lower one was observed): the next slots follow it.
-    pub fn restate(&mut self, change: Option<LimitChange>) -> Option<LimitChange> {
-        let change = change?;
+    /// The provider stated limits (or a lower one was observed): the next slots follow
+    /// them. Returns the changes with the free-tier defaults they made drop
+    /// (`yield_defaults`, once every limit of the reply is in).
+    ///
+    /// A statement may change what is enforced without changing a value in force (an
+    /// assumed day limit stated as it was assumed is enforced from then on), so the
+    /// enforced values are recomputed whatever `changes` holds.
+    pub fn restate(&mut self, mut changes: Vec<LimitChange>) -> Vec<LimitChange> {
+        changes.extend(self.limits.yield_defaults());
         let before = self.values;
-        self.values = self.limits.values();
+        self.values = self.capped();
+        if self.values == before {
+            return changes;
+        }
         // Leased slots were spaced and counted for the old limit.
         self.give_back_lease();
         // A higher minute limit: what was charged at the old, slower pace (the assumed
@@ -143,7 +156,68 @@ impl Org {
         if rpm || tpm {
             self.tell_store(QuotaOp::Ease { rpm, tpm });
         }
-        Some(change)
+        changes
+    }
+
+    /// The enforced limits, the minute's requests capped by what 429s without a wait
+    /// taught.
+    fn capped(&self) -> Limits {
+        let mut values = self.limits.enforced();
+        if let Some(cap) = self.minute.cap() {
+            values.rpm = Some(values.rpm.map_or(cap, |r| r.min(cap)));
+        }
+        values
+    }
+
+    /// A 429 that gives no wait: the organization is at its limit for the current minute.
+    /// Nothing goes until the oldest request of the last minute has left the window (with
+    /// too few requests to tell, for `short_hold`), then one probe. Returns the hold and
+    /// the learned minute rate if it fell.
+    pub fn silent_429(
+        &mut self,
+        now: Instant,
+        short_hold: Duration,
+    ) -> (Duration, Vec<LimitChange>) {
+        let served = self.served_last_minute(now);
+        let window_left = self.recent.front().map_or(Duration::ZERO, |(t, _)| {
+            (*t + Duration::from_secs(60)).saturating_duration_since(now)
+        });
+        let hold = if served >= 5 { window_left } else { short_hold };
+        let (was, ceiling) = (self.values.rpm, self.limits.enforced().rpm);
+        let learned = self.minute.silent_429(now, served, ceiling, hold);
+        let changes = self.learned(learned, was);
+        (self.minute.held_for(now), changes)
+    }
+
+    /// Any other answer from the organization: a probe that came back ends the hold, and a
+    /// clean minute raises the learned minute rate.
+    pub fn answered(&mut self, now: Instant) -> Vec<LimitChange> {
+        let (was, ceiling) = (self.values.rpm, self.limits.enforced().rpm);
+        let learned = self.minute.answered(now, ceiling);
+        self.learned(learned, was)
+    }
+
+    fn learned(&mut self, learned: Option<u64>, was: Option<u64>) -> Vec<LimitChange> {
+        let Some(rate) = learned else {
+            return Vec::new();
+        };
+        let mut changes = self.restate(Vec::new());
+        changes.push(LimitChange {
+            dim: Dim::Rpm,
+            value: Some(rate),
+            source: Source::Learned,
+            was: format!(
+                "rpm = {}",
+                was.map_or("none".to_string(), |v| v.to_string())
+            ),
+        });
+        changes
+    }
+
+    /// Its keys moved to another organization (they were found to share it): the slots
+    /// it holds go back.
+    pub fn retire(&mut self) {
+        self.give_back_lease();
     }
 
     /// Returns the slots of the lease this run will not use to the hour and day counts.
@@ -165,6 +239,7 @@ impl Org {
         if let Some(until) = self.blocked_until.filter(|u| *u > now) {
             return Err(Wait::For(until - now));
         }
+        self.minute.gate(now).map_err(Wait::For)?;
         if let Some(l) = &mut self.lease {
             // Slots left unused for a while lapse, so that a run that falls behind does
             // not catch up in a burst. (Within a quarter second a late slot is still
@@ -250,6 +325,7 @@ impl Org {
 
     /// Spends the slot `check` found due.
     pub fn take(&mut self, now: Instant, tokens: u64) {
+        self.minute.granted(now);
         if let Some(l) = &mut self.lease {
             l.left = l.left.saturating_sub(1);
             l.tokens_left = l.tokens_left.saturating_sub(tokens);

@@ -296,6 +296,7 @@ async fn huge_waits_from_a_provider_are_clamped_not_a_panic() {
         retry_after: Some(LONGEST_HINT),
         limit_requests: Some(u64::MAX),
         limit_tokens: Some(u64::MAX),
+        org: None,
     };
     let changes = d.succeeded(0, &headers, 10);
     assert_eq!(changes.health[0].to.name(), "exhausted");
@@ -405,3 +406,4 @@ async fn in_a_pool_each_organization_reads_headers_by_its_own_providers_rules() 
 
 mod outage;
 mod stated;
+mod suspect;

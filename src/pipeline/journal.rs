@@ -4,7 +4,7 @@
 use super::spec::Labeler;
 use crate::keys::ring::{rotation_class, Health, HealthChange};
 use crate::limits::Source;
-use crate::pacing::{Changes, StoreNews};
+use crate::pacing::{Changes, OrgMerge, StoreNews};
 use crate::store::StoredHealth;
 use crate::timeutil;
 
@@ -33,15 +33,26 @@ pub fn apply(run: &Labeler, changes: &Changes) {
             .info(&format!("state {}: reachable again", run.state.location)),
         None => {}
     }
+    for merge in &changes.orgs {
+        merged(run, merge);
+    }
     for l in &changes.limits {
         let c = &l.change;
+        let Some(value) = c.value else {
+            // A dropped free-tier default changes what the run may do: said without -v.
+            if let Some(line) = c.dropped_default() {
+                let key = run.dispatcher.key(l.key).label();
+                run.ui.info(&format!("organization of key {key}: {line}"));
+            }
+            continue;
+        };
         run.ui.debug(
             1,
             &format!(
                 "organization of key {}: {} = {} from {} (was {})",
                 run.dispatcher.key(l.key).label(),
                 c.dim,
-                c.value,
+                value,
                 c.source,
                 c.was
             ),
@@ -53,13 +64,41 @@ pub fn apply(run: &Labeler, changes: &Changes) {
                 member.provider,
                 member.client.model(),
                 &run.dispatcher.key(l.key).fingerprint,
-                (c.dim, c.value),
+                (c.dim, value),
                 by,
             );
             if let Err(e) = saved {
                 run.ui
                     .error(&format!("could not save a learned limit: {e}"));
             }
+        }
+    }
+}
+
+/// Keys found to share an organization: said once, with the evidence and how to overrule
+/// it, and remembered so that the next run starts merged.
+fn merged(run: &Labeler, merge: &OrgMerge) {
+    let keys: Vec<String> = merge
+        .keys
+        .iter()
+        .map(|&k| format!("#{}", run.dispatcher.key(k).index))
+        .collect();
+    let provider = run.spec.member(merge.keys[0]).provider;
+    run.ui.info(&format!(
+        "keys {} share {}: pacing them as one; set {}_ORG_GROUPS to skip the learning",
+        keys.join(", "),
+        merge.evidence.describe(),
+        provider.to_uppercase()
+    ));
+    let org = merge
+        .evidence
+        .org_name(&run.dispatcher.key(merge.keys[0]).fingerprint);
+    for &k in &merge.keys {
+        let fingerprint = &run.dispatcher.key(k).fingerprint;
+        if let Err(e) = run.state.save_org_member(provider, fingerprint, &org) {
+            run.ui
+                .error(&format!("could not save a shared organization: {e}"));
+            break;
         }
     }
 }

@@ -11,6 +11,7 @@ use crate::error::Result;
 use crate::keys::ring::{Health, KeyRing};
 use crate::keys::settings::Period;
 use crate::keys::ApiKey;
+use crate::limits::Dim;
 use crate::pacing::{Dispatcher, OrgSetup, ProviderRules, SystemClock};
 use crate::prompt::Prompter;
 use crate::provider::{defaults, Client};
@@ -26,6 +27,16 @@ pub fn cache_scope(c: &crate::config::Config, prompter: &Prompter) -> CacheScope
 /// `-v`: each limit in force and where it came from, once per distinct set (and per
 /// provider in a pool).
 pub fn log_limits(ui: &Ui, base: &crate::config::Config, pool: bool) {
+    if !base.org_groups_given {
+        for keys in base.shared_groups() {
+            let keys: Vec<String> = keys.iter().map(|k| format!("#{k}")).collect();
+            ui.info(&format!(
+                "keys {} share an organization (found by an earlier run): pacing them as one; set {}_ORG_GROUPS to skip the learning",
+                keys.join(", "),
+                base.provider.as_str().to_uppercase()
+            ));
+        }
+    }
     let mut shown: Vec<&crate::limits::LimitSet> = Vec::new();
     for (org, set) in base.org_limits.iter().enumerate() {
         if shown.contains(&set) {
@@ -49,7 +60,13 @@ pub fn log_limits(ui: &Ui, base: &crate::config::Config, pool: bool) {
         } else {
             String::new()
         };
-        for line in set.describe() {
+        for (d, line) in Dim::ALL.into_iter().zip(set.describe()) {
+            let assumed = if set.get(d).assumed() {
+                " (assumed)"
+            } else {
+                ""
+            };
+            let line = format!("{line}{assumed}");
             ui.debug(1, &format!("{provider}{line}{whose}"));
         }
     }
@@ -80,6 +97,12 @@ pub fn build_labeler(
     }
     let ring = key_ring(cfg, keys, &key_orgs, &key_member, &state, &ui)?;
     let quotas = crate::store::open_quota_store(&cfg.base.state)?;
+    let dispatcher = learning_orgs(
+        Dispatcher::new(ring, orgs, cfg.delay, Arc::new(SystemClock), quotas)
+            .with_store_timeout(cfg.store_timeout),
+        cfg,
+        &key_member,
+    );
     Ok(Labeler {
         spec: RunSpec {
             members,
@@ -93,11 +116,21 @@ pub fn build_labeler(
                 store_timeout: cfg.store_timeout,
             },
         },
-        dispatcher: Dispatcher::new(ring, orgs, cfg.delay, Arc::new(SystemClock), quotas)
-            .with_store_timeout(cfg.store_timeout),
+        dispatcher,
         state,
         ui,
     })
+}
+
+/// Tells the dispatcher each key's provider, and lets it learn which keys share an
+/// organization unless the user grouped the keys of some provider (their groups then
+/// win, and a pool learns nothing).
+fn learning_orgs(d: Dispatcher, cfg: &LabelConfig, key_member: &[usize]) -> Dispatcher {
+    let d = d.with_families(key_member.to_vec());
+    if cfg.pool().any(|c| c.org_groups_given) {
+        return d;
+    }
+    d.learning_orgs(key_member.to_vec())
 }
 
 /// The organizations of provider `c`, with what the ledger says each used today.

@@ -72,6 +72,10 @@ struct Tries {
     unusable: u32,
     /// A reply came back cut before it named a label: the next tries get room.
     cut: bool,
+    /// Keys this request got an error other than a 429 from, with the error: the next
+    /// try prefers another key, and whether the error follows the key or the request
+    /// decides (see `key_level`).
+    failed_on: Vec<(usize, CallError)>,
 }
 
 impl Job<'_> {
@@ -199,7 +203,8 @@ async fn request<T>(
         // Reserved for the largest cap any model may get, before the key is known.
         ask.req.max_tokens = reply_cap(job, &ask, &tries, None);
         ask.tokens = job.usage.estimate(&ask.req);
-        let key = match grant(job, ask.tokens.1).await {
+        let avoid: Vec<usize> = tries.failed_on.iter().map(|(k, _)| *k).collect();
+        let key = match grant(job, ask.tokens.1, &avoid).await {
             Step::Done(key) => key,
             Step::Again => continue,
             Step::Failed(f) => return Err(f),
@@ -221,11 +226,14 @@ async fn request<T>(
         }
         job.control.reach.lock().unwrap().reached();
         let step = match res.result {
-            Ok(reply) => match replied(job, key, &reply, &res.headers, &ask) {
-                Some(v) => Step::Done((v, m)),
-                None if cut_short(job, &reply, &mut tries, m) => Step::Again,
-                None => unusable(job, &reply, &mut tries, max_unusable),
-            },
+            Ok(reply) => {
+                served_elsewhere(job, &mut tries);
+                match replied(job, key, &reply, &res.headers, &ask) {
+                    Some(v) => Step::Done((v, m)),
+                    None if cut_short(job, &reply, &mut tries, m) => Step::Again,
+                    None => unusable(job, &reply, &mut tries, max_unusable),
+                }
+            }
             Err(err) => failed(job, key, &err, &res.headers, &mut tries).await,
         };
         match step {
@@ -236,11 +244,16 @@ async fn request<T>(
     }
 }
 
-/// Waits for a key; when none is left, `--on-exhausted` decides.
-async fn grant(job: Job<'_>, tokens: u64) -> Step<usize> {
+/// Waits for a key (another than `avoid` if one can serve); when none is left,
+/// `--on-exhausted` decides.
+async fn grant(job: Job<'_>, tokens: u64, avoid: &[usize]) -> Step<usize> {
     let (run, control) = (job.run, job.control);
     let report = |changes: Changes| job.report(&changes);
-    match run.dispatcher.acquire(tokens, &report).await {
+    match run
+        .dispatcher
+        .acquire_avoiding(tokens, avoid, &report)
+        .await
+    {
         Grant::Key(k) => Step::Done(k),
         Grant::StoreLost { since, error } => {
             control.stop_for_lost_state(run, since, &error);
@@ -393,17 +406,22 @@ async fn failed<T>(
             job.report(&run.dispatcher.failed(key, err, headers));
             Step::Again
         }
+        CallError::Transient {
+            class: ErrorClass::Server,
+            ..
+        } if key_level(job, key, err, tries) => Step::Again,
         CallError::Transient { class, .. } => {
             tries.transient += 1;
+            let label = run.dispatcher.key(key).label();
             if tries.transient > run.spec.policy.max_retries {
                 return Step::Failed(Failure::Fallback(format!(
-                    "{} after {} tries",
+                    "{} after {} tries (the last on key {label})",
                     err.describe(),
                     tries.transient
                 )));
             }
             if *class == ErrorClass::Unparsable {
-                run.ui.debug(1, &err.describe());
+                run.ui.debug(1, &format!("key {label}: {}", err.describe()));
             }
             job.report(&run.dispatcher.failed(key, err, headers));
             tokio::time::sleep(backoff(run.spec.policy.backoff, tries.transient)).await;
@@ -411,10 +429,53 @@ async fn failed<T>(
         }
         CallError::Unreachable { .. } => unreachable!("met by net::unreached"),
         CallError::Rejected { .. } => {
-            run.ui.info(&format!("request refused: {}", err.describe()));
+            run.ui.info(&format!(
+                "key {}: request refused: {}",
+                run.dispatcher.key(key).label(),
+                err.describe()
+            ));
+            if key_level(job, key, err, tries) {
+                return Step::Again;
+            }
             Step::Failed(Failure::Unusable)
         }
+        CallError::NotFound { .. } if key_level(job, key, err, tries) => Step::Again,
         CallError::NotFound { message } => not_found(job, key, message),
+    }
+}
+
+/// An error other than a 429 (a 4xx, or a 5xx) on `key`: whether the request should go to
+/// another key without spending a retry. The first such error of a request sets the key
+/// aside when other keys of its provider succeed (or invalidates a suspect key on its
+/// probe) and, for a 4xx, tries another key if there is one. The same request failing on
+/// a second key is the request's fault: the suspicion is lifted.
+fn key_level(job: Job<'_>, key: usize, err: &CallError, tries: &mut Tries) -> bool {
+    let dispatcher = &job.run.dispatcher;
+    if !tries.failed_on.is_empty() {
+        for (k, _) in tries.failed_on.drain(..) {
+            job.report(&dispatcher.row_at_fault(k));
+        }
+        return false;
+    }
+    let changes = dispatcher.key_error(key, err);
+    let set_aside = changes.health.iter().any(|c| c.key == key);
+    job.report(&changes);
+    // A 5xx is retried as before (it spends a retry, on any key) unless the key was set
+    // aside: a server that fails at random fails on any key.
+    if err.class() == ErrorClass::Server && !set_aside {
+        return false;
+    }
+    tries.failed_on.push((key, err.clone()));
+    set_aside || dispatcher.other_key(&[key])
+}
+
+/// A reply came after errors on other keys: those that failed with a 4xx are the ones at
+/// fault (a 5xx counts only when it repeats).
+fn served_elsewhere(job: Job<'_>, tries: &mut Tries) {
+    for (k, err) in tries.failed_on.drain(..) {
+        if err.class() != ErrorClass::Server {
+            job.report(&job.run.dispatcher.key_error(k, &err));
+        }
     }
 }
 

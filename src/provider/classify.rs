@@ -224,6 +224,9 @@ pub struct RateHeaders {
     pub remaining_tokens: Option<u64>,
     pub reset_tokens: Option<Duration>,
     pub retry_after: Option<Duration>,
+    /// The organization a 429 body names (Groq's "… in organization `org_…` …"): not a
+    /// header, but read with them, since it says whose limit was hit.
+    pub org: Option<String>,
 }
 
 impl RateHeaders {
@@ -451,6 +454,20 @@ fn classify_429(
     }
 }
 
+/// The organization a 429 body names: "… in organization `org_01abc` service tier …" →
+/// `org_01abc` (at most 100 characters of letters, digits, `_` and `-`).
+pub fn named_org(body: &str) -> Option<String> {
+    let message = error_object(body)?.get("message")?.as_str()?.to_string();
+    let at = message.find("organization `")? + "organization `".len();
+    let id: String = message[at..].chars().take_while(|c| *c != '`').collect();
+    let valid = !id.is_empty()
+        && id.len() <= 100
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+    valid.then_some(id)
+}
+
 /// "…: Limit 30, Used 30, Requested 1." → 30
 fn stated_limit(message: &str) -> Option<u64> {
     let at = message.find("Limit ")? + "Limit ".len();
@@ -495,6 +512,18 @@ mod tests {
 
     const GROQ_RPM: &str = r#"{"error":{"message":"Rate limit reached for model `llama-3.1-8b-instant` in organization `org_x` service tier `on_demand` on requests per minute (RPM): Limit 30, Used 30, Requested 1. Please try again in 1.5s. Need more tokens?","type":"requests","code":"rate_limit_exceeded"}}"#;
     const GROQ_RPD: &str = r#"{"error":{"message":"Rate limit reached for model `llama-3.1-8b-instant` in organization `org_x` service tier `on_demand` on requests per day (RPD): Limit 14400, Used 14400, Requested 1. Please try again in 7m22.5s.","type":"requests","code":"rate_limit_exceeded"}}"#;
+
+    #[test]
+    fn a_429_body_names_its_organization() {
+        assert_eq!(named_org(GROQ_RPM).as_deref(), Some("org_x"));
+        assert_eq!(
+            named_org(r#"{"error":{"message":"Too Many Requests"}}"#),
+            None
+        );
+        let odd = r#"{"error":{"message":"in organization `a b` x"}}"#;
+        assert_eq!(named_org(odd), None);
+        assert_eq!(named_org("not json"), None);
+    }
 
     #[test]
     fn durations_in_provider_formats() {

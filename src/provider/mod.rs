@@ -212,6 +212,10 @@ impl Client {
                     }
                     Ok(bytes) => {
                         let text = String::from_utf8_lossy(&bytes);
+                        let mut headers = headers;
+                        if status == 429 {
+                            headers.org = classify::named_org(&text);
+                        }
                         (Err(classify_status(status, &headers, &text)), headers)
                     }
                 }

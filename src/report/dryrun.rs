@@ -175,6 +175,9 @@ pub fn dry_run(
             shown(l.tpd),
             average_bytes / 4.0
         );
+        if let Some(line) = assumed_line(c) {
+            crate::outln!("    {line}");
+        }
         for (i, (name, size)) in sizes.iter().enumerate() {
             let (line, per_day) = budget_line(c, prompter, *size, average_bytes, to_send);
             crate::outln!("    {:<24}{line}", format!("{name}:"));
@@ -263,4 +266,19 @@ fn budget_line(
         format!("{per_row:.1} tokens a row{ratio} · {capacity}"),
         all_keys,
     )
+}
+
+/// Which of a provider's limits are assumed (free-tier defaults nobody stated or set):
+/// `assumed limits: rpd 14400 · tpd 500000 (…)`, or `None` when every limit is known.
+pub fn assumed_line(c: &crate::config::Config) -> Option<String> {
+    let set = c.org_limits.first().unwrap_or(&c.limits);
+    let assumed = set.assumed();
+    if assumed.is_empty() {
+        return None;
+    }
+    let list: Vec<String> = assumed.iter().map(|(d, v)| format!("{d} {v}")).collect();
+    Some(format!(
+        "assumed limits: {} (free-tier defaults no reply has stated and you did not set; an assumed hour or day limit never stops the run, the provider's own 429 does)",
+        list.join(" · ")
+    ))
 }

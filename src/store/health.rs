@@ -1,5 +1,5 @@
-//! What runs learned about keys: their health, the limits the providers stated, and the
-//! rotation log.
+//! What runs learned about keys: their health, the limits the providers stated, which
+//! keys share an organization, and the rotation log.
 
 use std::time::SystemTime;
 
@@ -99,6 +99,14 @@ pub trait KeyHistory {
 
     /// Every limit stated for this provider and model, by any key.
     fn learned_limits(&self, provider: &str, model: &str) -> Result<Vec<LearnedLimit>>;
+
+    /// Remembers that key `fingerprint` of `provider` was found in organization `org` (the
+    /// name 429 replies gave, or one made up for keys whose counters fell together), so
+    /// that the next run paces it with the others from the start.
+    fn save_org_member(&self, provider: &str, fingerprint: &str, org: &str) -> Result<()>;
+
+    /// Every key of `provider` found to share an organization: (fingerprint, organization).
+    fn org_members(&self, provider: &str) -> Result<Vec<(String, String)>>;
 
     fn log_rotation(
         &self,

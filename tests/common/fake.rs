@@ -112,6 +112,10 @@ pub struct FakeKey {
     pub key: String,
     pub org: String,
     pub valid: bool,
+    /// Every chat request on this key gets this status and message, whatever it asks (a
+    /// key the server rejects with something other than 401, as a misconfigured proxy
+    /// does: `400 No connected db.`).
+    pub reject: Option<(u16, String)>,
 }
 
 impl FakeKey {
@@ -121,6 +125,15 @@ impl FakeKey {
             key: key.to_string(),
             org: org.to_string(),
             valid: true,
+            reject: None,
+        }
+    }
+
+    /// A key in `org` whose every chat request gets `status` with `message`.
+    pub fn rejected(key: &str, org: &str, status: u16, message: &str) -> Self {
+        FakeKey {
+            reject: Some((status, message.to_string())),
+            ..FakeKey::new(key, org)
         }
     }
 
@@ -130,6 +143,7 @@ impl FakeKey {
             key: key.to_string(),
             org: "org_invalid".to_string(),
             valid: false,
+            reject: None,
         }
     }
 }
@@ -222,7 +236,13 @@ pub struct FakeConfig {
     /// Honour `max_tokens` as a provider does: a longer reply is cut to it and ends with
     /// `finish_reason: "length"`, and its completion tokens are what was sent.
     pub cut_at_max_tokens: bool,
+    /// A bare rate-limiting proxy: no reply carries a rate-limit header, and a 429 says
+    /// only "Too Many Requests" (no `retry-after`, no window, no wait, no organization).
+    pub bare_429: bool,
 }
+
+/// The organization id of [`FakeConfig::shared_org`], shaped like Groq's.
+pub const SHARED_ORG: &str = "org_01jfakesharedorganizationa1";
 
 impl Default for FakeConfig {
     fn default() -> Self {
@@ -238,6 +258,7 @@ impl Default for FakeConfig {
             strict_model: false,
             fixed_minute: false,
             cut_at_max_tokens: false,
+            bare_429: false,
         }
     }
 }
@@ -262,6 +283,20 @@ impl FakeConfig {
             orgs: vec![(org.to_string(), limits)],
             ..FakeConfig::default()
         }
+    }
+
+    /// Several keys of one organization, as Groq users make them hoping for more quota:
+    /// one limit of `rpm` behind all of them, 429 bodies naming [`SHARED_ORG`], and
+    /// headers as Groq sends them (a day's requests, whose `remaining` falls for every
+    /// key at once, and 10,000,000 tokens a minute).
+    pub fn shared_org(keys: &[&str], rpm: u32) -> Self {
+        let limits = OrgLimits {
+            rpm: Some(rpm),
+            rpd: Some(1_000_000),
+            tpm: Some(10_000_000),
+            ..OrgLimits::default()
+        };
+        FakeConfig::single_org(keys, SHARED_ORG, limits)
     }
 
     /// Sets (or replaces) the limits of `org`.
@@ -322,6 +357,8 @@ impl OrgState {
 
 struct State {
     keys: HashMap<String, (String, bool)>,
+    /// Keys whose every chat request is rejected: status and message.
+    rejects: HashMap<String, (u16, String)>,
     orgs: HashMap<String, OrgState>,
     day_start: Instant,
     faults: VecDeque<Fault>,
@@ -348,6 +385,7 @@ struct Shared {
     strict_model: bool,
     fixed_minute: bool,
     cut_at_max_tokens: bool,
+    bare_429: bool,
 }
 
 /// The running fake server. Dropping it stops the server.
@@ -382,6 +420,11 @@ impl FakeProvider {
             .iter()
             .map(|k| (k.key.clone(), (k.org.clone(), k.valid)))
             .collect();
+        let rejects = cfg
+            .keys
+            .iter()
+            .filter_map(|k| Some((k.key.clone(), k.reject.clone()?)))
+            .collect();
         let seed = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_nanos() as u64)
@@ -390,6 +433,7 @@ impl FakeProvider {
         let shared = Arc::new(Shared {
             state: Mutex::new(State {
                 keys,
+                rejects,
                 orgs,
                 day_start: start,
                 faults: VecDeque::new(),
@@ -407,6 +451,7 @@ impl FakeProvider {
             strict_model: cfg.strict_model,
             fixed_minute: cfg.fixed_minute,
             cut_at_max_tokens: cfg.cut_at_max_tokens,
+            bare_429: cfg.bare_429,
             latency: cfg.latency,
             jitter: cfg.jitter,
             style: cfg.style,
@@ -1156,6 +1201,9 @@ impl Shared {
     }
 
     fn rate_headers(&self, org: &OrgState, day_left: Duration, now: Instant) -> Headers {
+        if self.bare_429 {
+            return Vec::new();
+        }
         let l = &org.limits;
         let (limit_req, remaining_req, reset_req) = match l.rpd {
             Some(rpd) => {
@@ -1310,6 +1358,18 @@ impl Shared {
                 413,
                 Action::Respond {
                     status: 413,
+                    headers,
+                    body,
+                    delay,
+                },
+            );
+        }
+        if self.bare_429 {
+            let body = error_body("Too Many Requests", "rate_limit_error", None);
+            return (
+                429,
+                Action::Respond {
+                    status: 429,
                     headers,
                     body,
                     delay,
@@ -1519,6 +1579,15 @@ impl Shared {
                 };
             }
         };
+        if let Some((status, message)) = st.rejects.get(&key).cloned() {
+            self.record(&mut st, &key, &req.path, texts, status, at, batch, &body);
+            return Action::Respond {
+                status,
+                headers: Vec::new(),
+                body: error_body(&message, "invalid_request_error", None),
+                delay,
+            };
+        }
         let parsed = match parsed {
             Ok(p) => p,
             Err(msg) => {

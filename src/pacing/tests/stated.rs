@@ -5,12 +5,20 @@ use super::*;
 
 #[tokio::test(start_paused = true)]
 async fn stated_limits_replace_defaults_from_the_first_reply() {
-    let free = defaults(Limits {
-        rpm: Some(6000),
+    // The user set 6,000 requests a minute; the rest is the assumed free tier.
+    let mut free = defaults(Limits {
         tpm: Some(6000),
         rpd: Some(14_400),
         ..Limits::default()
     });
+    free.state(
+        Dim::Rpm,
+        6000,
+        Source::Stated {
+            by: "--rpm".into(),
+            earlier: false,
+        },
+    );
     let d = dispatcher_at(SystemTime::now(), &[0], free, Duration::ZERO);
     // At 6,000 tokens a minute, 600-token requests go ten a minute.
     assert!(grants_within(&d, 600, Duration::from_secs(60)).await <= 11);
@@ -25,7 +33,7 @@ async fn stated_limits_replace_defaults_from_the_first_reply() {
         .iter()
         .map(|c| {
             format!(
-                "{} = {} from {}",
+                "{} = {:?} from {}",
                 c.change.dim, c.change.value, c.change.source
             )
         })
@@ -33,8 +41,8 @@ async fn stated_limits_replace_defaults_from_the_first_reply() {
     assert_eq!(
         described,
         [
-            "rpd = 500000 from x-ratelimit-limit-requests",
-            "tpm = 10000000 from x-ratelimit-limit-tokens"
+            "rpd = Some(500000) from x-ratelimit-limit-requests",
+            "tpm = Some(10000000) from x-ratelimit-limit-tokens"
         ]
     );
     // Now the request limit (6,000 a minute) binds, not the tokens.
@@ -90,7 +98,7 @@ async fn a_user_limit_stays_unless_the_provider_states_less() {
         limit_tokens: Some(3000),
         ..Default::default()
     };
-    assert_eq!(d.succeeded(0, &low, 10).limits[0].change.value, 3000);
+    assert_eq!(d.succeeded(0, &low, 10).limits[0].change.value, Some(3000));
     assert_eq!(d.limits()[0].values().tpm, Some(3000));
 }
 
@@ -152,7 +160,7 @@ async fn a_429_stating_a_limit_or_serving_fewer_lowers_the_rate() {
         limit: None,
     };
     let changes = d.failed(0, &unstated, &RateHeaders::default());
-    assert_eq!(changes.limits[0].change.value, 60);
+    assert_eq!(changes.limits[0].change.value, Some(60));
     assert_eq!(changes.limits[0].change.source, Source::Observed);
     let stated = CallError::RateLimited {
         retry_after: Some(Duration::from_secs(1)),

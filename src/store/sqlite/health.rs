@@ -94,6 +94,37 @@ impl KeyHistory for SqliteStore {
         Ok(())
     }
 
+    fn save_org_member(&self, provider: &str, fingerprint: &str, org: &str) -> Result<()> {
+        let conn = self.conn();
+        conn.execute(
+            "INSERT INTO org_members (provider, fingerprint, org, updated) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (provider, fingerprint) DO UPDATE SET org = excluded.org,
+                updated = excluded.updated",
+            params![
+                provider,
+                fingerprint,
+                org,
+                timeutil::unix_secs(SystemTime::now())
+            ],
+        )
+        .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    fn org_members(&self, provider: &str) -> Result<Vec<(String, String)>> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare(
+                "SELECT fingerprint, org FROM org_members WHERE provider = ?1 ORDER BY fingerprint",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map(params![provider], |r| Ok((r.get(0)?, r.get(1)?)))
+            .map_err(|e| self.err(e))?;
+        rows.collect::<rusqlite::Result<_>>()
+            .map_err(|e| self.err(e))
+    }
+
     /// Every limit stated for this provider and model, by any key.
     fn learned_limits(&self, provider: &str, model: &str) -> Result<Vec<LearnedLimit>> {
         let conn = self.conn();

@@ -44,6 +44,14 @@ CREATE TABLE IF NOT EXISTS learned_limits (
 );
 ";
 
+/// Added with the learning of shared organizations (issue 21); created on every open.
+const ORG_MEMBERS: &str = "
+CREATE TABLE IF NOT EXISTS org_members (
+    provider TEXT NOT NULL, fingerprint TEXT NOT NULL, org TEXT NOT NULL,
+    updated INTEGER NOT NULL, PRIMARY KEY (provider, fingerprint)
+);
+";
+
 /// Columns added to existing tables after the first schema, as (table, column, definition).
 /// Added only when missing, so every older state file keeps working and opening twice
 /// changes nothing.
@@ -175,6 +183,7 @@ pub(super) fn setup(path: &Path) -> Result<Connection, SetupError> {
 fn add_later_tables(conn: &Connection) -> rusqlite::Result<()> {
     add_missing_columns(conn)?;
     conn.execute_batch(LEARNED_LIMITS)?;
+    conn.execute_batch(ORG_MEMBERS)?;
     conn.execute_batch(KEY_CONTROL)?;
     conn.execute_batch(RUNS)
 }

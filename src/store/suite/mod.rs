@@ -67,6 +67,21 @@ pub(super) fn learned_limits_are_kept_per_provider_model_key_and_dimension(s: &S
     assert!(s.learned_limits("groq", "none").unwrap().is_empty());
 }
 
+pub(super) fn shared_organizations_are_remembered_per_provider(s: &State) {
+    assert!(s.org_members("groq").unwrap().is_empty());
+    s.save_org_member("groq", "fp2", "org_a").unwrap();
+    s.save_org_member("groq", "fp1", "org_b").unwrap();
+    s.save_org_member("groq", "fp1", "org_a").unwrap();
+    s.save_org_member("openai", "fp3", "org_a").unwrap();
+    assert_eq!(
+        s.org_members("groq").unwrap(),
+        [
+            ("fp1".to_string(), "org_a".to_string()),
+            ("fp2".into(), "org_a".into())
+        ]
+    );
+}
+
 pub(super) fn ledger_adds_up(s: &State) {
     let mut d = UsageDelta {
         requests: 2,
@@ -333,6 +348,7 @@ macro_rules! on_every_store {
 
 on_every_store!(
     learned_limits_are_kept_per_provider_model_key_and_dimension,
+    shared_organizations_are_remembered_per_provider,
     ledger_adds_up,
     health_cache_and_fallbacks_round_trip,
     rotations_come_newest_first,

@@ -140,6 +140,27 @@ impl KeyHistory for RedisStore {
         })
     }
 
+    fn save_org_member(&self, provider: &str, fingerprint: &str, org: &str) -> Result<()> {
+        self.run(|c| {
+            redis::cmd("HSET")
+                .arg(self.key(&format!("orgs:{provider}")))
+                .arg(fingerprint)
+                .arg(org)
+                .query::<()>(c)
+        })
+    }
+
+    fn org_members(&self, provider: &str) -> Result<Vec<(String, String)>> {
+        let all: Fields = self.run(|c| {
+            redis::cmd("HGETALL")
+                .arg(self.key(&format!("orgs:{provider}")))
+                .query(c)
+        })?;
+        let mut out: Vec<(String, String)> = all.into_iter().collect();
+        out.sort();
+        Ok(out)
+    }
+
     fn learned_limits(&self, provider: &str, model: &str) -> Result<Vec<LearnedLimit>> {
         let all: Fields = self.run(|c| {
             redis::cmd("HGETALL")
