@@ -509,8 +509,7 @@ impl LabelConfig {
         let prompt_template = match &args.prompt_file {
             None => None,
             Some(p) => {
-                let t = std::fs::read_to_string(p)
-                    .map_err(|e| Error::Usage(format!("--prompt-file {}: {e}", p.display())))?;
+                let t = read_prompt_file(p)?;
                 if !t.contains("{text}") {
                     return Err(Error::Usage(format!(
                         "--prompt-file {}: has no {{text}} placeholder for the text to label",
@@ -525,12 +524,7 @@ impl LabelConfig {
         }
         let input = args.input.clone().expect("clap requires --input");
         let output = args.output.clone().expect("clap requires --output");
-        if same_file(&input, &output) {
-            return Err(Error::Usage(format!(
-                "--output {} is the input file; choose another path",
-                output.display()
-            )));
-        }
+        crate::safefs::refuse_input(&input, &output, "--output")?;
         let all_keys: usize = base.keys.len() + more.iter().map(|c| c.keys.len()).sum::<usize>();
         let max_retries = args
             .max_retries
@@ -590,11 +584,13 @@ impl LabelConfig {
     }
 }
 
-fn same_file(a: &std::path::Path, b: &std::path::Path) -> bool {
-    match (a.canonicalize(), b.canonicalize()) {
-        (Ok(x), Ok(y)) => x == y,
-        _ => a == b,
-    }
+/// The prompt template, read up to the small-file cap (a device never ends).
+fn read_prompt_file(p: &std::path::Path) -> Result<String> {
+    let flag = |why: String| Error::Usage(format!("--prompt-file {}: {why}", p.display()));
+    let bytes = crate::safefs::read_small(p)
+        .map_err(|e| flag(e.to_string()))?
+        .ok_or_else(|| flag(crate::safefs::too_large()))?;
+    String::from_utf8(bytes).map_err(|_| flag("is not valid UTF-8; save it as UTF-8".into()))
 }
 
 /// Flag > environment > env file > provider default, for each limit. In a pool of

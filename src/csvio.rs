@@ -8,19 +8,11 @@ use std::path::{Path, PathBuf};
 
 use csv::{ReaderBuilder, StringRecord};
 
+use crate::columns;
 use crate::csvscan;
 use crate::error::{Error, Result};
 
-/// Column names tried, in order, when `--text-column` is not given.
-pub const TEXT_COLUMNS: &[&str] = &[
-    "text",
-    "tweet",
-    "full_text",
-    "content",
-    "comment",
-    "review",
-    "sentence",
-];
+pub use crate::columns::TEXT_COLUMNS;
 
 /// What the input looks like, learned in one validating pass before any request.
 #[derive(Debug, Clone)]
@@ -57,6 +49,22 @@ pub struct OutputLayout {
 }
 
 impl InputInfo {
+    /// Refuses a layout whose added columns repeat a name (an input column's or one
+    /// another flag adds): the output would have two columns of one name.
+    pub fn check_layout(&self, layout: &OutputLayout) -> Result<()> {
+        let mut added = Vec::new();
+        if self.replace_col.is_none() {
+            added.push(("--label-column", layout.label_column.as_str()));
+        }
+        if let Some(s) = &layout.status_column {
+            added.push(("--status-column", s.as_str()));
+        }
+        if let Some(m) = &layout.model_column {
+            added.push(("--model-column", m.as_str()));
+        }
+        columns::check_added(&self.path, &self.headers, &added)
+    }
+
     pub fn output_headers(&self, layout: &OutputLayout) -> StringRecord {
         let mut h = self.headers.clone();
         if self.replace_col.is_none() {
@@ -254,6 +262,28 @@ fn describe_scan_problem(path: &Path, delimiter: u8, f: &csvscan::Found) -> Erro
     Error::Input(msg)
 }
 
+/// The input is read twice (checked, then labeled) and again on every resume, so it must
+/// be a file that reads the same each time: not stdin, a pipe or a device.
+fn require_regular_file(path: &Path) -> Result<()> {
+    let p = path.display();
+    let needs = "needs a regular file (it is read twice and resumed)";
+    if path.as_os_str() == "-" {
+        return Err(Error::Usage(format!(
+            "--input -: {needs}; save the data to a file and pass its path"
+        )));
+    }
+    let meta = std::fs::metadata(path).map_err(|e| input_error(path, e))?;
+    if meta.is_dir() {
+        return Err(Error::Input(format!("{p}: is a directory, not a CSV file")));
+    }
+    if !meta.is_file() {
+        return Err(Error::Input(format!(
+            "{p}: {needs}; save the data to a file and pass its path"
+        )));
+    }
+    Ok(())
+}
+
 /// Reads the whole input once: checks every row, counts rows and empty texts, resolves
 /// the text column. Nothing is sent or written before this passes.
 pub fn inspect_input(
@@ -263,12 +293,7 @@ pub fn inspect_input(
     replace_label: bool,
     limit: Option<u64>,
 ) -> Result<InputInfo> {
-    if path.is_dir() {
-        return Err(Error::Input(format!(
-            "{}: is a directory, not a CSV file",
-            path.display()
-        )));
-    }
+    require_regular_file(path)?;
     let delimiter = sniff_delimiter(path)?;
     if let Err(found) =
         csvscan::scan_file(path, delimiter, limit).map_err(|e| input_error(path, e))?
@@ -288,8 +313,10 @@ pub fn inspect_input(
         )));
     }
     let listing = names.join(", ");
-    let (text_col, replace_col) =
-        find_columns(path, &names, text_column, label_column, replace_label)?;
+    let columns::Resolved {
+        text_col,
+        replace_col,
+    } = columns::resolve(path, &headers, text_column, label_column, replace_label)?;
     let (rows, empty_rows, text_bytes) = count_rows(&mut rdr, path, &headers, text_col, limit)?;
     if rows == 0 && limit != Some(0) {
         return Err(Error::Input(format!(
@@ -307,55 +334,6 @@ pub fn inspect_input(
         empty_rows,
         text_bytes,
     })
-}
-
-/// The text column (`--text-column`, or the first of `TEXT_COLUMNS` there) and, with
-/// `--replace-label-column`, the label column already in the input.
-fn find_columns(
-    path: &Path,
-    names: &[&str],
-    text_column: Option<&str>,
-    label_column: &str,
-    replace_label: bool,
-) -> Result<(usize, Option<usize>)> {
-    let listing = names.join(", ");
-    let find = |want: &str| {
-        names
-            .iter()
-            .position(|n| n.trim().eq_ignore_ascii_case(want))
-    };
-    let text_col = match text_column {
-        Some(name) => find(name).ok_or_else(|| {
-            Error::Input(format!(
-                "{}: no column '{name}' (columns: {listing}); pass --text-column with one of them",
-                path.display()
-            ))
-        })?,
-        None => TEXT_COLUMNS.iter().find_map(|c| find(c)).ok_or_else(|| {
-            Error::Input(format!(
-                "{}: none of the usual text columns ({}) is there (columns: {listing}); pass --text-column NAME",
-                path.display(),
-                TEXT_COLUMNS.join(", ")
-            ))
-        })?,
-    };
-    let replace_col = match find(label_column) {
-        Some(i) if i == text_col => {
-            return Err(Error::Usage(format!(
-                "--label-column '{label_column}' is the text column; choose another name"
-            )))
-        }
-        Some(i) if replace_label => Some(i),
-        Some(_) => {
-            return Err(Error::Input(format!(
-                "{}: already has a column '{label_column}'; pass --label-column NEW_NAME to add another, \
-                 or --replace-label-column to overwrite it",
-                path.display()
-            )))
-        }
-        None => None,
-    };
-    Ok((text_col, replace_col))
 }
 
 /// Reads every row up to `limit`: counts rows and empty texts, and the texts' bytes.

@@ -5,6 +5,7 @@
 
 pub mod budget;
 pub mod cli;
+pub mod columns;
 pub mod commands;
 pub mod config;
 pub mod csvio;
@@ -21,6 +22,7 @@ pub mod pipeline;
 pub mod prompt;
 pub mod provider;
 pub mod report;
+pub mod safefs;
 pub mod signals;
 pub mod store;
 pub mod timeutil;

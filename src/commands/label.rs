@@ -54,13 +54,15 @@ pub async fn run(args: &LabelArgs) -> Result<Outcome> {
 
 /// Reads the whole input once: nothing is sent or written before it passes.
 fn inspect_input(cfg: &LabelConfig) -> Result<InputInfo> {
-    csvio::inspect_input(
+    let info = csvio::inspect_input(
         &cfg.input,
         cfg.text_column.as_deref(),
         &cfg.label_column,
         cfg.replace_label_column,
         cfg.limit,
-    )
+    )?;
+    info.check_layout(&layout(cfg))?;
+    Ok(info)
 }
 
 /// The output's columns after the input's.

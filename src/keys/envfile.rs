@@ -23,10 +23,17 @@ impl Vars {
     /// Reads `path` (if it exists) and the process environment.
     pub fn load(path: &Path) -> Result<Vars> {
         let process = std::env::vars().collect();
-        let (file, file_found) = match std::fs::read(path) {
-            Ok(bytes) => {
+        let (file, file_found) = match crate::safefs::read_small(path) {
+            Ok(Some(bytes)) => {
                 warn_if_others_may_read(path);
                 (parse_env_bytes(path, &bytes)?, true)
+            }
+            Ok(None) => {
+                return Err(Error::Config(format!(
+                    "{}: the env file {}",
+                    path.display(),
+                    crate::safefs::too_large()
+                )))
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => (BTreeMap::new(), false),
             Err(e) => {
