@@ -37,3 +37,48 @@ fn an_output_that_is_the_input_under_another_name_is_refused() {
     }
     assert_eq!(fake.total_requests(), 0);
 }
+
+/// Rows 1 and 3 of a 6-row output got the fallback label: the next run re-labels them
+/// through `out.csv.autolabel-tmp`.
+fn with_fallback_rows() -> (
+    FakeProvider,
+    Sandbox,
+    std::path::PathBuf,
+    std::path::PathBuf,
+) {
+    let (fake, sb, texts, input, output) = setup(&[PLANTED], FakeConfig::with_keys(&[PLANTED]), 6);
+    let mut faults = Vec::new();
+    for (i, t) in texts.iter().enumerate() {
+        if i == 1 || i == 3 {
+            faults.extend((0..5).map(|_| Fault::Status(500)));
+        } else {
+            faults.push(Fault::Reply(expected_label(t).to_string()));
+        }
+    }
+    fake.push_faults(faults);
+    let out = run(&mut sb.label(&fake, &input, &output, &["--concurrency", "1"]));
+    assert_eq!(code(&out), 3, "{}", stderr(&out));
+    (fake, sb, input, output)
+}
+
+#[test]
+fn a_link_planted_at_the_temporary_or_lock_file_is_refused_naming_it() {
+    for planted in ["out.csv.autolabel-tmp", "out.csv.lock"] {
+        let (fake, sb, input, output) = with_fallback_rows();
+        let before = std::fs::read(&output).unwrap();
+        let victim = sb.path("victim.txt");
+        std::fs::write(&victim, "precious").unwrap();
+        symlink(&victim, sb.path(planted)).unwrap();
+        let out = run(&mut sb.label(&fake, &input, &output, &[]));
+        let err = stderr(&out);
+        assert_eq!(code(&out), 2, "{planted}: {err}");
+        assert!(
+            err.contains(planted) && err.contains("symbolic link"),
+            "{err}"
+        );
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious");
+        assert_eq!(std::fs::read(&output).unwrap(), before, "output untouched");
+        let meta = std::fs::symlink_metadata(&output).unwrap();
+        assert!(meta.file_type().is_file(), "the output is still a file");
+    }
+}

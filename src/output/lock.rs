@@ -1,6 +1,6 @@
 //! The output's lock: one run at a time writes an output file.
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::path::{Path, PathBuf};
 
 use super::sibling;
@@ -25,17 +25,17 @@ impl OutputLock {
     pub fn take(output: &Path) -> Result<OutputLock> {
         let path = sibling(output, ".lock");
         for _ in 0..LOCK_ATTEMPTS {
-            let file = OpenOptions::new()
+            // Not through a link planted at the lock's name (it would lock, and on
+            // release remove, whatever it points to).
+            let file = crate::safefs::no_follow()
                 .create(true)
                 .truncate(false)
                 .write(true)
                 .open(&path)
                 .map_err(|e| {
-                    Error::io(
-                        format!(
-                            "{}: cannot create the lock file (the output's directory must be writable)",
-                            path.display()
-                        ),
+                    crate::safefs::refused(
+                        &path,
+                        "cannot create the lock file (the output's directory must be writable)",
                         e,
                     )
                 })?;
@@ -110,7 +110,10 @@ mod tests {
         let lock_path = sibling(&output, ".lock");
         let first = OutputLock::take(&output).unwrap();
         // A second run opens the lock file and is about to lock it...
-        let opened_early = OpenOptions::new().write(true).open(&lock_path).unwrap();
+        let opened_early = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&lock_path)
+            .unwrap();
         // ...when the first run ends and a third starts.
         drop(first);
         let third = OutputLock::take(&output).unwrap();

@@ -274,8 +274,7 @@ fn open_output(
 ) -> Result<Opened> {
     let io = |what: &str, e: std::io::Error| Error::io(format!("{}: {what}", path.display()), e);
     let fresh = |p: &Path| -> Result<Writer> {
-        let f =
-            File::create(p).map_err(|e| Error::io(format!("{}: cannot create", p.display()), e))?;
+        let f = create_fresh(p)?;
         let mut w = csvio::writer(BufWriter::with_capacity(64 * 1024, f), info.delimiter);
         w.write_record(&info.output_headers(layout))
             .and_then(|_| w.flush().map_err(csv::Error::from))
@@ -316,6 +315,17 @@ fn open_output(
             opened(w, Some(previous), 0, &temp)
         }
     })
+}
+
+/// Creates (truncating) a file this run writes rows to, never through a link planted at
+/// its name (`O_NOFOLLOW`): a symlink there is refused, naming it.
+fn create_fresh(p: &Path) -> Result<File> {
+    crate::safefs::no_follow()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(p)
+        .map_err(|e| crate::safefs::refused(p, "cannot create", e))
 }
 
 /// `path` with `suffix` added to its file name: the lock and temp files sit next to the
