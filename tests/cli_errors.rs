@@ -579,3 +579,24 @@ fn usage_html_writes_a_self_contained_report() {
     assert!(!text.contains("src=\"http"), "self-contained: {text}");
     sb.assert_no_leak(&[&r, &u], &[PLANTED]);
 }
+
+#[test]
+fn a_state_location_that_is_a_url_but_not_redis_is_exit_2_and_creates_nothing() {
+    // Taken as a path, these once became a local SQLite file (`./http:/…`) with exit 0,
+    // and the state the user meant to share was not shared.
+    for bad in [
+        "http://u:s3cret@host/state",
+        "redis:/host",
+        "unix:///tmp/redis.sock",
+    ] {
+        let sb = Sandbox::new();
+        let before: Vec<_> = std::fs::read_dir(sb.dir.path()).unwrap().collect();
+        let out = run(sb.cmd().args(["state", "vacuum", "--state", bad]));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{bad}: {err}");
+        assert!(err.contains("redis://"), "{bad}: {err}");
+        assert!(!err.contains("s3cret"), "{err}");
+        let after: Vec<_> = std::fs::read_dir(sb.dir.path()).unwrap().collect();
+        assert_eq!(before.len(), after.len(), "{bad}: a file was created");
+    }
+}

@@ -51,22 +51,35 @@ impl StateLocation {
     /// `--state` as given (a path or a Redis URL), or the default file in the user's
     /// data directory.
     pub fn resolve(flag: Option<&str>, redis_prefix: &str) -> Result<StateLocation> {
-        match flag {
-            Some(s) if s.starts_with("redis://") || s.starts_with("rediss://") => {
+        match flag.map(|s| (s, url_scheme(s))) {
+            Some((s, Some(scheme)))
+                if (scheme == "redis" || scheme == "rediss")
+                    && s[scheme.len()..].starts_with("://") =>
+            {
+                // The scheme in any case (`REDIS://`), handed on in the one the client reads.
+                let url = format!("{scheme}{}", &s[scheme.len()..]);
                 if redis_prefix.is_empty() {
                     return Err(Error::Usage(
                         "--redis-prefix must not be empty: autolabel's keys need a prefix of their own".into(),
                     ));
                 }
                 Ok(StateLocation::Redis(RedisTarget {
-                    url: s.to_string(),
+                    url,
                     prefix: redis_prefix.to_string(),
                 }))
             }
-            Some("") => Err(Error::Usage(
+            // Taken as a path, `http://host/x` would quietly become a local file
+            // `./http:/host/x`, and the state the user meant to share would not be shared.
+            Some((s, Some(_))) => Err(Error::Usage(format!(
+                "--state {}: not a state location autolabel can use; a shared state is a \
+                 redis:// or rediss:// URL, and a state file is a path that does not look \
+                 like a URL",
+                redact_url(s)
+            ))),
+            Some(("", None)) => Err(Error::Usage(
                 "--state is empty: give a file path or a redis:// URL".into(),
             )),
-            Some(s) => Ok(StateLocation::File(PathBuf::from(s))),
+            Some((s, None)) => Ok(StateLocation::File(PathBuf::from(s))),
             None => {
                 let base = dirs::data_dir().ok_or_else(|| {
                     Error::Config(
@@ -87,6 +100,18 @@ impl StateLocation {
             message: message.into(),
         }
     }
+}
+
+/// The scheme of anything that looks like a URL (`name:/…`, `name://…`), lowercased;
+/// `None` for a path. A one-letter "scheme" is a drive letter, not a URL.
+fn url_scheme(s: &str) -> Option<String> {
+    let (scheme, rest) = s.split_once(':')?;
+    let is_scheme = scheme.len() > 1
+        && scheme.starts_with(|c: char| c.is_ascii_alphabetic())
+        && scheme
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'));
+    (is_scheme && rest.starts_with('/')).then(|| scheme.to_ascii_lowercase())
 }
 
 /// A URL with any password (everything between `://` and the last `@`) masked.
@@ -114,5 +139,40 @@ mod tests {
             StateLocation::resolve(Some("a/b.sqlite3"), "x:").unwrap(),
             StateLocation::File(PathBuf::from("a/b.sqlite3"))
         );
+    }
+
+    #[test]
+    fn only_redis_urls_are_urls_and_a_path_never_looks_like_one() {
+        let upper = StateLocation::resolve(Some("REDIS://:pw@h:6379/1"), "x:").unwrap();
+        let StateLocation::Redis(target) = upper else {
+            panic!("REDIS:// is Redis")
+        };
+        assert_eq!(target.url, "redis://:pw@h:6379/1");
+        for bad in [
+            "http://u:s3cret@host/x",
+            "redis:/host",
+            "unix:///tmp/redis.sock",
+            "Rediss:/h",
+            "file:/tmp/x",
+        ] {
+            let err = StateLocation::resolve(Some(bad), "x:").unwrap_err();
+            assert!(matches!(err, Error::Usage(_)), "{bad}: exit 2");
+            assert!(err.to_string().contains("redis://"), "{bad}: {err}");
+            assert!(!err.to_string().contains("s3cret"), "{err}");
+        }
+        for path in [
+            "state.sqlite3",
+            "./a:b/state",
+            "C:/state",
+            "dir/x:y.sqlite3",
+        ] {
+            assert!(
+                matches!(
+                    StateLocation::resolve(Some(path), "x:"),
+                    Ok(StateLocation::File(_))
+                ),
+                "{path}"
+            );
+        }
     }
 }
