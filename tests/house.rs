@@ -17,7 +17,6 @@ const STILL_TOO_BIG: &[(&str, usize)] = &[
     ("src/config.rs", 719),
     ("src/keys/ring.rs", 569),
     ("src/pacing/mod.rs", 536),
-    ("src/pipeline/worker.rs", 526),
     ("src/provider/classify.rs", 508),
     ("src/config.rs fn resolve_one", 134),
     ("src/config.rs fn resolve", 94),

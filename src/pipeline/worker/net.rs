@@ -5,7 +5,8 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::{backoff, Job};
+use super::failure::backoff;
+use super::Job;
 use crate::cli::OnExhausted;
 use crate::pipeline::reach::{Next, UNREACHED_IN_A_ROW};
 use crate::provider::classify::{human, CallError};
