@@ -7,13 +7,20 @@ use std::time::Duration;
 
 use crate::cli::{BatchSize, CommonArgs, LabelArgs, OnExhausted};
 use crate::error::{Error, Result};
-use crate::keys::envfile::{self, Vars};
-use crate::keys::settings::{self, KeySettings};
+use crate::keys::envfile::Vars;
+use crate::keys::settings;
 use crate::keys::ApiKey;
-use crate::limits::{Dim, LimitSet, Limits, Source};
+use crate::limits::{LimitSet, Limits};
 use crate::normalize::LabelSet;
 use crate::provider::defaults::{self, ProviderName};
-use crate::store::{OrgId, State, StateLocation};
+use crate::store::StateLocation;
+
+mod keys;
+mod limits;
+mod orgs;
+
+use limits::resolve_limits;
+pub use orgs::parse_org_groups;
 
 /// What every command needs: provider, keys and where the state lives.
 #[derive(Debug, Clone)]
@@ -193,48 +200,7 @@ impl Config {
                 "{url_origin} {shown}: not a usable URL ({e})"
             )));
         }
-        let secrets = if provider.needs_key() {
-            envfile::collect_keys_with_vars(provider.as_str(), vars)
-        } else {
-            vec![("ollama".to_string(), String::new())]
-        };
-        let keys_assumed = secrets.is_empty() && args.assume_keys.is_some();
-        let secrets = match args.assume_keys {
-            // Stand-ins: a dry run counts keys, it never sends with them.
-            Some(n) if keys_assumed => (1..=n)
-                .map(|i| (format!("assumed-key-{i}"), String::new()))
-                .collect(),
-            _ => secrets,
-        };
-        if secrets.is_empty() {
-            let names = envfile::key_var_names(provider.as_str()).join(", ");
-            let file = args.env_file.display();
-            let upper = provider.as_str().to_uppercase();
-            let fix = if vars.file_found {
-                format!("{file} has none of them set: put your key(s) after the = in it, e.g. {upper}_API_KEY_1=your-key")
-            } else {
-                format!("{file} does not exist: copy envs/.envs.example to {file} and put your key(s) in it, e.g. {upper}_API_KEY_1=your-key")
-            };
-            return Err(Error::Config(format!(
-                "no {} API key found: looked for {names} in {file} and the environment; {fix} (--dry-run estimates without keys)",
-                provider.as_str()
-            )));
-        }
-        let pool_name = pool.then_some(provider.as_str());
-        let keys: Vec<ApiKey> = secrets
-            .into_iter()
-            .enumerate()
-            .map(|(i, (secret, var))| {
-                let settings = if var.is_empty() {
-                    KeySettings::default()
-                } else {
-                    settings::read(&var, vars)?
-                };
-                Ok(ApiKey::new(i + 1, secret)
-                    .with_settings(settings)
-                    .in_pool(pool_name))
-            })
-            .collect::<Result<_>>()?;
+        let (keys, keys_assumed) = keys::resolve_keys(args, provider, pool, vars)?;
         let limits = resolve_limits(provider, &model, flags, vars, pool)?;
         let quota_reset_day = settings::reset_day(&prefix, vars)?;
         let group_spec = org_groups
@@ -242,33 +208,6 @@ impl Config {
             .or_else(|| var("ORG_GROUPS").map(|(v, _)| v));
         let key_orgs = parse_org_groups(group_spec.as_deref(), keys.len())?;
         let org_count = key_orgs.iter().max().map_or(0, |m| m + 1);
-        let price = |flag: Option<f64>, name: &str| -> Result<f64> {
-            let from_var = || -> Result<Option<f64>> {
-                match vars.get(&format!("{prefix}_{name}")) {
-                    Some(s) => s.trim().parse().map(Some).map_err(|_| {
-                        Error::Config(format!(
-                            "{prefix}_{name}={s}: not a number (USD per million tokens)"
-                        ))
-                    }),
-                    None => Ok(None),
-                }
-            };
-            // Alone, the flag wins; in a pool, the provider's own variable does.
-            let v = if pool {
-                from_var()?.or(flag).unwrap_or(0.0)
-            } else {
-                match flag {
-                    Some(v) => v,
-                    None => from_var()?.unwrap_or(0.0),
-                }
-            };
-            if !v.is_finite() || v < 0.0 {
-                return Err(Error::Usage(format!(
-                    "price {v}: must be a finite number of USD per million tokens, 0 or more"
-                )));
-            }
-            Ok(v / 1_000_000.0)
-        };
         Ok(Config {
             provider,
             base_url,
@@ -285,7 +224,10 @@ impl Config {
             env_file: args.env_file.clone(),
             quiet: args.quiet,
             verbose: args.verbose,
-            prices: (price(prices.0, "PRICE_IN")?, price(prices.1, "PRICE_OUT")?),
+            prices: (
+                resolve_price(prices.0, "PRICE_IN", &prefix, vars, pool)?,
+                resolve_price(prices.1, "PRICE_OUT", &prefix, vars, pool)?,
+            ),
             quota_reset_day,
         })
     }
@@ -351,119 +293,6 @@ impl Config {
         Ok(out)
     }
 
-    pub fn org_count(&self) -> usize {
-        self.key_orgs.iter().max().map_or(0, |m| m + 1)
-    }
-
-    /// Starts each organization from the limits its keys' provider stated to earlier runs
-    /// (for this model), by the rule of `limits`: a stated value replaces a default and
-    /// lowers a value the user set. Without configured keys, every key the state knows
-    /// counts as one organization.
-    ///
-    /// First the keys earlier runs found to share an organization are grouped (unless
-    /// the user grouped the keys), so each group is paced as one from the start.
-    pub fn load_learned(&mut self, state: &State) -> crate::error::Result<()> {
-        self.adopt_org_members(state)?;
-        let learned = state.learned_limits(self.provider.as_str(), &self.model)?;
-        if learned.is_empty() {
-            return Ok(());
-        }
-        let org_fingerprints: Vec<Vec<String>> = (0..self.org_limits.len())
-            .map(|org| {
-                let fps = self.org_fingerprints(org);
-                fps.into_iter().map(str::to_string).collect()
-            })
-            .collect();
-        for (set, fingerprints) in self.org_limits.iter_mut().zip(&org_fingerprints) {
-            for dim in Dim::ALL {
-                // The newest statement by any key of the organization.
-                let newest = learned
-                    .iter()
-                    .filter(|l| l.dim == dim)
-                    .filter(|l| self.keys.is_empty() || fingerprints.contains(&l.fingerprint))
-                    .max_by_key(|l| l.updated);
-                if let Some(l) = newest {
-                    let source = Source::Stated {
-                        by: l.source.clone(),
-                        earlier: true,
-                    };
-                    set.state(dim, l.value, source);
-                }
-            }
-            set.yield_defaults();
-        }
-        Ok(())
-    }
-
-    /// Groups the keys that earlier runs found in one organization (see
-    /// `Store::org_members`); the user's own groups win.
-    fn adopt_org_members(&mut self, state: &State) -> crate::error::Result<()> {
-        if self.org_groups_given || self.keys.len() < 2 {
-            return Ok(());
-        }
-        let members = state.org_members(self.provider.as_str())?;
-        let org_of = |fp: &str| {
-            members
-                .iter()
-                .find(|(f, _)| f == fp)
-                .map(|(_, o)| o.as_str())
-        };
-        let mut seen: Vec<(&str, usize)> = Vec::new();
-        let mut key_orgs = Vec::new();
-        let mut next = 0;
-        for key in &self.keys {
-            let group = org_of(&key.fingerprint);
-            match group.and_then(|g| seen.iter().find(|(o, _)| *o == g)) {
-                Some(&(_, index)) => key_orgs.push(index),
-                None => {
-                    seen.extend(group.map(|g| (g, next)));
-                    key_orgs.push(next);
-                    next += 1;
-                }
-            }
-        }
-        if key_orgs != self.key_orgs {
-            self.key_orgs = key_orgs;
-            self.org_limits = vec![self.limits.clone(); next];
-        }
-        Ok(())
-    }
-
-    /// The keys (their indexes, from 1) of each organization of several keys.
-    pub fn shared_groups(&self) -> Vec<Vec<usize>> {
-        (0..self.org_count())
-            .map(|org| {
-                self.keys
-                    .iter()
-                    .zip(&self.key_orgs)
-                    .filter(|(_, o)| **o == org)
-                    .map(|(k, _)| k.index)
-                    .collect::<Vec<_>>()
-            })
-            .filter(|keys| keys.len() > 1)
-            .collect()
-    }
-
-    /// How every run names organization `org` in the shared quota store: provider, model
-    /// and its keys' fingerprints, so runs with the same keys share one limiter.
-    pub fn org_id(&self, org: usize) -> OrgId {
-        OrgId::new(
-            self.provider.as_str(),
-            &self.model,
-            &self.org_fingerprints(org),
-        )
-    }
-
-    /// The fingerprints of organization `org`'s keys, in configuration order.
-    fn org_fingerprints(&self, org: usize) -> Vec<&str> {
-        self.keys
-            .iter()
-            .zip(&self.key_orgs)
-            .filter(|(_, o)| **o == org)
-            .map(|(k, _)| k.fingerprint.as_str())
-            .collect()
-    }
-
     /// The lowest limits in force over the organizations (for estimates and reports).
     pub fn limits_in_force(&self) -> Limits {
         crate::pacing::lowest(&self.org_limits)
@@ -472,26 +301,7 @@ impl Config {
 
 impl LabelConfig {
     pub fn resolve(args: &LabelArgs) -> Result<LabelConfig> {
-        let flags = Limits {
-            rpm: args.rpm,
-            rph: args.rph,
-            rpd: args.rpd,
-            tpm: args.tpm,
-            tpd: args.tpd,
-        };
-        for (name, v) in [
-            ("rpm", args.rpm),
-            ("rph", args.rph),
-            ("rpd", args.rpd),
-            ("tpm", args.tpm),
-            ("tpd", args.tpd),
-        ] {
-            if v == Some(0) {
-                return Err(Error::Usage(format!(
-                    "--{name} 0: a limit must be at least 1 (leave it out for the default)"
-                )));
-            }
-        }
+        let flags = limits::flag_limits(args)?;
         let mut common = args.common.clone();
         if args.dry_run {
             common.assume_keys = Some(args.assumed_keys as usize);
@@ -584,6 +394,42 @@ impl LabelConfig {
     }
 }
 
+/// A price in USD per token, given in USD per million tokens by the flag or the
+/// provider's `P_PRICE_IN`/`P_PRICE_OUT` variable.
+fn resolve_price(
+    flag: Option<f64>,
+    name: &str,
+    prefix: &str,
+    vars: &Vars,
+    pool: bool,
+) -> Result<f64> {
+    let from_var = || -> Result<Option<f64>> {
+        match vars.get(&format!("{prefix}_{name}")) {
+            Some(s) => s.trim().parse().map(Some).map_err(|_| {
+                Error::Config(format!(
+                    "{prefix}_{name}={s}: not a number (USD per million tokens)"
+                ))
+            }),
+            None => Ok(None),
+        }
+    };
+    // Alone, the flag wins; in a pool, the provider's own variable does.
+    let v = if pool {
+        from_var()?.or(flag).unwrap_or(0.0)
+    } else {
+        match flag {
+            Some(v) => v,
+            None => from_var()?.unwrap_or(0.0),
+        }
+    };
+    if !v.is_finite() || v < 0.0 {
+        return Err(Error::Usage(format!(
+            "price {v}: must be a finite number of USD per million tokens, 0 or more"
+        )));
+    }
+    Ok(v / 1_000_000.0)
+}
+
 /// The prompt template, read up to the small-file cap (a device never ends).
 fn read_prompt_file(p: &std::path::Path) -> Result<String> {
     let flag = |why: String| Error::Usage(format!("--prompt-file {}: {why}", p.display()));
@@ -591,213 +437,4 @@ fn read_prompt_file(p: &std::path::Path) -> Result<String> {
         .map_err(|e| flag(e.to_string()))?
         .ok_or_else(|| flag(crate::safefs::too_large()))?;
     String::from_utf8(bytes).map_err(|_| flag("is not valid UTF-8; save it as UTF-8".into()))
-}
-
-/// Flag > environment > env file > provider default, for each limit. In a pool of
-/// providers (`pool`) a flag is the value for all of them, so a provider's own variable
-/// wins over it: environment > env file > flag > default. A variable that is set but not
-/// a whole number of at least 1 is an error naming it.
-fn resolve_limits(
-    provider: ProviderName,
-    model: &str,
-    flags: Limits,
-    vars: &Vars,
-    pool: bool,
-) -> Result<LimitSet> {
-    let defaults = defaults::free_tier_limits(provider, model);
-    let p = provider.as_str().to_uppercase();
-    let mut names: Vec<(Dim, Vec<String>)> = Dim::ALL
-        .iter()
-        .map(|&d| (d, vec![format!("{p}_{}", d.as_str().to_uppercase())]))
-        .collect();
-    // The older tools' names.
-    let mut alias = |dim: Dim, more: &[&str]| {
-        names[dim as usize]
-            .1
-            .extend(more.iter().map(|s| s.to_string()))
-    };
-    match provider {
-        ProviderName::Gemini => {
-            alias(Dim::Rpm, &["GEMINI_MINUTE_LIMIT"]);
-            alias(Dim::Rpd, &["GEMINI_DAILY_LIMIT"]);
-            alias(Dim::Tpm, &["GEMINI_TOKEN_MINUTE_LIMIT"]);
-        }
-        ProviderName::Xai => {
-            alias(Dim::Rpm, &["GROK_RPM", "GROK_RATE_LIMIT_RPM"]);
-            alias(Dim::Rph, &["GROK_RPH", "GROK_RATE_LIMIT_RPH"]);
-            alias(Dim::Rpd, &["GROK_RPD"]);
-            alias(Dim::Tpm, &["GROK_TPM"]);
-        }
-        _ => {}
-    }
-    let mut values = Dim::ALL.map(|_| (None, Source::Flag));
-    for (dim, vars_for) in &names {
-        let mut from_env = None;
-        for name in vars_for {
-            let Some(raw) = vars.get(name) else { continue };
-            let n = raw
-                .trim()
-                .parse::<u64>()
-                .ok()
-                .filter(|n| *n > 0)
-                .ok_or_else(|| {
-                    Error::Config(format!(
-                        "{name}={raw} (from the {}): a limit must be a whole number of at least 1",
-                        vars.origin(name)
-                    ))
-                })?;
-            from_env = Some((
-                n,
-                Source::Variable {
-                    name: name.clone(),
-                    place: vars.origin(name).to_string(),
-                },
-            ));
-            break;
-        }
-        let flag = flags.get(*dim).map(|f| (f, Source::Flag));
-        let chosen = if pool {
-            from_env.or(flag)
-        } else {
-            flag.or(from_env)
-        };
-        values[*dim as usize] = if let Some((n, source)) = chosen {
-            (Some(n), source)
-        } else {
-            (
-                defaults.get(*dim),
-                Source::Default {
-                    provider: provider.as_str(),
-                },
-            )
-        };
-    }
-    Ok(LimitSet::configured(values))
-}
-
-/// `"1,2;3"` → keys 1 and 2 share an organization, key 3 has its own, and every key not
-/// named has its own too. Returns the organization index of each key.
-pub fn parse_org_groups(spec: Option<&str>, keys: usize) -> Result<Vec<usize>> {
-    let mut orgs: Vec<Option<usize>> = vec![None; keys];
-    let mut next = 0;
-    if let Some(spec) = spec.filter(|s| !s.trim().is_empty()) {
-        for group in spec.split(';').map(str::trim).filter(|g| !g.is_empty()) {
-            for item in group.split(',').map(str::trim).filter(|i| !i.is_empty()) {
-                let idx: usize = item
-                    .parse()
-                    .ok()
-                    .filter(|i| (1..=keys).contains(i))
-                    .ok_or_else(|| {
-                        Error::Usage(format!(
-                            "org groups '{spec}': '{item}' is not a key index between 1 and {keys}"
-                        ))
-                    })?;
-                if orgs[idx - 1].is_some() {
-                    return Err(Error::Usage(format!(
-                        "org groups '{spec}': key {idx} is named twice"
-                    )));
-                }
-                orgs[idx - 1] = Some(next);
-            }
-            next += 1;
-        }
-    }
-    Ok(orgs
-        .into_iter()
-        .map(|o| {
-            o.unwrap_or_else(|| {
-                next += 1;
-                next - 1
-            })
-        })
-        .collect())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn org_groups() {
-        assert_eq!(parse_org_groups(None, 3).unwrap(), [0, 1, 2]);
-        assert_eq!(parse_org_groups(Some("1,2"), 3).unwrap(), [0, 0, 1]);
-        assert_eq!(parse_org_groups(Some("1,3;2"), 4).unwrap(), [0, 1, 0, 2]);
-        assert!(parse_org_groups(Some("1,4"), 3).is_err());
-        assert!(parse_org_groups(Some("1;1"), 3).is_err());
-    }
-
-    #[test]
-    fn limit_precedence() {
-        let vars = Vars::from_maps(
-            &[("GROQ_RPM", "10"), ("GROQ_RPD", "99")],
-            &[("GROQ_RPD", "77")],
-        );
-        let flags = Limits {
-            rpd: None,
-            rpm: Some(5),
-            ..Limits::default()
-        };
-        let set = resolve_limits(
-            ProviderName::Groq,
-            "llama-3.1-8b-instant",
-            flags,
-            &vars,
-            false,
-        )
-        .unwrap();
-        let l = set.values();
-        assert_eq!(l.rpm, Some(5));
-        assert_eq!(l.rpd, Some(77));
-        assert_eq!(l.tpm, Some(6000));
-        let origins = set.describe();
-        assert_eq!(origins[0], "rpm = 5 from --rpm");
-        assert_eq!(origins[2], "rpd = 77 from GROQ_RPD in environment");
-        assert_eq!(origins[3], "tpm = 6000 from the groq free-tier default");
-        let bad = Vars::from_maps(&[("GROQ_TPM", "6k")], &[]);
-        let err =
-            resolve_limits(ProviderName::Groq, "m", Limits::default(), &bad, false).unwrap_err();
-        assert!(
-            err.to_string().contains("GROQ_TPM=6k (from the env file)"),
-            "{err}"
-        );
-        let vars = Vars::from_maps(&[("GEMINI_MINUTE_LIMIT", "12")], &[]);
-        let l = resolve_limits(
-            ProviderName::Gemini,
-            "gemini-2.0-flash",
-            Limits::default(),
-            &vars,
-            false,
-        )
-        .unwrap()
-        .values();
-        assert_eq!(l.rpm, Some(12));
-        let vars = Vars::from_maps(&[("GROK_RATE_LIMIT_RPH", "100")], &[]);
-        let l = resolve_limits(
-            ProviderName::Xai,
-            "grok-3-mini",
-            Limits::default(),
-            &vars,
-            false,
-        )
-        .unwrap()
-        .values();
-        assert_eq!(l.rph, Some(100));
-    }
-
-    #[test]
-    fn in_a_pool_a_providers_own_variable_wins_over_the_flag() {
-        let vars = Vars::from_maps(&[("GEMINI_RPM", "12")], &[]);
-        let flags = Limits {
-            rpm: Some(40),
-            ..Limits::default()
-        };
-        let alone = resolve_limits(ProviderName::Gemini, "m", flags, &vars, false).unwrap();
-        assert_eq!(alone.values().rpm, Some(40));
-        let pooled = resolve_limits(ProviderName::Gemini, "m", flags, &vars, true).unwrap();
-        assert_eq!(pooled.values().rpm, Some(12));
-        assert_eq!(pooled.describe()[0], "rpm = 12 from GEMINI_RPM in env file");
-        // Without a variable the flag applies to every provider of the pool.
-        let groq = resolve_limits(ProviderName::Groq, "m", flags, &vars, true).unwrap();
-        assert_eq!(groq.values().rpm, Some(40));
-    }
 }
