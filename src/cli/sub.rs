@@ -104,6 +104,12 @@ pub struct DashboardArgs {
     /// Secret for the disable, enable and rotate buttons (at least 16 characters); needed to listen beyond 127.0.0.1 [default: a random one, printed at start-up].
     #[arg(long, env = "AUTOLABEL_DASHBOARD_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
+    /// How long a client may take to send a request's headers, and how long an idle connection is kept open.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub client_timeout: std::time::Duration,
+    /// Open connections at most (lowered to fit `ulimit -n`); at the cap, the oldest idle one is closed to let a new one in.
+    #[arg(long, default_value_t = 128, value_parser = clap::value_parser!(u32).range(1..=65_536))]
+    pub max_connections: u32,
     #[command(flatten)]
     pub view: ViewArgs,
 }

@@ -35,7 +35,12 @@ pub async fn run(args: &DashboardArgs) -> Result<Outcome> {
     };
     crate::outln!("dashboard: http://{local}/");
     crate::outln!("action token (for disable, enable, rotate): {say_token}");
-    dashboard::serve(listener, app).await?;
+    let limits = dashboard::server::Limits {
+        client_timeout: args.client_timeout,
+        max_connections: args.max_connections as usize,
+    }
+    .within_file_limit();
+    dashboard::serve(listener, app, limits).await?;
     Ok(Outcome::Complete)
 }
 

@@ -9,6 +9,7 @@
 //! so a foreign name pointed at 127.0.0.1 (DNS rebinding) reads nothing.
 
 pub mod api;
+pub mod server;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -109,8 +110,12 @@ pub fn check_listen(listen: &str, token: Option<&str>) -> Result<SocketAddr> {
     Ok(addr)
 }
 
-/// Serves the page and the API on `listener` until Ctrl-C.
-pub async fn serve(listener: tokio::net::TcpListener, app: App) -> Result<()> {
+/// Serves the page and the API on `listener` until Ctrl-C, within `limits`.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    app: App,
+    limits: server::Limits,
+) -> Result<()> {
     let app = Arc::new(app);
     let router = Router::new()
         .route("/", get(page))
@@ -123,12 +128,7 @@ pub async fn serve(listener: tokio::net::TcpListener, app: App) -> Result<()> {
         .route("/api/keys/{provider}/{index}/{action}", post(key_action))
         .layer(middleware::from_fn_with_state(app.clone(), guard))
         .with_state(app);
-    axum::serve(listener, router)
-        .with_graceful_shutdown(async {
-            let _ = tokio::signal::ctrl_c().await;
-        })
-        .await
-        .map_err(|e| Error::io("dashboard", e))
+    server::run(listener, None, router, limits).await
 }
 
 /// Logs requests (`-v`) and answers only loopback host names when listening on loopback.
