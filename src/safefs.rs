@@ -4,7 +4,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
 
@@ -78,6 +78,68 @@ pub fn create_new(path: &Path) -> Result<File> {
         .map_err(|e| refused(path, "cannot create", e))
 }
 
+/// Creates `path` anew (`O_EXCL`, `O_NOFOLLOW`): a file of this tool's that an earlier run
+/// left there (a regular file) is removed first; a link or anything else is refused,
+/// naming it.
+pub fn create_anew(path: &Path) -> Result<File> {
+    if std::fs::symlink_metadata(path).is_ok_and(|m| m.is_file()) {
+        std::fs::remove_file(path).map_err(|e| refused(path, "cannot remove", e))?;
+    }
+    create_new(path)
+}
+
+/// Writes a whole file that replaces `path` only once it is complete: `write` fills a
+/// new file beside it (created with `O_EXCL`, `O_NOFOLLOW`), which is synced and renamed
+/// over `path` in one atomic step. On any failure `path` is as it was and the new file
+/// is removed. For files written at once (a review file, a report).
+pub fn write_replacing(path: &Path, write: impl FnOnce(&mut File) -> io::Result<()>) -> Result<()> {
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(format!(".autolabel-{}.tmp", std::process::id()));
+    let temp = path.with_file_name(name);
+    let mut file = create_anew(&temp)?;
+    let written = write(&mut file)
+        .and_then(|_| file.sync_all())
+        .and_then(|_| std::fs::rename(&temp, path));
+    if let Err(e) = written {
+        let _ = std::fs::remove_file(&temp);
+        return Err(Error::io(format!("{}: cannot write", path.display()), e));
+    }
+    sync_dir(path);
+    Ok(())
+}
+
+/// Makes a rename or a new name of `path` durable (its directory's entry). Best effort:
+/// some file systems cannot sync a directory, and the data itself is synced already.
+pub fn sync_dir(path: &Path) {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    if let Ok(d) = File::open(dir) {
+        let _ = d.sync_all();
+    }
+}
+
+/// The file `path` names, every symbolic link resolved (also a dangling one at its end,
+/// which names a file still to be made): two names of one output lock one lock file,
+/// and the files beside the output sit beside the file itself.
+pub fn real_path(path: &Path) -> PathBuf {
+    let mut p = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+    // As the kernel does: at most 40 links in a row.
+    for _ in 0..40 {
+        match std::fs::read_link(&p) {
+            Ok(to) => p = p.parent().map_or(to.clone(), |dir| dir.join(&to)),
+            Err(_) => break,
+        }
+    }
+    match (p.parent(), p.file_name()) {
+        (Some(dir), Some(name)) => std::fs::canonicalize(dir)
+            .map(|d| d.join(name))
+            .unwrap_or(p),
+        _ => p,
+    }
+}
+
 /// Opens `path` (a file this tool made) for writing without following a link there.
 pub fn open_own(path: &Path, options: &mut OpenOptions) -> Result<File> {
     options
@@ -127,6 +189,36 @@ mod tests {
             .to_string();
         assert!(err.contains("symbolic link"), "{err}");
         assert_eq!(std::fs::read(&input).unwrap(), b"text\na\n");
+    }
+
+    #[test]
+    fn a_file_written_replacing_is_all_or_nothing_and_links_resolve() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("review.csv");
+        std::fs::write(&p, "old").unwrap();
+        let failed = write_replacing(&p, |f| {
+            use std::io::Write;
+            f.write_all(b"half")?;
+            Err(io::Error::other("disk full"))
+        });
+        assert!(failed.is_err());
+        assert_eq!(std::fs::read(&p).unwrap(), b"old", "untouched on failure");
+        assert_eq!(
+            std::fs::read_dir(dir.path()).unwrap().count(),
+            1,
+            "no temp left"
+        );
+        write_replacing(&p, |f| std::io::Write::write_all(f, b"new")).unwrap();
+        assert_eq!(std::fs::read(&p).unwrap(), b"new");
+        // Two names of one file resolve to one real path, a dangling link to its target.
+        let link = dir.path().join("link.csv");
+        std::os::unix::fs::symlink("review.csv", &link).unwrap();
+        assert_eq!(real_path(&link), real_path(&p));
+        let dangling = dir.path().join("later.csv");
+        std::os::unix::fs::symlink("sub/../not-yet.csv", &dangling).unwrap();
+        std::fs::create_dir(dir.path().join("sub")).unwrap();
+        let real = std::fs::canonicalize(dir.path()).unwrap();
+        assert_eq!(real_path(&dangling), real.join("not-yet.csv"));
     }
 
     #[test]

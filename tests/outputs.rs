@@ -82,3 +82,39 @@ fn a_link_planted_at_the_temporary_or_lock_file_is_refused_naming_it() {
         assert!(meta.file_type().is_file(), "the output is still a file");
     }
 }
+
+/// Two names for one output (a symlink, a hard link) share one lock: a second run under
+/// another name is refused, naming the run that writes it, instead of both writing.
+#[test]
+fn a_second_run_under_another_name_for_the_output_is_refused() {
+    let mut cfg = FakeConfig::with_keys(&[PLANTED]);
+    cfg.latency = std::time::Duration::from_millis(50);
+    let (fake, sb, _texts, input, output) = setup(&[PLANTED], cfg, 40);
+    let mut first = spawn(sb.label(&fake, &input, &output, &["--concurrency", "1"]));
+    wait_for_rows(&output, 1, &mut first);
+    let soft = sb.path("soft.csv");
+    symlink(&output, &soft).unwrap();
+    let hard = sb.path("hard.csv");
+    std::fs::hard_link(&output, &hard).unwrap();
+    let pid = format!("pid {}", first.id());
+    for name in [&soft, &hard] {
+        let second = run(&mut sb.label(&fake, &input, name, &[]));
+        let err = stderr(&second);
+        assert_eq!(code(&second), 1, "{}: {err}", name.display());
+        assert!(
+            err.contains("another autolabel run") && err.contains(&pid),
+            "names the other run: {err}"
+        );
+        assert!(err.contains(&name.display().to_string()), "{err}");
+    }
+    first.kill().unwrap();
+    first.wait().unwrap();
+    assert!(!sb.path("soft.csv.lock").exists() && !sb.path("hard.csv.lock").exists());
+    // The first run's rows are all whole: nobody else wrote between them.
+    let rows = read_rows(&output);
+    assert!(rows.len() >= 2);
+    // Once it is gone, the other name resumes the same file.
+    let out = run(&mut sb.label(&fake, &input, &soft, &[]));
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(stderr(&out).contains("resuming"), "{}", stderr(&out));
+}

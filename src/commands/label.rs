@@ -40,6 +40,9 @@ pub async fn run(args: &LabelArgs) -> Result<Outcome> {
     }
     prune_state(&cfg, &state, &ui);
     let output = Output::prepare(&cfg.output, cfg.overwrite, &info, layout(&cfg), &state)?;
+    if let Some(note) = output.leftover_note() {
+        ui.info(&note);
+    }
     if output.done_already() {
         return Ok(nothing_to_do(&cfg, &info, &output, &ui));
     }
@@ -181,8 +184,7 @@ async fn label_rows(
     };
     let (mut finished, writer) = pipeline::run(&labeler, setup).await?;
     finished.counts.fallbacks_past_limit = output.fallbacks_past_limit().len() as u64;
-    let state_lost = finished.verdict.state_lost.is_some();
-    output.finish(writer, &finished.counts, state_lost, state)?;
+    output.finish(writer, &finished, state)?;
     Ok((labeler, finished, started.elapsed()))
 }
 
