@@ -12,6 +12,7 @@ pub mod csvio;
 pub mod csvscan;
 pub mod dashboard;
 pub mod error;
+pub mod eval;
 pub mod hex;
 pub mod keys;
 pub mod limits;
@@ -37,6 +38,7 @@ pub async fn run(cli: Cli) -> Result<Outcome> {
     match cli.command {
         None => label::run(&cli.label).await,
         Some(Command::Label(args)) => label::run(&args).await,
+        Some(Command::Eval(args)) => commands::eval::run(&args),
         Some(Command::TestKeys(args)) => test_keys::run(&args).await,
         Some(Command::Usage(args)) => usage::run(&args),
         Some(Command::State(cmd)) => commands::state::run(cmd),

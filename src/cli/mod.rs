@@ -8,9 +8,11 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+mod eval;
 mod sub;
 mod values;
 
+pub use eval::*;
 pub use sub::*;
 use values::{
     parse_batch_size, parse_providers, percent, seconds_up_to, store_timeout_seconds,
@@ -71,6 +73,8 @@ pub struct Cli {
 pub enum Command {
     /// Label a CSV (the same as running autolabel without a subcommand).
     Label(Box<LabelArgs>),
+    /// Measure labels against a gold column: accuracy, F1, κ, MCC, confusion, intervals.
+    Eval(EvalArgs),
     /// Check every configured key against the provider.
     TestKeys(TestKeysArgs),
     /// Show usage per key, remaining quota, key health and recent rotations.

@@ -3,6 +3,7 @@
 
 pub mod dashboard;
 pub mod docs;
+pub mod eval;
 pub mod keys;
 pub mod label;
 pub mod state;
