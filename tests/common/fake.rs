@@ -27,6 +27,10 @@ use tokio::sync::Notify;
 
 #[path = "fake_chatty.rs"]
 pub mod chatty;
+#[path = "fake_noise.rs"]
+pub mod noise;
+
+pub use noise::Noise;
 
 /// The labels the fake answers with, indexed by `fnv1a64(text) % 3`.
 pub const LABELS: [&str; 3] = ["positif", "negatif", "netral"];
@@ -239,6 +243,8 @@ pub struct FakeConfig {
     /// A bare rate-limiting proxy: no reply carries a rate-limit header, and a 429 says
     /// only "Too Many Requests" (no `retry-after`, no window, no wait, no organization).
     pub bare_429: bool,
+    /// Wrong labels now and then (see [`Noise`]); `None` answers every text right.
+    pub noise: Option<Noise>,
 }
 
 /// The organization id of [`FakeConfig::shared_org`], shaped like Groq's.
@@ -259,6 +265,7 @@ impl Default for FakeConfig {
             fixed_minute: false,
             cut_at_max_tokens: false,
             bare_429: false,
+            noise: None,
         }
     }
 }
@@ -371,6 +378,7 @@ struct State {
     rng: u64,
     /// Replies cut at `max_tokens` (`finish_reason: "length"`).
     cut: usize,
+    noise: noise::NoiseState,
 }
 
 struct Shared {
@@ -386,6 +394,7 @@ struct Shared {
     fixed_minute: bool,
     cut_at_max_tokens: bool,
     bare_429: bool,
+    noise: Option<Noise>,
 }
 
 /// The running fake server. Dropping it stops the server.
@@ -445,6 +454,7 @@ impl FakeProvider {
                 messy: 0,
                 rng: seed,
                 cut: 0,
+                noise: noise::NoiseState::default(),
             }),
             start,
             model: cfg.model,
@@ -452,6 +462,7 @@ impl FakeProvider {
             fixed_minute: cfg.fixed_minute,
             cut_at_max_tokens: cfg.cut_at_max_tokens,
             bare_429: cfg.bare_429,
+            noise: cfg.noise,
             latency: cfg.latency,
             jitter: cfg.jitter,
             style: cfg.style,
@@ -1680,6 +1691,9 @@ impl Shared {
 
         let mut labels: Vec<&'static str> =
             parsed.texts.iter().map(|t| expected_label(t)).collect();
+        if let Some(noise) = &self.noise {
+            labels = st.noise.apply(noise, &parsed.texts, labels, &LABELS);
+        }
         if wrong_count && parsed.batch {
             labels.pop();
         }
