@@ -101,6 +101,8 @@ pub struct LabelConfig {
     pub report_dir: Option<PathBuf>,
     /// Seconds between progress lines without a terminal.
     pub progress_every: Duration,
+    /// `--votes`, the confidence and votes columns, and review.
+    pub votes: crate::votes::VoteSettings,
 }
 
 impl Config {
@@ -339,7 +341,9 @@ impl LabelConfig {
         let max_retries = args
             .max_retries
             .unwrap_or((all_keys as u32).max(DEFAULT_MIN_RETRIES));
+        let votes = crate::votes::VoteSettings::from_args(args, &input, &output)?;
         Ok(LabelConfig {
+            votes,
             input,
             output,
             text_column: args.text_column.clone(),

@@ -46,6 +46,9 @@ pub struct OutputLayout {
     pub status_column: Option<String>,
     /// Each row's provider/model, after the status column.
     pub model_column: Option<String>,
+    /// The winner's share of the votes, then the votes (`--votes`), after the model column.
+    pub confidence_column: Option<String>,
+    pub votes_column: Option<String>,
 }
 
 impl InputInfo {
@@ -62,6 +65,12 @@ impl InputInfo {
         if let Some(m) = &layout.model_column {
             added.push(("--model-column", m.as_str()));
         }
+        if let Some(c) = &layout.confidence_column {
+            added.push(("--confidence-column", c.as_str()));
+        }
+        if let Some(v) = &layout.votes_column {
+            added.push(("--votes-column", v.as_str()));
+        }
         columns::check_added(&self.path, &self.headers, &added)
     }
 
@@ -73,14 +82,19 @@ impl InputInfo {
         if let Some(s) = &layout.status_column {
             h.push_field(s);
         }
-        if let Some(m) = &layout.model_column {
-            h.push_field(m);
+        let added = [
+            &layout.model_column,
+            &layout.confidence_column,
+            &layout.votes_column,
+        ];
+        for name in added.into_iter().flatten() {
+            h.push_field(name);
         }
         h
     }
 
-    /// The output row: input values unchanged, then label (and the status and model
-    /// fields, in the order of the layout's columns).
+    /// The output row: input values unchanged, then label (and the status, model,
+    /// confidence and votes fields, in the order of the layout's columns).
     pub fn output_record<'a>(
         &self,
         input: &StringRecord,

@@ -28,6 +28,7 @@ pub mod signals;
 pub mod store;
 pub mod timeutil;
 pub mod ui;
+pub mod votes;
 
 use cli::{Cli, Command};
 use commands::{docs, label, test_keys, usage};

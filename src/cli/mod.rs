@@ -15,7 +15,7 @@ mod values;
 pub use eval::*;
 pub use sub::*;
 use values::{
-    parse_batch_size, parse_providers, percent, seconds_up_to, store_timeout_seconds,
+    fraction, parse_batch_size, parse_providers, percent, seconds_up_to, store_timeout_seconds,
     timeout_seconds,
 };
 pub use values::{parse_duration, BatchSize, Providers};
@@ -184,13 +184,35 @@ pub struct LabelArgs {
     /// If the input already has the label column, overwrite its values instead of refusing.
     #[arg(long, help_heading = IO, hide_short_help = true)]
     pub replace_label_column: bool,
-    /// Also write a column with each row's status: model, cached, empty or fallback.
+    /// Also write a column with each row's status: model, cached, empty, fallback or review.
     #[arg(long, help_heading = IO, hide_short_help = true)]
     pub status_column: Option<String>,
     /// Also write a column with the provider/model whose label each row got (empty for
     /// empty texts and fallback rows).
     #[arg(long, help_heading = IO, hide_short_help = true)]
     pub model_column: Option<String>,
+    /// Ask each row up to N times (1–15) and keep the majority label; asking stops once
+    /// no remaining vote can change the winner.
+    ///
+    /// Ties go to the label that reached the tie first. Each vote is a request like any
+    /// other (any key or provider of the pool, counted against its quotas); with batches,
+    /// each vote sends the texts in another order.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=15), help_heading = LABELS)]
+    pub votes: u32,
+    /// Also write a column with the winner's share of the votes cast (0–1, 3 decimals).
+    #[arg(long, help_heading = IO, hide_short_help = true)]
+    pub confidence_column: Option<String>,
+    /// Also write a column with each row's votes, e.g. positif:4|netral:1.
+    #[arg(long, help_heading = IO, hide_short_help = true)]
+    pub votes_column: Option<String>,
+    /// Rows whose confidence (the winner's share of the votes) is below X (0–1) get the
+    /// status review in the status column (and go to --review-output).
+    #[arg(long, value_name = "X", value_parser = fraction, help_heading = IO, hide_short_help = true)]
+    pub review_below: Option<f64>,
+    /// Also write the rows to review, with all their columns, to this CSV (replaced each
+    /// run from the whole output). Needs --review-below.
+    #[arg(long, value_name = "CSV", requires = "review_below", help_heading = IO, hide_short_help = true)]
+    pub review_output: Option<PathBuf>,
     /// Label at most N rows of the input (counted from the top).
     #[arg(long, help_heading = IO, hide_short_help = true)]
     pub limit: Option<u64>,

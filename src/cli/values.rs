@@ -99,6 +99,14 @@ pub(super) fn seconds_up_to<const MAX: u32>(s: &str) -> Result<f64, String> {
     Ok(v)
 }
 
+/// A share from 0 to 1 (`--review-below`).
+pub(super) fn fraction(s: &str) -> Result<f64, String> {
+    match s.trim().parse::<f64>() {
+        Ok(v) if (0.0..=1.0).contains(&v) => Ok(v),
+        _ => Err(format!("'{s}' is not a share from 0 to 1 (0.6 for 60 %)")),
+    }
+}
+
 /// A percentage from 0 to 100.
 pub(super) fn percent(s: &str) -> Result<f64, String> {
     let v: f64 = s

@@ -20,6 +20,7 @@ use crate::report::{self, summary::past_limit_note};
 use crate::signals::StopSignal;
 use crate::store::State;
 use crate::ui::Ui;
+use crate::votes::VoteColumns;
 
 pub async fn run(args: &LabelArgs) -> Result<Outcome> {
     let mut cfg = LabelConfig::resolve(args)?;
@@ -50,6 +51,7 @@ pub async fn run(args: &LabelArgs) -> Result<Outcome> {
     // the way a resume expects it, and a rewrite's temp file is removed.
     let labeled = label_rows(&cfg, &ui, &state, prompter, &info, &output, batch_size).await;
     let (labeler, finished, elapsed) = labeled.inspect_err(|_| output.recover(&info, &ui))?;
+    write_review(&cfg, &info, &ui)?;
     let outcome = report_end(&cfg, &ui, &state, &labeler, finished, elapsed);
     drop(output);
     outcome
@@ -74,6 +76,8 @@ fn layout(cfg: &LabelConfig) -> OutputLayout {
         label_column: cfg.label_column.clone(),
         status_column: cfg.status_column.clone(),
         model_column: cfg.model_column.clone(),
+        confidence_column: cfg.votes.confidence_column.clone(),
+        votes_column: cfg.votes.votes_column.clone(),
     }
 }
 
@@ -181,11 +185,46 @@ async fn label_rows(
         use_cache: cfg.use_cache,
         output_id: output.id().to_string(),
         output_path: opened.path,
+        votes: cfg
+            .votes
+            .run(&pool_tags(cfg), &labeler.spec.prompter.identity()),
+        vote_columns: VoteColumns {
+            confidence: cfg.votes.confidence_column.is_some(),
+            votes: cfg.votes.votes_column.is_some(),
+            review_below: cfg.votes.review_below,
+        },
     };
     let (mut finished, writer) = pipeline::run(&labeler, setup).await?;
     finished.counts.fallbacks_past_limit = output.fallbacks_past_limit().len() as u64;
     output.finish(writer, &finished, state)?;
     Ok((labeler, finished, started.elapsed()))
+}
+
+/// `--review-output`: the output's rows to review, read back from the whole output.
+fn write_review(cfg: &LabelConfig, info: &InputInfo, ui: &Ui) -> Result<()> {
+    let (Some(path), Some(below)) = (&cfg.votes.review_output, cfg.votes.review_below) else {
+        return Ok(());
+    };
+    let sel = crate::votes::review::Selection {
+        status_column: cfg.status_column.as_deref(),
+        confidence_column: cfg.votes.confidence_column.as_deref(),
+        below,
+    };
+    let rows = crate::votes::review::write(&cfg.output, info.delimiter, path, &sel)?;
+    ui.info(&format!(
+        "{}: {} to review (confidence below {below})",
+        path.display(),
+        crate::ui::count(rows, "row")
+    ));
+    Ok(())
+}
+
+/// `provider/model` of each provider of the pool, in order: what a row's votes are
+/// scoped by in the label cache.
+fn pool_tags(cfg: &LabelConfig) -> Vec<String> {
+    cfg.pool()
+        .map(|c| format!("{}/{}", c.provider.as_str(), c.model))
+        .collect()
 }
 
 /// The summary, the daily reports, and the outcome the exit code tells.

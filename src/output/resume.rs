@@ -176,6 +176,8 @@ mod tests {
             label_column: "label".into(),
             status_column: None,
             model_column: None,
+            confidence_column: None,
+            votes_column: None,
         };
         let good = file(b"id,text,label\n1,a,positif\n2,\"b\nb\",netral\n3,c,posi");
         match check_existing_output(good.path(), &info, &layout).unwrap() {
@@ -236,6 +238,8 @@ mod tests {
                     label_column: "label".into(),
                     status_column: status.then(|| "status".into()),
                     model_column: None,
+                    confidence_column: None,
+                    votes_column: None,
                 };
                 // The whole output, and where each row ends in it.
                 let mut full = Vec::new();

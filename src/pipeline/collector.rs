@@ -1,7 +1,8 @@
 //! The collector's rows: a bounded window of rows in input order, each settled locally
 //! (kept from before, empty text, cache hit, same text already asked) or waiting for its
-//! text's label; the texts still to ask, grouped into jobs; and the writing of every
-//! finished row at the front of the window, in order.
+//! text's label (with `--votes`, its votes: `votes::Tally`); the texts still to ask,
+//! grouped into jobs; and the writing of every finished row at the front of the window,
+//! in order.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -17,6 +18,7 @@ use super::usage::Usage;
 use super::worker::TextOutcome;
 use super::{PipelineSetup, RowStatus, RunCounts};
 use crate::error::{Error, Result};
+use crate::votes::{self, Tally, VoteRun, VoteSummary};
 
 enum Slot {
     Pending(Arc<str>),
@@ -25,6 +27,8 @@ enum Slot {
         status: RowStatus,
         /// The provider (index in `RunSpec::members`) whose model gave the label.
         by: Option<usize>,
+        /// What the row shows of its votes (a model or cached label has one).
+        votes: Option<VoteSummary>,
     },
     Keep(StringRecord),
 }
@@ -32,6 +36,8 @@ enum Slot {
 struct Waiting {
     refs: usize,
     result: Option<TextOutcome>,
+    /// With `--votes` above 1: the votes so far.
+    tally: Option<Tally>,
 }
 
 type WindowRow = (u64, StringRecord, Slot);
@@ -41,7 +47,9 @@ pub struct Collector {
     // Keyed by the text: a fast hash, since every row is hashed twice (the input is the
     // user's own file, so there is no one to attack the hash).
     waiting: FxHashMap<Arc<str>, Waiting>,
-    batch: Vec<Arc<str>>,
+    /// Texts being grouped into jobs, by vote: a text's k-th vote waits in batch k, so
+    /// no job holds a text twice and each vote goes out in its own order.
+    batches: Vec<Vec<Arc<str>>>,
     queue: VecDeque<Vec<Arc<str>>>,
     pub counts: RunCounts,
     /// Labels to put in the cache at the next flush.
@@ -49,19 +57,21 @@ pub struct Collector {
     out_rec: StringRecord,
     /// The state failing to record fallback rows.
     outage: Outage,
+    votes: Option<VoteRun>,
 }
 
 impl Collector {
-    pub fn new(outage: Outage) -> Collector {
+    pub fn new(outage: Outage, votes: Option<VoteRun>) -> Collector {
         Collector {
             window: VecDeque::new(),
             waiting: FxHashMap::default(),
-            batch: Vec::new(),
+            batches: vec![Vec::new()],
             queue: VecDeque::new(),
             counts: RunCounts::default(),
             cache_puts: Vec::new(),
             out_rec: StringRecord::new(),
             outage,
+            votes,
         }
     }
 
@@ -77,9 +87,23 @@ impl Collector {
     /// Queues the batch being filled once it is full, or when `now` (a partial batch goes
     /// out once no more rows will be read for now).
     pub fn release_batch(&mut self, batch_size: usize, now: bool) {
-        if !self.batch.is_empty() && (self.batch.len() >= batch_size || now) {
-            self.queue.push_back(std::mem::take(&mut self.batch));
+        let n = self.votes.as_ref().map_or(1, |v| v.n);
+        for (k, batch) in self.batches.iter_mut().enumerate() {
+            if !batch.is_empty() && (batch.len() >= batch_size || now) {
+                let mut job = std::mem::take(batch);
+                votes::reorder(&mut job, k as u32, n);
+                self.queue.push_back(job);
+            }
         }
+    }
+
+    /// Puts `text`'s vote `ordinal` (0 without votes) in the batch being filled for it.
+    fn ask(&mut self, text: &Arc<str>, ordinal: u32) {
+        let k = ordinal as usize;
+        if self.batches.len() <= k {
+            self.batches.resize_with(k + 1, Vec::new);
+        }
+        self.batches[k].push(text.clone());
     }
 
     /// The next job to send, if any.
@@ -96,6 +120,10 @@ impl Collector {
         outcomes: Vec<TextOutcome>,
     ) {
         for (text, outcome) in texts.into_iter().zip(outcomes) {
+            if self.votes.is_some() {
+                self.count_vote(use_cache, &text, outcome);
+                continue;
+            }
             if let (true, TextOutcome::Labeled(label, m)) = (use_cache, &outcome) {
                 let key = run.spec.members[*m].cache_scope.key(&text);
                 self.cache_puts.push((key, label.clone()));
@@ -103,6 +131,42 @@ impl Collector {
             if let Some(w) = self.waiting.get_mut(&text) {
                 w.result = Some(outcome);
             }
+        }
+    }
+
+    /// One vote's outcome: counted (and kept in the cache at once, so a stopped run asks
+    /// only what is missing), then either the row's answer or the next votes to ask.
+    fn count_vote(&mut self, use_cache: bool, text: &Arc<str>, outcome: TextOutcome) {
+        let (Some(w), Some(run_votes)) = (self.waiting.get_mut(text), &self.votes) else {
+            return;
+        };
+        let Some(t) = w.tally.as_mut().filter(|_| w.result.is_none()) else {
+            return;
+        };
+        match outcome {
+            TextOutcome::Labeled(label, m) => {
+                t.record(&label, m);
+                if use_cache {
+                    self.cache_puts
+                        .push((run_votes.scope.key(text), t.encode()));
+                }
+            }
+            TextOutcome::Fallback(why) => t.fail(why),
+            TextOutcome::Stopped => t.stop(),
+        }
+        if t.finished() {
+            w.result = Some(match (t.winner(), &t.failed) {
+                (Some((label, m)), _) if t.settled() || !t.stopped => {
+                    TextOutcome::Labeled(label.to_string(), m)
+                }
+                _ if t.stopped => TextOutcome::Stopped,
+                (_, why) => TextOutcome::Fallback(why.clone().unwrap_or_default()),
+            });
+            return;
+        }
+        let asks: Vec<u32> = (0..t.to_ask()).map(|_| t.send()).collect();
+        for k in asks {
+            self.ask(text, k);
         }
     }
 
@@ -120,6 +184,7 @@ impl Collector {
                 label: setup.fallback_label.clone(),
                 status: RowStatus::Empty,
                 by: None,
+                votes: None,
             };
             self.window.push_back((row.idx, row.record, slot));
             return;
@@ -131,18 +196,40 @@ impl Collector {
                 .push_back((row.idx, row.record, Slot::Pending(text)));
             return;
         }
-        if setup.use_cache {
+        let mut tally = None;
+        if let Some(v) = &self.votes {
+            let t = setup.use_cache.then(|| cached_votes(run, v, &text));
+            let t = t.flatten().unwrap_or_else(|| Tally::new(v.n));
+            if let (true, Some((label, m))) = (t.settled(), t.winner()) {
+                let slot = Slot::Done {
+                    label: label.to_string(),
+                    status: RowStatus::Cached,
+                    by: Some(m),
+                    votes: t.summary(),
+                };
+                self.window.push_back((row.idx, row.record, slot));
+                return;
+            }
+            tally = Some(t);
+        } else if setup.use_cache {
             if let Some(slot) = cached(run, &text) {
                 self.window.push_back((row.idx, row.record, slot));
                 return;
             }
         }
-        let waiting = Waiting {
+        let mut waiting = Waiting {
             refs: 1,
             result: None,
+            tally,
+        };
+        let asks: Vec<u32> = match waiting.tally.as_mut() {
+            Some(t) => (0..t.to_ask()).map(|_| t.send()).collect(),
+            None => vec![0],
         };
         self.waiting.insert(text.clone(), waiting);
-        self.batch.push(text.clone());
+        for k in asks {
+            self.ask(&text, k);
+        }
         self.window
             .push_back((row.idx, row.record, Slot::Pending(text)));
         self.release_batch(setup.batch_size, false);
@@ -204,12 +291,14 @@ impl Collector {
     fn outcome_of(&mut self, run: &Labeler, setup: &PipelineSetup, idx: u64, text: &str) -> Slot {
         let w = self.waiting.get_mut(text).unwrap();
         let outcome = w.result.clone().unwrap();
+        let summary = w.tally.as_ref().and_then(Tally::summary);
         w.refs -= 1;
         if w.refs == 0 {
             self.waiting.remove(text);
         }
         match outcome {
             TextOutcome::Labeled(label, m) => Slot::Done {
+                votes: Some(summary.unwrap_or_else(|| VoteSummary::single(&label))),
                 label,
                 status: RowStatus::Model,
                 by: Some(m),
@@ -221,6 +310,7 @@ impl Collector {
                     label: setup.fallback_label.clone(),
                     status: RowStatus::Fallback,
                     by: None,
+                    votes: None,
                 }
             }
             TextOutcome::Stopped => unreachable!("stopped rows are never drained"),
@@ -297,23 +387,42 @@ impl Collector {
                     let label = old.get(setup.info.label_index()).unwrap_or("").to_string();
                     *counts.per_label.entry(label).or_default() += 1;
                 }
-                Slot::Done { label, status, by } => {
-                    let status_field = setup.status_column.then(|| status.as_str());
+                Slot::Done {
+                    label,
+                    status,
+                    by,
+                    votes,
+                } => {
+                    let cols = setup.vote_columns;
+                    let review = votes.as_ref().is_some_and(|v| cols.to_review(v));
+                    let shown = if review { RowStatus::Review } else { status };
+                    let status_field = setup.status_column.then(|| shown.as_str());
                     let model_field = setup
                         .model_column
                         .then(|| by.map_or("", |m| run.spec.members[m].tag.as_str()));
-                    setup.info.output_record(
-                        &record,
-                        &label,
-                        status_field.into_iter().chain(model_field),
-                        &mut self.out_rec,
-                    );
+                    let confidence = votes.as_ref().map(VoteSummary::confidence_text);
+                    let confidence = confidence.as_deref().unwrap_or("");
+                    let counted = votes.as_ref().map_or("", |v| v.counts.as_str());
+                    let tail = status_field
+                        .into_iter()
+                        .chain(model_field)
+                        .chain(cols.confidence.then_some(confidence))
+                        .chain(cols.votes.then_some(counted));
+                    setup
+                        .info
+                        .output_record(&record, &label, tail, &mut self.out_rec);
                     setup.writer.write_record(&self.out_rec).map_err(out_err)?;
                     match status {
                         RowStatus::Model => counts.model += 1,
                         RowStatus::Cached => counts.cached += 1,
                         RowStatus::Empty => counts.empty += 1,
                         RowStatus::Fallback => counts.fallbacks += 1,
+                        RowStatus::Review => {}
+                    }
+                    if let Some(v) = &votes {
+                        counts.voted += 1;
+                        counts.unanimous += u64::from(v.unanimous);
+                        counts.review += u64::from(review);
                     }
                     *counts.per_label.entry(label).or_default() += 1;
                 }
@@ -331,6 +440,7 @@ fn cached(run: &Labeler, text: &str) -> Option<Slot> {
         match run.state.cache_get(&member.cache_scope.key(text)) {
             Ok(Some(label)) if run.spec.labels.contains(&label) => {
                 return Some(Slot::Done {
+                    votes: Some(VoteSummary::single(&label)),
                     label,
                     status: RowStatus::Cached,
                     by: Some(m),
@@ -345,4 +455,20 @@ fn cached(run: &Labeler, text: &str) -> Option<Slot> {
         }
     }
     None
+}
+
+/// The votes an earlier run (or an earlier part of this one) cast for the text.
+fn cached_votes(run: &Labeler, v: &VoteRun, text: &str) -> Option<Tally> {
+    match run.state.cache_get(&v.scope.key(text)) {
+        Ok(Some(kept)) => {
+            let known = |l: &str| run.spec.labels.contains(l);
+            Tally::decode(v.n, &kept, known, run.spec.members.len())
+        }
+        Ok(None) => None,
+        Err(e) => {
+            run.ui
+                .error(&format!("cache read failed (continuing without it): {e}"));
+            None
+        }
+    }
 }

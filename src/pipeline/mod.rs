@@ -53,6 +53,8 @@ pub enum RowStatus {
     Cached,
     Empty,
     Fallback,
+    /// Labeled, with a confidence below `--review-below`.
+    Review,
 }
 
 impl RowStatus {
@@ -62,6 +64,7 @@ impl RowStatus {
             RowStatus::Cached => "cached",
             RowStatus::Empty => "empty",
             RowStatus::Fallback => "fallback",
+            RowStatus::Review => "review",
         }
     }
 }
@@ -87,6 +90,10 @@ pub struct PipelineSetup {
     pub output_id: String,
     /// The file the writer writes (the output, or a rewrite's temp file), for messages.
     pub output_path: std::path::PathBuf,
+    /// `--votes` above 1.
+    pub votes: Option<crate::votes::VoteRun>,
+    /// The confidence and votes columns, and review.
+    pub vote_columns: crate::votes::VoteColumns,
 }
 
 /// Counts for the summary.
@@ -104,6 +111,11 @@ pub struct RunCounts {
     /// Rows past `--limit` that still carry an earlier run's fallback label (out of this
     /// run's reach, kept as they are).
     pub fallbacks_past_limit: u64,
+    /// Rows written with a label from votes (model or cached), those whose votes all
+    /// agreed, and those sent to review.
+    pub voted: u64,
+    pub unanimous: u64,
+    pub review: u64,
     /// The signal that ended the run early, if one did.
     pub interrupted: Option<StopSignal>,
     pub stopped: bool,
@@ -231,7 +243,8 @@ pub async fn run(run: &Labeler, mut setup: PipelineSetup) -> Result<(Finished, W
     let mut input = Input::start(&mut setup);
     run.ui.start_progress(input.total);
     let mut live = Live::start(run, &setup, input.total);
-    let mut c = Collector::new(Outage::new(run.spec.policy.store_timeout));
+    let outage = Outage::new(run.spec.policy.store_timeout);
+    let mut c = Collector::new(outage, setup.votes.clone());
     // The jobs in flight, polled by this task itself: no task to spawn, schedule and join
     // per request (a measurable share of the CPU at high rates). A panic in one is caught
     // and ends the run as an error, as a failed task would.

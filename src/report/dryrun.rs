@@ -61,8 +61,7 @@ pub fn dry_run(
     } else {
         info.average_text_bytes()
     };
-    let tokens_per_row =
-        prompter.estimated_request_tokens(batch_size, average_bytes) / batch_size as f64;
+    let tokens_per_row = per_row_tokens(prompter, batch_size, average_bytes);
     let tokens = (tokens_per_row * to_send as f64).ceil() as u64;
     let base = &cfg.base;
     let limits = base.limits_in_force();
@@ -110,6 +109,7 @@ pub fn dry_run(
     crate::outln!("  requests:         {requests} (batch size {})", batch_size);
     crate::outln!("  estimated tokens: {tokens}");
     crate::outln!("  estimated cost:   ${cost:.4} (input tokens at --price-in)");
+    votes_cost(cfg, prompter, batch_size, average_bytes, requests, tokens);
     for c in cfg.pool() {
         crate::outln!(
             "  {}keys: {} in {} · delay {}s · rpm {} per organization{}",
@@ -198,6 +198,36 @@ pub fn dry_run(
     }
     crate::outln!("    auto: {}", auto.reason);
     Ok(())
+}
+
+/// Estimated tokens a row at `batch` texts a request.
+fn per_row_tokens(prompter: &Prompter, batch: usize, average_bytes: f64) -> f64 {
+    prompter.estimated_request_tokens(batch, average_bytes) / batch as f64
+}
+
+/// `--votes` above 1: what the run's requests, tokens and rows a day become.
+fn votes_cost(
+    cfg: &LabelConfig,
+    prompter: &Prompter,
+    batch: usize,
+    average_bytes: f64,
+    requests: u64,
+    tokens: u64,
+) {
+    if cfg.votes.n <= 1 {
+        return;
+    }
+    let request = prompter.estimated_request_tokens(batch, average_bytes);
+    let limits = cfg.base.limits_in_force();
+    let one = crate::votes::cost::OneVote {
+        requests,
+        tokens,
+        tokens_per_row: per_row_tokens(prompter, batch, average_bytes),
+        rows_per_key_day: budget::rows_per_day(&limits, batch, request).rows,
+    };
+    for line in crate::votes::cost::lines(cfg.votes.n, &one) {
+        crate::outln!("  {line}");
+    }
 }
 
 /// The requests a second one provider's keys allow under its per-minute limits (infinite

@@ -23,6 +23,20 @@ fn errors_text(d: &UsageDelta) -> String {
     }
 }
 
+/// "  votes (up to 5 a row): unanimous 180 of 200 rows (90.0 %) · to review 12"
+fn votes_line(c: &RunCounts, n: u32) -> String {
+    let share = match c.voted {
+        0 => String::new(),
+        v => format!(" ({:.1} %)", 100.0 * c.unanimous as f64 / v as f64),
+    };
+    format!(
+        "  votes (up to {n} a row): unanimous {} of {}{share} · to review {}",
+        c.unanimous,
+        crate::ui::count(c.voted, "row"),
+        c.review
+    )
+}
+
 /// The end-of-run summary on stderr.
 pub fn summary(ui: &Ui, cfg: &LabelConfig, c: &RunCounts, view: &KeysView, elapsed: Duration) {
     let labels: Vec<String> = c
@@ -70,6 +84,9 @@ pub fn summary(ui: &Ui, cfg: &LabelConfig, c: &RunCounts, view: &KeysView, elaps
         tokens_per_row(&all).map_or(String::new(), |t| format!(" ({t:.1} a row)")),
         all.cost
     ));
+    if cfg.votes.n > 1 || cfg.votes.review_below.is_some() {
+        ui.info(&votes_line(c, cfg.votes.n));
+    }
     if all.cut > 0 {
         ui.info(&format!(
             "  {} cut at max_tokens (each unusable one asked again with room to spare; the cap of a model rises once cuts repeat)",
