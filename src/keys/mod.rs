@@ -1,7 +1,8 @@
 //! API keys: where they come from (`envfile`), how they are shown (`mask`), and how
-//! their health is tracked during a run (`ring`).
+//! their health is tracked during a run (`ring`, `health`).
 
 pub mod envfile;
+pub mod health;
 pub mod mask;
 pub mod quota;
 pub mod ring;

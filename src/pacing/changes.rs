@@ -1,7 +1,8 @@
 //! What a reply or a wait changed in the key ring and the limits in force, handed out
 //! by the dispatcher as values once its lock is released.
 
-use crate::keys::ring::{Health, HealthChange, KeyRing};
+use crate::keys::health::{Health, HealthChange};
+use crate::keys::ring::KeyRing;
 use crate::limits::LimitChange;
 use std::time::SystemTime;
 

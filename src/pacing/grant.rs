@@ -8,8 +8,8 @@ use tokio::time::Instant;
 
 use super::org::Wait;
 use super::{wall_of, Grant, Inner, StoreNews, LONG_RESET};
+use crate::keys::health::Health;
 use crate::keys::quota::QuotaWait;
-use crate::keys::ring::Health;
 use crate::keys::suspect;
 
 impl Inner {

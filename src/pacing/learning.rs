@@ -5,7 +5,7 @@
 
 use super::shared_org::{Evidence, SharedOrgs};
 use super::{Changes, Dispatcher, Inner};
-use crate::keys::ring::Health;
+use crate::keys::health::Health;
 use crate::keys::suspect::{self, Verdict};
 use crate::provider::classify::{human, CallError, ErrorClass, RateHeaders};
 use crate::store::HealthReason;

@@ -30,7 +30,8 @@ use governor::state::{InMemoryState, NotKeyed};
 use governor::{Quota, RateLimiter};
 use tokio::time::Instant;
 
-use crate::keys::ring::{HealthChange, KeyRing};
+use crate::keys::health::HealthChange;
+use crate::keys::ring::KeyRing;
 use crate::keys::suspect::KeyErrors;
 use crate::keys::ApiKey;
 use crate::limits::{LimitSet, Limits};

@@ -2,7 +2,7 @@
 //! lock is released) are applied here, so nothing writes to the state under that lock.
 
 use super::spec::Labeler;
-use crate::keys::ring::{rotation_class, Health, HealthChange};
+use crate::keys::health::{rotation_class, Health, HealthChange};
 use crate::limits::Source;
 use crate::pacing::{Changes, OrgMerge, StoreNews};
 use crate::store::StoredHealth;

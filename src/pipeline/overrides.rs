@@ -9,7 +9,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use super::journal;
 use super::spec::Labeler;
-use crate::keys::ring::{Health, HealthChange};
+use crate::keys::health::{Health, HealthChange};
 use crate::keys::settings::Period;
 use crate::store::KeyOverride;
 use crate::timeutil::Day;

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use super::{Failure, Job, Step, Tries};
-use crate::keys::ring::Health;
+use crate::keys::health::Health;
 use crate::provider::classify::{CallError, ErrorClass, RateHeaders};
 
 impl Job<'_> {
