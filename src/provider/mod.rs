@@ -3,12 +3,14 @@
 
 pub mod classify;
 pub mod defaults;
+pub mod unreached;
 
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use classify::{classify_status, CallError, ErrorClass, RateHeaders, Unreached};
+use classify::{classify_status, CallError, ErrorClass, RateHeaders};
+use unreached::Unreached;
 
 /// The most of a reply body that is ever read. The largest legitimate reply is a batch
 /// of 100 labels: `{"labels": [...]}` of about 1.5 KB inside a ~500-byte envelope, and
@@ -421,8 +423,8 @@ fn transport_error(e: &reqwest::Error) -> CallError {
     // No connection, so no request: the provider never saw it (and never counted it).
     if e.is_connect() {
         return CallError::Unreachable {
-            host: e.url().map(classify::host_of).unwrap_or_default(),
-            cause: classify::unreached(e.is_timeout(), e),
+            host: e.url().map(unreached::host_of).unwrap_or_default(),
+            cause: unreached::unreached(e.is_timeout(), e),
         };
     }
     // reqwest's messages carry the URL, never the Authorization header.
