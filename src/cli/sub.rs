@@ -104,6 +104,15 @@ pub struct DashboardArgs {
     /// Secret for the disable, enable and rotate buttons (at least 16 characters); needed to listen beyond 127.0.0.1 [default: a random one, printed at start-up].
     #[arg(long, env = "AUTOLABEL_DASHBOARD_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
+    /// The token stops working this long after start-up (e.g. 8h): reads beyond loopback, actions and the sessions it opened are then refused.
+    #[arg(long, value_parser = parse_duration)]
+    pub token_ttl: Option<std::time::Duration>,
+    /// Serve HTTPS with this certificate chain (PEM); needs --tls-key.
+    #[arg(long, requires = "tls_key", value_name = "PEM")]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key (PEM) of --tls-cert.
+    #[arg(long, requires = "tls_cert", value_name = "PEM")]
+    pub tls_key: Option<PathBuf>,
     /// How long a client may take to send a request's headers, and how long an idle connection is kept open.
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     pub client_timeout: std::time::Duration,

@@ -1,5 +1,5 @@
 //! `autolabel dashboard`: check where to listen, load the pool and the state, bind, say
-//! where the page is and which token its actions take, then serve until Ctrl-C.
+//! where the page is and which token it takes, then serve until Ctrl-C.
 
 use std::net::SocketAddr;
 
@@ -7,12 +7,17 @@ use tokio::net::TcpListener;
 
 use crate::cli::DashboardArgs;
 use crate::config::Config;
-use crate::dashboard::{self, App};
+use crate::dashboard::{self, auth::Auth, server::Limits, App};
 use crate::error::{Error, Outcome, Result};
 use crate::store::State;
 
 pub async fn run(args: &DashboardArgs) -> Result<Outcome> {
     let addr = dashboard::check_listen(&args.listen, args.token.as_deref())?;
+    // Read before anything binds, so a wrong path is exit 2 and not a half-started server.
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Some(dashboard::tls::acceptor(cert, key)?),
+        _ => None,
+    };
     let mut pool = Config::resolve_for_report(&args.common())?;
     let state = State::open_at(&pool[0].state)?;
     for cfg in &mut pool {
@@ -26,21 +31,36 @@ pub async fn run(args: &DashboardArgs) -> Result<Outcome> {
             (t.clone(), t)
         }
     };
+    let loopback = local.ip().is_loopback();
+    let auth = Auth::new(token, args.token_ttl, !loopback, tls.is_some());
+    if !loopback && tls.is_none() {
+        eprintln!(
+            "warning: the token and the data travel in clear to {local}: pass --tls-cert and --tls-key, or put a TLS proxy in front"
+        );
+    }
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    crate::outln!("dashboard: {scheme}://{local}/");
+    if loopback {
+        crate::outln!("action token (for disable, enable, rotate): {say_token}");
+    } else {
+        crate::outln!("token (to log in, for every page and API, and for actions): {say_token}");
+    }
+    if let Some(at) = auth.expires() {
+        crate::outln!("the token expires at {}", crate::timeutil::rfc3339(at));
+    }
     let app = App {
         pool,
         state,
-        token,
-        loopback: local.ip().is_loopback(),
+        auth,
+        loopback,
         verbose: args.view.verbose,
     };
-    crate::outln!("dashboard: http://{local}/");
-    crate::outln!("action token (for disable, enable, rotate): {say_token}");
-    let limits = dashboard::server::Limits {
+    let limits = Limits {
         client_timeout: args.client_timeout,
         max_connections: args.max_connections as usize,
     }
     .within_file_limit();
-    dashboard::serve(listener, app, limits).await?;
+    dashboard::serve(listener, app, tls, limits).await?;
     Ok(Outcome::Complete)
 }
 

@@ -9,7 +9,9 @@
 //! so a foreign name pointed at 127.0.0.1 (DNS rebinding) reads nothing.
 
 pub mod api;
+pub mod auth;
 pub mod server;
+pub mod tls;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -35,7 +37,8 @@ pub const TOKEN_HEADER: &str = "x-autolabel-token";
 pub struct App {
     pub pool: Vec<Config>,
     pub state: State,
-    pub token: String,
+    /// The token, its expiry, the sessions, and whether reads need them.
+    pub auth: auth::Auth,
     /// Listening on loopback: only loopback host names are answered.
     pub loopback: bool,
     pub verbose: u8,
@@ -83,9 +86,7 @@ fn json_out<T: Serialize>(status: StatusCode, v: &T) -> Response {
 
 /// A random token of 128 bits, hex.
 pub fn new_token() -> String {
-    (0..4)
-        .map(|_| format!("{:08x}", fastrand::u32(..)))
-        .collect()
+    auth::random_hex(16)
 }
 
 /// Where to listen, and whether that is allowed without `--token`.
@@ -110,10 +111,11 @@ pub fn check_listen(listen: &str, token: Option<&str>) -> Result<SocketAddr> {
     Ok(addr)
 }
 
-/// Serves the page and the API on `listener` until Ctrl-C, within `limits`.
+/// Serves the page and the API on `listener` (over TLS when given) until Ctrl-C, within `limits`.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     app: App,
+    tls: Option<tokio_rustls::TlsAcceptor>,
     limits: server::Limits,
 ) -> Result<()> {
     let app = Arc::new(app);
@@ -126,9 +128,12 @@ pub async fn serve(
         .route("/api/rotations", get(rotations))
         .route("/api/rotate", post(rotate))
         .route("/api/keys/{provider}/{index}/{action}", post(key_action))
+        .route("/login", get(auth::login_form).post(auth::login))
+        .route("/logout", post(auth::logout))
+        .layer(middleware::from_fn_with_state(app.clone(), auth::gate))
         .layer(middleware::from_fn_with_state(app.clone(), guard))
         .with_state(app);
-    server::run(listener, None, router, limits).await
+    server::run(listener, tls, router, limits).await
 }
 
 /// Logs requests (`-v`) and answers only loopback host names when listening on loopback.
@@ -167,7 +172,7 @@ async fn page() -> impl IntoResponse {
             // Nothing but this server: no CDN, font or script from elsewhere.
             (
                 header::CONTENT_SECURITY_POLICY,
-                "default-src 'self'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; img-src 'self' data:",
+                "default-src 'self'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; img-src 'self' data:; frame-ancestors 'none'",
             ),
         ],
         Html(api::PAGE),
@@ -215,30 +220,20 @@ async fn rotations(AxState(app): AxState<Arc<App>>) -> Response {
     answer(api::rotations(&app.pool, &app.state))
 }
 
-/// Whether the request carries the action token (compared without an early exit).
-fn authorized(app: &App, headers: &HeaderMap) -> bool {
-    let Some(given) = headers.get(TOKEN_HEADER).map(|v| v.as_bytes()) else {
-        return false;
+/// Why an action is refused, if it is: the token in the header, right and not expired
+/// (a session cookie alone opens only reads).
+fn refusal(app: &App, headers: &HeaderMap) -> Option<Response> {
+    let why = app.auth.check_header(headers).err()?;
+    let text = match why {
+        auth::Denied::Expired(_) => why.message(),
+        _ => format!("actions need the token printed at start-up in the {TOKEN_HEADER} header"),
     };
-    let want = app.token.as_bytes();
-    given.len() == want.len()
-        && given
-            .iter()
-            .zip(want)
-            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-            == 0
-}
-
-fn refused() -> Response {
-    fail(
-        StatusCode::UNAUTHORIZED,
-        format!("actions need the token printed at start-up in the {TOKEN_HEADER} header"),
-    )
+    Some(fail(StatusCode::UNAUTHORIZED, text))
 }
 
 async fn rotate(AxState(app): AxState<Arc<App>>, headers: HeaderMap) -> Response {
-    if !authorized(&app, &headers) {
-        return refused();
+    if let Some(no) = refusal(&app, &headers) {
+        return no;
     }
     for cfg in &app.pool {
         if let Err(e) = app.state.request_rotation(cfg.provider.as_str()) {
@@ -259,8 +254,8 @@ async fn key_action(
     Path((provider, index, action)): Path<(String, usize, String)>,
     headers: HeaderMap,
 ) -> Response {
-    if !authorized(&app, &headers) {
-        return refused();
+    if let Some(no) = refusal(&app, &headers) {
+        return no;
     }
     let Some(cfg) = app.pool.iter().find(|c| c.provider.as_str() == provider) else {
         return fail(StatusCode::NOT_FOUND, "no such provider here");
