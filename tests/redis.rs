@@ -370,3 +370,55 @@ fn the_state_and_keys_commands_work_against_redis() {
     assert!(std::fs::read_to_string(&page).unwrap().contains("<html"));
     assert_not_in_redis(&url, &[PLANTED, KEY2]);
 }
+
+/// FLUSHALL on a second connection while a run writes.
+fn flush_all(url: &str) {
+    let mut c = ::redis::Client::open(url)
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    ::redis::cmd("FLUSHALL").query::<()>(&mut c).unwrap();
+}
+
+#[test]
+fn a_flush_during_a_run_is_marked_again_and_later_runs_work() {
+    let fake = FakeProvider::start(FakeConfig::with_keys(&[PLANTED]));
+    let redis = RedisServer::start();
+    let url = redis.url(0);
+    let sb = machine(&[PLANTED]);
+    let texts = smsa(60);
+    let mut child = label_on(
+        &sb,
+        &fake,
+        &url,
+        &texts,
+        &["--rpm", "1200", "--concurrency", "2"],
+    );
+    let output = sb.path("out.csv");
+    wait_for_rows(&output, 10, &mut child);
+    flush_all(&url);
+    let out = wait_with_limit(child, Duration::from_secs(120));
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert_labeled(&output, &texts);
+
+    // The running run wrote after the flush, and marked the prefix again as it did.
+    let mut c = ::redis::Client::open(url.as_str())
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    let mark: Option<String> = ::redis::cmd("GET")
+        .arg("autolabel:schema")
+        .query(&mut c)
+        .unwrap();
+    assert_eq!(mark.as_deref(), Some("autolabel-state 1"));
+    let out = run(sb.cmd().args(["keys", "list", "--state", &url]));
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let other = machine(&[PLANTED]);
+    let more = smsa(70)[60..].to_vec();
+    let out = wait_with_limit(
+        label_on(&other, &fake, &url, &more, &["--rpm", "1200"]),
+        Duration::from_secs(60),
+    );
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert_labeled(&other.path("out.csv"), &more);
+}

@@ -3,7 +3,11 @@
 //! whether to wait or give up), and the link reconnects with back-off on a later call.
 //!
 //! The state on the server is marked as autolabel's (`<prefix>schema`), so that a wrong
-//! database or prefix is refused at start instead of being written into.
+//! database or prefix is refused at start instead of being written into. At start an
+//! empty prefix is marked and one holding keys without the mark is refused (someone
+//! else's); once a run has taken the prefix, a mark that goes missing under it (FLUSHALL,
+//! an evicted key) is set again within [`MARK_EVERY`], so that the keys the run goes on
+//! writing never sit unmarked and refuse every later run.
 
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -31,6 +35,8 @@ const IO_TIMEOUT: Duration = Duration::from_secs(2);
 /// Reconnection attempts start this far apart and double up to `MAX_BACKOFF`.
 const FIRST_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(2);
+/// A running link checks at most this often that the schema mark is still there.
+pub const MARK_EVERY: Duration = Duration::from_secs(1);
 
 /// Why a command did not run.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -62,6 +68,8 @@ struct Live {
     /// No new connection attempt before this.
     next_try: Instant,
     backoff: Duration,
+    /// When the schema mark was last seen or set.
+    marked: Instant,
 }
 
 pub struct RedisLink {
@@ -111,6 +119,7 @@ impl RedisLink {
                 conn: None,
                 next_try: Instant::now(),
                 backoff: FIRST_BACKOFF,
+                marked: Instant::now(),
             }),
         };
         let conn = link.connect(false)?;
@@ -142,17 +151,13 @@ impl RedisLink {
         }
         let mut live = self.live.lock().unwrap_or_else(|p| p.into_inner());
         live.backoff = FIRST_BACKOFF;
+        live.marked = Instant::now();
         drop(live);
         Ok(conn)
     }
 
     fn mark(&self, conn: &mut Connection) -> RedisResult<()> {
-        redis::cmd("SET")
-            .arg(self.key("schema"))
-            .arg(SCHEMA_MARK)
-            .arg("NX")
-            .query::<Option<String>>(conn)
-            .map(|_| ())
+        set_mark(&self.key("schema"), conn)
     }
 
     /// Refuses a database where the prefix holds something else than autolabel's state;
@@ -206,8 +211,20 @@ impl RedisLink {
                 }
             }
         }
+        let live = &mut *live;
         let conn = live.conn.as_mut().expect("connected above");
-        match f(conn) {
+        // The prefix is this run's (checked at open): a mark gone since is set again
+        // before more is written under it.
+        let remark = live.marked.elapsed() >= MARK_EVERY;
+        let result = if remark {
+            self.mark(conn).and_then(|()| f(conn))
+        } else {
+            f(conn)
+        };
+        if remark && result.is_ok() {
+            live.marked = Instant::now();
+        }
+        match result {
             Ok(v) => Ok(v),
             Err(e) => {
                 let e = classify(e);
@@ -219,6 +236,28 @@ impl RedisLink {
             }
         }
     }
+}
+
+impl Drop for RedisLink {
+    /// Checks the mark a last time: a flush within [`MARK_EVERY`] of the link's last
+    /// writes would otherwise leave them unmarked.
+    fn drop(&mut self) {
+        let key = self.key("schema");
+        let live = self.live.get_mut().unwrap_or_else(|p| p.into_inner());
+        if let Some(conn) = live.conn.as_mut() {
+            let _ = set_mark(&key, conn);
+        }
+    }
+}
+
+/// Sets the schema mark at `key` unless it is there.
+fn set_mark(key: &str, conn: &mut Connection) -> RedisResult<()> {
+    redis::cmd("SET")
+        .arg(key)
+        .arg(SCHEMA_MARK)
+        .arg("NX")
+        .query::<Option<String>>(conn)
+        .map(|_| ())
 }
 
 /// `s` with the glob characters of Redis's MATCH escaped.
@@ -326,5 +365,32 @@ mod tests {
             .run(|c| redis::cmd("GET").arg("autolabel:schema").query(c))
             .unwrap();
         assert_eq!(mark.as_deref(), Some(SCHEMA_MARK));
+    }
+
+    #[test]
+    fn a_mark_lost_under_a_running_link_is_set_again() {
+        let server = RedisServer::start();
+        let mut other = redis::Client::open(server.url(0))
+            .unwrap()
+            .get_connection()
+            .unwrap();
+        let mark_of = |c: &mut Connection| -> Option<String> {
+            redis::cmd("GET").arg("autolabel:schema").query(c).unwrap()
+        };
+        let write = |link: &RedisLink| {
+            link.run(|c| redis::cmd("SET").arg("autolabel:x").arg("1").query::<()>(c))
+                .unwrap()
+        };
+        let link = RedisLink::open(&target(server.url(0))).unwrap();
+        redis::cmd("FLUSHALL").query::<()>(&mut other).unwrap();
+        std::thread::sleep(MARK_EVERY);
+        write(&link);
+        assert_eq!(mark_of(&mut other).as_deref(), Some(SCHEMA_MARK));
+        // A flush right after a check: the link's last look, when it is dropped.
+        redis::cmd("FLUSHALL").query::<()>(&mut other).unwrap();
+        write(&link);
+        drop(link);
+        assert_eq!(mark_of(&mut other).as_deref(), Some(SCHEMA_MARK));
+        assert!(RedisLink::open(&target(server.url(0))).is_ok());
     }
 }
