@@ -5,7 +5,7 @@
 mod common;
 
 use std::process::{Child, Output};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use common::redis::RedisServer;
 use common::*;
@@ -421,4 +421,68 @@ fn a_flush_during_a_run_is_marked_again_and_later_runs_work() {
     );
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     assert_labeled(&other.path("out.csv"), &more);
+}
+/// The time an "unreachable since …" line gives, as Unix seconds.
+fn unreachable_since(err: &str) -> i64 {
+    let at = err
+        .split("unreachable since ")
+        .nth(1)
+        .and_then(|rest| rest.get(..20))
+        .unwrap_or_else(|| panic!("no outage time in: {err}"));
+    let unix = |t: SystemTime| t.duration_since(UNIX_EPOCH).unwrap().as_secs() as i64;
+    // The same format, from the nearest whole seconds around now.
+    let now = unix(SystemTime::now());
+    (now - 600..=now)
+        .find(|s| autolabel::timeutil::rfc3339(UNIX_EPOCH + Duration::from_secs(*s as u64)) == at)
+        .unwrap_or_else(|| panic!("not a recent time: {at}"))
+}
+
+#[test]
+fn a_hung_redis_stops_the_run_with_75_within_the_store_timeout() {
+    let fake = FakeProvider::start(FakeConfig::with_keys(&[PLANTED]));
+    let redis = RedisServer::start();
+    let url = redis.url(0);
+    let sb = machine(&[PLANTED]);
+    let texts = smsa(60);
+    let mut child = label_on(
+        &sb,
+        &fake,
+        &url,
+        &texts,
+        &["--rpm", "600", "--concurrency", "4", "--store-timeout", "5"],
+    );
+    let output = sb.path("out.csv");
+    wait_for_rows(&output, 10, &mut child);
+    let silent_at = Instant::now();
+    let silent_wall = SystemTime::now();
+    redis.stop();
+    let out = wait_with_limit(child, Duration::from_secs(120));
+    let took = silent_at.elapsed();
+    redis.resume();
+    eprintln!(
+        "exit {:?} {took:?} after the server froze",
+        out.status.code()
+    );
+    let err = stderr(&out);
+    assert_eq!(code(&out), 75, "{err}");
+    // Within N + 5 s of the server going silent (before: 26 s for N = 5), and the outage
+    // dated from the first call that got no answer (before: 12 s late): the run asks the
+    // store several times a second, so that call comes right after the freeze.
+    assert!(took <= Duration::from_secs(10), "{took:?}: {err}");
+    let since = unreachable_since(&err);
+    let frozen = silent_wall.duration_since(UNIX_EPOCH).unwrap().as_secs() as i64;
+    assert!(
+        (frozen..=frozen + 2).contains(&since),
+        "the outage is dated {since}, the server froze at {frozen}: {err}"
+    );
+    assert!(err.contains("no answer within"), "{err}");
+    let done = read_rows(&output).len() - 1;
+    assert!(done >= 10 && done < texts.len(), "{done} rows");
+
+    // Thawed, the same command labels the rest.
+    let mut again = sb.label(&fake, &sb.path("in.csv"), &output, &["--rpm", "1200"]);
+    again.args(["--state", &url]);
+    let out = run(&mut again);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert_labeled(&output, &texts);
 }

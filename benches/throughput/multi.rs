@@ -9,6 +9,7 @@
 use super::*;
 
 #[path = "../../src/store/redis/test_server.rs"]
+#[allow(dead_code)] // freezing a server is for the tests
 mod redis_server;
 pub use redis_server::RedisServer;
 

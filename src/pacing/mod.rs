@@ -152,16 +152,7 @@ impl Dispatcher {
                 rules: orgs.iter().map(|o| o.rules).collect(),
                 orgs: orgs
                     .into_iter()
-                    .map(|o| {
-                        Org::new(
-                            o.limits,
-                            o.id,
-                            o.rules.day,
-                            store.clone(),
-                            o.used_today,
-                            o.lease,
-                        )
-                    })
+                    .map(|o| Org::new(o.limits, o.id, o.rules.day, &store, o.used_today, o.lease))
                     .collect(),
                 spacing,
                 store_error_reported: false,
@@ -238,9 +229,7 @@ impl Dispatcher {
                 Ok(grant) => return grant,
                 // Never asleep for long: a reply may meanwhile state a higher limit, end a
                 // cooldown or free a key, and the next request should not miss it.
-                Err(wait) => {
-                    tokio::time::sleep(wait.clamp(Duration::from_millis(1), LONGEST_NAP)).await
-                }
+                Err(wait) => org::nap(wait.clamp(Duration::from_millis(1), LONGEST_NAP)).await,
             }
         }
     }

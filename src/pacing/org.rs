@@ -13,10 +13,16 @@ use std::time::{Duration, SystemTime};
 use tokio::time::Instant;
 
 use super::minute_rate::MinuteRate;
-use super::quota::{self, Ask, Decision, Nanos, QuotaOp};
+use super::quota::{self, Nanos, QuotaOp};
 use crate::limits::{Dim, LimitChange, LimitSet, Limits, Source};
-use crate::store::{Applied, OrgId, QuotaStore};
+use crate::store::{OrgId, QuotaStore};
 use crate::timeutil::DayStart;
+use ask::Pending;
+pub use lane::nap;
+use lane::Lane;
+
+mod ask;
+mod lane;
 
 /// Why an organization cannot take a request now.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -27,9 +33,6 @@ pub enum Wait {
     Until(SystemTime),
 }
 
-/// A store that cannot be reached is asked again after this long; no request goes
-/// without a slot meanwhile.
-const STORE_RETRY: Duration = Duration::from_millis(250);
 /// How late a slot of a lease may still be used.
 const LATE_SLOT_GRACE: Duration = Duration::from_millis(250);
 /// The provider's day count is written to the store at most this often (and whenever
@@ -52,12 +55,14 @@ pub struct Org {
     values: Limits,
     id: OrgId,
     day: DayStart,
-    store: Arc<dyn QuotaStore>,
+    store: Lane,
     /// What the ledger says was used today, for a store that has never seen this org.
     used_today: (u64, u64),
     /// Slots this run may use soon (its concurrency).
     lease_want: u64,
     lease: Option<Lease>,
+    /// An ask for slots the store has not answered yet (a store on its own thread).
+    pending: Option<Pending>,
     /// Until when reply headers say this organization has nothing left.
     pub blocked_until: Option<Instant>,
     last_day_sync: Option<Instant>,
@@ -99,7 +104,7 @@ impl Org {
         limits: LimitSet,
         id: OrgId,
         day: DayStart,
-        store: Arc<dyn QuotaStore>,
+        store: &Arc<dyn QuotaStore>,
         used_today: (u64, u64),
         lease_want: u64,
     ) -> Org {
@@ -108,10 +113,11 @@ impl Org {
             limits,
             id,
             day,
-            store,
+            store: Lane::new(store.clone()),
             used_today,
             lease_want,
             lease: None,
+            pending: None,
             blocked_until: None,
             last_day_sync: None,
             recent: VecDeque::new(),
@@ -146,6 +152,9 @@ impl Org {
         }
         // Leased slots were spaced and counted for the old limit.
         self.give_back_lease();
+        if let Some(p) = &mut self.pending {
+            p.stale = true;
+        }
         // A higher minute limit: what was charged at the old, slower pace (the assumed
         // free tier before the first reply, say) must not hold the next request back.
         let raised = |d: Dim| match (before.get(d), self.values.get(d)) {
@@ -281,48 +290,6 @@ impl Org {
         }
     }
 
-    fn ask_store(&mut self, now: Instant, wall: SystemTime, tokens: u64) -> Result<Lease, Wait> {
-        let ask = Ask {
-            limits: self.values,
-            tokens,
-            day: self.day,
-            lease: self.lease_want,
-        };
-        let op = QuotaOp::Decide {
-            ask,
-            seed_today: self.used_today,
-        };
-        let Some(applied) = self.call_store(&op, Some(now)) else {
-            return Err(Wait::For(STORE_RETRY));
-        };
-        match applied.decision {
-            Some(Decision::Lease {
-                count,
-                first,
-                interval,
-            }) => Ok(Lease {
-                next: local(first, applied.now, now),
-                interval: Duration::from_nanos(interval.max(0) as u64),
-                left: count,
-                tokens_left: count.saturating_mul(tokens),
-            }),
-            // Runs waiting for the same slot would all wake on the same timer tick, and
-            // the same one would win it every time; a jitter of up to 1 % of the slot
-            // spacing (at most 5 ms, a few timer ticks) makes the winner a fair draw.
-            Some(Decision::Wait(w)) => {
-                let spacing_us = self.values.rpm.map_or(0, |n| 60_000_000 / n.max(1));
-                let jitter_us = (spacing_us / 100).min(5_000);
-                Err(Wait::For(
-                    w + Duration::from_micros(fastrand::u64(0..=jitter_us)),
-                ))
-            }
-            Some(Decision::Full { until }) => {
-                Err(Wait::Until(local_wall(until, applied.now, wall)))
-            }
-            None => Err(Wait::For(STORE_RETRY)),
-        }
-    }
-
     /// Spends the slot `check` found due.
     pub fn take(&mut self, now: Instant, tokens: u64) {
         self.minute.granted(now);
@@ -395,26 +362,8 @@ impl Org {
     /// Changes the organization's shared state; a failure is kept for the log (the
     /// store answers again or the next grant waits for it).
     fn tell_store(&mut self, op: QuotaOp) {
-        self.call_store(&op, None);
-    }
-
-    /// One operation on the store, keeping track of since when it has been failing. Only
-    /// asks for a grant (`asked_at`) start the outage's clock: they are what waits, and
-    /// they are retried while it lasts, so its end is seen.
-    fn call_store(&mut self, op: &QuotaOp, asked_at: Option<Instant>) -> Option<Applied> {
-        match self.store.apply(self.id.as_str(), op) {
-            Ok(applied) => {
-                self.store_error = None;
-                self.store_failing_since = None;
-                Some(applied)
-            }
-            Err(e) => {
-                self.store_error = Some(e.to_string());
-                if let Some(now) = asked_at {
-                    self.store_failing_since.get_or_insert(now);
-                }
-                None
-            }
+        if let Some(answer) = self.store.tell(self.id.as_str(), op) {
+            self.store_answered(answer, None);
         }
     }
 

@@ -192,4 +192,16 @@ pub trait QuotaStore: Send + Sync {
     /// Applies `op` to the organization's state (seeded the first time, see
     /// [`QuotaOp::Decide`]), atomically with respect to every other run.
     fn apply(&self, org: &str, op: &QuotaOp) -> Result<Applied, StoreError>;
+
+    /// Whether a call may wait on the network (a Redis server): such a store is called
+    /// on a thread of its own, never the runtime's (see `pacing::lane`).
+    fn remote(&self) -> bool {
+        false
+    }
+
+    /// Since when its calls fail, whoever made them (the start of the first that
+    /// failed), if the store keeps track.
+    fn down_since(&self) -> Option<std::time::Instant> {
+        None
+    }
 }

@@ -170,3 +170,66 @@ async fn grants_resume_from_a_fresh_state_after_redis_restarts() {
         "{news:?}"
     );
 }
+
+/// A real server frozen (SIGSTOP) while a grant is asked for: the runtime's thread never
+/// waits on it (a ticker on the same thread keeps ticking), and the wait ends with
+/// `StoreLost` after the store timeout, dated from the call that got no answer.
+#[tokio::test]
+async fn a_frozen_redis_never_holds_up_the_runtime() {
+    let server = RedisServer::start();
+    let store = RedisQuotas::open(&crate::store::RedisTarget {
+        url: server.url(0),
+        prefix: "f:".into(),
+    })
+    .unwrap();
+    let setup = OrgSetup {
+        limits: LimitSet::from_limits(rpm(6000), Source::Flag),
+        id: OrgId::named("org"),
+        used_today: (0, 0),
+        lease: 1,
+        rules: groq(),
+    };
+    let keys = vec![ApiKey::new(1, "gsk_TESTFAKEKEY_0000".into())];
+    let d = Dispatcher::new(
+        KeyRing::new(keys, &[0]),
+        vec![setup],
+        Duration::ZERO,
+        Arc::new(SystemClock),
+        Arc::new(store),
+    )
+    .with_store_timeout(Duration::from_secs(3));
+    assert_eq!(key(&d, 1).await, 0);
+    server.stop();
+    let (frozen, started) = (SystemTime::now(), std::time::Instant::now());
+    let ticks = Arc::new(AtomicUsize::new(0));
+    let ticker = {
+        let ticks = ticks.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                ticks.fetch_add(1, Ordering::SeqCst);
+            }
+        })
+    };
+    let grant = tokio::time::timeout(Duration::from_secs(20), d.acquire(1, &no_log))
+        .await
+        .expect("the wait never ended");
+    let took = started.elapsed();
+    ticker.abort();
+    server.resume();
+    match grant {
+        Grant::StoreLost { since, error } => {
+            let late = since.duration_since(frozen).unwrap_or_default();
+            assert!(late < Duration::from_secs(1), "dated {late:?} late");
+            assert!(error.contains("no answer within"), "{error}");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(took < Duration::from_millis(4500), "{took:?}");
+    // A thread held by each call for the 2 s response timeout ticks a few times in all.
+    let ticked = ticks.load(Ordering::SeqCst) as u128;
+    assert!(
+        ticked * 20 >= took.as_millis(),
+        "{ticked} ticks in {took:?}"
+    );
+}

@@ -1,6 +1,7 @@
 //! One connection to the Redis server that holds a shared state, kept alive across
-//! outages: a command that finds the server gone fails at once (the caller decides
-//! whether to wait or give up), and the link reconnects with back-off on a later call.
+//! outages: a command that finds the server gone or silent fails (the caller decides
+//! whether to wait or give up), every later one fails at once, and the link reconnects
+//! with back-off on a thread of its own, never holding up a caller.
 //!
 //! The state on the server is marked as autolabel's (`<prefix>schema`), so that a wrong
 //! database or prefix is refused at start instead of being written into. At start an
@@ -9,7 +10,7 @@
 //! an evicted key) is set again within [`MARK_EVERY`], so that the keys the run goes on
 //! writing never sit unmarked and refuse every later run.
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use redis::{Connection, ErrorKind, RedisError, RedisResult};
@@ -65,17 +66,62 @@ impl From<LinkError> for String {
 
 struct Live {
     conn: Option<Connection>,
-    /// No new connection attempt before this.
-    next_try: Instant,
-    backoff: Duration,
+    /// A thread is reconnecting (see [`RedisLink::reconnect`]).
+    reconnecting: bool,
+    /// Why the server cannot be used, told to every call until it can again.
+    failure: Option<LinkError>,
     /// When the schema mark was last seen or set.
     marked: Instant,
 }
 
-pub struct RedisLink {
-    pub target: RedisTarget,
+/// What the link and its reconnecting thread share.
+struct Shared {
+    target: RedisTarget,
     client: redis::Client,
     live: Mutex<Live>,
+    /// The server's outage, shared by every link of this process to it.
+    server: Arc<Server>,
+}
+
+/// One server as every link of the process to it sees it (the state's and the quota
+/// store's): once a call of one finds it gone or silent, the others fail at once too,
+/// instead of each waiting out its own timeout, and the outage dates from that call.
+#[derive(Default)]
+struct Server {
+    /// When the first call that failed since the server last answered was made, and
+    /// why it failed.
+    down: Mutex<Option<(Instant, LinkError)>>,
+}
+
+impl Server {
+    /// The record of the server at `url`.
+    fn of(url: &str) -> Arc<Server> {
+        static SERVERS: Mutex<Vec<(String, Arc<Server>)>> = Mutex::new(Vec::new());
+        let mut all = SERVERS.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((_, s)) = all.iter().find(|(u, _)| u == url) {
+            return s.clone();
+        }
+        let s = Arc::new(Server::default());
+        all.push((url.to_string(), s.clone()));
+        s
+    }
+
+    fn down(&self) -> std::sync::MutexGuard<'_, Option<(Instant, LinkError)>> {
+        self.down.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn failed(&self, call_started: Instant, why: &LinkError) {
+        self.down()
+            .get_or_insert_with(|| (call_started, why.clone()));
+    }
+
+    fn answered(&self) {
+        *self.down() = None;
+    }
+}
+
+pub struct RedisLink {
+    shared: Arc<Shared>,
 }
 
 fn describe(e: &RedisError) -> String {
@@ -93,7 +139,10 @@ fn classify(e: RedisError) -> LinkError {
             describe(&e)
         ));
     }
-    if e.is_io_error() || e.is_connection_dropped() || e.is_connection_refusal() || e.is_timeout() {
+    if e.is_timeout() {
+        return LinkError::Down(format!("no answer within {}s", IO_TIMEOUT.as_secs()));
+    }
+    if e.is_io_error() || e.is_connection_dropped() || e.is_connection_refusal() {
         return LinkError::Down(describe(&e));
     }
     match e.code() {
@@ -105,35 +154,18 @@ fn classify(e: RedisError) -> LinkError {
     }
 }
 
-impl RedisLink {
-    /// Connects now, checks the credentials and that the keys under the prefix are
-    /// autolabel's (marking an unused prefix as autolabel's). Any failure here is final:
-    /// a run must not start on a state it cannot reach.
-    pub fn open(target: &RedisTarget) -> Result<RedisLink, LinkError> {
-        let client = redis::Client::open(target.url.as_str())
-            .map_err(|e| LinkError::Refused(format!("not a usable Redis URL: {}", describe(&e))))?;
-        let link = RedisLink {
-            target: target.clone(),
-            client,
-            live: Mutex::new(Live {
-                conn: None,
-                next_try: Instant::now(),
-                backoff: FIRST_BACKOFF,
-                marked: Instant::now(),
-            }),
-        };
-        let conn = link.connect(false)?;
-        link.check_ownership(conn)?;
-        Ok(link)
+impl Shared {
+    fn live(&self) -> std::sync::MutexGuard<'_, Live> {
+        self.live.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// `<prefix><suffix>`: every key autolabel writes.
-    pub fn key(&self, suffix: &str) -> String {
+    fn key(&self, suffix: &str) -> String {
         format!("{}{suffix}", self.target.prefix)
     }
 
-    /// A new connection; `mark`: set the schema mark if it is missing (a server restarted
-    /// empty is marked again before anything is written).
+    /// A new connection, each step bounded by [`IO_TIMEOUT`]; `mark`: set the schema
+    /// mark if it is missing (a server restarted empty is marked again before anything
+    /// is written).
     fn connect(&self, mark: bool) -> Result<Connection, LinkError> {
         let mut conn = self
             .client
@@ -147,24 +179,53 @@ impl RedisLink {
             .query::<String>(&mut conn)
             .map_err(classify)?;
         if mark {
-            self.mark(&mut conn).map_err(classify)?;
+            set_mark(&self.key("schema"), &mut conn).map_err(classify)?;
         }
-        let mut live = self.live.lock().unwrap_or_else(|p| p.into_inner());
-        live.backoff = FIRST_BACKOFF;
-        live.marked = Instant::now();
-        drop(live);
         Ok(conn)
     }
+}
 
-    fn mark(&self, conn: &mut Connection) -> RedisResult<()> {
-        set_mark(&self.key("schema"), conn)
+impl RedisLink {
+    /// Connects now, checks the credentials and that the keys under the prefix are
+    /// autolabel's (marking an unused prefix as autolabel's). Any failure here is final:
+    /// a run must not start on a state it cannot reach.
+    pub fn open(target: &RedisTarget) -> Result<RedisLink, LinkError> {
+        let client = redis::Client::open(target.url.as_str())
+            .map_err(|e| LinkError::Refused(format!("not a usable Redis URL: {}", describe(&e))))?;
+        let link = RedisLink {
+            shared: Arc::new(Shared {
+                target: target.clone(),
+                client,
+                live: Mutex::new(Live {
+                    conn: None,
+                    reconnecting: false,
+                    failure: None,
+                    marked: Instant::now(),
+                }),
+                server: Server::of(&target.url),
+            }),
+        };
+        let conn = link.shared.connect(false)?;
+        link.check_ownership(conn)?;
+        Ok(link)
+    }
+
+    /// `<prefix><suffix>`: every key autolabel writes.
+    pub fn key(&self, suffix: &str) -> String {
+        self.shared.key(suffix)
+    }
+
+    /// Since when calls to the server fail (the start of the first that failed), if they
+    /// do.
+    pub fn down_since(&self) -> Option<Instant> {
+        self.shared.server.down().as_ref().map(|(at, _)| *at)
     }
 
     /// Refuses a database where the prefix holds something else than autolabel's state;
     /// marks an unused prefix as autolabel's. One script, so that runs starting together
     /// on an empty database cannot see each other's fresh mark as a foreign key.
     fn check_ownership(&self, mut conn: Connection) -> Result<(), LinkError> {
-        let pattern = format!("{}*", redis_glob_escape(&self.target.prefix));
+        let pattern = format!("{}*", redis_glob_escape(&self.shared.target.prefix));
         let (what, detail): (String, String) = redis::Script::new(OWNERSHIP_SCRIPT)
             .key(self.key("schema"))
             .arg(SCHEMA_MARK)
@@ -173,12 +234,12 @@ impl RedisLink {
             .map_err(classify)?;
         match (what.as_str(), detail) {
             ("mark", m) if m == SCHEMA_MARK => {
-                self.live.lock().unwrap_or_else(|p| p.into_inner()).conn = Some(conn);
+                self.shared.live().conn = Some(conn);
                 Ok(())
             }
             ("foreign", other) => Err(LinkError::Refused(format!(
                 "the database holds keys under the prefix {:?} (such as {other:?}) that autolabel did not write: use another database or --redis-prefix",
-                self.target.prefix
+                self.shared.target.prefix
             ))),
             (_, m) => Err(LinkError::Refused(format!(
                 "the key {} holds {m:?}, not autolabel's state: use another database or --redis-prefix",
@@ -187,53 +248,86 @@ impl RedisLink {
         }
     }
 
-    /// Runs `f` on the connection, connecting first if needed (at most once per back-off
-    /// step). A dropped connection is forgotten, so the next call reconnects.
+    /// Runs `f` on the connection. Each command waits at most [`IO_TIMEOUT`] for its
+    /// answer, and the first that finds the server gone or silent fails the call. From
+    /// then on every call fails at once, without touching the network, while a thread
+    /// of the link's own reconnects: a server that hangs costs the caller one timeout,
+    /// not one per call.
     pub fn run<T>(
         &self,
         f: impl FnOnce(&mut Connection) -> RedisResult<T>,
     ) -> Result<T, LinkError> {
-        let mut live = self.live.lock().unwrap_or_else(|p| p.into_inner());
-        if live.conn.is_none() {
-            let now = Instant::now();
-            if now < live.next_try {
-                return Err(LinkError::Down("reconnecting".into()));
-            }
-            drop(live);
-            let attempt = self.connect(true);
-            live = self.live.lock().unwrap_or_else(|p| p.into_inner());
-            match attempt {
-                Ok(c) => live.conn = Some(c),
-                Err(e) => {
-                    live.next_try = Instant::now() + live.backoff;
-                    live.backoff = (live.backoff * 2).min(MAX_BACKOFF);
-                    return Err(e);
-                }
-            }
-        }
+        let mut live = self.shared.live();
         let live = &mut *live;
-        let conn = live.conn.as_mut().expect("connected above");
+        if let (Some(_), Some((_, why))) = (&live.conn, &*self.shared.server.down()) {
+            // Another link found the server gone: this connection would wait it out too.
+            live.conn = None;
+            live.failure = Some(why.clone());
+        }
+        let Some(conn) = live.conn.as_mut() else {
+            let failure = live
+                .failure
+                .clone()
+                .unwrap_or_else(|| LinkError::Down("reconnecting".into()));
+            if !live.reconnecting {
+                live.reconnecting = true;
+                self.reconnect();
+            }
+            return Err(failure);
+        };
         // The prefix is this run's (checked at open): a mark gone since is set again
         // before more is written under it.
         let remark = live.marked.elapsed() >= MARK_EVERY;
+        let started = Instant::now();
         let result = if remark {
-            self.mark(conn).and_then(|()| f(conn))
+            set_mark(&self.key("schema"), conn).and_then(|()| f(conn))
         } else {
             f(conn)
         };
         if remark && result.is_ok() {
             live.marked = Instant::now();
         }
-        match result {
-            Ok(v) => Ok(v),
-            Err(e) => {
-                let e = classify(e);
-                if matches!(e, LinkError::Down(_)) {
-                    live.conn = None;
-                    live.next_try = Instant::now();
-                }
-                Err(e)
+        result.map_err(|e| {
+            let e = classify(e);
+            if matches!(e, LinkError::Down(_)) {
+                live.conn = None;
+                live.failure = Some(e.clone());
+                self.shared.server.failed(started, &e);
             }
+            e
+        })
+    }
+
+    /// Reconnects on a thread of its own, with back-off, until the server answers or the
+    /// link is dropped.
+    fn reconnect(&self) {
+        let weak = Arc::downgrade(&self.shared);
+        let spawned = std::thread::Builder::new()
+            .name("redis-reconnect".into())
+            .spawn(move || {
+                let mut backoff = FIRST_BACKOFF;
+                loop {
+                    std::thread::sleep(backoff);
+                    let Some(shared) = weak.upgrade() else { return };
+                    let attempt = shared.connect(true);
+                    let mut live = shared.live();
+                    match attempt {
+                        Ok(conn) => {
+                            shared.server.answered();
+                            live.conn = Some(conn);
+                            live.failure = None;
+                            live.reconnecting = false;
+                            live.marked = Instant::now();
+                            return;
+                        }
+                        Err(e) => live.failure = Some(e),
+                    }
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                }
+            });
+        if spawned.is_err() {
+            // No thread: the next call tries again.
+            self.shared.live().reconnecting = false;
         }
     }
 }
@@ -243,8 +337,7 @@ impl Drop for RedisLink {
     /// writes would otherwise leave them unmarked.
     fn drop(&mut self) {
         let key = self.key("schema");
-        let live = self.live.get_mut().unwrap_or_else(|p| p.into_inner());
-        if let Some(conn) = live.conn.as_mut() {
+        if let Some(conn) = self.shared.live().conn.as_mut() {
             let _ = set_mark(&key, conn);
         }
     }

@@ -185,6 +185,14 @@ impl QuotaStore for RedisQuotas {
     fn apply(&self, org: &str, op: &QuotaOp) -> Result<Applied, StoreError> {
         self.apply_at(org, op, None)
     }
+
+    fn remote(&self) -> bool {
+        true
+    }
+
+    fn down_since(&self) -> Option<std::time::Instant> {
+        self.link.down_since()
+    }
 }
 
 #[cfg(test)]

@@ -105,6 +105,26 @@ impl RedisServer {
         }
     }
 
+    /// Freezes the server (SIGSTOP), as a hung host would: connections stay open and
+    /// new ones are accepted by the kernel, but nothing is ever answered.
+    pub fn stop(&self) {
+        self.signal("-STOP");
+    }
+
+    /// Thaws a server frozen by [`stop`](Self::stop) (SIGCONT).
+    pub fn resume(&self) {
+        self.signal("-CONT");
+    }
+
+    fn signal(&self, which: &str) {
+        let child = self.child.as_ref().expect("a running server");
+        let status = Command::new("kill")
+            .args([which, &child.id().to_string()])
+            .status()
+            .expect("kill(1)");
+        assert!(status.success(), "kill {which} failed");
+    }
+
     /// Starts it again, empty, on the same port (or, if another server took the port
     /// meanwhile, on a new one: `url` follows).
     pub fn restart(&mut self) {
