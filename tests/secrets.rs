@@ -108,3 +108,64 @@ fn an_env_file_others_may_read_gets_a_warning_naming_it() {
     );
     sb.assert_no_leak(&[&quiet, &warned], &[PLANTED]);
 }
+
+/// What an older version could have stored: a health reason, a last error and a rotation
+/// reason holding a key a provider echoed. `keys list` and `usage` (text and JSON) show
+/// them through the one masking function.
+#[test]
+fn a_key_left_in_stored_reasons_is_masked_by_keys_list_and_usage() {
+    use rusqlite::{params, Connection};
+    let (fake, sb, _texts, input, output) = setup(&[PLANTED], FakeConfig::with_keys(&[PLANTED]), 2);
+    let r = run(&mut sb.label(&fake, &input, &output, &[]));
+    assert_eq!(code(&r), 0, "{}", stderr(&r));
+    let echoed = format!("server: HTTP 500: you sent Authorization: Bearer {PLANTED}");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let fp = autolabel::keys::mask::fingerprint(PLANTED);
+    let conn = Connection::open(sb.state()).unwrap();
+    conn.execute(
+        "INSERT OR REPLACE INTO key_health (provider, fingerprint, masked, status, until, reason, updated)
+         VALUES ('groq', ?1, 'gsk_…_zq9', 'invalid', NULL, ?2, ?3)",
+        params![fp, echoed, now],
+    )
+    .unwrap();
+    conn.execute(
+        "INSERT OR REPLACE INTO key_activity (provider, fingerprint, last_used, last_error, last_error_at)
+         VALUES ('groq', ?1, ?2, ?3, ?2)",
+        params![fp, now, echoed],
+    )
+    .unwrap();
+    conn.execute(
+        "INSERT INTO rotations (ts, provider, from_key, to_key, reason, mode)
+         VALUES (?1, 'groq', '#1 gsk_…_zq9', '-', ?2, 'auto')",
+        params![now, echoed],
+    )
+    .unwrap();
+    drop(conn);
+    let masked = format!("Bearer {}", autolabel::keys::mask::mask(PLANTED));
+    let mut outs = Vec::new();
+    for (args, shown) in [
+        (&["keys", "list"][..], 2),
+        (&["keys", "list", "--json"][..], 2),
+        (&["usage"][..], 1),
+        (&["usage", "--json"][..], 1),
+    ] {
+        let out = run(sb.cmd().args(args));
+        assert_eq!(code(&out), 0, "{args:?}: {}", stderr(&out));
+        // The reasons are shown, masked.
+        assert!(
+            stdout(&out).matches(&masked).count() >= shown,
+            "{args:?}: {}",
+            stdout(&out)
+        );
+        outs.push(out);
+    }
+    for (i, o) in outs.iter().enumerate() {
+        for w in windows(PLANTED, LEAK_WINDOW) {
+            assert!(!contains(&o.stdout, w.as_bytes()), "#{i}: {w:?} leaked");
+            assert!(!contains(&o.stderr, w.as_bytes()), "#{i}: {w:?} leaked");
+        }
+    }
+}

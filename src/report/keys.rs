@@ -7,6 +7,7 @@ use serde::Serialize;
 
 use crate::config::Config;
 use crate::error::Result;
+use crate::keys::mask::scrub;
 use crate::keys::settings::{Period, QuotaDim};
 use crate::keys::ApiKey;
 use crate::store::{KeyOverride, KeyStatus, State};
@@ -144,11 +145,13 @@ pub fn key_views(cfg: &Config, state: &State) -> Result<Vec<KeyView>> {
             priority: key.settings.priority,
             status,
             status_until: until.map(timeutil::rfc3339),
-            status_reason: reason,
+            // Stored text from outside (an older version kept a provider's echo of a key
+            // in it): masked here, so `keys list` (text and JSON) shows it as the dashboard does.
+            status_reason: reason.map(|r| scrub(&r)),
             quotas,
             health,
             last_used: act.and_then(|a| a.last_used).map(timeutil::rfc3339),
-            last_error: act.and_then(|a| a.last_error.clone()),
+            last_error: act.and_then(|a| a.last_error.as_deref().map(scrub)),
         });
     }
     Ok(views)

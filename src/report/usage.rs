@@ -162,6 +162,19 @@ pub struct RotationView {
     pub mode: String,
 }
 
+impl From<crate::store::Rotation> for RotationView {
+    fn from(r: crate::store::Rotation) -> RotationView {
+        RotationView {
+            time: timeutil::rfc3339(r.ts),
+            from: r.from,
+            to: r.to,
+            // Stored text from outside, masked as everywhere (see `keys::mask`).
+            reason: crate::keys::mask::scrub(&r.reason),
+            mode: r.mode,
+        }
+    }
+}
+
 /// healthy < 80 % · warning 80–95 % · critical > 95 % of the tightest daily limit.
 fn health(pct: Option<f64>, status: &str) -> &'static str {
     if status == "invalid" || status == "exhausted" {
@@ -259,13 +272,7 @@ pub fn usage_report(cfg: &Config, state: &State, days: u32) -> Result<UsageRepor
     let rotations = state
         .rotations(provider, since_time, 20)?
         .into_iter()
-        .map(|r| RotationView {
-            time: timeutil::rfc3339(r.ts),
-            from: r.from,
-            to: r.to,
-            reason: r.reason,
-            mode: r.mode,
-        })
+        .map(RotationView::from)
         .collect();
     Ok(UsageReport {
         provider: provider.to_string(),
