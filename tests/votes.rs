@@ -190,6 +190,32 @@ fn vote_confidence_and_review_columns_agree_and_review_takes_exactly_the_rows_be
     let reviewed = rows_by_name(&review);
     assert_eq!(reviewed, below);
     assert!(err.contains(&format!("to review {}", below.len())), "{err}");
+
+    // The run's record: what `usage` (and the dashboard's runs) show of its votes.
+    let unanimous = rows.iter().filter(|r| !r["votes"].contains('|')).count();
+    let usage = run(sb.cmd().args(["usage", "--json"]));
+    assert_eq!(code(&usage), 0, "{}", stderr(&usage));
+    let v: serde_json::Value = serde_json::from_slice(&usage.stdout).unwrap();
+    let q = &v["vote_runs"][0]["quality"];
+    assert_eq!(q["votes"], 5, "{v}");
+    assert_eq!(q["voted"], rows.len(), "{q}");
+    assert_eq!(q["unanimous"], unanimous, "{q}");
+    assert_eq!(q["review"], below.len(), "{q}");
+    let share = unanimous as f64 / rows.len() as f64;
+    assert!(
+        (q["agreement"].as_f64().unwrap() - share).abs() < 1e-9,
+        "{q}"
+    );
+    assert!(
+        err.contains(&format!("unanimous {unanimous} of {} rows", rows.len())),
+        "{err}"
+    );
+    let text = stdout(&run(sb.cmd().arg("usage")));
+    assert!(text.contains("runs with votes or review:"), "{text}");
+    assert!(
+        text.contains(&format!("to review {}", below.len())),
+        "{text}"
+    );
 }
 
 #[test]

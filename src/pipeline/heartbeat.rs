@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::time::{Duration, Instant, SystemTime};
 
-use crate::store::{Beat, State};
+use crate::store::{Beat, RunQuality, State};
 use crate::timeutil;
 use crate::ui::Ui;
 
@@ -65,6 +65,11 @@ impl<'a> Heartbeat<'a> {
         }
     }
 
+    /// Whether the next `beat` will be written.
+    pub fn due(&self) -> bool {
+        self.last.elapsed() >= EVERY
+    }
+
     /// At most every 3 s.
     pub fn beat(&mut self, beat: &Beat) {
         if self.last.elapsed() < EVERY {
@@ -74,6 +79,14 @@ impl<'a> Heartbeat<'a> {
         if let Err(e) = self.state.run_heartbeat(&self.id, beat) {
             self.ui
                 .debug(1, &format!("could not write the run's heartbeat: {e}"));
+        }
+    }
+
+    /// What the run's votes came to so far (with each heartbeat and at the end).
+    pub fn quality(&self, q: &RunQuality) {
+        if let Err(e) = self.state.run_quality(&self.id, q) {
+            self.ui
+                .debug(1, &format!("could not write the run's votes: {e}"));
         }
     }
 

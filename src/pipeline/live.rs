@@ -12,7 +12,7 @@ use super::spec::Labeler;
 use super::usage::Usage;
 use super::{adopt, PipelineSetup, RunCounts};
 use crate::signals::Signals;
-use crate::store::Beat;
+use crate::store::{Beat, RunQuality};
 
 pub struct Live<'a> {
     pub tick: tokio::time::Interval,
@@ -25,6 +25,8 @@ pub struct Live<'a> {
     shared_seen: Instant,
     /// Rows to feed in all.
     total: u64,
+    /// `--votes`, and whether the run's votes are recorded (votes or review asked for).
+    votes: (u32, bool),
 }
 
 impl<'a> Live<'a> {
@@ -51,6 +53,10 @@ impl<'a> Live<'a> {
             started,
             shared_seen,
             total,
+            votes: (
+                setup.votes.as_ref().map_or(1, |v| v.n),
+                setup.votes.is_some() || setup.vote_columns.review_below.is_some(),
+            ),
         }
     }
 
@@ -68,6 +74,9 @@ impl<'a> Live<'a> {
         let done = c.counts.written;
         run.ui
             .progress(done, self.total, rate, c.counts.fallbacks, &key);
+        if self.heartbeat.due() {
+            self.record_votes(&c.counts);
+        }
         self.heartbeat.beat(&Beat {
             rows_done: done,
             rows_total: self.total,
@@ -78,6 +87,7 @@ impl<'a> Live<'a> {
 
     /// The last heartbeat, marking the run finished.
     pub fn finish(&self, run: &Labeler, counts: &RunCounts) {
+        self.record_votes(counts);
         let (key, rate) = self.pace(run, counts);
         self.heartbeat.finish(&Beat {
             rows_done: counts.written,
@@ -85,6 +95,13 @@ impl<'a> Live<'a> {
             rate,
             key_in_use: &key,
         });
+    }
+
+    fn record_votes(&self, c: &RunCounts) {
+        if self.votes.1 {
+            let q = RunQuality::new(self.votes.0, c.voted, c.unanimous, c.review);
+            self.heartbeat.quality(&q);
+        }
     }
 
     /// The key in use, and the rows this run labeled per minute.

@@ -28,6 +28,8 @@ pub struct UsageReport {
     pub limits: LimitsView,
     pub keys: Vec<KeyUsage>,
     pub rotations: Vec<RotationView>,
+    /// The period's runs that voted or sent rows to review, with what their votes came to.
+    pub vote_runs: Vec<crate::store::RunInfo>,
 }
 
 /// The limits in force; `None` (JSON null) = no limit.
@@ -219,9 +221,7 @@ pub fn usage_report(cfg: &Config, state: &State, days: u32) -> Result<UsageRepor
             }
         }
         let mut total = UsageDelta::default();
-        for d in per_day.values() {
-            total.add(d);
-        }
+        per_day.values().for_each(|d| total.add(d));
         let today_usage = per_day.get(&today).cloned().unwrap_or_default();
         let stored = health_rows.iter().find(|h| h.fingerprint == fp);
         let disabled = overrides
@@ -283,6 +283,7 @@ pub fn usage_report(cfg: &Config, state: &State, days: u32) -> Result<UsageRepor
         limits: limits.into(),
         keys: out_keys,
         rotations,
+        vote_runs: crate::votes::runs::voting_runs(state, provider, &since.to_string())?,
     })
 }
 

@@ -50,6 +50,12 @@ pub fn print_usage(r: &UsageReport, state: &StateLocation) {
     if let Some(line) = quota_buys(r) {
         crate::outln!("  {line}");
     }
+    if !r.vote_runs.is_empty() {
+        crate::outln!("  runs with votes or review:");
+        for run in r.vote_runs.iter().take(10) {
+            crate::outln!("    {}", crate::votes::runs::line(run));
+        }
+    }
     if !r.rotations.is_empty() {
         crate::outln!("  recent rotations:");
         for rot in r.rotations.iter().take(10) {

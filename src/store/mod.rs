@@ -31,7 +31,7 @@ pub use upkeep::{Compacted, Pruned, Upkeep};
 mod key_control;
 pub use key_control::{Base, KeyActivity, KeyControl, KeyOverride};
 mod runs;
-pub use runs::{Beat, RunInfo, RunRegistry, STALE_AFTER};
+pub use runs::{Beat, RunInfo, RunQuality, RunRegistry, STALE_AFTER};
 mod location;
 pub use location::{redact_url, RedisTarget, StateLocation, DEFAULT_REDIS_PREFIX};
 pub mod memory;

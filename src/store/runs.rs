@@ -35,6 +35,32 @@ pub struct RunInfo {
     pub active: bool,
     /// Minutes left at the current rate; `None` when not active or no rate yet.
     pub eta_minutes: Option<f64>,
+    /// Its votes and review (`--votes`, `--review-below`).
+    pub quality: RunQuality,
+}
+
+/// What a run's votes came to: the vote count asked for, the rows written with a label
+/// from votes (model or cached), those whose votes all agreed, and those sent to review.
+#[derive(Debug, Clone, Copy, Default, Serialize, PartialEq)]
+pub struct RunQuality {
+    pub votes: u32,
+    pub voted: u64,
+    pub unanimous: u64,
+    pub review: u64,
+    /// `unanimous / voted`; `None` before a row or with one vote a row (always unanimous).
+    pub agreement: Option<f64>,
+}
+
+impl RunQuality {
+    pub fn new(votes: u32, voted: u64, unanimous: u64, review: u64) -> RunQuality {
+        RunQuality {
+            votes,
+            voted,
+            unanimous,
+            review,
+            agreement: (votes > 1 && voted > 0).then(|| unanimous as f64 / voted as f64),
+        }
+    }
 }
 
 /// What a run reports about itself.
@@ -65,6 +91,9 @@ pub trait RunRegistry {
 
     /// The `limit` most recent runs (by heartbeat), newest first.
     fn runs(&self, limit: u32) -> Result<Vec<RunInfo>>;
+
+    /// Records what a run's votes came to so far (with its heartbeats and at its end).
+    fn run_quality(&self, id: &str, q: &RunQuality) -> Result<()>;
 }
 
 /// A run as a store keeps it: times in Unix seconds.
@@ -82,6 +111,7 @@ pub(crate) struct StoredRun {
     pub started: i64,
     pub heartbeat: i64,
     pub finished: Option<i64>,
+    pub quality: RunQuality,
 }
 
 impl StoredRun {
@@ -114,6 +144,7 @@ impl StoredRun {
                 .map(|f| timeutil::rfc3339(timeutil::from_unix(f))),
             active,
             eta_minutes: (active && rate > 0.0).then(|| (left / rate * 10.0).round() / 10.0),
+            quality: self.quality,
         }
     }
 }

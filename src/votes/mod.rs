@@ -10,6 +10,7 @@ use crate::store::CacheScope;
 
 pub mod cost;
 pub mod review;
+pub mod runs;
 pub mod tally;
 
 pub use tally::{Tally, VoteSummary};

@@ -6,7 +6,7 @@ use rusqlite::params;
 
 use super::SqliteStore;
 use crate::error::Result;
-use crate::store::runs::{finite_rate, StoredRun};
+use crate::store::runs::{finite_rate, RunQuality, StoredRun};
 use crate::store::{Beat, RunInfo, RunRegistry};
 use crate::timeutil;
 
@@ -60,6 +60,22 @@ impl RunRegistry for SqliteStore {
         Ok(())
     }
 
+    fn run_quality(&self, id: &str, q: &RunQuality) -> Result<()> {
+        let conn = self.conn();
+        conn.execute(
+            "UPDATE runs SET votes = ?2, voted = ?3, unanimous = ?4, review = ?5 WHERE id = ?1",
+            params![
+                id,
+                q.votes,
+                q.voted as i64,
+                q.unanimous as i64,
+                q.review as i64
+            ],
+        )
+        .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
     /// The `limit` most recent runs, newest first.
     fn runs(&self, limit: u32) -> Result<Vec<RunInfo>> {
         let conn = self.conn();
@@ -67,7 +83,7 @@ impl RunRegistry for SqliteStore {
         let mut stmt = conn
             .prepare(
                 "SELECT id, host, pid, input, output, providers, rows_done, rows_total, rate, key_in_use,
-                        started, heartbeat, finished
+                        started, heartbeat, finished, votes, voted, unanimous, review
                  FROM runs ORDER BY heartbeat DESC LIMIT ?1",
             )
             .map_err(|e| self.err(e))?;
@@ -87,6 +103,7 @@ impl RunRegistry for SqliteStore {
                     started: r.get(10)?,
                     heartbeat: r.get(11)?,
                     finished: r.get(12)?,
+                    quality: RunQuality::new(r.get(13)?, r.get(14)?, r.get(15)?, r.get(16)?),
                 }
                 .view(now))
             })

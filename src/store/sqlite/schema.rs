@@ -58,6 +58,10 @@ CREATE TABLE IF NOT EXISTS org_members (
 const ADDED_COLUMNS: &[(&str, &str, &str)] = &[
     ("usage", "rows", "INTEGER NOT NULL DEFAULT 0"),
     ("usage", "cut", "INTEGER NOT NULL DEFAULT 0"),
+    ("runs", "votes", "INTEGER NOT NULL DEFAULT 1"),
+    ("runs", "voted", "INTEGER NOT NULL DEFAULT 0"),
+    ("runs", "unanimous", "INTEGER NOT NULL DEFAULT 0"),
+    ("runs", "review", "INTEGER NOT NULL DEFAULT 0"),
 ];
 
 /// Adds the columns of `ADDED_COLUMNS` that a state file lacks. The check and the change
@@ -181,11 +185,12 @@ pub(super) fn setup(path: &Path) -> Result<Connection, SetupError> {
 
 /// Everything added after schema 1 shipped, on every open, so older files gain it too.
 fn add_later_tables(conn: &Connection) -> rusqlite::Result<()> {
-    add_missing_columns(conn)?;
     conn.execute_batch(LEARNED_LIMITS)?;
     conn.execute_batch(ORG_MEMBERS)?;
     conn.execute_batch(KEY_CONTROL)?;
-    conn.execute_batch(RUNS)
+    conn.execute_batch(RUNS)?;
+    // Last: the tables it adds columns to exist by now.
+    add_missing_columns(conn)
 }
 
 /// A state in memory with the whole schema (tests).

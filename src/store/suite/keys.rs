@@ -199,9 +199,23 @@ pub(super) fn a_run_is_active_until_it_finishes(s: &State) {
     )
     .unwrap();
     assert_eq!(s.runs(10).unwrap()[0].rate, 0.0);
+    assert_eq!(
+        s.runs(10).unwrap()[0].quality.votes,
+        1,
+        "one vote a row unless told"
+    );
+    let q = crate::store::RunQuality::new(5, 40, 30, 4);
+    s.run_quality("r1", &q).unwrap();
+    s.run_quality("gone", &q).unwrap();
     s.run_finished("r1", &beat).unwrap();
     let r = &s.runs(10).unwrap()[0];
     assert!(!r.active && r.finished.is_some() && r.eta_minutes.is_none());
+    assert_eq!((r.quality, r.quality.agreement), (q, Some(0.75)));
+    assert_eq!(
+        s.runs(10).unwrap().len(),
+        1,
+        "no entry for a run never registered"
+    );
     s.run_started("r2", "host-b", "in2.csv", "out2.csv", "groq", 5)
         .unwrap();
     assert_eq!(s.runs(1).unwrap().len(), 1);

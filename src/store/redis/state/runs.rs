@@ -7,7 +7,7 @@ use std::time::{Duration, SystemTime};
 
 use super::{int, now_secs, signed, text, Fields, RedisStore};
 use crate::error::Result;
-use crate::store::runs::{finite_rate, StoredRun};
+use crate::store::runs::{finite_rate, RunQuality, StoredRun};
 use crate::store::{Beat, RunInfo, RunRegistry};
 use crate::timeutil;
 
@@ -95,6 +95,12 @@ fn stored_run(id: String, f: &Fields) -> StoredRun {
         started: int(f, "started"),
         heartbeat: int(f, "heartbeat"),
         finished: f.get("finished").and_then(|v| v.parse().ok()),
+        quality: RunQuality::new(
+            f.get("votes").and_then(|v| v.parse().ok()).unwrap_or(1),
+            int(f, "voted") as u64,
+            int(f, "unanimous") as u64,
+            int(f, "review") as u64,
+        ),
     }
 }
 
@@ -158,6 +164,22 @@ impl RunRegistry for RedisStore {
 
     fn run_finished(&self, id: &str, beat: &Beat) -> Result<()> {
         self.beat(id, beat, true)
+    }
+
+    fn run_quality(&self, id: &str, q: &RunQuality) -> Result<()> {
+        // Only on a run still registered (its hash exists): never a half-filled entry.
+        const SET: &str = r"
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+redis.call('HSET', KEYS[1], 'votes', ARGV[1], 'voted', ARGV[2], 'unanimous', ARGV[3], 'review', ARGV[4])
+return 1
+";
+        let script = redis::Script::new(SET);
+        let mut call = script.key(self.run_key(id));
+        call.arg(q.votes)
+            .arg(signed(q.voted))
+            .arg(signed(q.unanimous))
+            .arg(signed(q.review));
+        self.run(|c| call.invoke::<i64>(c)).map(|_| ())
     }
 
     fn runs(&self, limit: u32) -> Result<Vec<RunInfo>> {
