@@ -13,6 +13,8 @@ use crate::keys::quota::QuotaWait;
 use crate::keys::suspect;
 
 impl Inner {
+    /// A grant for a request of about `tokens` (a key other than `avoid` while one can
+    /// serve), `NoKey` when none is left, or how long to wait.
     pub(super) fn try_grant(
         &mut self,
         tokens: u64,
@@ -55,30 +57,7 @@ impl Inner {
                     all_windows_full = false;
                     wait = wait.min(cooling);
                 }
-                Ok(()) => {
-                    // Every limit of the organization allows it (the slot is held, not
-                    // spent); the global spacing last, so that nothing is spent unless
-                    // the request really goes.
-                    if let Some(spacing) = &self.spacing {
-                        if let Err(not_yet) = spacing.check() {
-                            return Err(not_yet.wait_time_from(spacing.clock().now()));
-                        }
-                    }
-                    org.take(now, tokens);
-                    if let Some(shared) = &mut self.shared {
-                        shared.granted(key);
-                    }
-                    self.ring.charge(key, now, wall, tokens);
-                    self.ring.granted(key);
-                    if matches!(self.ring.slots[key].health, Health::Suspect { .. }) {
-                        // Its probe: nothing else goes to it until the answer.
-                        self.errors.probe_sent(key);
-                        self.ring.slots[key].health = Health::Suspect {
-                            until: now + suspect::PROBE_OUT,
-                        };
-                    }
-                    return Ok(Grant::Key(key));
-                }
+                Ok(()) => return self.take_grant(key, tokens, now, wall),
             }
         }
         if all_windows_full {
@@ -95,6 +74,37 @@ impl Inner {
             return Err(left);
         }
         Err(wait)
+    }
+
+    /// Every limit of `key`'s organization allows the request (the slot is held, not
+    /// spent): the global spacing last, so that nothing is spent unless the request
+    /// really goes; then the grant is charged to the organization and the key.
+    fn take_grant(
+        &mut self,
+        key: usize,
+        tokens: u64,
+        now: Instant,
+        wall: SystemTime,
+    ) -> Result<Grant, Duration> {
+        if let Some(spacing) = &self.spacing {
+            if let Err(not_yet) = spacing.check() {
+                return Err(not_yet.wait_time_from(spacing.clock().now()));
+            }
+        }
+        self.orgs[self.ring.slots[key].org].take(now, tokens);
+        if let Some(shared) = &mut self.shared {
+            shared.granted(key);
+        }
+        self.ring.charge(key, now, wall, tokens);
+        self.ring.granted(key);
+        if matches!(self.ring.slots[key].health, Health::Suspect { .. }) {
+            // Its probe: nothing else goes to it until the answer.
+            self.errors.probe_sent(key);
+            self.ring.slots[key].health = Health::Suspect {
+                until: now + suspect::PROBE_OUT,
+            };
+        }
+        Ok(Grant::Key(key))
     }
 
     /// Since when the quota store has failed every call, for some organization.
