@@ -13,7 +13,8 @@ use crate::provider::classify::human;
 use crate::store::{CacheScope, State};
 use crate::ui::count;
 
-/// `--dry-run`: what the run would do, without a request.
+/// `--dry-run`: what the run would do, without a request. The phases: read the input,
+/// estimate, then show the counts, the keys, the time and what a day of quota buys.
 pub fn dry_run(
     cfg: &LabelConfig,
     info: &InputInfo,
@@ -22,6 +23,53 @@ pub fn dry_run(
     prompter: &Prompter,
     batch_size: usize,
 ) -> Result<()> {
+    let scan = scan(cfg, info, state, cache_scopes)?;
+    let est = estimate(cfg, info, &scan, prompter, batch_size);
+    show_counts(cfg, info, &scan, &est, batch_size);
+    votes_cost(
+        cfg,
+        prompter,
+        batch_size,
+        est.average_bytes,
+        est.requests,
+        est.tokens,
+    );
+    show_keys(cfg, &est);
+    show_time(&est);
+    show_budgets(cfg, info, prompter, &est, batch_size);
+    Ok(())
+}
+
+/// What reading the input found: the distinct non-empty texts, those the cache already
+/// labels, and the bytes of the others.
+struct Scan {
+    unique: u64,
+    cache_hits: u64,
+    bytes: u64,
+}
+
+/// What sending the texts the cache does not label would take.
+struct Estimate {
+    to_send: u64,
+    requests: u64,
+    average_bytes: f64,
+    tokens: u64,
+    /// What an average request is estimated to cost (`None` without a request).
+    tokens_a_request: Option<f64>,
+    eta: String,
+    /// The requests a day all keys allow, when a daily limit is known.
+    day_cap: Option<u64>,
+    cost: f64,
+}
+
+/// Reads the input's rows as the run would: empty texts and repeats need no request, nor
+/// (unless `--no-cache`) texts any provider of the pool labeled before.
+fn scan(
+    cfg: &LabelConfig,
+    info: &InputInfo,
+    state: &State,
+    cache_scopes: &[CacheScope],
+) -> Result<Scan> {
     let mut rdr = csvio::reader(&info.path, info.delimiter)?;
     let mut rec = csv::StringRecord::new();
     let mut seen = std::collections::HashSet::new();
@@ -54,10 +102,25 @@ pub fn dry_run(
         }
         bytes += text.len() as u64;
     }
-    let to_send = unique - cache_hits;
+    Ok(Scan {
+        unique,
+        cache_hits,
+        bytes,
+    })
+}
+
+/// Requests, tokens, cost and time for what `scan` left to send.
+fn estimate(
+    cfg: &LabelConfig,
+    info: &InputInfo,
+    scan: &Scan,
+    prompter: &Prompter,
+    batch_size: usize,
+) -> Estimate {
+    let to_send = scan.unique - scan.cache_hits;
     let requests = to_send.div_ceil(batch_size as u64);
     let average_bytes = if to_send > 0 {
-        bytes as f64 / to_send as f64
+        scan.bytes as f64 / to_send as f64
     } else {
         info.average_text_bytes()
     };
@@ -90,6 +153,26 @@ pub fn dry_run(
     // estimate takes the dearest.
     let price_in = cfg.pool().map(|c| c.prices.0).fold(0.0, f64::max);
     let cost = tokens as f64 * price_in;
+    Estimate {
+        to_send,
+        requests,
+        average_bytes,
+        tokens,
+        tokens_a_request,
+        eta,
+        day_cap,
+        cost,
+    }
+}
+
+/// The input, what needs no request, and what the rest costs.
+fn show_counts(
+    cfg: &LabelConfig,
+    info: &InputInfo,
+    scan: &Scan,
+    est: &Estimate,
+    batch_size: usize,
+) {
     crate::outln!(
         "dry run for {} ({}, text column '{}')",
         info.path.display(),
@@ -101,15 +184,26 @@ pub fn dry_run(
         info.empty_rows,
         cfg.fallback_label
     );
-    crate::outln!("  unique texts:     {unique}");
+    crate::outln!("  unique texts:     {}", scan.unique);
     crate::outln!(
-        "  cache hits:       {cache_hits}{}",
+        "  cache hits:       {}{}",
+        scan.cache_hits,
         if cfg.use_cache { "" } else { " (--no-cache)" }
     );
-    crate::outln!("  requests:         {requests} (batch size {})", batch_size);
-    crate::outln!("  estimated tokens: {tokens}");
-    crate::outln!("  estimated cost:   ${cost:.4} (input tokens at --price-in)");
-    votes_cost(cfg, prompter, batch_size, average_bytes, requests, tokens);
+    crate::outln!(
+        "  requests:         {} (batch size {})",
+        est.requests,
+        batch_size
+    );
+    crate::outln!("  estimated tokens: {}", est.tokens);
+    crate::outln!(
+        "  estimated cost:   ${:.4} (input tokens at --price-in)",
+        est.cost
+    );
+}
+
+/// Each provider's keys, organizations and pace (and keys only assumed for the estimate).
+fn show_keys(cfg: &LabelConfig, est: &Estimate) {
     for c in cfg.pool() {
         crate::outln!(
             "  {}keys: {} in {} · delay {}s · rpm {} per organization{}",
@@ -127,7 +221,7 @@ pub fn dry_run(
             if cfg.is_pool() {
                 format!(
                     " · {:.2} requests/s",
-                    requests_per_second(c, tokens_a_request)
+                    requests_per_second(c, est.tokens_a_request)
                 )
             } else {
                 String::new()
@@ -142,12 +236,29 @@ pub fn dry_run(
             );
         }
     }
-    crate::outln!("  estimated time:   {eta}");
-    if let Some(cap) = day_cap {
+}
+
+/// How long the run would take, and whether the daily limits stretch it over days.
+fn show_time(est: &Estimate) {
+    crate::outln!("  estimated time:   {}", est.eta);
+    if let Some(cap) = est.day_cap {
+        let requests = est.requests;
         if requests > cap {
             crate::outln!("  note: {requests} requests exceed the {cap} per day the keys allow; it will take more than a day");
         }
     }
+}
+
+/// What a day of quota buys, per provider and batch size (this run's and `auto`'s), and
+/// for a pool all providers together.
+fn show_budgets(
+    cfg: &LabelConfig,
+    info: &InputInfo,
+    prompter: &Prompter,
+    est: &Estimate,
+    batch_size: usize,
+) {
+    let (average_bytes, to_send) = (est.average_bytes, est.to_send);
     let shown = |v: Option<u64>| v.map_or("none".to_string(), |v| v.to_string());
     // One batch size serves every provider of a pool: chosen from the lowest limits.
     let auto = budget::auto_batch_size(&cfg.limits_in_force(), prompter, info.average_text_bytes());
@@ -197,7 +308,6 @@ pub fn dry_run(
         }
     }
     crate::outln!("    auto: {}", auto.reason);
-    Ok(())
 }
 
 /// Estimated tokens a row at `batch` texts a request.
