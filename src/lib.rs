@@ -13,6 +13,7 @@ pub mod csvscan;
 pub mod dashboard;
 pub mod error;
 pub mod eval;
+pub mod fewshot;
 pub mod hex;
 pub mod keys;
 pub mod limits;

@@ -9,9 +9,15 @@
 //!   digits and dots that look like numbering are all escaped or inside a string), which a
 //!   one-text-per-line list is not. The reply is the labels only, `{"labels":[...]}`,
 //!   in the texts' order, without ids or texts echoed back.
+//! - Few-shot examples (`--examples`), when given, follow the instruction in the system
+//!   message as one JSON array of `[text, label]` pairs: unambiguous like the batch, and
+//!   about six characters of structure an example.
 //! - `max_tokens` follows from the labels' own length, so providers that reserve it
 //!   against a per-minute token limit admit as many requests as the reply needs.
 
+use std::sync::Arc;
+
+use crate::fewshot::Shots;
 use crate::normalize::LabelSet;
 use crate::provider::ChatRequest;
 
@@ -24,6 +30,8 @@ const BATCH_ENVELOPE_TOKENS: u32 = 8;
 #[derive(Debug, Clone)]
 pub struct Prompter {
     labels: String,
+    /// The labels one by one, as examples name them.
+    names: Vec<String>,
     /// The labels in prose ("a, b or c"), as the prompts name them.
     spoken: String,
     /// `--prompt-file` contents, with `{labels}` and `{text}` placeholders.
@@ -32,6 +40,8 @@ pub struct Prompter {
     system_single: String,
     /// Estimated tokens of the longest label.
     label_tokens: u32,
+    /// Few-shot examples, when `--examples` gives them.
+    shots: Option<Arc<Shots>>,
 }
 
 impl Prompter {
@@ -61,16 +71,56 @@ impl Prompter {
             .max(1);
         Prompter {
             labels: joined,
+            names: names.to_vec(),
             spoken,
             template,
             system_single,
             label_tokens,
+            shots: None,
         }
     }
 
+    /// The same prompts with few-shot examples.
+    pub fn with_shots(mut self, shots: Shots) -> Prompter {
+        self.shots = Some(Arc::new(shots));
+        self
+    }
+
+    pub fn shots(&self) -> Option<&Shots> {
+        self.shots.as_deref()
+    }
+
     /// A fingerprint of everything that shapes the answer except the text, for the cache.
+    /// Without examples it is what it always was, so earlier runs' cache keeps serving.
     pub fn identity(&self) -> String {
-        format!("{}|{}", self.labels, self.template.as_deref().unwrap_or(""))
+        let base = format!("{}|{}", self.labels, self.template.as_deref().unwrap_or(""));
+        match &self.shots {
+            None => base,
+            Some(s) => format!("{base}|{}", s.fingerprint()),
+        }
+    }
+
+    /// ` Examples: [["text","label"],...]` for a request of `texts`, or nothing.
+    fn examples(&self, texts: &[&str]) -> String {
+        let Some(shots) = &self.shots else {
+            return String::new();
+        };
+        let pairs: Vec<[&str; 2]> = shots
+            .for_texts(texts)
+            .into_iter()
+            .map(|e| [e.text.as_str(), self.label_name(e.label)])
+            .collect();
+        if pairs.is_empty() {
+            return String::new();
+        }
+        format!(
+            " Examples: {}",
+            serde_json::to_string(&pairs).expect("strings serialize")
+        )
+    }
+
+    fn label_name(&self, index: usize) -> &str {
+        self.names.get(index).map(String::as_str).unwrap_or("")
     }
 
     /// The reply budget for `n` labels: each label's estimate plus slack, and for a batch
@@ -103,7 +153,7 @@ impl Prompter {
             Some(t) => t.replace("{labels}", &self.labels).replace("{text}", text),
         };
         ChatRequest {
-            system: self.system_single.clone(),
+            system: self.system_single.clone() + &self.examples(&[text]),
             user,
             max_tokens: self.max_tokens(1),
             json: false,
@@ -122,7 +172,7 @@ impl Prompter {
             Some(t) => t.replace("{labels}", &self.labels).replace("{text}", &list),
         };
         ChatRequest {
-            system: instruction,
+            system: instruction + &self.examples(texts),
             user,
             max_tokens: self.max_tokens(n),
             json: true,
@@ -179,6 +229,43 @@ mod tests {
         assert_eq!(q.single("x").max_tokens, 6);
         assert_eq!(q.batch(&["x"; 10]).max_tokens, 10 * 6 + 8);
         assert!(q.single("x").system.contains("the label only"));
+    }
+
+    #[test]
+    fn examples_follow_the_instruction_and_change_the_cache_identity() {
+        use crate::fewshot::{Example, Examples, Selection, Shots};
+        let examples = Examples {
+            path: "ex.csv".into(),
+            items: vec![
+                Example {
+                    text: "enak \"sekali\"".into(),
+                    label: 0,
+                },
+                Example {
+                    text: "jelek".into(),
+                    label: 1,
+                },
+            ],
+        };
+        let plain = Prompter::new(&default_labels(), None);
+        let p = plain
+            .clone()
+            .with_shots(Shots::new(examples, 6, Selection::Balanced, 3));
+        let r = p.single("x");
+        assert_eq!(
+            r.system,
+            r#"Text sentiment: positif, negatif or netral. Answer with one word. Examples: [["enak \"sekali\"","positif"],["jelek","negatif"]]"#
+        );
+        assert_eq!(r.user, "x");
+        assert!(p
+            .batch(&["a", "b"])
+            .system
+            .ends_with(r#"["jelek","negatif"]]"#));
+        assert_ne!(p.identity(), plain.identity());
+        assert_eq!(plain.identity(), "positif, negatif, netral|");
+        // The estimate counts the examples.
+        let more = p.estimated_request_tokens(1, 100.0) - plain.estimated_request_tokens(1, 100.0);
+        assert!(more >= 12.0, "{more}");
     }
 
     #[test]

@@ -26,6 +26,14 @@ pub struct EvalArgs {
     /// coverage is printed [default: a column named confidence, if there is one].
     #[arg(long, value_name = "COL")]
     pub confidence_column: Option<String>,
+    /// The few-shot examples the labels were made with: a row whose text is also an
+    /// example is refused (exit 2), as it would score too well.
+    #[arg(long, value_name = "CSV")]
+    pub examples: Option<PathBuf>,
+    /// Column holding the text, in the input and the examples (with --examples) [default:
+    /// first of text, tweet, full_text, content, comment, review, sentence].
+    #[arg(long, value_name = "COL", requires = "examples")]
+    pub text_column: Option<String>,
     /// Print one JSON object on stdout (field names in the README).
     #[arg(long)]
     pub json: bool,

@@ -238,6 +238,17 @@ pub struct LabelArgs {
     /// Prompt template with {labels} and {text} placeholders.
     #[arg(long, help_heading = LABELS, hide_short_help = true)]
     pub prompt_file: Option<PathBuf>,
+    /// Few-shot examples: a CSV with a text column (found as the input's) and a label
+    /// column (--label-column) whose labels are all in --labels.
+    #[arg(long, value_name = "CSV", help_heading = LABELS, hide_short_help = true)]
+    pub examples: Option<PathBuf>,
+    /// Examples each request carries (with --examples; 1–100).
+    #[arg(long, value_name = "K", default_value_t = 6, requires = "examples",
+          value_parser = clap::value_parser!(u32).range(1..=100), help_heading = LABELS, hide_short_help = true)]
+    pub shots: u32,
+    /// How each request's examples are chosen (with --examples).
+    #[arg(long, value_enum, default_value = "balanced", requires = "examples", help_heading = LABELS, hide_short_help = true)]
+    pub shot_selection: crate::fewshot::Selection,
     #[command(flatten)]
     pub common: CommonArgs,
     /// Keys to assume for --dry-run while a provider has none configured yet.

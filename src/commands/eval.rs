@@ -5,6 +5,7 @@
 use crate::cli::EvalArgs;
 use crate::error::{Error, Outcome, Result};
 use crate::eval::{errors, read, render, Report};
+use crate::fewshot;
 
 pub fn run(args: &EvalArgs) -> Result<Outcome> {
     if let Some(path) = &args.errors {
@@ -20,6 +21,9 @@ pub fn run(args: &EvalArgs) -> Result<Outcome> {
             keep_disagreeing: args.errors.is_some(),
         },
     )?;
+    if let Some(examples) = &args.examples {
+        refuse_examples(&table, examples, args.text_column.as_deref())?;
+    }
     if table.rows.is_empty() {
         return Err(nothing_to_evaluate(&table));
     }
@@ -50,4 +54,25 @@ fn nothing_to_evaluate(table: &read::Table) -> Error {
         table.fallback,
         table.skipped_no_label
     ))
+}
+
+/// Exit 2 naming the first row of the input whose text is also an example's.
+fn refuse_examples(
+    table: &read::Table,
+    examples: &std::path::Path,
+    text_column: Option<&str>,
+) -> Result<()> {
+    let at = fewshot::text_column_of(&table.path, &table.headers, text_column)?;
+    let texts = fewshot::texts(examples, text_column)?;
+    let set = texts.iter().map(String::as_str).collect();
+    let found = fewshot::overlap(&set, &table.path, table.delimiter, at)?;
+    match found.first() {
+        None => Ok(()),
+        Some(first) => Err(Error::Input(fewshot::overlap_message(
+            examples,
+            &table.path,
+            &found,
+            first,
+        ))),
+    }
 }

@@ -10,6 +10,7 @@ use crate::cli::{BatchSize, LabelArgs};
 use crate::config::LabelConfig;
 use crate::csvio::{self, InputInfo, OutputLayout};
 use crate::error::{Error, Outcome, Result};
+use crate::fewshot::{self, Shots};
 use crate::output::Output;
 use crate::pipeline::control::Verdict;
 use crate::pipeline::setup::{build_labeler, cache_scope, log_limits};
@@ -31,7 +32,7 @@ pub async fn run(args: &LabelArgs) -> Result<Outcome> {
     ));
     let info = inspect_input(&cfg)?;
     let state = open_state(&mut cfg, &ui)?;
-    let prompter = Prompter::new(&cfg.labels, cfg.prompt_template.clone());
+    let prompter = prompter(&cfg, args, &info, &ui)?;
     let batch_size = batch_size(&cfg, &prompter, &info, &ui);
     if cfg.dry_run {
         // Per provider: a label is served from the cache only to the model that gave it.
@@ -93,6 +94,29 @@ fn open_state(cfg: &mut LabelConfig, ui: &Ui) -> Result<Arc<State>> {
         log_limits(ui, member, cfg.is_pool());
     }
     Ok(state)
+}
+
+/// The prompts, with the few-shot examples `--examples` gives. A row of the input that
+/// is also an example is only warned about: the run labels it all the same.
+fn prompter(cfg: &LabelConfig, args: &LabelArgs, info: &InputInfo, ui: &Ui) -> Result<Prompter> {
+    let prompter = Prompter::new(&cfg.labels, cfg.prompt_template.clone());
+    let Some(path) = &args.examples else {
+        return Ok(prompter);
+    };
+    let examples = fewshot::load(
+        path,
+        cfg.text_column.as_deref(),
+        &cfg.label_column,
+        &cfg.labels,
+    )?;
+    let found = examples.overlap(&info.path, info.delimiter, info.text_col)?;
+    if let Some(first) = found.first() {
+        let message = fewshot::overlap_message(&examples.path, &info.path, &found, first);
+        ui.info(&format!("warning: {message}"));
+    }
+    let labels = cfg.labels.labels().len();
+    let shots = Shots::new(examples, args.shots as usize, args.shot_selection, labels);
+    Ok(prompter.with_shots(shots))
 }
 
 /// `--batch-size`, or with `auto` the size the limits and the texts allow.
