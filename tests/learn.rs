@@ -5,20 +5,6 @@ mod common;
 
 use common::*;
 
-/// The sandbox's command without the test-speed limits, as a user with a plain env file
-/// runs it: every limit the user does not type is the provider's free-tier default.
-fn as_typed(
-    sb: &Sandbox,
-    fake: &FakeProvider,
-    input: &std::path::Path,
-    output: &std::path::Path,
-    extra: &[&str],
-) -> std::process::Command {
-    let mut c = sb.label(fake, input, output, extra);
-    c.env_remove("GROQ_RPM").env_remove("GROQ_TPM");
-    c
-}
-
 #[test]
 fn a_stated_minute_limit_far_above_the_free_tier_drops_the_assumed_day_default() {
     // A paid-tier key: 10,000,000 tokens a minute stated, its day's requests as Groq's
@@ -33,13 +19,7 @@ fn a_stated_minute_limit_far_above_the_free_tier_drops_the_assumed_day_default()
         FakeConfig::single_org(&[PLANTED], "org_a", limits),
         10,
     );
-    let out = run(&mut as_typed(
-        &sb,
-        &fake,
-        &input,
-        &output,
-        &["--rpm", "10000", "-v"],
-    ));
+    let out = run(&mut sb.label_as_typed(&fake, &input, &output, &["--rpm", "10000", "-v"]));
     let err = stderr(&out);
     assert_eq!(code(&out), 0, "{err}");
     assert_labeled(&output, &texts);
@@ -52,8 +32,7 @@ fn a_stated_minute_limit_far_above_the_free_tier_drops_the_assumed_day_default()
     assert_eq!(err.matches(dropped).count(), 1, "logged once: {err}");
 
     // The next run starts from the stated limit, so the default is gone before a reply.
-    let out = run(&mut as_typed(
-        &sb,
+    let out = run(&mut sb.label_as_typed(
         &fake,
         &input,
         &sb.path("dry.csv"),

@@ -8,20 +8,6 @@ use std::time::Duration;
 
 use common::*;
 
-/// The sandbox's command without the test-speed limits, as a user with a plain env file
-/// runs it: every limit is the groq free-tier default until the provider says otherwise.
-fn as_typed(
-    sb: &Sandbox,
-    fake: &FakeProvider,
-    input: &std::path::Path,
-    output: &std::path::Path,
-    extra: &[&str],
-) -> std::process::Command {
-    let mut c = sb.label(fake, input, output, extra);
-    c.env_remove("GROQ_RPM").env_remove("GROQ_TPM");
-    c
-}
-
 fn no_panic(out: &std::process::Output) {
     let err = stderr(out);
     assert_ne!(code(out), 101, "{err}");
@@ -41,13 +27,7 @@ fn limits_stated_in_headers_replace_the_free_tier_default_and_are_remembered() {
         FakeConfig::single_org(&[PLANTED], "org_a", limits),
         40,
     );
-    let out = run(&mut as_typed(
-        &sb,
-        &fake,
-        &input,
-        &output,
-        &["--rpm", "6000", "-v"],
-    ));
+    let out = run(&mut sb.label_as_typed(&fake, &input, &output, &["--rpm", "6000", "-v"]));
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     assert_labeled(&output, &texts);
     let err = stderr(&out);
@@ -68,13 +48,7 @@ fn limits_stated_in_headers_replace_the_free_tier_default_and_are_remembered() {
     );
 
     // The next run starts at the stated limit, and usage and --dry-run show it.
-    let out2 = run(&mut as_typed(
-        &sb,
-        &fake,
-        &input,
-        &sb.path("b.csv"),
-        &["-v", "--dry-run"],
-    ));
+    let out2 = run(&mut sb.label_as_typed(&fake, &input, &sb.path("b.csv"), &["-v", "--dry-run"]));
     assert_eq!(code(&out2), 0, "{}", stderr(&out2));
     assert!(
         stderr(&out2)
@@ -100,13 +74,7 @@ fn a_lower_daily_limit_in_the_headers_stops_the_key_before_any_429() {
         FakeConfig::single_org(&[PLANTED], "org_a", limits),
         9,
     );
-    let out = run(&mut as_typed(
-        &sb,
-        &fake,
-        &input,
-        &output,
-        &["--status-column", "status"],
-    ));
+    let out = run(&mut sb.label_as_typed(&fake, &input, &output, &["--status-column", "status"]));
     assert_eq!(code(&out), 3, "{}", stderr(&out));
     assert_eq!(fake.total_requests(), 5);
     assert_eq!(

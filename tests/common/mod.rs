@@ -107,6 +107,21 @@ impl Sandbox {
         c
     }
 
+    /// `label` without the test-speed groq limits the env file sets, as a user with a
+    /// plain env file runs it: every limit the user does not type is the provider's
+    /// free-tier default until the provider says otherwise.
+    pub fn label_as_typed(
+        &self,
+        fake: &FakeProvider,
+        input: &Path,
+        output: &Path,
+        extra: &[&str],
+    ) -> Command {
+        let mut c = self.label(fake, input, output, extra);
+        c.env_remove("GROQ_RPM").env_remove("GROQ_TPM");
+        c
+    }
+
     /// Every byte the tool may have written in the sandbox (output, state, WAL, reports).
     pub fn all_files(&self) -> Vec<(PathBuf, Vec<u8>)> {
         let mut out = Vec::new();
