@@ -59,6 +59,27 @@ pub struct StoredHealth {
     pub reason: HealthReason,
 }
 
+impl StoredHealth {
+    /// A record as both stores keep it: the status and the reason as text, `until` in
+    /// Unix seconds. `None` for a status this version does not know: such a record is
+    /// skipped, not fatal.
+    pub fn decode(
+        fingerprint: String,
+        masked: String,
+        status: &str,
+        until: Option<i64>,
+        reason: &str,
+    ) -> Option<StoredHealth> {
+        Some(StoredHealth {
+            fingerprint,
+            masked,
+            status: KeyStatus::parse(status)?,
+            until: until.map(crate::timeutil::from_unix),
+            reason: HealthReason::from_stored(reason),
+        })
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Rotation {
     pub ts: SystemTime,

@@ -7,7 +7,7 @@ use rusqlite::params;
 use super::SqliteStore;
 use crate::error::Result;
 use crate::limits::Dim;
-use crate::store::{HealthReason, KeyHistory, KeyStatus, LearnedLimit, Rotation, StoredHealth};
+use crate::store::{KeyHistory, LearnedLimit, Rotation, StoredHealth};
 use crate::timeutil;
 
 impl KeyHistory for SqliteStore {
@@ -51,16 +51,13 @@ impl KeyHistory for SqliteStore {
         let mut out = Vec::new();
         for row in rows {
             let (fingerprint, masked, status, until, reason) = row.map_err(|e| self.err(e))?;
-            // A status this version does not know is skipped, not fatal.
-            if let Some(status) = KeyStatus::parse(&status) {
-                out.push(StoredHealth {
-                    fingerprint,
-                    masked,
-                    status,
-                    until: until.map(timeutil::from_unix),
-                    reason: HealthReason::from_stored(&reason),
-                });
-            }
+            out.extend(StoredHealth::decode(
+                fingerprint,
+                masked,
+                &status,
+                until,
+                &reason,
+            ));
         }
         Ok(out)
     }

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use super::{now_secs, Fields, RedisStore};
 use crate::error::Result;
 use crate::limits::Dim;
-use crate::store::{HealthReason, KeyHistory, KeyStatus, LearnedLimit, Rotation, StoredHealth};
+use crate::store::{KeyHistory, LearnedLimit, Rotation, StoredHealth};
 use crate::timeutil;
 
 /// Entries the rotation log of a provider keeps; older ones are dropped as new ones come.
@@ -104,13 +104,7 @@ impl KeyHistory for RedisStore {
             .into_iter()
             .filter_map(|(fingerprint, v)| {
                 let h: HealthJson = serde_json::from_str(&v).ok()?;
-                Some(StoredHealth {
-                    fingerprint,
-                    masked: h.masked,
-                    status: KeyStatus::parse(&h.status)?,
-                    until: h.until.map(timeutil::from_unix),
-                    reason: HealthReason::from_stored(&h.reason),
-                })
+                StoredHealth::decode(fingerprint, h.masked, &h.status, h.until, &h.reason)
             })
             .collect();
         out.sort_by(|a, b| a.fingerprint.cmp(&b.fingerprint));
