@@ -8,6 +8,7 @@ pub mod cli;
 pub mod columns;
 pub mod commands;
 pub mod config;
+pub mod control;
 pub mod csvio;
 pub mod csvscan;
 pub mod dashboard;

@@ -4,149 +4,13 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::path::Path;
+use std::process::Output;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use common::dash::*;
 use common::*;
 use rusqlite::{params, Connection};
-use serde_json::Value;
-
-/// A reply: status and body.
-struct Reply {
-    status: u16,
-    body: String,
-}
-
-/// One HTTP/1.1 request to the dashboard, by hand (the test needs nothing more).
-fn http(addr: &str, method: &str, path: &str, headers: &[(&str, &str)]) -> Reply {
-    let mut s = TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    let mut req = format!("{method} {path} HTTP/1.1\r\nConnection: close\r\nContent-Length: 0\r\n");
-    if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("host")) {
-        req.push_str(&format!("Host: {addr}\r\n"));
-    }
-    for (k, v) in headers {
-        req.push_str(&format!("{k}: {v}\r\n"));
-    }
-    req.push_str("\r\n");
-    s.write_all(req.as_bytes()).unwrap();
-    let mut raw = Vec::new();
-    s.read_to_end(&mut raw).unwrap();
-    let text = String::from_utf8_lossy(&raw).into_owned();
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    let status = head
-        .split(' ')
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    // The JSON bodies are small: axum sends them with a length, not chunked.
-    Reply {
-        status,
-        body: body.to_string(),
-    }
-}
-
-fn json(r: &Reply) -> Value {
-    assert_eq!(r.status, 200, "{}", r.body);
-    serde_json::from_str(&r.body).unwrap()
-}
-
-/// The dashboard as a child: its address and token from the first two stdout lines.
-struct Dashboard {
-    child: Option<Child>,
-    addr: String,
-    token: String,
-}
-
-impl Dashboard {
-    fn start(sb: &Sandbox) -> Dashboard {
-        let mut child = sb
-            .cmd()
-            .args(["dashboard", "--listen", "127.0.0.1:0", "-v"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let first = lines.next().unwrap().unwrap();
-        let addr = first
-            .strip_prefix("dashboard: http://")
-            .and_then(|a| a.strip_suffix('/'))
-            .unwrap_or_else(|| panic!("{first}"))
-            .to_string();
-        let second = lines.next().unwrap().unwrap();
-        let token = second.rsplit(' ').next().unwrap().to_string();
-        assert_eq!(token.len(), 32, "{second}");
-        Dashboard {
-            child: Some(child),
-            addr,
-            token,
-        }
-    }
-
-    fn url(&self) -> String {
-        format!("http://{}/", self.addr)
-    }
-
-    /// Stops it (SIGTERM) and returns what it printed on stderr.
-    fn stop(mut self) -> Output {
-        let child = self.child.take().unwrap();
-        // SAFETY: a plain kill(2) to our own child.
-        unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
-        wait_with_limit(child, Duration::from_secs(20))
-    }
-}
-
-impl Drop for Dashboard {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-/// Debian names it `chromium`; other systems `chromium-browser`. None: the test fails.
-fn chromium() -> PathBuf {
-    for name in ["chromium", "chromium-browser"] {
-        if let Ok(out) = Command::new("sh")
-            .args(["-c", &format!("command -v {name}")])
-            .output()
-        {
-            let path = String::from_utf8_lossy(&out.stdout).trim().to_string();
-            if out.status.success() && !path.is_empty() {
-                return PathBuf::from(path);
-            }
-        }
-    }
-    panic!("chromium is not installed: `apt-get install -y chromium` (./test.sh does it)");
-}
-
-/// Headless Chromium that reaches nothing but 127.0.0.1, with the page's scripts run
-/// (virtual time) before the DOM is printed or the screenshot taken.
-fn browser(profile: &Path, args: &[&str], url: &str) -> Output {
-    let mut cmd = Command::new(chromium());
-    cmd.args([
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--no-first-run",
-        "--hide-scrollbars",
-        "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
-        "--virtual-time-budget=4000",
-    ])
-    .arg(format!("--user-data-dir={}", profile.display()))
-    .args(args)
-    .arg(url)
-    .stdin(Stdio::null());
-    run_with_limit(&mut cmd, Duration::from_secs(90))
-}
 
 fn now() -> i64 {
     SystemTime::now()
@@ -245,8 +109,17 @@ fn the_json_api_answers_from_the_state_and_actions_need_the_token() {
     ] {
         assert_eq!(http(&a, "GET", bad, &[]).status, 400, "{bad}");
     }
+    // The disable is an action (with who did it), not a rotation.
     let rot = json(&http(&a, "GET", "/api/rotations", &[]));
-    assert_eq!(rot["manual"], 1, "{rot}");
+    assert_eq!(
+        (rot["auto"].as_u64(), rot["manual"].as_u64()),
+        (Some(0), Some(0)),
+        "{rot}"
+    );
+    let acts = json(&http(&a, "GET", "/api/actions", &[]));
+    assert_eq!(acts[0]["action"], "disable", "{acts}");
+    assert_eq!(acts[0]["key"], "#3 gsk_…_vu7", "{acts}");
+    assert_eq!(acts[0]["who"], "cli", "{acts}");
 
     // Actions: refused without the token or with a wrong one (401), done with it.
     for headers in [
@@ -273,6 +146,24 @@ fn the_json_api_answers_from_the_state_and_actions_need_the_token() {
         "available"
     );
     assert_eq!(http(&a, "POST", "/api/rotate", &t).status, 200);
+    // Both recorded as actions from the dashboard with the client's address; the
+    // enable is no rotation.
+    let acts = json(&http(&a, "GET", "/api/actions", &[]));
+    let seen: Vec<(&str, &str)> = acts
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| (x["action"].as_str().unwrap(), x["who"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            ("rotate", "dashboard 127.0.0.1"),
+            ("enable", "dashboard 127.0.0.1"),
+            ("disable", "cli")
+        ]
+    );
+    assert_eq!(json(&http(&a, "GET", "/api/rotations", &[]))["manual"], 0);
     assert_eq!(http(&a, "POST", "/api/keys/groq/9/disable", &t).status, 404);
     assert_eq!(http(&a, "POST", "/api/keys/groq/x/disable", &t).status, 400);
     assert_eq!(http(&a, "POST", "/api/keys/groq/1/explode", &t).status, 404);
@@ -424,11 +315,13 @@ fn the_page_in_headless_chromium_shows_counts_statuses_and_the_active_run() {
     );
     assert!(html.contains("labeler-7"), "the active run: {html}");
     assert!(html.contains("<td class=\"rows\">120 / 500</td>"), "{html}");
-    assert!(html.contains("auto 0 · manual 1"), "{html}");
+    assert!(html.contains("auto 0 · manual 0"), "{html}");
     assert!(
         html.contains("<polyline"),
         "the line chart was drawn: {html}"
     );
+    // 6 idle days and 1 with requests: one point of the success line, no dips to 0 %.
+    assert_eq!(html.matches("class=\"success-point\"").count(), 1, "{html}");
     assert!(html.contains("<span id=\"status\">updated "), "{html}");
 
     // Screenshots at desktop and phone width.

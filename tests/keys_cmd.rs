@@ -25,6 +25,18 @@ fn list_json(sb: &Sandbox) -> Vec<Value> {
         .clone()
 }
 
+/// The action log, oldest first.
+fn cli_actions(db: &Path) -> Vec<Value> {
+    let conn = Connection::open(db).unwrap();
+    let mut stmt = conn
+        .prepare("SELECT body FROM events WHERE kind = 'action' ORDER BY id")
+        .unwrap();
+    stmt.query_map([], |r| r.get::<_, String>(0))
+        .unwrap()
+        .map(|b| serde_json::from_str(&b.unwrap()).unwrap())
+        .collect()
+}
+
 fn manual_rotations(db: &Path) -> Vec<(String, String, String)> {
     let conn = Connection::open(db).unwrap();
     let mut stmt = conn
@@ -140,9 +152,18 @@ fn disable_enable_and_reset_are_kept_in_the_state_and_used_by_the_next_run() {
         assert_labeled(&sb.path(name), &texts);
         out
     };
+    // Before any run: no state yet, so --create says to start one.
     let off = keys(
         &sb,
-        &["disable", "1", "--for", "1h", "--reason", "leaked in a log"],
+        &[
+            "disable",
+            "1",
+            "--for",
+            "1h",
+            "--reason",
+            "leaked in a log",
+            "--create",
+        ],
     );
     assert_eq!(code(&off), 0, "{}", stderr(&off));
     let k1 = &list_json(&sb)[0];
@@ -170,18 +191,24 @@ fn disable_enable_and_reset_are_kept_in_the_state_and_used_by_the_next_run() {
     assert_eq!(k1["quotas"][0]["used"], 0, "{k1}");
     let run3 = labeled("o3.csv");
     assert_eq!(fake.requests_for(PLANTED), 20);
-    let reasons: Vec<String> = manual_rotations(&sb.state())
+    // Each is an action, recorded with who did it; none is a rotation (the runs were not
+    // using key 1 at the time, so none rotated either).
+    let actions: Vec<(String, String, String)> = cli_actions(&sb.state())
         .into_iter()
-        .map(|r| r.2)
+        .map(|a| {
+            let text = |f: &str| a[f].as_str().unwrap().to_string();
+            (text("action"), text("detail"), text("who"))
+        })
         .collect();
-    assert_eq!(
-        reasons,
-        [
-            "manual: disabled (leaked in a log)",
-            "manual: enabled",
-            "manual: reset (day)"
-        ]
+    assert_eq!(actions.len(), 3, "{actions:?}");
+    assert_eq!(actions[0].0, "disable");
+    assert!(
+        actions[0].1.starts_with("leaked in a log (until "),
+        "{actions:?}"
     );
+    assert_eq!(actions[1], ("enable".into(), String::new(), "cli".into()));
+    assert_eq!(actions[2], ("reset".into(), "day".into(), "cli".into()));
+    assert!(manual_rotations(&sb.state()).is_empty());
     // An index that is not configured, and a bad duration, are exit 2.
     assert_eq!(code(&keys(&sb, &["disable", "3"])), 2);
     assert_eq!(code(&keys(&sb, &["disable", "1", "--for", "soon"])), 2);

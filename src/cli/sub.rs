@@ -54,6 +54,11 @@ pub struct ViewArgs {
     /// Prefix of every key autolabel keeps in Redis (with --state redis://…).
     #[arg(long, default_value = crate::store::DEFAULT_REDIS_PREFIX, env = "AUTOLABEL_REDIS_PREFIX", help_heading = STATE)]
     pub redis_prefix: String,
+    /// Start an empty state file when --state names one that does not exist (without it,
+    /// a mistyped --state is exit 2, not a new empty state; AUTOLABEL_STATE is opened as
+    /// runs open it).
+    #[arg(long, help_heading = STATE)]
+    pub create: bool,
     /// Print only errors.
     #[arg(long, short = 'q', global = true, help_heading = DETAIL)]
     pub quiet: bool,
@@ -63,6 +68,14 @@ pub struct ViewArgs {
 }
 
 impl ViewArgs {
+    /// Whether `--state` was typed on this command line (not taken from
+    /// `AUTOLABEL_STATE`, which the runs that create the state share): a state named so
+    /// must exist unless `--create` is given.
+    pub fn state_typed(&self) -> bool {
+        self.state.is_some()
+            && std::env::var("AUTOLABEL_STATE").ok().as_deref() != self.state.as_deref()
+    }
+
     /// As `config` reads them. The model names whose limits are shown; it comes from
     /// the environment as for a run (AUTOLABEL_MODEL, or P_MODEL in the env file), so a
     /// report shows the limits the runs work under.

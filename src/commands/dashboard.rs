@@ -9,7 +9,6 @@ use crate::cli::DashboardArgs;
 use crate::config::Config;
 use crate::dashboard::{self, auth::Auth, server::Limits, App};
 use crate::error::{Error, Outcome, Result};
-use crate::store::State;
 
 pub async fn run(args: &DashboardArgs) -> Result<Outcome> {
     let addr = dashboard::check_listen(&args.listen, args.token.as_deref())?;
@@ -19,7 +18,7 @@ pub async fn run(args: &DashboardArgs) -> Result<Outcome> {
         _ => None,
     };
     let mut pool = Config::resolve_for_report(&args.common())?;
-    let state = State::open_at(&pool[0].state)?;
+    let state = super::open_existing(&pool[0].state, &args.view)?;
     for cfg in &mut pool {
         cfg.load_learned(&state)?;
     }

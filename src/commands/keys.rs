@@ -2,15 +2,14 @@
 //! against its quotas, and the decisions people make about keys, stored in the state by
 //! fingerprint (running runs read them within seconds). Keys are only ever shown masked.
 
-use std::time::SystemTime;
-
 use crate::cli::{KeysArgs, KeysCommand, KeysDisableArgs};
 use crate::config::Config;
+use crate::control::{self, KeyAction};
 use crate::error::{Error, Outcome, Result};
 use crate::keys::ApiKey;
-use crate::report::keys::{key_views, period_use, KeyView};
+use crate::report::key_report::KeyReport;
+use crate::report::keys::{key_views, DEFAULT_DAYS};
 use crate::store::State;
-use crate::timeutil::{self, Day};
 
 pub fn run(cmd: KeysCommand) -> Result<Outcome> {
     let args: &KeysArgs = match &cmd {
@@ -25,7 +24,7 @@ pub fn run(cmd: KeysCommand) -> Result<Outcome> {
         crate::limits::Limits::default(),
         None,
     )?;
-    let state = State::open_at(&pool[0].state)?;
+    let state = super::open_existing(&pool[0].state, &args.view)?;
     for cfg in &mut pool {
         cfg.load_learned(&state)?;
     }
@@ -33,18 +32,9 @@ pub fn run(cmd: KeysCommand) -> Result<Outcome> {
     match &cmd {
         KeysCommand::List(_) => list(&pool, &state, json)?,
         KeysCommand::Rotate(_) => rotate(&pool, &state, json)?,
-        KeysCommand::Disable(a) => {
-            let (cfg, key) = pick(&pool, a.index)?;
-            disable(cfg, key, a, &state, json)?;
-        }
-        KeysCommand::Enable(a) => {
-            let (cfg, key) = pick(&pool, a.index)?;
-            enable(cfg, key, &state, json)?;
-        }
-        KeysCommand::Reset(a) => {
-            let (cfg, key) = pick(&pool, a.index)?;
-            reset(cfg, key, a.what(), &state, json)?;
-        }
+        KeysCommand::Disable(a) => act(&pool, a.index, &state, json, disable(a))?,
+        KeysCommand::Enable(a) => act(&pool, a.index, &state, json, KeyAction::Enable)?,
+        KeysCommand::Reset(a) => act(&pool, a.index, &state, json, KeyAction::Reset(a.what()))?,
     }
     Ok(Outcome::Complete)
 }
@@ -53,7 +43,7 @@ pub fn run(cmd: KeysCommand) -> Result<Outcome> {
 fn list(pool: &[Config], state: &State, json: bool) -> Result<()> {
     let mut views = Vec::new();
     for cfg in pool {
-        views.extend(key_views(cfg, state)?);
+        views.extend(key_views(cfg, state, DEFAULT_DAYS)?);
     }
     if json {
         crate::outln!(
@@ -68,10 +58,7 @@ fn list(pool: &[Config], state: &State, json: bool) -> Result<()> {
 
 /// `keys rotate`: every running run moves off its current key.
 fn rotate(pool: &[Config], state: &State, json: bool) -> Result<()> {
-    for cfg in pool {
-        state.request_rotation(cfg.provider.as_str())?;
-    }
-    let what = "rotation requested: each running run moves off the key it uses now for a minute, within a few seconds";
+    let what = control::rotate(pool, state, control::CLI)?;
     if json {
         crate::outln!("{}", serde_json::json!({ "done": what }));
     } else {
@@ -99,6 +86,22 @@ fn pick(pool: &[Config], index: usize) -> Result<(&Config, &ApiKey)> {
     Ok((cfg, key))
 }
 
+/// `keys disable N [--for D] [--reason R]`
+fn disable(a: &KeysDisableArgs) -> KeyAction {
+    KeyAction::Disable {
+        reason: a.reason.clone(),
+        duration: a.for_,
+    }
+}
+
+/// `disable`, `enable` or `reset` of key `index`, recorded as done from the CLI.
+fn act(pool: &[Config], index: usize, state: &State, json: bool, action: KeyAction) -> Result<()> {
+    let (cfg, key) = pick(pool, index)?;
+    let what = control::apply(cfg, key, &action, state, control::CLI)?;
+    done(what, key, json);
+    Ok(())
+}
+
 /// Says what was done to `key`: a line, or with `--json` an object.
 fn done(what: String, key: &ApiKey, json: bool) {
     if json {
@@ -113,93 +116,7 @@ fn done(what: String, key: &ApiKey, json: bool) {
     }
 }
 
-/// `keys disable N [--for D] [--reason R]`
-fn disable(
-    cfg: &Config,
-    key: &ApiKey,
-    a: &KeysDisableArgs,
-    state: &State,
-    json: bool,
-) -> Result<()> {
-    let provider = cfg.provider.as_str();
-    let reason: String = a
-        .reason
-        .chars()
-        .filter(|c| !c.is_control())
-        .take(200)
-        .collect();
-    let until = a.for_.map(|d| SystemTime::now() + d);
-    state.set_key_disabled(
-        provider,
-        &key.fingerprint,
-        &key.masked,
-        true,
-        until,
-        &reason,
-    )?;
-    let label = key.label();
-    state.log_rotation(
-        provider,
-        &label,
-        "-",
-        &format!("manual: disabled ({reason})"),
-        "manual",
-    )?;
-    let how_long = until
-        .map(|u| format!("until {}", timeutil::rfc3339(u)))
-        .unwrap_or_else(|| "until `autolabel keys enable`".into());
-    done(
-        format!("key {label} disabled {how_long}; running runs stop using it within a few seconds"),
-        key,
-        json,
-    );
-    Ok(())
-}
-
-/// `keys enable N`
-fn enable(cfg: &Config, key: &ApiKey, state: &State, json: bool) -> Result<()> {
-    let provider = cfg.provider.as_str();
-    state.set_key_disabled(provider, &key.fingerprint, &key.masked, false, None, "")?;
-    state.log_rotation(provider, "-", &key.label(), "manual: enabled", "manual")?;
-    done(format!("key {} enabled", key.label()), key, json);
-    Ok(())
-}
-
-/// `keys reset N [--minute|--day|--month|--all]`
-fn reset(cfg: &Config, key: &ApiKey, what: &str, state: &State, json: bool) -> Result<()> {
-    let provider = cfg.provider.as_str();
-    let now = SystemTime::now();
-    // Today's and this month's use as the ledger holds it, before any earlier reset.
-    let [day, month] = period_use(cfg, state, key, None, now)?;
-    let day_start = Day::of(now);
-    let month_start = Day::of(timeutil::month_start(now, cfg.quota_reset_day));
-    state.reset_key(
-        provider,
-        &key.fingerprint,
-        &key.masked,
-        what,
-        (&day_start, day),
-        (&month_start, month),
-    )?;
-    state.log_rotation(
-        provider,
-        &key.label(),
-        &key.label(),
-        &format!("manual: reset ({what})"),
-        "manual",
-    )?;
-    done(
-        format!(
-            "key {}: {what} counts and the limits they hit forgotten",
-            key.label()
-        ),
-        key,
-        json,
-    );
-    Ok(())
-}
-
-fn print_list(views: &[KeyView], pool: bool) {
+fn print_list(views: &[KeyReport], pool: bool) {
     let mut shown: Option<&str> = None;
     for v in views {
         // With several providers, each one's keys under its name.
@@ -223,9 +140,14 @@ fn print_list(views: &[KeyView], pool: bool) {
             .filter(|r| !r.is_empty())
             .map(|r| format!(" ({r})"))
             .unwrap_or_default();
+        // A disabled key still shows what the provider did to it.
+        let also = match &v.condition {
+            c if v.disabled() && c.state != "available" => format!(" · also {}", c.state),
+            _ => String::new(),
+        };
         crate::outln!(
-            "#{}{name} {} · priority {} · {}{until}{reason} · {} · last used {} · last error {}",
-            v.index,
+            "#{}{name} {} · priority {} · {}{until}{reason}{also} · {} · last used {} · last error {}",
+            v.index.unwrap_or_default(),
             v.key,
             v.priority,
             v.status,
@@ -238,10 +160,10 @@ fn print_list(views: &[KeyView], pool: bool) {
                 (Some(u), Some(p)) => format!("{u} of {} ({p:.1} %)", q.limit),
                 _ => format!("? of {} (counted by running runs)", q.limit),
             };
-            let whose = if q.source == "key" {
-                ""
-            } else {
-                " [provider limit]"
+            let whose = match (q.source, q.origin) {
+                ("key", _) => String::new(),
+                (_, "default") => " [provider limit: free-tier default, assumed]".into(),
+                (_, origin) => format!(" [provider limit, {origin}]"),
             };
             crate::outln!("    {}: {used}{whose}", q.quota.replace('_', " "));
         }

@@ -6,12 +6,12 @@ use crate::config::Config;
 use crate::dashboard;
 use crate::error::{Error, Outcome, Result};
 use crate::report::{self, UsageReport};
-use crate::store::{State, StateLocation};
+use crate::store::StateLocation;
 
 pub fn run(args: &UsageArgs) -> Result<Outcome> {
     let mut pool = Config::resolve_for_report(&args.common())?;
     let location = pool[0].state.clone();
-    let state = State::open_at(&location)?;
+    let state = super::open_existing(&location, &args.view)?;
     let mut reports = Vec::new();
     for cfg in &mut pool {
         cfg.load_learned(&state)?;

@@ -8,9 +8,10 @@ use serde::Serialize;
 
 use crate::config::Config;
 use crate::error::Result;
-use crate::report::keys::{key_views, KeyView};
+use crate::report::key_report::KeyReport;
+use crate::report::keys::key_views;
 use crate::report::usage::{usage_report, PoolReport, RotationView, UsageReport};
-use crate::store::{RunInfo, State};
+use crate::store::{events, Action, RunInfo, State};
 use crate::timeutil::{self, Day};
 
 /// Keys by status.
@@ -50,7 +51,8 @@ pub struct Summary {
     pub success_rate: Option<f64>,
     pub tokens: u64,
     pub cost_usd: f64,
-    /// Every day of the period, oldest first (days without use count 0).
+    /// Every day of the period, oldest first (days without use count 0 requests and
+    /// have no success rate: a gap in the line, not a failure).
     pub per_day: Vec<DayPoint>,
     /// Most requests first.
     pub per_model: Vec<ModelCount>,
@@ -64,60 +66,64 @@ pub struct Rotations {
     pub rotations: Vec<RotationView>,
 }
 
-/// The days the summary covers.
+/// The days the page shows unless told otherwise.
 pub const SUMMARY_DAYS: u32 = 7;
+
+/// The rotations `/api/rotations` lists (its counts cover the whole period).
+const ROTATIONS_SHOWN: usize = 50;
 
 fn rate(successes: u64, requests: u64) -> Option<f64> {
     (requests > 0).then(|| (successes as f64 * 1000.0 / requests as f64).round() / 10.0)
 }
 
-pub fn summary(pool: &[Config], state: &State) -> Result<Summary> {
-    let now = SystemTime::now();
+/// Keys by status: a disabled key counts as disabled and under its condition too (a
+/// disabled invalid key is one of the invalid ones).
+fn key_counts(reports: &[UsageReport]) -> KeyCounts {
     let mut counts = KeyCounts::default();
-    for cfg in pool {
-        for k in key_views(cfg, state)? {
-            counts.total += 1;
-            match k.status.as_str() {
-                "cooling" => counts.cooling += 1,
-                "exhausted" => counts.exhausted += 1,
-                "invalid" => counts.invalid += 1,
-                "disabled" => counts.disabled += 1,
-                _ => counts.active += 1,
-            }
+    for k in reports
+        .iter()
+        .flat_map(|r| &r.keys)
+        .filter(|k| k.index.is_some())
+    {
+        counts.total += 1;
+        if k.disabled() {
+            counts.disabled += 1;
+        }
+        match k.condition.state {
+            "cooling" => counts.cooling += 1,
+            "exhausted" => counts.exhausted += 1,
+            "invalid" => counts.invalid += 1,
+            _ if !k.disabled() => counts.active += 1,
+            _ => {}
         }
     }
-    let since = Day::days_ago(now, SUMMARY_DAYS - 1);
-    let mut per_day: BTreeMap<String, (u64, u64)> = (0..SUMMARY_DAYS)
+    counts
+}
+
+/// The cards and charts, from the same reports as `/api/keys` and `/api/usage`.
+pub fn summary(pool: &[Config], state: &State, days: u32) -> Result<Summary> {
+    let now = SystemTime::now();
+    let reports = usage(pool, state, days)?;
+    let mut per_day: BTreeMap<String, (u64, u64)> = (0..days)
         .rev()
         .map(|d| (timeutil::utc_date_days_ago(now, d), (0, 0)))
         .collect();
-    let mut per_model: BTreeMap<String, u64> = BTreeMap::new();
     let (mut requests, mut successes, mut tokens, mut cost) = (0, 0, 0, 0.0);
-    for cfg in pool {
-        let provider = cfg.provider.as_str();
-        for row in state.usage_since(provider, &since)? {
-            let u = &row.usage;
-            requests += u.requests;
-            successes += u.successes;
-            tokens += u.tokens_in + u.tokens_out;
-            cost += u.cost;
-            let day = per_day.entry(row.day.to_string()).or_default();
-            day.0 += u.requests;
-            day.1 += u.successes;
-            *per_model
-                .entry(format!("{provider}/{}", row.model))
-                .or_default() += u.requests;
+    for k in reports.iter().flat_map(|r| &r.keys) {
+        requests += k.total.requests;
+        successes += k.total.successes;
+        tokens += k.total.tokens();
+        cost += k.total.cost_usd;
+        for d in &k.days {
+            let day = per_day.entry(d.date.clone()).or_default();
+            day.0 += d.usage.requests;
+            day.1 += d.usage.successes;
         }
     }
-    let mut per_model: Vec<ModelCount> = per_model
-        .into_iter()
-        .map(|(model, requests)| ModelCount { model, requests })
-        .collect();
-    per_model.sort_by_key(|m| std::cmp::Reverse(m.requests));
     Ok(Summary {
         generated_at: timeutil::rfc3339(now),
-        days: SUMMARY_DAYS,
-        keys: counts,
+        days,
+        keys: key_counts(&reports),
         requests,
         successes,
         success_rate: rate(successes, requests),
@@ -132,14 +138,33 @@ pub fn summary(pool: &[Config], state: &State) -> Result<Summary> {
                 success_rate: rate(successes, requests),
             })
             .collect(),
-        per_model,
+        per_model: per_model(pool, state, &Day::days_ago(now, days.saturating_sub(1)))?,
     })
 }
 
-pub fn keys(pool: &[Config], state: &State) -> Result<Vec<KeyView>> {
+/// Requests per `provider/model` since `since`, most first.
+fn per_model(pool: &[Config], state: &State, since: &Day) -> Result<Vec<ModelCount>> {
+    let mut per_model: BTreeMap<String, u64> = BTreeMap::new();
+    for cfg in pool {
+        let provider = cfg.provider.as_str();
+        for row in state.usage_since(provider, since)? {
+            *per_model
+                .entry(format!("{provider}/{}", row.model))
+                .or_default() += row.usage.requests;
+        }
+    }
+    let mut out: Vec<ModelCount> = per_model
+        .into_iter()
+        .map(|(model, requests)| ModelCount { model, requests })
+        .collect();
+    out.sort_by_key(|m| std::cmp::Reverse(m.requests));
+    Ok(out)
+}
+
+pub fn keys(pool: &[Config], state: &State, days: u32) -> Result<Vec<KeyReport>> {
     let mut out = Vec::new();
     for cfg in pool {
-        out.extend(key_views(cfg, state)?);
+        out.extend(key_views(cfg, state, days)?);
     }
     Ok(out)
 }
@@ -154,31 +179,37 @@ pub fn usage(pool: &[Config], state: &State, days: u32) -> Result<Vec<UsageRepor
         .collect()
 }
 
-pub fn rotations(pool: &[Config], state: &State) -> Result<Rotations> {
-    let since = SystemTime::now() - Duration::from_secs(86_400 * SUMMARY_DAYS as u64);
+/// The latest rotations of every provider, and the auto and manual counts over the
+/// whole period (not only the rotations listed).
+pub fn rotations(pool: &[Config], state: &State, days: u32) -> Result<Rotations> {
+    let since = SystemTime::now() - Duration::from_secs(86_400 * days as u64);
     let mut all = Vec::new();
     for cfg in pool {
-        for r in state.rotations(cfg.provider.as_str(), since, 50)? {
-            all.push((
-                r.ts,
-                RotationView {
-                    time: timeutil::rfc3339(r.ts),
-                    from: r.from,
-                    to: r.to,
-                    reason: r.reason,
-                    mode: r.mode,
-                },
-            ));
+        for r in state.rotations(cfg.provider.as_str(), since, u32::MAX)? {
+            all.push((r.ts, RotationView::from(r)));
         }
     }
     all.sort_by_key(|r| std::cmp::Reverse(r.0));
-    let rotations: Vec<RotationView> = all.into_iter().map(|(_, r)| r).take(50).collect();
-    let manual = rotations.iter().filter(|r| r.mode == "manual").count() as u64;
+    let manual = all.iter().filter(|(_, r)| r.mode == "manual").count() as u64;
+    let auto = all.len() as u64 - manual;
     Ok(Rotations {
-        auto: rotations.len() as u64 - manual,
+        auto,
         manual,
-        rotations,
+        rotations: all
+            .into_iter()
+            .map(|(_, r)| r)
+            .take(ROTATIONS_SHOWN)
+            .collect(),
     })
+}
+
+/// The actions shown at most.
+const ACTIONS_SHOWN: u32 = 200;
+
+/// `/api/actions`: what people did to keys over the period, newest first, and who.
+pub fn actions(state: &State, days: u32) -> Result<Vec<Action>> {
+    let since = SystemTime::now() - Duration::from_secs(86_400 * days as u64);
+    events::actions(&**state, since, ACTIONS_SHOWN)
 }
 
 /// Everything the page shows, by the API path that serves it: what a static snapshot
@@ -188,13 +219,15 @@ pub struct Snapshot<'a> {
     #[serde(rename = "/api/summary")]
     pub summary: Summary,
     #[serde(rename = "/api/keys")]
-    pub keys: Vec<KeyView>,
+    pub keys: Vec<KeyReport>,
     #[serde(rename = "/api/runs")]
     pub runs: Vec<RunInfo>,
     #[serde(rename = "/api/usage?days=7")]
     pub usage: PoolReport<'a>,
     #[serde(rename = "/api/rotations")]
     pub rotations: Rotations,
+    #[serde(rename = "/api/actions")]
+    pub actions: Vec<Action>,
 }
 
 /// The page, to be served live (it fetches `/api/…` every 2 s).
@@ -203,11 +236,12 @@ pub const PAGE: &str = include_str!("page.html");
 /// The page with the data embedded: a static snapshot that fetches nothing.
 pub fn snapshot_page(pool: &[Config], state: &State, reports: &[UsageReport]) -> Result<String> {
     let snap = Snapshot {
-        summary: summary(pool, state)?,
-        keys: keys(pool, state)?,
+        summary: summary(pool, state, SUMMARY_DAYS)?,
+        keys: keys(pool, state, SUMMARY_DAYS)?,
         runs: runs(state)?,
         usage: PoolReport { providers: reports },
-        rotations: rotations(pool, state)?,
+        rotations: rotations(pool, state, SUMMARY_DAYS)?,
+        actions: actions(state, SUMMARY_DAYS)?,
     };
     // Text inside a script element must not hold `</script` or `<!--`; `<` only occurs
     // inside JSON strings, where `\u003c` means the same.

@@ -8,16 +8,17 @@
 //! needs a token chosen with `--token`; on loopback, requests must name a loopback host,
 //! so a foreign name pointed at 127.0.0.1 (DNS rebinding) reads nothing.
 
+mod actions;
 pub mod api;
 pub mod auth;
+mod reads;
 pub mod server;
 pub mod tls;
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use axum::extract::{Path, Query, Request, State as AxState};
+use axum::extract::{Request, State as AxState};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{Html, IntoResponse, Response};
@@ -27,7 +28,6 @@ use serde::Serialize;
 
 use crate::config::Config;
 use crate::error::{Error, Result};
-use crate::report::PoolReport;
 use crate::store::State;
 
 /// The header that carries the action token.
@@ -42,11 +42,6 @@ pub struct App {
     /// Listening on loopback: only loopback host names are answered.
     pub loopback: bool,
     pub verbose: u8,
-}
-
-#[derive(Serialize)]
-struct Done {
-    done: String,
 }
 
 #[derive(Serialize)]
@@ -121,13 +116,17 @@ pub async fn serve(
     let app = Arc::new(app);
     let router = Router::new()
         .route("/", get(page))
-        .route("/api/summary", get(summary))
-        .route("/api/keys", get(keys))
-        .route("/api/runs", get(runs))
-        .route("/api/usage", get(usage))
-        .route("/api/rotations", get(rotations))
-        .route("/api/rotate", post(rotate))
-        .route("/api/keys/{provider}/{index}/{action}", post(key_action))
+        .route("/api/summary", get(reads::summary))
+        .route("/api/keys", get(reads::keys))
+        .route("/api/runs", get(reads::runs))
+        .route("/api/usage", get(reads::usage))
+        .route("/api/rotations", get(reads::rotations))
+        .route("/api/actions", get(reads::actions))
+        .route("/api/rotate", post(actions::rotate))
+        .route(
+            "/api/keys/{provider}/{index}/{action}",
+            post(actions::key_action),
+        )
         .route("/login", get(auth::login_form).post(auth::login))
         .route("/logout", post(auth::logout))
         .layer(middleware::from_fn_with_state(app.clone(), auth::gate))
@@ -179,47 +178,6 @@ async fn page() -> impl IntoResponse {
     )
 }
 
-async fn summary(AxState(app): AxState<Arc<App>>) -> Response {
-    answer(api::summary(&app.pool, &app.state))
-}
-
-async fn keys(AxState(app): AxState<Arc<App>>) -> Response {
-    answer(api::keys(&app.pool, &app.state))
-}
-
-async fn runs(AxState(app): AxState<Arc<App>>) -> Response {
-    answer(api::runs(&app.state))
-}
-
-async fn usage(
-    AxState(app): AxState<Arc<App>>,
-    Query(q): Query<HashMap<String, String>>,
-) -> Response {
-    let days = match q.get("days").map(|d| d.trim().parse::<u32>()) {
-        None => 7,
-        Some(Ok(d)) if (1..=3650).contains(&d) => d,
-        Some(_) => {
-            return fail(
-                StatusCode::BAD_REQUEST,
-                "days: a whole number from 1 to 3650",
-            )
-        }
-    };
-    match api::usage(&app.pool, &app.state, days) {
-        Ok(reports) => json_out(
-            StatusCode::OK,
-            &PoolReport {
-                providers: &reports,
-            },
-        ),
-        Err(e) => fail(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
-    }
-}
-
-async fn rotations(AxState(app): AxState<Arc<App>>) -> Response {
-    answer(api::rotations(&app.pool, &app.state))
-}
-
 /// Why an action is refused, if it is: the token in the header, right and not expired
 /// (a session cookie alone opens only reads).
 fn refusal(app: &App, headers: &HeaderMap) -> Option<Response> {
@@ -229,77 +187,6 @@ fn refusal(app: &App, headers: &HeaderMap) -> Option<Response> {
         _ => format!("actions need the token printed at start-up in the {TOKEN_HEADER} header"),
     };
     Some(fail(StatusCode::UNAUTHORIZED, text))
-}
-
-async fn rotate(AxState(app): AxState<Arc<App>>, headers: HeaderMap) -> Response {
-    if let Some(no) = refusal(&app, &headers) {
-        return no;
-    }
-    for cfg in &app.pool {
-        if let Err(e) = app.state.request_rotation(cfg.provider.as_str()) {
-            return fail(StatusCode::INTERNAL_SERVER_ERROR, e.to_string());
-        }
-    }
-    json_out(
-        StatusCode::OK,
-        &Done {
-            done: "rotation requested: running runs move off the key in use within a few seconds"
-                .into(),
-        },
-    )
-}
-
-async fn key_action(
-    AxState(app): AxState<Arc<App>>,
-    Path((provider, index, action)): Path<(String, usize, String)>,
-    headers: HeaderMap,
-) -> Response {
-    if let Some(no) = refusal(&app, &headers) {
-        return no;
-    }
-    let Some(cfg) = app.pool.iter().find(|c| c.provider.as_str() == provider) else {
-        return fail(StatusCode::NOT_FOUND, "no such provider here");
-    };
-    let Some(key) = cfg.keys.iter().find(|k| k.index == index) else {
-        return fail(StatusCode::NOT_FOUND, format!("no key {index}"));
-    };
-    let p = cfg.provider.as_str();
-    let label = key.label();
-    let done = match action.as_str() {
-        "disable" => app
-            .state
-            .set_key_disabled(
-                p,
-                &key.fingerprint,
-                &key.masked,
-                true,
-                None,
-                "disabled from the dashboard",
-            )
-            .and_then(|()| {
-                app.state.log_rotation(
-                    p,
-                    &label,
-                    "-",
-                    "manual: disabled (disabled from the dashboard)",
-                    "manual",
-                )
-            })
-            .map(|()| format!("key {label} disabled")),
-        "enable" => app
-            .state
-            .set_key_disabled(p, &key.fingerprint, &key.masked, false, None, "")
-            .and_then(|()| {
-                app.state
-                    .log_rotation(p, "-", &label, "manual: enabled", "manual")
-            })
-            .map(|()| format!("key {label} enabled")),
-        _ => return fail(StatusCode::NOT_FOUND, "actions: disable, enable"),
-    };
-    match done {
-        Ok(done) => json_out(StatusCode::OK, &Done { done }),
-        Err(e) => fail(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
-    }
 }
 
 #[cfg(test)]

@@ -35,6 +35,16 @@ pub fn rows_to_feed(info: &InputInfo, previous: Option<&Previous>) -> u64 {
     previous.map_or(info.rows, |p| p.rows.max(info.rows))
 }
 
+/// Of the rows fed from `skip` on, how many are kept as the previous output has them
+/// (during a rewrite: every row below its end that is not to be labeled again).
+pub fn rows_kept(info: &InputInfo, skip: u64, previous: Option<&Previous>) -> u64 {
+    previous.map_or(0, |p| {
+        let from = skip.min(p.rows);
+        let redo = p.redo.range(from..p.rows.min(info.rows)).count() as u64;
+        (p.rows - from).saturating_sub(redo)
+    })
+}
+
 pub fn spawn(
     info: InputInfo,
     skip: u64,

@@ -27,10 +27,15 @@ pub struct Live<'a> {
     total: u64,
     /// `--votes`, and whether the run's votes are recorded (votes or review asked for).
     votes: (u32, bool),
+    /// Of those, the rows this run labels itself: what the runs registry shows, so a
+    /// rerun of 32 rows reads 32, not the whole file it rewrites.
+    to_label: u64,
 }
 
 impl<'a> Live<'a> {
-    pub fn start(run: &'a Labeler, setup: &PipelineSetup, total: u64) -> Live<'a> {
+    /// `rows`: (to feed in all, to label by this run).
+    pub fn start(run: &'a Labeler, setup: &PipelineSetup, rows: (u64, u64)) -> Live<'a> {
+        let (total, to_label) = rows;
         let started = Instant::now();
         let shared_seen = Instant::now();
         let mut tick = tokio::time::interval(Duration::from_millis(500));
@@ -38,12 +43,15 @@ impl<'a> Live<'a> {
         let signals = Signals::install();
         let overrides = OverrideSync::start(run);
         let providers: Vec<&str> = run.spec.members.iter().map(|m| m.provider).collect();
+        // The files as the user knows them, absolute (another machine reads them too):
+        // the output itself, not the temporary file a rewrite writes.
+        let input = std::path::absolute(&setup.info.path).unwrap_or(setup.info.path.clone());
         let heartbeat = Heartbeat::start(
             &run.state,
             &run.ui,
             &providers.join(","),
-            (&setup.info.path, &setup.output_path),
-            total,
+            (&input, std::path::Path::new(&setup.output_id)),
+            to_label,
         );
         Live {
             tick,
@@ -57,6 +65,7 @@ impl<'a> Live<'a> {
                 setup.votes.as_ref().map_or(1, |v| v.n),
                 setup.votes.is_some() || setup.vote_columns.review_below.is_some(),
             ),
+            to_label,
         }
     }
 
@@ -78,8 +87,8 @@ impl<'a> Live<'a> {
             self.record_votes(&c.counts);
         }
         self.heartbeat.beat(&Beat {
-            rows_done: done,
-            rows_total: self.total,
+            rows_done: done - c.counts.kept,
+            rows_total: self.to_label,
             rate,
             key_in_use: &key,
         });
@@ -90,8 +99,8 @@ impl<'a> Live<'a> {
         self.record_votes(counts);
         let (key, rate) = self.pace(run, counts);
         self.heartbeat.finish(&Beat {
-            rows_done: counts.written,
-            rows_total: self.total,
+            rows_done: counts.written - counts.kept,
+            rows_total: self.to_label,
             rate,
             key_in_use: &key,
         });

@@ -169,6 +169,8 @@ struct Input {
     feeder: std::thread::JoinHandle<()>,
     /// Rows to feed in all.
     total: u64,
+    /// Of those, the rows this run labels (the others are kept from the previous output).
+    to_label: u64,
     /// The window holds at most this many rows...
     cap: usize,
     /// ...and is refilled once it holds fewer than this.
@@ -182,12 +184,14 @@ impl Input {
         let cap = (setup.concurrency * setup.batch_size * 4).max(1024);
         let (tx, rx) = mpsc::channel(1024);
         let total = feeder::rows_to_feed(&setup.info, setup.previous.as_ref()) - setup.skip;
+        let to_label = total - feeder::rows_kept(&setup.info, setup.skip, setup.previous.as_ref());
         let feeder = feeder::spawn(setup.info.clone(), setup.skip, setup.previous.take(), tx);
         Input {
             rx,
             rows: Vec::with_capacity(cap),
             feeder,
             total,
+            to_label,
             cap,
             // Refill the window in chunks (an eighth of it at once), not row by row: each
             // row taken from a full channel wakes the feeder thread, a futex and a context
@@ -242,7 +246,7 @@ pub async fn run(run: &Labeler, mut setup: PipelineSetup) -> Result<(Finished, W
     };
     let mut input = Input::start(&mut setup);
     run.ui.start_progress(input.total);
-    let mut live = Live::start(run, &setup, input.total);
+    let mut live = Live::start(run, &setup, (input.total, input.to_label));
     let outage = Outage::new(run.spec.policy.store_timeout);
     let mut c = Collector::new(outage, setup.votes.clone());
     // The jobs in flight, polled by this task itself: no task to spawn, schedule and join

@@ -3,7 +3,10 @@
 //! typed model (`usage`) rendered as text (`usage_text`), JSON (serde, from the model
 //! itself) and HTML (the dashboard's page, as a static snapshot: `dashboard::api`).
 
+pub mod counts;
 pub mod dryrun;
+pub mod key_limits;
+pub mod key_report;
 pub mod keys;
 pub mod summary;
 pub mod usage;

@@ -1,6 +1,7 @@
 //! `autolabel usage` as text: a table of keys (today and the period), what a day of quota
 //! buys, and the recent rotations.
 
+use super::key_limits;
 use super::usage::{Usage, UsageReport};
 use crate::budget;
 use crate::store::StateLocation;
@@ -90,7 +91,7 @@ fn row(label: &str, status: &str, health: &str, u: &Usage, left: &str) {
 }
 
 /// What a day of quota buys at the period's measured tokens per row and rows per request
-/// (all keys together), under the limits in force; `None` before any labeled row.
+/// (all keys together), under each key's own limits; `None` before any labeled row.
 fn quota_buys(r: &UsageReport) -> Option<String> {
     let rows: u64 = r.keys.iter().map(|k| k.total.rows).sum();
     let successes: u64 = r.keys.iter().map(|k| k.total.successes).sum();
@@ -100,14 +101,39 @@ fn quota_buys(r: &UsageReport) -> Option<String> {
     let tokens: u64 = r.keys.iter().map(|k| k.total.tokens()).sum();
     let per_row = tokens as f64 / rows as f64;
     let batch = ((rows as f64 / successes as f64).round() as usize).max(1);
-    let day = budget::rows_per_day(&r.limits.into(), batch, per_row * batch as f64);
-    let buys = match (day.rows, day.binding) {
-        (Some(n), Some(limit)) => format!(
-            "a day of quota buys about {} rows per key ({} bind)",
-            budget::thousands(n),
-            limit.describe()
+    // Each key under its own organization's limits: one key's statement is not another's.
+    let per_key: Vec<(usize, Option<String>)> = r
+        .keys
+        .iter()
+        .filter_map(|k| Some((k.index?, &k.limits)))
+        .map(|(index, limits)| {
+            let limits = key_limits::values(limits);
+            let day = budget::rows_per_day(&limits, batch, per_row * batch as f64);
+            let rows = day.rows.zip(day.binding).map(|(n, limit)| {
+                format!("{} rows|{} bind", budget::thousands(n), limit.describe())
+            });
+            (index, rows)
+        })
+        .collect();
+    let said = |rows: &Option<String>, per_key: &str| match rows
+        .as_deref()
+        .and_then(|r| r.split_once('|'))
+    {
+        Some((n, bind)) => format!("about {n}{per_key} ({bind})"),
+        None => "rows without a known daily limit".to_string(),
+    };
+    let buys = match per_key.as_slice() {
+        [] => "no configured key".to_string(),
+        [(_, first), rest @ ..] if rest.iter().all(|(_, b)| b == first) => {
+            format!("a day of quota buys {}", said(first, " per key"))
+        }
+        all => format!(
+            "a day of quota buys {}",
+            all.iter()
+                .map(|(i, b)| format!("key #{i} {}", said(b, "")))
+                .collect::<Vec<_>>()
+                .join(", ")
         ),
-        _ => "no daily limit is known".to_string(),
     };
     Some(format!(
         "{} over the period at {per_row:.1} tokens a row and {:.1} rows a request: {buys}",

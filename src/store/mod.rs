@@ -28,6 +28,8 @@ pub use ledger::{Ledger, UsageDelta, UsageEntry, UsageRow};
 mod upkeep;
 pub(crate) use upkeep::{prune_cutoff, prune_mark};
 pub use upkeep::{Compacted, Pruned, Upkeep};
+pub mod events;
+pub use events::{Action, ErrorEntry, EventKind, EventLog};
 mod key_control;
 pub use key_control::{Base, KeyActivity, KeyControl, KeyOverride};
 mod runs;
@@ -45,12 +47,20 @@ pub(crate) mod suite;
 
 /// Everything a state store does.
 pub trait StateStore:
-    Ledger + KeyHistory + LabelCache + Upkeep + KeyControl + RunRegistry + Send + Sync
+    Ledger + KeyHistory + LabelCache + Upkeep + KeyControl + RunRegistry + EventLog + Send + Sync
 {
 }
 
 impl<T> StateStore for T where
-    T: Ledger + KeyHistory + LabelCache + Upkeep + KeyControl + RunRegistry + Send + Sync
+    T: Ledger
+        + KeyHistory
+        + LabelCache
+        + Upkeep
+        + KeyControl
+        + RunRegistry
+        + EventLog
+        + Send
+        + Sync
 {
 }
 

@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+pub mod dash;
 pub mod fake;
 #[path = "../../src/store/redis/test_server.rs"]
 pub mod redis;

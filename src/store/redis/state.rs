@@ -39,6 +39,7 @@ use crate::store::{RedisTarget, StateLocation};
 use crate::timeutil;
 
 mod cache;
+mod events;
 mod health;
 mod key_control;
 mod ledger;

@@ -13,6 +13,7 @@ use crate::error::{Error, Result};
 use schema::{is_busy, SetupError};
 
 mod cache;
+mod events;
 mod health;
 mod key_control;
 mod ledger;

@@ -133,6 +133,14 @@ CREATE TABLE IF NOT EXISTS runs (
 );
 ";
 
+/// The action and error logs (issue 24): JSON entries by kind and time.
+const EVENTS: &str = "
+CREATE TABLE IF NOT EXISTS events (
+    id INTEGER PRIMARY KEY, kind TEXT NOT NULL, ts INTEGER NOT NULL, body TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS events_by_kind ON events (kind, ts);
+";
+
 /// Each organization's quota state (see [`super::quota`]). Created by the quota store's
 /// connection, as it always was.
 const QUOTA_STATE: &str = "CREATE TABLE IF NOT EXISTS quota_state (
@@ -189,6 +197,7 @@ fn add_later_tables(conn: &Connection) -> rusqlite::Result<()> {
     conn.execute_batch(ORG_MEMBERS)?;
     conn.execute_batch(KEY_CONTROL)?;
     conn.execute_batch(RUNS)?;
+    conn.execute_batch(EVENTS)?;
     // Last: the tables it adds columns to exist by now.
     add_missing_columns(conn)
 }

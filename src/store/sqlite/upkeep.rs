@@ -36,6 +36,8 @@ impl Upkeep for SqliteStore {
             usage: delete("DELETE FROM usage WHERE day < ?1", &kept_from.as_str())?,
             kept_from,
         };
+        // The action and error logs go with the rotation log (not counted in the line).
+        delete("DELETE FROM events WHERE ts < ?1", &cutoff)?;
         // Ended runs of the registry go with the history (not counted: there are few).
         delete(
             "DELETE FROM runs WHERE heartbeat < ?1 AND (finished IS NOT NULL OR heartbeat < ?1 - 86400)",

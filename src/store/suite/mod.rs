@@ -323,6 +323,54 @@ mod keys;
 use keys::*;
 
 /// A test per store for each behaviour above and in `keys`.
+pub(super) fn action_and_error_logs_come_newest_first_and_are_pruned(s: &State) {
+    let now = SystemTime::now();
+    let old = now - Duration::from_secs(40 * 86_400);
+    let entry = |n: u32| format!("{{\"n\":{n}}}");
+    s.log_events(EventKind::Error, old, &[entry(0)]).unwrap();
+    s.log_events(EventKind::Error, now, &[entry(1), entry(2)])
+        .unwrap();
+    s.log_events(EventKind::Action, now, &[entry(9)]).unwrap();
+    let all = s
+        .events(EventKind::Error, timeutil::from_unix(0), 10)
+        .unwrap();
+    assert_eq!(all, [entry(2), entry(1), entry(0)]);
+    let recent = s
+        .events(EventKind::Error, now - Duration::from_secs(60), 10)
+        .unwrap();
+    assert_eq!(recent, [entry(2), entry(1)]);
+    assert_eq!(
+        s.events(EventKind::Error, timeutil::from_unix(0), 1)
+            .unwrap(),
+        [entry(2)]
+    );
+    assert_eq!(
+        s.events(EventKind::Action, timeutil::from_unix(0), 10)
+            .unwrap(),
+        [entry(9)]
+    );
+    // Typed: an action round-trips, and only the kept days stay after a prune.
+    let a = Action {
+        time: timeutil::rfc3339(now),
+        provider: "groq".into(),
+        key: "#1 gsk_…1234".into(),
+        action: "reset".into(),
+        detail: "day".into(),
+        who: "cli".into(),
+    };
+    events::log_action(&**s, &a).unwrap();
+    assert_eq!(
+        events::actions(&**s, timeutil::from_unix(0), 1).unwrap(),
+        [a]
+    );
+    s.prune(30, now).unwrap();
+    assert_eq!(
+        s.events(EventKind::Error, timeutil::from_unix(0), 10)
+            .unwrap(),
+        [entry(2), entry(1)]
+    );
+}
+
 macro_rules! on_every_store {
     ($($name:ident),* $(,)?) => {
         mod sqlite {
@@ -355,4 +403,5 @@ on_every_store!(
     prune_removes_only_what_is_older_than_the_kept_days,
     overrides_round_trip_and_a_reset_keeps_the_ledger,
     a_run_is_active_until_it_finishes,
+    action_and_error_logs_come_newest_first_and_are_pruned,
 );

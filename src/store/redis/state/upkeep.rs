@@ -21,6 +21,7 @@ impl Upkeep for RedisStore {
         let usage = self.prune_usage(&kept_from)?;
         let rotations = self.prune_rotations(cutoff)?;
         self.prune_runs(cutoff)?;
+        self.prune_events(cutoff)?;
         Ok(Pruned {
             cache: 0,
             rotations,

@@ -1,0 +1,107 @@
+//! The action and error logs on the Redis server: a list per log, newest first, each
+//! entry its time and JSON text (`<unix seconds> <json>`), trimmed to the newest
+//! [`EVENTS_KEPT`] and pruned by time like the rotation log.
+
+use std::time::SystemTime;
+
+use super::RedisStore;
+use crate::error::Result;
+use crate::store::events::{EventKind, EventLog};
+use crate::timeutil;
+
+/// Entries each log keeps; older ones are dropped as new ones come.
+pub const EVENTS_KEPT: i64 = 10_000;
+
+/// An entry's time and text.
+fn split(entry: &str) -> Option<(i64, &str)> {
+    let (ts, body) = entry.split_once(' ')?;
+    Some((ts.parse().ok()?, body))
+}
+
+impl RedisStore {
+    fn events_key(&self, kind: EventKind) -> String {
+        self.key(&format!("events:{}", kind.as_str()))
+    }
+
+    /// Removes entries from before `cutoff` (Unix seconds) from both logs.
+    pub(super) fn prune_events(&self, cutoff: i64) -> Result<()> {
+        for kind in EventKind::ALL {
+            let list = self.events_key(kind);
+            let all: Vec<String> =
+                self.run(|c| redis::cmd("LRANGE").arg(&list).arg(0).arg(-1).query(c))?;
+            // Newest first: the old entries are a tail; one this version cannot read goes too.
+            let old = all
+                .iter()
+                .rev()
+                .take_while(|e| split(e).is_none_or(|(ts, _)| ts < cutoff))
+                .count() as i64;
+            if old > 0 {
+                // Counted from the end, so entries pushed meanwhile stay.
+                self.run(|c| {
+                    redis::cmd("LTRIM")
+                        .arg(&list)
+                        .arg(0)
+                        .arg(-(old + 1))
+                        .query::<()>(c)
+                })?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl EventLog for RedisStore {
+    fn log_events(&self, kind: EventKind, ts: SystemTime, entries: &[String]) -> Result<()> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        let ts = timeutil::unix_secs(ts);
+        let list = self.events_key(kind);
+        let mut p = redis::pipe();
+        p.atomic();
+        for body in entries {
+            p.cmd("LPUSH")
+                .arg(&list)
+                .arg(format!("{ts} {body}"))
+                .ignore();
+        }
+        p.cmd("LTRIM")
+            .arg(&list)
+            .arg(0)
+            .arg(EVENTS_KEPT - 1)
+            .ignore();
+        self.run(|c| p.query(c))
+    }
+
+    fn events(&self, kind: EventKind, since: SystemTime, limit: u32) -> Result<Vec<String>> {
+        const PAGE: i64 = 200;
+        let since = timeutil::unix_secs(since);
+        let list = self.events_key(kind);
+        let mut out = Vec::new();
+        let mut start = 0i64;
+        while out.len() < limit as usize {
+            let page: Vec<String> = self.run(|c| {
+                redis::cmd("LRANGE")
+                    .arg(&list)
+                    .arg(start)
+                    .arg(start + PAGE - 1)
+                    .query(c)
+            })?;
+            for (ts, body) in page.iter().filter_map(|e| split(e)) {
+                if ts < since {
+                    // Newest first: the rest is older still.
+                    return Ok(out);
+                }
+                out.push(body.to_string());
+                if out.len() >= limit as usize {
+                    break;
+                }
+            }
+            if (page.len() as i64) < PAGE {
+                break;
+            }
+            start += PAGE;
+        }
+        Ok(out)
+    }
+}
