@@ -316,7 +316,7 @@ fn finish(
 ) -> Result<(Finished, Writer)> {
     drop(input.rx);
     c.drain(run, &mut setup, control, usage)?;
-    usage.flush(run, &mut c.cache_puts);
+    usage.flush_last(run, &mut c.cache_puts);
     live.finish(run, &c.counts);
     run.ui.finish_progress();
     let _ = input.feeder.join();

@@ -3,7 +3,7 @@
 //! entries), and the token estimate corrected by what replies reported.
 
 use std::sync::Mutex;
-use std::time::SystemTime;
+use std::time::{Duration, Instant, SystemTime};
 
 use super::reply_cap::ReplyCaps;
 use super::spec::Labeler;
@@ -12,12 +12,67 @@ use crate::provider::ChatRequest;
 use crate::store::{UsageDelta, UsageEntry};
 use crate::timeutil::Day;
 
+/// How many more times the last flush tries a ledger that cannot be written, a second
+/// apart.
+const LAST_TRIES: u32 = 5;
+
 pub struct Usage {
     book: Mutex<Book>,
     /// Real prompt tokens per estimated one, learned from the replies' `usage`.
     token_scale: Mutex<f64>,
     /// Each model's reply budget, raised once its replies come back cut.
     pub caps: ReplyCaps,
+    /// Failed writes of the ledger and of the label cache, logged sparingly.
+    ledger_failures: Mutex<Throttle>,
+    cache_failures: Mutex<Throttle>,
+}
+
+/// A failure that repeats on every flush (a full disk): logged the first time, then at
+/// most once a minute with how many failed since, and once more when it stops.
+#[derive(Default)]
+struct Throttle {
+    /// Failures since the last line about them.
+    unlogged: u64,
+    last_logged: Option<Instant>,
+    failing: bool,
+    /// The last failure was a full disk (space may come back in seconds; a state that is
+    /// unreachable has its own outage handling and is not waited for here).
+    no_room: bool,
+}
+
+/// How often a repeating failure is logged again.
+const LOG_EVERY: Duration = Duration::from_secs(60);
+
+impl Throttle {
+    /// The line to log for this failure, if one is due.
+    fn failed(&mut self, what: &str, e: &dyn std::fmt::Display) -> Option<String> {
+        self.failing = true;
+        self.unlogged += 1;
+        // The store's wording for it (`store::sqlite::room`).
+        self.no_room = e.to_string().contains("disk full:");
+        if self.last_logged.is_some_and(|t| t.elapsed() < LOG_EVERY) {
+            return None;
+        }
+        let line = match self.last_logged {
+            None => format!("could not {what}: {e}; kept, and tried again as the run goes on"),
+            Some(_) => format!(
+                "could not {what} ({} failed writes in the last minute): {e}",
+                self.unlogged
+            ),
+        };
+        self.last_logged = Some(Instant::now());
+        self.unlogged = 0;
+        Some(line)
+    }
+
+    /// The line to log when a write works again after failures.
+    fn worked(&mut self, what: &str) -> Option<String> {
+        if !std::mem::take(&mut self.failing) {
+            return None;
+        }
+        *self = Throttle::default();
+        Some(format!("{what}: written again, nothing lost"))
+    }
 }
 
 /// Per key (the dispatcher's index).
@@ -37,6 +92,8 @@ impl Usage {
             }),
             token_scale: Mutex::new(1.0),
             caps: ReplyCaps::default(),
+            ledger_failures: Mutex::default(),
+            cache_failures: Mutex::default(),
         }
     }
 
@@ -99,8 +156,12 @@ impl Usage {
                 run.ui
                     .debug(1, &format!("could not record key activity: {e}"));
             }
-            if let Err(e) = run.state.add_usage(member.provider, &mine) {
-                run.ui.error(&format!("could not record usage: {e}"));
+            let added = run.state.add_usage(member.provider, &mine);
+            let mut log = self.ledger_failures.lock().unwrap();
+            if let Err(e) = added {
+                if let Some(line) = log.failed("record usage", &e) {
+                    run.ui.error(&line);
+                }
                 // Put the counts back so the next flush tries again.
                 let mut book = self.book.lock().unwrap();
                 for e in mine {
@@ -111,13 +172,50 @@ impl Usage {
                         book.unsaved[i].add(&e.usage);
                     }
                 }
+            } else if let Some(line) = log.worked("usage") {
+                run.ui.info(&line);
             }
         }
-        if let Err(e) = run.state.cache_put_many(cache_puts) {
-            run.ui
-                .error(&format!("could not write the label cache: {e}"));
+        let put = run.state.cache_put_many(cache_puts);
+        let mut log = self.cache_failures.lock().unwrap();
+        match put {
+            Err(e) => {
+                if let Some(line) = log.failed("write the label cache", &e) {
+                    run.ui.error(&line);
+                }
+            }
+            Ok(()) => {
+                if let Some(line) = log.worked("label cache") {
+                    run.ui.info(&line);
+                }
+            }
         }
         cache_puts.clear();
+    }
+
+    /// The last flush of a run: while the ledger cannot be written for a full disk, tries
+    /// again for a few seconds; then says how much usage is missing from it.
+    pub fn flush_last(&self, run: &Labeler, cache_puts: &mut Vec<(Vec<u8>, String)>) {
+        self.flush(run, cache_puts);
+        for _ in 0..LAST_TRIES {
+            if self.unsaved_requests() == 0 || !self.ledger_failures.lock().unwrap().no_room {
+                break;
+            }
+            std::thread::sleep(Duration::from_secs(1));
+            self.flush(run, cache_puts);
+        }
+        let missing = self.unsaved_requests();
+        if missing > 0 {
+            run.ui.error(&format!(
+                "the state's usage ledger is short by {}: it could not be written (see above)",
+                crate::ui::count(missing, "request")
+            ));
+        }
+    }
+
+    fn unsaved_requests(&self) -> u64 {
+        let book = self.book.lock().unwrap();
+        book.unsaved.iter().map(|d| d.requests).sum()
     }
 
     /// What no flush wrote yet, per key used, as ledger entries with their provider.
@@ -142,5 +240,30 @@ impl Usage {
                 )
             })
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_repeating_failure_is_logged_once_a_minute_and_its_end_once() {
+        let mut t = Throttle::default();
+        assert!(t.worked("usage").is_none(), "nothing failed");
+        let first = t.failed("record usage", &"disk full").unwrap();
+        assert!(
+            first.contains("could not record usage: disk full"),
+            "{first}"
+        );
+        for _ in 0..100 {
+            assert!(t.failed("record usage", &"disk full").is_none());
+        }
+        // A minute later: one line, with the count.
+        t.last_logged = Some(Instant::now() - LOG_EVERY);
+        let again = t.failed("record usage", &"disk full").unwrap();
+        assert!(again.contains("101 failed writes"), "{again}");
+        assert!(t.worked("usage").unwrap().contains("written again"));
+        assert!(t.worked("usage").is_none());
     }
 }

@@ -14,59 +14,9 @@ impl Ledger for SqliteStore {
             return Ok(());
         }
         let mut conn = self.conn();
-        let tx = conn.transaction().map_err(|e| self.err(e))?;
-        {
-            let mut stmt = tx
-                .prepare_cached(
-                    "INSERT INTO usage (day, provider, fingerprint, masked, model, requests, successes,
-                        rate_limit, quota, auth, server, timeout, network, unparsable, rejected,
-                        tokens_in, tokens_out, cost, rows, cut)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20)
-                     ON CONFLICT (day, provider, fingerprint, model) DO UPDATE SET
-                        requests = requests + excluded.requests, successes = successes + excluded.successes,
-                        rate_limit = rate_limit + excluded.rate_limit, quota = quota + excluded.quota,
-                        auth = auth + excluded.auth, server = server + excluded.server,
-                        timeout = timeout + excluded.timeout, network = network + excluded.network,
-                        unparsable = unparsable + excluded.unparsable, rejected = rejected + excluded.rejected,
-                        tokens_in = tokens_in + excluded.tokens_in, tokens_out = tokens_out + excluded.tokens_out,
-                        cost = cost + excluded.cost, rows = rows + excluded.rows, cut = cut + excluded.cut",
-                )
-                .map_err(|e| self.err(e))?;
-            for UsageEntry {
-                fingerprint: fp,
-                masked,
-                model,
-                day,
-                usage: d,
-            } in rows
-            {
-                let e = d.errors.map(|v| v as i64);
-                stmt.execute(params![
-                    day.as_str(),
-                    provider,
-                    fp,
-                    masked,
-                    model,
-                    d.requests as i64,
-                    d.successes as i64,
-                    e[0],
-                    e[1],
-                    e[2],
-                    e[3],
-                    e[4],
-                    e[5],
-                    e[6],
-                    e[7],
-                    d.tokens_in as i64,
-                    d.tokens_out as i64,
-                    d.cost,
-                    d.rows as i64,
-                    d.cut as i64
-                ])
-                .map_err(|e| self.err(e))?;
-            }
-        }
-        tx.commit().map_err(|e| self.err(e))
+        // A full disk says so (the run keeps the usage and writes it when room returns).
+        let written = write_usage(&mut conn, provider, rows);
+        written.map_err(|e| self.write_err(&conn, e))
     }
 
     /// Ledger rows for `provider` from `since_day` (inclusive), oldest first.
@@ -128,4 +78,64 @@ impl Ledger for SqliteStore {
         )
         .map_err(|e| self.err(e))
     }
+}
+
+/// The entries in one transaction.
+fn write_usage(
+    conn: &mut rusqlite::Connection,
+    provider: &str,
+    rows: &[UsageEntry],
+) -> rusqlite::Result<()> {
+    let tx = conn.transaction()?;
+    {
+        let mut stmt = tx
+                .prepare_cached(
+                    "INSERT INTO usage (day, provider, fingerprint, masked, model, requests, successes,
+                        rate_limit, quota, auth, server, timeout, network, unparsable, rejected,
+                        tokens_in, tokens_out, cost, rows, cut)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20)
+                     ON CONFLICT (day, provider, fingerprint, model) DO UPDATE SET
+                        requests = requests + excluded.requests, successes = successes + excluded.successes,
+                        rate_limit = rate_limit + excluded.rate_limit, quota = quota + excluded.quota,
+                        auth = auth + excluded.auth, server = server + excluded.server,
+                        timeout = timeout + excluded.timeout, network = network + excluded.network,
+                        unparsable = unparsable + excluded.unparsable, rejected = rejected + excluded.rejected,
+                        tokens_in = tokens_in + excluded.tokens_in, tokens_out = tokens_out + excluded.tokens_out,
+                        cost = cost + excluded.cost, rows = rows + excluded.rows, cut = cut + excluded.cut",
+                )
+                ?;
+        for UsageEntry {
+            fingerprint: fp,
+            masked,
+            model,
+            day,
+            usage: d,
+        } in rows
+        {
+            let e = d.errors.map(|v| v as i64);
+            stmt.execute(params![
+                day.as_str(),
+                provider,
+                fp,
+                masked,
+                model,
+                d.requests as i64,
+                d.successes as i64,
+                e[0],
+                e[1],
+                e[2],
+                e[3],
+                e[4],
+                e[5],
+                e[6],
+                e[7],
+                d.tokens_in as i64,
+                d.tokens_out as i64,
+                d.cost,
+                d.rows as i64,
+                d.cut as i64
+            ])?;
+        }
+    }
+    tx.commit()
 }

@@ -18,6 +18,7 @@ mod health;
 mod key_control;
 mod ledger;
 mod quota;
+mod room;
 mod runs;
 mod schema;
 #[cfg(test)]
@@ -65,6 +66,13 @@ impl SqliteStore {
                         "is not a usable state file ({e}); move it away (a new one is created) or pass --state with another path"
                     )).caused_by(e))
                 }
+                Err(SetupError::NoRoom(e)) => {
+                    let why = room::message(path, &e);
+                    return Err(fail(format!(
+                        "{why}; the file itself is fine: free some space and run again"
+                    ))
+                    .caused_by(e));
+                }
                 Err(SetupError::Newer(version)) => {
                     return Err(fail(format!(
                         "was written by a newer autolabel (schema {version}); upgrade, or pass --state with another path"
@@ -79,6 +87,18 @@ impl SqliteStore {
             conn: Mutex::new(schema::in_memory()),
             path: PathBuf::from(":memory:"),
         }
+    }
+
+    /// The error of a failed write on `conn`: a full disk says so, naming the space left.
+    fn write_err(&self, conn: &Connection, e: rusqlite::Error) -> Error {
+        if !room::no_room(conn, &e) {
+            return self.err(e);
+        }
+        Error::State {
+            place: self.path.display().to_string(),
+            message: room::message(&self.path, &e),
+        }
+        .caused_by(e)
     }
 
     fn err(&self, e: rusqlite::Error) -> Error {

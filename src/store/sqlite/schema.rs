@@ -150,6 +150,8 @@ const QUOTA_STATE: &str = "CREATE TABLE IF NOT EXISTS quota_state (
 pub(super) enum SetupError {
     Sqlite(rusqlite::Error),
     Newer(i64),
+    /// A write found no room (a full disk): the file itself is fine.
+    NoRoom(rusqlite::Error),
 }
 
 impl From<rusqlite::Error> for SetupError {
@@ -170,15 +172,31 @@ pub(super) fn is_busy(e: &rusqlite::Error) -> bool {
 /// committed; only a power loss can lose the last writes.
 fn connect(path: &Path, busy: Duration) -> rusqlite::Result<Connection> {
     let conn = Connection::open(path)?;
+    configure(&conn, busy)?;
+    Ok(conn)
+}
+
+fn configure(conn: &Connection, busy: Duration) -> rusqlite::Result<()> {
     conn.busy_timeout(busy)?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
-    conn.pragma_update(None, "synchronous", "NORMAL")?;
-    Ok(conn)
+    conn.pragma_update(None, "synchronous", "NORMAL")
 }
 
 /// The state store's connection, the file brought up to this version's schema.
 pub(super) fn setup(path: &Path) -> Result<Connection, SetupError> {
-    let conn = connect(path, Duration::from_secs(30))?;
+    let conn = Connection::open(path)?;
+    match configure(&conn, Duration::from_secs(30))
+        .map_err(SetupError::from)
+        .and_then(|_| bring_up(&conn))
+    {
+        Ok(()) => Ok(conn),
+        Err(SetupError::Sqlite(e)) if super::room::no_room(&conn, &e) => Err(SetupError::NoRoom(e)),
+        Err(e) => Err(e),
+    }
+}
+
+/// Brings the file up to this version's schema.
+fn bring_up(conn: &Connection) -> Result<(), SetupError> {
     let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
     if version > SCHEMA_VERSION {
         return Err(SetupError::Newer(version));
@@ -187,8 +205,8 @@ pub(super) fn setup(path: &Path) -> Result<Connection, SetupError> {
         conn.execute_batch(SCHEMA)?;
         conn.pragma_update(None, "user_version", SCHEMA_VERSION)?;
     }
-    add_later_tables(&conn)?;
-    Ok(conn)
+    add_later_tables(conn)?;
+    Ok(())
 }
 
 /// Everything added after schema 1 shipped, on every open, so older files gain it too.
