@@ -1051,6 +1051,18 @@ fn main() {
     if wanted("outage") {
         targets.push(multi::outage(&base, scaled(90, 40)));
     }
+    // priority: a high and a low process on one key, both wanting more than it allows.
+    if wanted("priority") {
+        targets.push(multi::priority(multi::Store::File, &base, scaled(300, 100)));
+    }
+    if wanted("priority-redis") {
+        let server = multi::RedisServer::start();
+        targets.push(multi::priority(
+            multi::Store::Redis(&server),
+            &base,
+            scaled(300, 100),
+        ));
+    }
 
     // 6. learn: the fake allows 60 RPM per org, the tool is told 300.
     if wanted("learn") {

@@ -12,6 +12,7 @@ use crate::keys::settings;
 use crate::keys::ApiKey;
 use crate::limits::{LimitSet, Limits};
 use crate::normalize::LabelSet;
+use crate::pacing::Rank;
 use crate::provider::defaults::{self, ProviderName};
 use crate::store::StateLocation;
 
@@ -89,6 +90,8 @@ pub struct LabelConfig {
     pub on_exhausted: OnExhausted,
     /// How long a shared state (Redis) may stay unreachable before the run stops (exit 75).
     pub store_timeout: Duration,
+    /// How the run ranks against others on the same keys (`--priority`, `--min-share`).
+    pub rank: Rank,
     /// Percent of a key's own daily or monthly quota below which it is rotated out.
     pub rotate_below: f64,
     pub prompt_template: Option<String>,
@@ -360,6 +363,10 @@ impl LabelConfig {
             backoff: Duration::from_secs_f64(args.backoff),
             on_exhausted: args.on_exhausted,
             store_timeout: Duration::from_secs_f64(args.store_timeout),
+            rank: Rank {
+                priority: args.priority,
+                min_share: args.min_share / 100.0,
+            },
             rotate_below: args.rotate_below,
             prompt_template,
             use_cache: !args.no_cache,

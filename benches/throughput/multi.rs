@@ -370,3 +370,91 @@ pub fn outage(base: &[String], rows: usize) -> Target {
         met: wrong == 0 && while_down == 0 && exits.iter().all(|c| *c == Some(0)),
     }
 }
+
+/// 2 processes on one key allowing 600 requests a minute, both `--concurrency 4` (200 ms
+/// replies: each alone would send 20 a second, twice what the key allows), one
+/// `--priority high` and one `--priority low`: while both run, the high one's share of
+/// the requests, the aggregate rate against the 10 a second allowed, and 429s.
+pub fn priority(store: Store, base: &[String], rows: usize) -> Target {
+    let cfg = FakeConfig {
+        keys: vec![FakeKey::new(KEYS[0], "org_0")],
+        latency: Duration::from_millis(200),
+        jitter: Duration::from_millis(50),
+        fixed_minute: true,
+        ..FakeConfig::default()
+    };
+    let cfg = cfg.limit(
+        "org_0",
+        OrgLimits {
+            rpm: Some(600),
+            tpm: Some(STATED_TPM),
+            ..OrgLimits::default()
+        },
+    );
+    let fake = FakeProvider::start(cfg);
+    let (sandboxes, parts) = lay_out(store, &KEYS[..1], 2, rows, base);
+    let children: Vec<_> = parts
+        .iter()
+        .zip(["high", "low"])
+        .map(|(part, priority)| {
+            let flags = ["--rpm", "600", "--concurrency", "4", "--priority", priority];
+            let cmd = command(store, &sandboxes[part.sandbox], &fake, part, &flags);
+            std::thread::spawn(move || run_child(cmd, Duration::from_secs(600)))
+        })
+        .collect();
+    let runs: Vec<ChildRun> = children
+        .into_iter()
+        .map(|c| c.join().expect("run"))
+        .collect();
+    let reqs = fake.requests();
+    let owner = owners(base, &parts, rows);
+    let of = |r: &fake::RecordedRequest| r.texts.first().and_then(|t| owner.get(t)).copied();
+    // Both running: from the later first request to the earlier last one.
+    let span = |p: usize| {
+        let at = reqs.iter().filter(|r| of(r) == Some(p)).map(|r| r.at);
+        (
+            at.clone().min().unwrap_or_default(),
+            at.max().unwrap_or_default(),
+        )
+    };
+    let (a, b) = (span(0), span(1));
+    let (from, to) = (a.0.max(b.0), a.1.min(b.1));
+    let secs = (to - from).as_secs_f64().max(1e-9);
+    let during = |p: usize| {
+        reqs.iter()
+            .filter(|r| of(r) == Some(p) && r.at >= from && r.at <= to)
+            .count()
+    };
+    let (high, low) = (during(0), during(1));
+    let total = (high + low).max(1);
+    let high_share = high as f64 / total as f64;
+    let rate = total as f64 / secs / 10.0;
+    let r429 = fake.count_status(429);
+    let wrong: usize = parts.iter().filter_map(|p| wrong_rows(base, p, rows)).sum();
+    let exits: Vec<Option<i32>> = runs.iter().map(|r| r.code).collect();
+    println!(
+        "priority 2 processes x {rows} rows on one key (600 RPM), high and low, {}: both running {secs:.1} s, high {high} / low {low} requests = {:.1} % / {:.1} %, {:.2} req/s = {:.1} % of the 10 req/s the key allows, {r429} x 429, {wrong} wrong rows (exits {exits:?})",
+        store.name(),
+        high_share * 100.0,
+        100.0 - high_share * 100.0,
+        total as f64 / secs,
+        rate * 100.0,
+    );
+    Target {
+        what: format!(
+            "priority, {}: high >= 90 % while both run, low > 0, >= 95 % of 10 req/s, 0 x 429",
+            store.name()
+        ),
+        measured: format!(
+            "high {:.1} %, low {low} requests, {:.1} % of the rate, {r429} x 429",
+            high_share * 100.0,
+            rate * 100.0
+        ),
+        met: high_share >= 0.9
+            && low > 0
+            && rate >= 0.95
+            && r429 == 0
+            && wrong == 0
+            && exits.iter().all(|c| *c == Some(0)),
+    }
+}

@@ -15,10 +15,12 @@ mod values;
 pub use eval::*;
 pub use sub::*;
 use values::{
-    fraction, parse_batch_size, parse_providers, percent, seconds_up_to, store_timeout_seconds,
-    timeout_seconds,
+    fraction, parse_batch_size, parse_providers, percent, priority, seconds_up_to,
+    store_timeout_seconds, timeout_seconds,
 };
 pub use values::{parse_duration, BatchSize, Providers};
+
+use crate::pacing::Priority;
 
 /// The headings of `--help`, in the order they are shown.
 pub const IO: &str = "Input and output";
@@ -302,6 +304,15 @@ pub struct LabelArgs {
     /// What to do when every key is exhausted or invalid.
     #[arg(long, value_enum, default_value = "fallback", help_heading = PACING)]
     pub on_exhausted: OnExhausted,
+    /// How this run ranks against other runs on the same keys (through the same state file
+    /// or Redis): while they together want more than a key allows, high is served first,
+    /// then normal, then low (high|normal|low).
+    #[arg(long, default_value = "normal", value_parser = priority, env = "AUTOLABEL_PRIORITY", help_heading = PACING, hide_short_help = true)]
+    pub priority: Priority,
+    /// The least share of a key's requests, in percent, a lower-priority run still gets
+    /// while higher ones want them all (0–100).
+    #[arg(long, default_value = "5", value_parser = percent, env = "AUTOLABEL_MIN_SHARE", help_heading = PACING, hide_short_help = true)]
+    pub min_share: f64,
     /// Seconds to keep trying a shared state (Redis) that stopped answering before the run
     /// stops with exit 75 (resumable); no request goes without a grant meanwhile (1–3600).
     #[arg(long, default_value_t = 60.0, value_parser = store_timeout_seconds, env = "AUTOLABEL_STORE_TIMEOUT", help_heading = STATE, hide_short_help = true)]

@@ -3,6 +3,7 @@
 
 use clap::ValueEnum;
 
+use crate::pacing::Priority;
 use crate::provider::defaults::ProviderName;
 
 /// A duration like `90s`, `30m`, `2h`, `1d`, `1w` or `1h30m`, at most 366 days.
@@ -118,6 +119,11 @@ pub(super) fn percent(s: &str) -> Result<f64, String> {
         return Err(format!("'{s}' must be between 0 and 100"));
     }
     Ok(v)
+}
+
+/// `--priority`: high, normal or low.
+pub(super) fn priority(s: &str) -> Result<Priority, String> {
+    Priority::parse(s).ok_or_else(|| format!("'{s}' is not a priority: high, normal or low"))
 }
 
 pub(super) fn store_timeout_seconds(s: &str) -> Result<f64, String> {

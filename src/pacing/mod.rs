@@ -43,7 +43,7 @@ pub use changes::{Changes, OrgLimitChange, Rotation, StoreNews};
 pub use clock::{Clock, SystemClock};
 pub use learning::OrgMerge;
 use org::Org;
-pub use quota::QuotaOp;
+pub use quota::{Priority, QuotaOp, Rank};
 use shared_org::SharedOrgs;
 
 /// The longest the dispatcher sleeps before it looks again.
@@ -168,6 +168,14 @@ impl Dispatcher {
     /// How long the quota store may fail before `acquire` gives up with `StoreLost`.
     pub fn with_store_timeout(mut self, timeout: Duration) -> Dispatcher {
         self.store_timeout = timeout;
+        self
+    }
+
+    /// How this run ranks against others on the same organizations (`--priority`).
+    pub fn with_rank(self, rank: Rank) -> Dispatcher {
+        for org in &mut self.inner.lock().unwrap().orgs {
+            org.rank = rank;
+        }
         self
     }
 

@@ -13,7 +13,7 @@ use std::time::{Duration, SystemTime};
 use tokio::time::Instant;
 
 use super::minute_rate::MinuteRate;
-use super::quota::{self, Nanos, QuotaOp};
+use super::quota::{self, Nanos, QuotaOp, Rank};
 use crate::limits::{Dim, LimitChange, LimitSet, Limits, Source};
 use crate::store::{OrgId, QuotaStore};
 use crate::timeutil::DayStart;
@@ -61,6 +61,8 @@ pub struct Org {
     /// Slots this run may use soon (its concurrency).
     lease_want: u64,
     lease: Option<Lease>,
+    /// How this run ranks against others on the organization.
+    pub rank: Rank,
     /// An ask for slots the store has not answered yet (a store on its own thread).
     pending: Option<Pending>,
     /// Until when reply headers say this organization has nothing left.
@@ -117,6 +119,7 @@ impl Org {
             used_today,
             lease_want,
             lease: None,
+            rank: Rank::default(),
             pending: None,
             blocked_until: None,
             last_day_sync: None,

@@ -17,6 +17,9 @@ use serde::{Deserialize, Serialize};
 use crate::limits::{Dim, Limits};
 use crate::timeutil::DayStart;
 
+mod rank;
+pub use rank::{Priority, Rank, CLAIM_GRACE};
+
 /// Requests reach the provider a few milliseconds apart from when they were sent, so a
 /// schedule exactly at the limit puts one request too many into some 60 s window.
 /// Pacing 1.5 % under the limit absorbs that jitter.
@@ -105,6 +108,17 @@ pub struct QuotaState {
     pub tokens_day: WindowCount,
     /// Until when no request may go (a cooldown, or headers saying nothing is left).
     pub blocked_until: Nanos,
+    /// Until when a waiting run of high (normal) priority claims the next slots (see
+    /// `rank`; states written before priorities have none).
+    #[serde(default)]
+    pub claim_high: Nanos,
+    #[serde(default)]
+    pub claim_normal: Nanos,
+    /// From when a normal (low) run under a higher claim is owed its next slot.
+    #[serde(default)]
+    pub share_normal: Nanos,
+    #[serde(default)]
+    pub share_low: Nanos,
 }
 
 /// What a run asks for.
@@ -117,6 +131,8 @@ pub struct Ask {
     pub day: DayStart,
     /// The most slots this run can use soon (1 = no lease).
     pub lease: u64,
+    /// How it ranks against other runs on the organization.
+    pub rank: Rank,
 }
 
 /// The answer.
@@ -165,6 +181,10 @@ pub struct Plan {
     /// Slots in a grant when the hour and day counts have room: a quarter second of the
     /// request rate, what the token burst allows at once, and what the run can use.
     pub lease: u64,
+    /// The run's priority (0 low, 1 normal, 2 high), and the time between the slots it
+    /// is owed under a higher claim (0: no minute schedule, ranks do not matter).
+    pub level: i64,
+    pub share: Nanos,
 }
 
 impl Ask {
@@ -184,6 +204,10 @@ impl Ask {
         if let Some((burst, _)) = tpm {
             lease = lease.min((burst / tokens).max(1));
         }
+        // One request's place in the schedule: its request slot or its tokens' time.
+        let slot = rpm
+            .unwrap_or(0)
+            .max(tpm.map_or(0, |(b, t)| (tokens.min(b) as Nanos).saturating_mul(t)));
         Plan {
             tokens,
             rpm,
@@ -192,6 +216,8 @@ impl Ask {
             rpd: l.rpd,
             tpd: l.tpd,
             lease,
+            level: self.rank.priority.level(),
+            share: self.rank.share_step(slot),
         }
     }
 }
@@ -281,24 +307,14 @@ impl QuotaState {
         let plan = ask.plan();
         let tokens = plan.tokens;
         // Hour and day counts first: a full window is a long wait.
-        let mut room = u64::MAX;
-        let mut full_until: Option<Nanos> = None;
-        let limits = [plan.rph, plan.rpd, plan.tpd];
-        for ((w, kind, dim), limit) in self.windows(ask.day).into_iter().zip(limits) {
-            let Some(limit) = limit else { continue };
-            w.roll(kind, now);
-            let cost = if dim == Dim::Tpd { tokens } else { 1 };
-            if w.used.saturating_add(cost) > limit {
-                full_until = full_until.max(Some(w.end));
-            } else {
-                room = room.min((limit - w.used) / cost);
+        let room = match self.room(&plan, ask.day, now) {
+            Ok(room) => room,
+            Err(until) => {
+                return Decision::Full {
+                    until: system_time(until),
+                }
             }
-        }
-        if let Some(until) = full_until {
-            return Decision::Full {
-                until: system_time(until),
-            };
-        }
+        };
         let mut wait: Nanos = self.blocked_until - now;
         if plan.rpm.is_some() {
             wait = wait.max(self.rpm_tat - now);
@@ -308,24 +324,42 @@ impl QuotaState {
             let allowed_at = self.tpm_tat.max(now) + cost * t - burst as Nanos * t;
             wait = wait.max(allowed_at - now);
         }
-        if wait > TIMER_SLACK {
+        // A higher priority waiting for slots: this run gets one only when owed its share,
+        // and then the next slot is its own even ahead (see `rank`).
+        let above = (plan.share > 0)
+            .then(|| self.claimed_above(plan.level, now))
+            .flatten();
+        let owed = above.is_some() && self.owed_from(plan.level) <= now;
+        if wait > TIMER_SLACK && !(owed && self.blocked_until <= now) {
+            if plan.share > 0 {
+                self.claim(plan.level, now + wait + CLAIM_GRACE);
+            }
             // Woken up to a millisecond late, the caller is then on time.
             return Decision::Wait(span(wait - TIMER_SLACK));
         }
-        // One slot at a time close to an hour or day limit.
-        let count = if room < ROOM_FOR_LEASES {
+        if let (Some(until), false) = (above, owed) {
+            let back = self.owed_from(plan.level).min(until);
+            self.claim(plan.level, back + CLAIM_GRACE);
+            return Decision::Wait(span(back - now).max(span(TIMER_SLACK)));
+        }
+        let at = now + wait.max(0);
+        // One slot at a time close to an hour or day limit, or under a higher claim.
+        let count = if room < ROOM_FOR_LEASES || above.is_some() {
             1
         } else {
             plan.lease
         };
-        let first = self.rpm_tat.max(now);
+        if above.is_some() {
+            self.owe_next(plan.level, at, plan.share);
+        }
+        let first = self.rpm_tat.max(at);
         let step = plan.rpm.unwrap_or(0);
         if plan.rpm.is_some() {
             self.rpm_tat = first + step * count as Nanos;
         }
         if let Some((burst, t)) = plan.tpm {
             let charged = (tokens.min(burst) * count) as Nanos;
-            self.tpm_tat = self.tpm_tat.max(now) + charged * t;
+            self.tpm_tat = self.tpm_tat.max(at) + charged * t;
         }
         for (w, _, dim) in self.windows(ask.day) {
             let cost = if dim == Dim::Tpd { tokens } else { 1 };
@@ -336,6 +370,25 @@ impl QuotaState {
             first,
             interval: step,
         }
+    }
+
+    /// How many more requests the hour and day counts have room for, or when the first
+    /// full one ends.
+    fn room(&mut self, plan: &Plan, day: DayStart, now: Nanos) -> Result<u64, Nanos> {
+        let mut room = u64::MAX;
+        let mut full_until: Option<Nanos> = None;
+        let limits = [plan.rph, plan.rpd, plan.tpd];
+        for ((w, kind, dim), limit) in self.windows(day).into_iter().zip(limits) {
+            let Some(limit) = limit else { continue };
+            w.roll(kind, now);
+            let cost = if dim == Dim::Tpd { plan.tokens } else { 1 };
+            if w.used.saturating_add(cost) > limit {
+                full_until = full_until.max(Some(w.end));
+            } else {
+                room = room.min((limit - w.used) / cost);
+            }
+        }
+        full_until.map_or(Ok(room), Err)
     }
 
     /// The provider's own count of the day: ours never stays below it, and the window
@@ -418,6 +471,7 @@ mod tests {
             tokens,
             day: DayStart::UtcMidnight,
             lease,
+            rank: Rank::default(),
         }
     }
 

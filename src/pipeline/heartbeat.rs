@@ -40,6 +40,7 @@ impl<'a> Heartbeat<'a> {
         providers: &str,
         (input, output): (&Path, &Path),
         total: u64,
+        priority: &str,
     ) -> Heartbeat<'a> {
         let host = host_name();
         let id = format!(
@@ -56,6 +57,8 @@ impl<'a> Heartbeat<'a> {
             total,
         ) {
             ui.debug(1, &format!("could not register the run: {e}"));
+        } else if let Err(e) = state.run_priority(&id, priority) {
+            ui.debug(1, &format!("could not record the run's priority: {e}"));
         }
         Heartbeat {
             state,

@@ -52,6 +52,7 @@ impl<'a> Live<'a> {
             &providers.join(","),
             (&input, std::path::Path::new(&setup.output_id)),
             to_label,
+            run.spec.policy.priority.as_str(),
         );
         Live {
             tick,

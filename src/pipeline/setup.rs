@@ -100,7 +100,8 @@ pub fn build_labeler(
     let quotas = crate::store::open_quota_store(&cfg.base.state)?;
     let dispatcher = learning_orgs(
         Dispatcher::new(ring, orgs, cfg.delay, Arc::new(SystemClock), quotas)
-            .with_store_timeout(cfg.store_timeout),
+            .with_store_timeout(cfg.store_timeout)
+            .with_rank(cfg.rank),
         cfg,
         &key_member,
     );
@@ -115,6 +116,7 @@ pub fn build_labeler(
                 backoff: cfg.backoff,
                 on_exhausted: cfg.on_exhausted,
                 store_timeout: cfg.store_timeout,
+                priority: cfg.rank.priority,
             },
         },
         dispatcher,

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use crate::cli::OnExhausted;
 use crate::normalize::LabelSet;
-use crate::pacing::Dispatcher;
+use crate::pacing::{Dispatcher, Priority};
 use crate::prompt::Prompter;
 use crate::provider::Client;
 use crate::store::{CacheScope, State};
@@ -35,6 +35,8 @@ pub struct Policy {
     pub on_exhausted: OnExhausted,
     /// How long the state may stay unreachable before the run stops (`--store-timeout`).
     pub store_timeout: Duration,
+    /// This run's `--priority`, kept with its entry in the runs registry.
+    pub priority: Priority,
 }
 
 /// The run's fixed setup.

@@ -5,7 +5,7 @@ use super::memory::MemoryQuotas;
 use super::sqlite::SqliteQuotas;
 use super::{Applied, StoreError};
 use crate::limits::Limits;
-use crate::pacing::quota::{Ask, Decision, Nanos, QuotaOp};
+use crate::pacing::quota::{Ask, Decision, Nanos, QuotaOp, Rank};
 use crate::timeutil::DayStart;
 
 /// A store that applies operations at a chosen time, so that stores can be compared.
@@ -36,6 +36,7 @@ pub(crate) fn two_runs_share_one_limit(a: &dyn AtTime, b: &dyn AtTime) {
         tokens: 10,
         day: DayStart::UtcMidnight,
         lease: 1,
+        rank: Rank::default(),
     };
     let op = QuotaOp::Decide {
         ask,

@@ -28,6 +28,8 @@ pub struct RunInfo {
     pub rate: f64,
     /// Masked, e.g. `#2 gsk_…a1b2`.
     pub key_in_use: String,
+    /// Its `--priority` (high, normal or low) on keys other runs share.
+    pub priority: String,
     pub started: String,
     pub heartbeat: String,
     pub finished: Option<String>,
@@ -85,6 +87,9 @@ pub trait RunRegistry {
         rows_total: u64,
     ) -> Result<()>;
 
+    /// The run's `--priority`, kept with its entry.
+    fn run_priority(&self, id: &str, priority: &str) -> Result<()>;
+
     fn run_heartbeat(&self, id: &str, beat: &Beat) -> Result<()>;
 
     fn run_finished(&self, id: &str, beat: &Beat) -> Result<()>;
@@ -108,6 +113,7 @@ pub(crate) struct StoredRun {
     pub rows_total: i64,
     pub rate: f64,
     pub key_in_use: String,
+    pub priority: String,
     pub started: i64,
     pub heartbeat: i64,
     pub finished: Option<i64>,
@@ -137,6 +143,7 @@ impl StoredRun {
             rows_total: self.rows_total.max(0) as u64,
             rate,
             key_in_use: self.key_in_use,
+            priority: self.priority,
             started: timeutil::rfc3339(timeutil::from_unix(self.started)),
             heartbeat: timeutil::rfc3339(heartbeat),
             finished: self

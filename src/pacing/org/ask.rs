@@ -42,6 +42,7 @@ impl Org {
                         tokens,
                         day: self.day,
                         lease: self.lease_want,
+                        rank: self.rank,
                     },
                     seed_today: self.used_today,
                 };

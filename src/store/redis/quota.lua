@@ -17,8 +17,11 @@ local op = ARGV[1]
 local FAR = 4503599627370496 -- 2^52
 local NS = 1000000000
 local TTL_MIN = 26 * 3600 * NS -- longer than any day, daylight saving included
-local TIMES = { 'rt', 'tt', 'bl', 'he', 'de', 'te' }
-local FIELDS = { 'base', 'rt', 'tt', 'bl', 'he', 'hu', 'de', 'du', 'te', 'tu' }
+-- Claims of high (ch) and normal (cn) runs, and the next slot owed to normal (sn) and
+-- low (sl) runs under them (rank.rs).
+local LIVE = { 'rt', 'tt', 'bl', 'he', 'de', 'te', 'ch', 'cn' }
+local TIMES = { 'rt', 'tt', 'bl', 'he', 'de', 'te', 'ch', 'cn', 'sn', 'sl' }
+local FIELDS = { 'base', 'rt', 'tt', 'bl', 'he', 'hu', 'de', 'du', 'te', 'tu', 'ch', 'cn', 'sn', 'sl' }
 
 local function arg(i)
   local v = tonumber(ARGV[i])
@@ -101,6 +104,16 @@ if op == 'decide' then
   local lease, tokens, rpm_t, burst, tpm_t = arg(7), arg(8), arg(9), arg(10), arg(11)
   local limits = { h = arg(12), d = arg(13), t = arg(14) }
   local slack, room_for_leases = arg(17), arg(18)
+  local level, share, grace = arg(19), arg(20), arg(21)
+  local function claim(untl)
+    if level == 2 then s.ch = math.max(s.ch, untl) end
+    if level == 1 then s.cn = math.max(s.cn, untl) end
+  end
+  local function owed_from()
+    if level == 1 then return s.sn end
+    if level == 0 then return s.sl end
+    return -FAR
+  end
   if fresh then
     -- Today's counts start from the caller's ledger.
     for _, p in ipairs({ 'h', 'd', 't' }) do roll(p) end
@@ -133,14 +146,31 @@ if op == 'decide' then
       local allowed_at = math.max(s.tt, now) + cost * tpm_t - burst * tpm_t
       wait = math.max(wait, allowed_at - now)
     end
-    if wait > slack then
+    -- A higher priority waiting for slots: this run gets one only when owed its share.
+    local above = nil
+    if share > 0 then
+      if level < 2 and s.ch > now then above = s.ch end
+      if level < 1 and s.cn > now then above = math.max(above or s.cn, s.cn) end
+    end
+    local owed = above ~= nil and owed_from() <= now
+    if wait > slack and not (owed and s.bl <= now) then
+      if share > 0 then claim(now + wait + grace) end
       reply = { 2, wait - slack, 0 }
+    elseif above ~= nil and not owed then
+      local back = math.min(owed_from(), above)
+      claim(back + grace)
+      reply = { 2, math.max(back - now, slack), 0 }
     else
+      local at = now + math.max(wait, 0)
       local count = lease
-      if room < room_for_leases then count = 1 end
-      local first = math.max(s.rt, now)
+      if room < room_for_leases or above ~= nil then count = 1 end
+      if above ~= nil then
+        if level == 1 then s.sn = math.max(s.sn, at - share) + share end
+        if level == 0 then s.sl = math.max(s.sl, at - share) + share end
+      end
+      local first = math.max(s.rt, at)
       if rpm_t > 0 then s.rt = first + rpm_t * count end
-      if tpm_t > 0 then s.tt = math.max(s.tt, now) + cost * count * tpm_t end
+      if tpm_t > 0 then s.tt = math.max(s.tt, at) + cost * count * tpm_t end
       s.hu = s.hu + count
       s.du = s.du + count
       s.tu = s.tu + tokens * count
@@ -182,7 +212,8 @@ for i = 2, #FIELDS do
   out[#out + 1] = f
   out[#out + 1] = int(s[f])
 end
-for _, f in ipairs(TIMES) do
+-- (What is owed to a lower run may lie far ahead; it does not keep the hash.)
+for _, f in ipairs(LIVE) do
   latest = math.max(latest, s[f] - now)
 end
 redis.call('HSET', key, unpack(out))

@@ -84,6 +84,9 @@ fn op_args(op: &QuotaOp) -> (&'static str, Option<DayStart>, Vec<String>, Option
                 num(seed_today.1),
                 quota::TIMER_SLACK,
                 num(ROOM_FOR_LEASES),
+                p.level,
+                p.share,
+                quota::CLAIM_GRACE,
             ]);
             ("decide", Some(day), args, Some(p))
         }

@@ -32,6 +32,16 @@ impl RunRegistry for SqliteStore {
         Ok(())
     }
 
+    fn run_priority(&self, id: &str, priority: &str) -> Result<()> {
+        let conn = self.conn();
+        conn.execute(
+            "UPDATE runs SET priority = ?2 WHERE id = ?1",
+            params![id, priority],
+        )
+        .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
     fn run_heartbeat(&self, id: &str, beat: &Beat) -> Result<()> {
         let conn = self.conn();
         conn.execute(
@@ -83,7 +93,7 @@ impl RunRegistry for SqliteStore {
         let mut stmt = conn
             .prepare(
                 "SELECT id, host, pid, input, output, providers, rows_done, rows_total, rate, key_in_use,
-                        started, heartbeat, finished, votes, voted, unanimous, review
+                        started, heartbeat, finished, votes, voted, unanimous, review, priority
                  FROM runs ORDER BY heartbeat DESC LIMIT ?1",
             )
             .map_err(|e| self.err(e))?;
@@ -104,6 +114,7 @@ impl RunRegistry for SqliteStore {
                     heartbeat: r.get(11)?,
                     finished: r.get(12)?,
                     quality: RunQuality::new(r.get(13)?, r.get(14)?, r.get(15)?, r.get(16)?),
+                    priority: r.get(17)?,
                 }
                 .view(now))
             })

@@ -62,6 +62,7 @@ const ADDED_COLUMNS: &[(&str, &str, &str)] = &[
     ("runs", "voted", "INTEGER NOT NULL DEFAULT 0"),
     ("runs", "unanimous", "INTEGER NOT NULL DEFAULT 0"),
     ("runs", "review", "INTEGER NOT NULL DEFAULT 0"),
+    ("runs", "priority", "TEXT NOT NULL DEFAULT 'normal'"),
 ];
 
 /// Adds the columns of `ADDED_COLUMNS` that a state file lacks. The check and the change

@@ -189,6 +189,9 @@ pub(super) fn a_run_is_active_until_it_finishes(s: &State) {
         ("r1", "host-a", "in.csv", "out.csv", "groq")
     );
     assert_eq!(r.key_in_use, "#1 gsk_…a1b2");
+    assert_eq!(r.priority, "normal", "until the run says");
+    s.run_priority("r1", "high").unwrap();
+    assert_eq!(s.runs(10).unwrap()[0].priority, "high");
     // A rate that is not a number is stored as none.
     s.run_heartbeat(
         "r1",

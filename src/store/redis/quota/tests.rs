@@ -3,6 +3,7 @@
 
 use super::*;
 use crate::limits::Limits;
+use crate::pacing::quota::{Priority, Rank};
 use crate::store::quota_suite::{two_runs_share_one_limit, AtTime};
 use crate::store::redis::test_server::RedisServer;
 use crate::store::MemoryQuotas;
@@ -83,6 +84,10 @@ fn random_op(rng: &mut fastrand::Rng, limits: Limits, day: DayStart) -> QuotaOp 
                 tokens: rng.u64(0..3_000),
                 day,
                 lease: [1, 4, 64, 1000][rng.usize(..4)],
+                rank: Rank {
+                    priority: [Priority::Low, Priority::Normal, Priority::High][rng.usize(..3)],
+                    min_share: [0.0, 0.05, 0.3, 1.0][rng.usize(..4)],
+                },
             },
             seed_today: (rng.u64(0..30), rng.u64(0..30_000)),
         },
@@ -188,6 +193,7 @@ fn a_restarted_server_starts_over_from_the_ledger() {
         tokens: 1,
         day: DayStart::UtcMidnight,
         lease: 1,
+        rank: Rank::default(),
     };
     let decide = QuotaOp::Decide {
         ask,
@@ -231,6 +237,7 @@ fn a_malformed_reply_is_a_store_error() {
             tokens: 1,
             day: DayStart::UtcMidnight,
             lease: 1,
+            rank: Rank::default(),
         }
         .plan(),
     );

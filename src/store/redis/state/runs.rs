@@ -92,6 +92,10 @@ fn stored_run(id: String, f: &Fields) -> StoredRun {
         rows_total: int(f, "rows_total"),
         rate: f.get("rate").and_then(|r| r.parse().ok()).unwrap_or(0.0),
         key_in_use: text(f, "key_in_use"),
+        priority: f
+            .get("priority")
+            .cloned()
+            .unwrap_or_else(|| "normal".into()),
         started: int(f, "started"),
         heartbeat: int(f, "heartbeat"),
         finished: f.get("finished").and_then(|v| v.parse().ok()),
@@ -156,6 +160,17 @@ impl RunRegistry for RedisStore {
             .arg(id)
             .ignore();
         self.run(|c| p.query(c))
+    }
+
+    fn run_priority(&self, id: &str, priority: &str) -> Result<()> {
+        let k = self.run_key(id);
+        self.run(|c| {
+            redis::cmd("HSET")
+                .arg(&k)
+                .arg("priority")
+                .arg(priority)
+                .query::<()>(c)
+        })
     }
 
     fn run_heartbeat(&self, id: &str, beat: &Beat) -> Result<()> {
