@@ -106,6 +106,8 @@ pub struct LabelConfig {
     pub progress_every: Duration,
     /// `--votes`, the confidence and votes columns, and review.
     pub votes: crate::votes::VoteSettings,
+    /// `tune`: this run's answers are cached apart under this tag.
+    pub cache_tag: Option<String>,
 }
 
 impl Config {
@@ -347,6 +349,7 @@ impl LabelConfig {
         let votes = crate::votes::VoteSettings::from_args(args, &input, &output)?;
         Ok(LabelConfig {
             votes,
+            cache_tag: args.cache_tag.clone(),
             input,
             output,
             text_column: args.text_column.clone(),

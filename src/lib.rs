@@ -29,6 +29,7 @@ pub mod safefs;
 pub mod signals;
 pub mod store;
 pub mod timeutil;
+pub mod tune;
 pub mod ui;
 pub mod votes;
 
@@ -42,6 +43,7 @@ pub async fn run(cli: Cli) -> Result<Outcome> {
         None => label::run(&cli.label).await,
         Some(Command::Label(args)) => label::run(&args).await,
         Some(Command::Eval(args)) => commands::eval::run(&args),
+        Some(Command::Tune(args)) => commands::tune::run(&args).await,
         Some(Command::TestKeys(args)) => test_keys::run(&args).await,
         Some(Command::Usage(args)) => usage::run(&args),
         Some(Command::State(cmd)) => commands::state::run(cmd),

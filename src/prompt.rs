@@ -42,6 +42,8 @@ pub struct Prompter {
     label_tokens: u32,
     /// Few-shot examples, when `--examples` gives them.
     shots: Option<Arc<Shots>>,
+    /// Added to the cache identity only (`tune` keeps each combination's answers apart).
+    scope: String,
 }
 
 impl Prompter {
@@ -77,6 +79,7 @@ impl Prompter {
             system_single,
             label_tokens,
             shots: None,
+            scope: String::new(),
         }
     }
 
@@ -90,14 +93,23 @@ impl Prompter {
         self.shots.as_deref()
     }
 
+    /// The same prompts, with answers cached apart under `tag` (nothing sent changes).
+    pub fn scoped(mut self, tag: Option<&str>) -> Prompter {
+        if let Some(tag) = tag {
+            self.scope = format!("|{tag}");
+        }
+        self
+    }
+
     /// A fingerprint of everything that shapes the answer except the text, for the cache.
     /// Without examples it is what it always was, so earlier runs' cache keeps serving.
     pub fn identity(&self) -> String {
         let base = format!("{}|{}", self.labels, self.template.as_deref().unwrap_or(""));
-        match &self.shots {
+        let id = match &self.shots {
             None => base,
             Some(s) => format!("{base}|{}", s.fingerprint()),
-        }
+        };
+        format!("{id}{}", self.scope)
     }
 
     /// ` Examples: [["text","label"],...]` for a request of `texts`, or nothing.

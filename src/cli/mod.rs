@@ -10,10 +10,12 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 mod eval;
 mod sub;
+mod tune;
 mod values;
 
 pub use eval::*;
 pub use sub::*;
+pub use tune::TuneArgs;
 use values::{
     fraction, parse_batch_size, parse_providers, percent, priority, seconds_up_to,
     store_timeout_seconds, timeout_seconds,
@@ -77,6 +79,13 @@ pub enum Command {
     Label(Box<LabelArgs>),
     /// Measure labels against a gold column: accuracy, F1, κ, MCC, confusion, intervals.
     Eval(EvalArgs),
+    /// Find the cheapest batch size and votes that keep a gold sample's accuracy.
+    ///
+    /// Labels the sample once per combination (each a labeling run with the flags after
+    /// --), measures each against the gold column, ranks them by cost and recommends the
+    /// cheapest within --tolerance of the best accuracy. A second tune is served from the
+    /// cache.
+    Tune(TuneArgs),
     /// Check every configured key against the provider.
     TestKeys(TestKeysArgs),
     /// Show usage per key, remaining quota, key health and recent rotations.
@@ -199,7 +208,7 @@ pub struct LabelArgs {
     /// Ties go to the label that reached the tie first. Each vote is a request like any
     /// other (any key or provider of the pool, counted against its quotas); with batches,
     /// each vote sends the texts in another order.
-    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=15), help_heading = LABELS)]
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=15), help_heading = LABELS, hide_short_help = true)]
     pub votes: u32,
     /// Also write a column with the winner's share of the votes cast (0–1, 3 decimals).
     #[arg(long, help_heading = IO, hide_short_help = true)]
@@ -215,6 +224,9 @@ pub struct LabelArgs {
     /// run from the whole output). Needs --review-below.
     #[arg(long, value_name = "CSV", requires = "review_below", help_heading = IO, hide_short_help = true)]
     pub review_output: Option<PathBuf>,
+    /// Not a flag: `tune` caches each combination's answers apart under this tag.
+    #[arg(skip)]
+    pub cache_tag: Option<String>,
     /// Label at most N rows of the input (counted from the top).
     #[arg(long, help_heading = IO, hide_short_help = true)]
     pub limit: Option<u64>,

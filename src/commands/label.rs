@@ -59,7 +59,7 @@ pub async fn run(args: &LabelArgs) -> Result<Outcome> {
 }
 
 /// Reads the whole input once: nothing is sent or written before it passes.
-fn inspect_input(cfg: &LabelConfig) -> Result<InputInfo> {
+pub(crate) fn inspect_input(cfg: &LabelConfig) -> Result<InputInfo> {
     let info = csvio::inspect_input(
         &cfg.input,
         cfg.text_column.as_deref(),
@@ -98,8 +98,14 @@ fn open_state(cfg: &mut LabelConfig, ui: &Ui) -> Result<Arc<State>> {
 
 /// The prompts, with the few-shot examples `--examples` gives. A row of the input that
 /// is also an example is only warned about: the run labels it all the same.
-fn prompter(cfg: &LabelConfig, args: &LabelArgs, info: &InputInfo, ui: &Ui) -> Result<Prompter> {
-    let prompter = Prompter::new(&cfg.labels, cfg.prompt_template.clone());
+pub(crate) fn prompter(
+    cfg: &LabelConfig,
+    args: &LabelArgs,
+    info: &InputInfo,
+    ui: &Ui,
+) -> Result<Prompter> {
+    let prompter =
+        Prompter::new(&cfg.labels, cfg.prompt_template.clone()).scoped(cfg.cache_tag.as_deref());
     let Some(path) = &args.examples else {
         return Ok(prompter);
     };
@@ -245,7 +251,7 @@ fn write_review(cfg: &LabelConfig, info: &InputInfo, ui: &Ui) -> Result<()> {
 
 /// `provider/model` of each provider of the pool, in order: what a row's votes are
 /// scoped by in the label cache.
-fn pool_tags(cfg: &LabelConfig) -> Vec<String> {
+pub(crate) fn pool_tags(cfg: &LabelConfig) -> Vec<String> {
     cfg.pool()
         .map(|c| format!("{}/{}", c.provider.as_str(), c.model))
         .collect()

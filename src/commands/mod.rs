@@ -8,6 +8,7 @@ pub mod keys;
 pub mod label;
 pub mod state;
 pub mod test_keys;
+pub mod tune;
 pub mod usage;
 
 use crate::cli::ViewArgs;
