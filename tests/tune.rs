@@ -140,3 +140,51 @@ fn tune_refuses_a_missing_gold_column_and_bad_lists() {
     }
     assert_eq!(fake.total_requests(), 0);
 }
+
+/// The table the README quotes: Groq's free-tier limits per key, a model right at the
+/// first position of a batch and wrong 2 % more often each position further down.
+/// `cargo test --test tune -- --ignored --nocapture figures`
+#[test]
+#[ignore]
+fn figures_tune_table_on_a_position_slope() {
+    let keys: Vec<String> = (1..=40)
+        .map(|i| format!("gsk_TUNEFIGURES_{i:03}_fakekey"))
+        .collect();
+    let refs: Vec<&str> = keys.iter().map(String::as_str).collect();
+    let mut cfg = FakeConfig::with_keys(&refs);
+    for i in 0..keys.len() {
+        let free = OrgLimits {
+            rpm: Some(30),
+            rpd: Some(14_400),
+            tpm: Some(6_000),
+            tpd: Some(500_000),
+        };
+        cfg = cfg.limit(&format!("org_{i}"), free);
+    }
+    cfg.noise = Some(Noise {
+        p: 0.05,
+        slope: 0.005,
+        seed: 4,
+    });
+    let fake = FakeProvider::start(cfg);
+    let sb = Sandbox::new();
+    sb.write_keys(&refs);
+    let input = gold_input(&sb, 1000);
+    let mut c = sb.cmd();
+    c.env_remove("GROQ_RPM").env_remove("GROQ_TPM");
+    c.args(["tune", "--input"]).arg(&input);
+    c.args(["--gold-column", "sentiment", "--sample", "200"]);
+    c.args(["--batch-sizes", "1,10,25,50", "--votes", "1,3"]);
+    c.args([
+        "--",
+        "--base-url",
+        &fake.base_url(),
+        "--delay",
+        "0",
+        "--concurrency",
+        "8",
+    ]);
+    let out = run_with_limit(&mut c, std::time::Duration::from_secs(900));
+    eprintln!("{}\n{}", stderr(&out), stdout(&out));
+    assert_eq!(code(&out), 0);
+}

@@ -349,3 +349,48 @@ fn the_dry_run_shows_what_votes_cost() {
     assert!(!stdout(&one).contains("votes:"), "{}", stdout(&one));
     assert_eq!(fake.total_requests(), 0);
 }
+
+/// The figures the README quotes (not run by default; minutes on a loaded machine):
+/// `cargo test --test votes -- --ignored --nocapture figures`
+#[test]
+#[ignore]
+fn figures_accuracy_with_1_3_and_5_votes_at_p_0_3() {
+    let texts: Vec<String> = {
+        let mut seen = HashSet::new();
+        let mut all = dataset_texts("id_smsa_valid.csv");
+        all.extend(dataset_texts("id_nusax_senti_train.csv"));
+        all.into_iter()
+            .filter(|t| seen.insert(t.clone()))
+            .take(1200)
+            .collect()
+    };
+    let keys = [PLANTED, KEY2, KEY3];
+    let mut cfg = FakeConfig::with_keys(&keys);
+    cfg.noise = Some(Noise::flat(0.3, 42));
+    let fake = FakeProvider::start(cfg);
+    let sb = Sandbox::new();
+    sb.write_keys(&keys);
+    let input = sb.path("in.csv");
+    write_input(&input, &texts);
+    for n in [1u32, 3, 5] {
+        let output = sb.path(&format!("votes{n}.csv"));
+        let before = fake.ok_count();
+        let args = [
+            "--concurrency",
+            "8",
+            "--no-cache",
+            "--votes",
+            &n.to_string(),
+        ];
+        let out = run(&mut sb.label(&fake, &input, &output, &args));
+        assert_eq!(code(&out), 0, "{}", stderr(&out));
+        let requests = fake.ok_count() - before;
+        eprintln!(
+            "votes {n}: accuracy {:.3} (binomial majority predicts {:.3}) · {requests} requests for {} rows ({:.2} a row)",
+            accuracy(&output, &texts, 2),
+            majority_accuracy(n, 0.3),
+            texts.len(),
+            requests as f64 / texts.len() as f64
+        );
+    }
+}
