@@ -314,7 +314,10 @@ fn the_page_in_headless_chromium_shows_counts_statuses_and_the_active_run() {
         1
     );
     assert!(html.contains("labeler-7"), "the active run: {html}");
-    assert!(html.contains("<td class=\"rows\">120 / 500</td>"), "{html}");
+    assert!(
+        html.contains("<td class=\"rows\" data-label=\"rows\">120 / 500</td>"),
+        "{html}"
+    );
     assert!(html.contains("auto 0 · manual 0"), "{html}");
     assert!(
         html.contains("<polyline"),
@@ -324,15 +327,48 @@ fn the_page_in_headless_chromium_shows_counts_statuses_and_the_active_run() {
     assert_eq!(html.matches("class=\"success-point\"").count(), 1, "{html}");
     assert!(html.contains("<span id=\"status\">updated "), "{html}");
 
-    // Screenshots at desktop and phone width.
+    // At the README's minimum (1280×800) and on a phone (390×844): nothing spills out of
+    // its place (the page asks itself with `#check`), no chart text under 10 px, and a
+    // screenshot of each, kept under target/screenshots/ for people to look at.
+    let shots = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/screenshots");
+    std::fs::create_dir_all(&shots).unwrap();
     for (name, size) in [("dashboard.png", "1280,800"), ("phone.png", "390,844")] {
-        let png = sb.path(name);
+        let window = format!("--window-size={size}");
+        let checked = browser(
+            profile.path(),
+            &["--dump-dom", &window],
+            &format!("{}#check", d.url()),
+        );
+        let dom = stdout(&checked);
+        let report = dom
+            .split("<pre id=\"layout-check\">")
+            .nth(1)
+            .and_then(|r| r.split("</pre>").next())
+            .unwrap_or_else(|| panic!("{size}: no layout check in {dom}"));
+        let report: serde_json::Value =
+            serde_json::from_str(&report.replace("&quot;", "\"")).unwrap();
+        assert_eq!(
+            report["hscroll"], false,
+            "{size}: the page scrolls sideways: {report}"
+        );
+        assert_eq!(
+            report["overflow"],
+            serde_json::json!([]),
+            "{size}: {report}"
+        );
+        assert_eq!(
+            report["small_text"],
+            serde_json::json!([]),
+            "{size}: {report}"
+        );
+        let png = shots.join(format!(
+            "{}-{}.png",
+            name.trim_end_matches(".png"),
+            size.replace(',', "x")
+        ));
         let shot = browser(
             profile.path(),
-            &[
-                &format!("--screenshot={}", png.display()),
-                &format!("--window-size={size}"),
-            ],
+            &[&format!("--screenshot={}", png.display()), &window],
             &d.url(),
         );
         let bytes =
@@ -345,6 +381,7 @@ fn the_page_in_headless_chromium_shows_counts_statuses_and_the_active_run() {
         if let (Ok(dir), "dashboard.png") = (std::env::var("AUTOLABEL_SCREENSHOT_DIR"), name) {
             std::fs::copy(&png, Path::new(&dir).join(name)).unwrap();
         }
+        outs.push(checked);
     }
     let served = d.stop();
     // What the browser asked for: the page and its API, from this server only.

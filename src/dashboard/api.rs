@@ -222,7 +222,7 @@ pub struct Snapshot<'a> {
     pub keys: Vec<KeyReport>,
     #[serde(rename = "/api/runs")]
     pub runs: Vec<RunInfo>,
-    #[serde(rename = "/api/usage?days=7")]
+    #[serde(rename = "/api/usage")]
     pub usage: PoolReport<'a>,
     #[serde(rename = "/api/rotations")]
     pub rotations: Rotations,
