@@ -33,8 +33,11 @@
 //! row, and TPD ÷ tokens a row. A conservative variant also charges `max_tokens` against
 //! the day (the fake does; real providers count the tokens used).
 //!
+//! Two more variants add the few-shot examples of `data/examples.csv` (6 balanced, the
+//! default `--shots`) at batch size 1 and 20: what examples cost a row (issue 23).
+//!
 //! Run: `cargo bench --bench tokens` (a filter argument runs only variants whose name
-//! contains it: `1`, `20`, `auto`).
+//! contains it: `1`, `20`, `auto`, `shots`).
 
 #[path = "../tests/common/fake.rs"]
 mod fake;
@@ -297,7 +300,11 @@ fn measure(name: &str, extra: &[&str], texts: &[String]) -> Figures {
             let chosen = l.split("--batch-size auto: ").nth(1).unwrap_or("");
             format!("auto → {}", chosen.split(" texts").next().unwrap_or("?"))
         }
-        None => extra.last().copied().unwrap_or("1").to_string(),
+        None => extra
+            .iter()
+            .position(|a| *a == "--batch-size")
+            .map_or("1", |i| extra[i + 1])
+            .to_string(),
     };
     Figures {
         name: name.to_string(),
@@ -339,10 +346,18 @@ fn main() {
         chars as f64 / texts.len() as f64,
         chars as f64 / 4.0 / texts.len() as f64
     );
-    let variants: [(&str, &[&str], f64); 3] = [
+    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("data/examples.csv");
+    let examples = examples.to_str().expect("utf-8 path");
+    let variants: [(&str, &[&str], f64); 5] = [
         ("batch 1", &[], 1.6),
         ("batch 20", &["--batch-size", "20"], 1.12),
         ("auto", &["--batch-size", "auto"], f64::INFINITY),
+        ("shots 1", &["--examples", examples], f64::INFINITY),
+        (
+            "shots 20",
+            &["--examples", examples, "--batch-size", "20"],
+            f64::INFINITY,
+        ),
     ];
     let mut all = Vec::new();
     for (name, extra, _) in &variants {
@@ -374,6 +389,8 @@ fn main() {
         let (target, ok) = match f.name.as_str() {
             "batch 1" => ("≤ 1.6x the texts' tokens", f.multiple() <= 1.6),
             "batch 20" => ("≤ 1.12x the texts' tokens", f.multiple() <= 1.12),
+            // Examples are what the user adds on purpose: measured, no target.
+            "shots 1" | "shots 20" => ("(no target: 6 examples)", true),
             _ => (
                 "≥ 12,000 rows per key per day",
                 f.rows_per_day(false).0 >= 12_000.0,
