@@ -3,6 +3,7 @@
 //!
 //! `run` is the whole program; `main.rs` only maps its result to an exit code.
 
+pub mod alerts;
 pub mod budget;
 pub mod cli;
 pub mod columns;

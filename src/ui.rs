@@ -58,6 +58,11 @@ impl Ui {
         }
     }
 
+    /// An alert (`alert: …`): shown even with `--quiet`, as it asks for a human.
+    pub fn alert(&self, msg: &str) {
+        self.emit(msg);
+    }
+
     pub fn error(&self, msg: &str) {
         self.emit(&format!("error: {msg}"));
     }

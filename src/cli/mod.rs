@@ -8,11 +8,13 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+mod alerts;
 mod eval;
 mod sub;
 mod tune;
 mod values;
 
+pub use alerts::AlertArgs;
 pub use eval::*;
 pub use sub::*;
 pub use tune::TuneArgs;
@@ -342,6 +344,8 @@ pub struct LabelArgs {
     /// Seconds between progress lines when stderr is not a terminal (cron logs; at most 86400).
     #[arg(long, default_value_t = 10.0, value_parser = seconds_up_to::<86_400>, help_heading = DETAIL, hide_short_help = true)]
     pub progress_every: f64,
+    #[command(flatten)]
+    pub alerts: AlertArgs,
 }
 
 #[cfg(test)]

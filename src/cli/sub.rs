@@ -133,6 +133,8 @@ pub struct DashboardArgs {
     #[arg(long, default_value_t = 128, value_parser = clap::value_parser!(u32).range(1..=65_536))]
     pub max_connections: u32,
     #[command(flatten)]
+    pub alerts: super::AlertArgs,
+    #[command(flatten)]
     pub view: ViewArgs,
 }
 

@@ -2,6 +2,8 @@
 //! where the page is and which token it takes, then serve until Ctrl-C.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::net::TcpListener;
 
@@ -9,6 +11,8 @@ use crate::cli::DashboardArgs;
 use crate::config::Config;
 use crate::dashboard::{self, auth::Auth, server::Limits, App};
 use crate::error::{Error, Outcome, Result};
+use crate::store::State;
+use crate::ui::Ui;
 
 pub async fn run(args: &DashboardArgs) -> Result<Outcome> {
     let addr = dashboard::check_listen(&args.listen, args.token.as_deref())?;
@@ -47,10 +51,27 @@ pub async fn run(args: &DashboardArgs) -> Result<Outcome> {
     if let Some(at) = auth.expires() {
         crate::outln!("the token expires at {}", crate::timeutil::rfc3339(at));
     }
+    // The alerts watch the state through a handle of their own, on a thread of their own.
+    let ui = Arc::new(Ui::new(
+        args.view.quiet,
+        args.view.verbose,
+        Duration::from_secs(10),
+    ));
+    let monitor = crate::alerts::watch(
+        pool.clone(),
+        Arc::new(State::open_at(&pool[0].state)?),
+        (
+            crate::alerts::Thresholds::from_args(&args.alerts),
+            crate::alerts::monitor::EVERY_SERVED,
+        ),
+        args.alerts.alert_webhook.clone(),
+        ui,
+    );
     let app = App {
         pool,
         state,
         auth,
+        alerts: monitor.active.clone(),
         loopback,
         verbose: args.view.verbose,
     };
@@ -59,7 +80,9 @@ pub async fn run(args: &DashboardArgs) -> Result<Outcome> {
         max_connections: args.max_connections as usize,
     }
     .within_file_limit();
-    dashboard::serve(listener, app, tls, limits).await?;
+    let served = dashboard::serve(listener, app, tls, limits).await;
+    monitor.finish().await;
+    served?;
     Ok(Outcome::Complete)
 }
 

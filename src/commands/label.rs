@@ -50,7 +50,23 @@ pub async fn run(args: &LabelArgs) -> Result<Outcome> {
     }
     // Everything that writes: on a failure (a full disk, say) the output is put back
     // the way a resume expects it, and a rewrite's temp file is removed.
+    // The alerts read the state through a handle of their own: a look never waits for,
+    // or delays, the run's own use of it.
+    let watched = State::open_at(&cfg.base.state).map_or_else(|_| state.clone(), Arc::new);
+    let monitor = crate::alerts::watch(
+        cfg.pool().cloned().collect(),
+        watched,
+        (
+            crate::alerts::Thresholds::from_args(&args.alerts),
+            crate::alerts::monitor::EVERY_RUN,
+        ),
+        args.alerts.alert_webhook.clone(),
+        ui.clone(),
+    );
     let labeled = label_rows(&cfg, &ui, &state, prompter, &info, &output, batch_size).await;
+    // A last look at the state (the end may raise an alert), then a few seconds at most
+    // for the webhook's queue.
+    monitor.finish().await;
     let (labeler, finished, elapsed) = labeled.inspect_err(|_| output.recover(&info, &ui))?;
     write_review(&cfg, &info, &ui)?;
     let outcome = report_end(&cfg, &ui, &state, &labeler, finished, elapsed);

@@ -39,6 +39,8 @@ pub struct App {
     pub state: State,
     /// The token, its expiry, the sessions, and whether reads need them.
     pub auth: auth::Auth,
+    /// The alerts in force (kept by `alerts::monitor`), shown as banners.
+    pub alerts: Arc<std::sync::Mutex<Vec<crate::alerts::Alert>>>,
     /// Listening on loopback: only loopback host names are answered.
     pub loopback: bool,
     pub verbose: u8,
@@ -122,6 +124,7 @@ pub async fn serve(
         .route("/api/usage", get(reads::usage))
         .route("/api/rotations", get(reads::rotations))
         .route("/api/actions", get(reads::actions))
+        .route("/api/alerts", get(alerts))
         .route("/api/rotate", post(actions::rotate))
         .route(
             "/api/keys/{provider}/{index}/{action}",
@@ -176,6 +179,12 @@ async fn page() -> impl IntoResponse {
         ],
         Html(api::PAGE),
     )
+}
+
+/// `/api/alerts`: the alerts in force, oldest first.
+async fn alerts(AxState(app): AxState<Arc<App>>) -> Response {
+    let active = app.alerts.lock().map(|a| a.clone()).unwrap_or_default();
+    json_out(StatusCode::OK, &active)
 }
 
 /// Why an action is refused, if it is: the token in the header, right and not expired
