@@ -104,3 +104,34 @@ fn actions_from_the_page_take_what_the_cli_takes_and_are_logged_with_who() {
     let out = d.stop();
     sb.assert_no_leak(&[&r, &out], &ks);
 }
+
+#[test]
+fn failed_requests_are_kept_in_the_error_log_masked() {
+    let (fake, sb, _, input, output) = setup(&[PLANTED], FakeConfig::with_keys(&[PLANTED]), 4);
+    fake.push_faults([Fault::Status(500), Fault::Echo(500)]);
+    let r = run(&mut sb.label(&fake, &input, &output, &["--concurrency", "1"]));
+    assert_eq!(code(&r), 0, "{}", stderr(&r));
+    let d = Dashboard::start(&sb);
+    let errors = json(&http(&d.addr, "GET", "/api/errors", &[]));
+    let errors = errors.as_array().unwrap();
+    assert_eq!(errors.len(), 2, "{errors:?}");
+    for e in errors {
+        assert_eq!(
+            (e["class"].as_str(), e["status"].as_u64()),
+            (Some("server"), Some(500)),
+            "{e}"
+        );
+        assert_eq!(e["key"], "#1 gsk_…_zq9");
+        assert_eq!(e["model"], "llama-3.1-8b-instant");
+        assert!(e["message"].as_str().unwrap().chars().count() <= 200);
+    }
+    // The provider echoed the key: the log holds it masked only.
+    assert!(
+        errors
+            .iter()
+            .any(|e| e["message"].as_str().unwrap().contains("gsk_…_zq9")),
+        "{errors:?}"
+    );
+    let out = d.stop();
+    sb.assert_no_leak(&[&r, &out], &[PLANTED]);
+}

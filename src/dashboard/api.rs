@@ -11,7 +11,7 @@ use crate::error::Result;
 use crate::report::key_report::KeyReport;
 use crate::report::keys::key_views;
 use crate::report::usage::{usage_report, PoolReport, RotationView, UsageReport};
-use crate::store::{events, Action, RunInfo, State};
+use crate::store::{events, Action, ErrorEntry, RunInfo, State};
 use crate::timeutil::{self, Day};
 
 /// Keys by status.
@@ -212,6 +212,12 @@ pub fn actions(state: &State, days: u32) -> Result<Vec<Action>> {
     events::actions(&**state, since, ACTIONS_SHOWN)
 }
 
+/// `/api/errors`: the failed requests of the period, newest first (at most 200).
+pub fn errors(state: &State, days: u32) -> Result<Vec<ErrorEntry>> {
+    let since = SystemTime::now() - Duration::from_secs(86_400 * days as u64);
+    events::errors(&**state, since, ACTIONS_SHOWN)
+}
+
 /// Everything the page shows, by the API path that serves it: what a static snapshot
 /// (`usage --html`) embeds instead of fetching.
 #[derive(Serialize)]
@@ -228,6 +234,8 @@ pub struct Snapshot<'a> {
     pub rotations: Rotations,
     #[serde(rename = "/api/actions")]
     pub actions: Vec<Action>,
+    #[serde(rename = "/api/errors")]
+    pub errors: Vec<ErrorEntry>,
 }
 
 /// The page, to be served live (it fetches `/api/…` every 2 s).
@@ -242,6 +250,7 @@ pub fn snapshot_page(pool: &[Config], state: &State, reports: &[UsageReport]) ->
         usage: PoolReport { providers: reports },
         rotations: rotations(pool, state, SUMMARY_DAYS)?,
         actions: actions(state, SUMMARY_DAYS)?,
+        errors: errors(state, SUMMARY_DAYS)?,
     };
     // Text inside a script element must not hold `</script` or `<!--`; `<` only occurs
     // inside JSON strings, where `\u003c` means the same.

@@ -125,6 +125,7 @@ pub async fn serve(
         .route("/api/rotations", get(reads::rotations))
         .route("/api/actions", get(reads::actions))
         .route("/api/alerts", get(alerts))
+        .route("/api/errors", get(reads::errors))
         .route("/api/rotate", post(actions::rotate))
         .route(
             "/api/keys/{provider}/{index}/{action}",

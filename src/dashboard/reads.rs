@@ -72,3 +72,10 @@ pub(super) async fn actions(AxState(app): AxState<Arc<App>>, Query(q): Q) -> Res
         Err(r) => *r,
     }
 }
+
+pub(super) async fn errors(AxState(app): AxState<Arc<App>>, Query(q): Q) -> Response {
+    match days(&q) {
+        Ok(d) => answer(api::errors(&app.state, d)),
+        Err(r) => *r,
+    }
+}

@@ -7,10 +7,10 @@ use std::time::{Duration, Instant, SystemTime};
 
 use super::reply_cap::ReplyCaps;
 use super::spec::Labeler;
-use crate::provider::classify::ErrorClass;
+use crate::provider::classify::{CallError, ErrorClass};
 use crate::provider::ChatRequest;
-use crate::store::{UsageDelta, UsageEntry};
-use crate::timeutil::Day;
+use crate::store::{events, ErrorEntry, UsageDelta, UsageEntry};
+use crate::timeutil::{self, Day};
 
 /// How many more times the last flush tries a ledger that cannot be written, a second
 /// apart.
@@ -25,6 +25,22 @@ pub struct Usage {
     /// Failed writes of the ledger and of the label cache, logged sparingly.
     ledger_failures: Mutex<Throttle>,
     cache_failures: Mutex<Throttle>,
+    /// Failed requests not yet written to the state's error log.
+    errors: Mutex<Vec<ErrorEntry>>,
+}
+
+/// The HTTP status a failure came with, where one did.
+fn status_of(err: &CallError) -> Option<u16> {
+    match err {
+        CallError::RateLimited { .. } | CallError::QuotaExhausted { .. } => Some(429),
+        CallError::InvalidKey { status } | CallError::Rejected { status, .. } => Some(*status),
+        CallError::NotFound { .. } => Some(404),
+        CallError::Transient { detail, .. } => detail
+            .strip_prefix("HTTP ")
+            .and_then(|r| r.get(..3))
+            .and_then(|c| c.parse().ok()),
+        CallError::Unreachable { .. } => None,
+    }
 }
 
 /// A failure that repeats on every flush (a full disk): logged the first time, then at
@@ -94,6 +110,7 @@ impl Usage {
             caps: ReplyCaps::default(),
             ledger_failures: Mutex::default(),
             cache_failures: Mutex::default(),
+            errors: Mutex::new(Vec::new()),
         }
     }
 
@@ -101,6 +118,22 @@ impl Usage {
         let mut book = self.book.lock().unwrap();
         f(&mut book.unsaved[key]);
         f(&mut book.totals[key]);
+    }
+
+    /// Keeps a failed request for the error log: time, masked key, model, class, HTTP
+    /// status and the start of what went wrong (key-like text masked).
+    pub fn note_error(&self, run: &Labeler, key: usize, err: &CallError) {
+        let member = run.spec.member(key);
+        let entry = ErrorEntry {
+            time: timeutil::rfc3339(SystemTime::now()),
+            provider: member.provider.to_string(),
+            key: run.dispatcher.key(key).label(),
+            model: member.client.model().to_string(),
+            class: err.class().as_str().to_string(),
+            status: status_of(err),
+            message: ErrorEntry::clean_message(&err.describe()),
+        };
+        self.errors.lock().unwrap().push(entry);
     }
 
     /// Per key, this run's usage so far.
@@ -175,6 +208,12 @@ impl Usage {
             } else if let Some(line) = log.worked("usage") {
                 run.ui.info(&line);
             }
+        }
+        // The error log is a view for people: a state that cannot take it costs nothing.
+        let errors = std::mem::take(&mut *self.errors.lock().unwrap());
+        if let Err(e) = events::log_errors(&**run.state, &errors) {
+            run.ui
+                .debug(1, &format!("could not record the error log: {e}"));
         }
         let put = run.state.cache_put_many(cache_puts);
         let mut log = self.cache_failures.lock().unwrap();

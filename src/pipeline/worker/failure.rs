@@ -50,6 +50,7 @@ pub(super) async fn failed<T>(
         d.requests += 1;
         d.error(err.class());
     });
+    job.usage.note_error(run, key, err);
     match err {
         // A limit that passes (a cooldown, a minute window) makes the row wait for the
         // soonest key that can serve it; an exhausted or invalid key moves it to another.
