@@ -33,8 +33,10 @@ fn filled_state() -> (FakeProvider, Sandbox, Vec<Output>) {
     assert_eq!(code(&off), 0, "{}", stderr(&off));
     let conn = Connection::open(sb.state()).unwrap();
     conn.execute(
-        "INSERT INTO runs (id, host, pid, input, output, providers, rows_done, rows_total, rate, key_in_use, started, heartbeat)
-         VALUES ('other', 'labeler-7', 4242, 'tweets.csv', 'tweets.out.csv', 'groq', 120, 500, 60.0, '#2 gsk_…_xw8', ?1, ?1)",
+        "INSERT INTO runs (id, host, pid, input, output, providers, rows_done, rows_total, rate, key_in_use, started, heartbeat,
+                           priority, votes, voted, unanimous, review)
+         VALUES ('other', 'labeler-7', 4242, 'tweets.csv', 'tweets.out.csv', 'groq', 120, 500, 60.0, '#2 gsk_…_xw8', ?1, ?1,
+                 'high', 3, 120, 90, 7)",
         params![now()],
     )
     .unwrap();
@@ -316,6 +318,16 @@ fn the_page_in_headless_chromium_shows_counts_statuses_and_the_active_run() {
     assert!(html.contains("labeler-7"), "the active run: {html}");
     assert!(
         html.contains("<td class=\"rows\" data-label=\"rows\">120 / 500</td>"),
+        "{html}"
+    );
+    // Its priority with its share of the active runs' rate (the other run is finished, so
+    // all of it), and what its votes came to: 90 of 120 rows unanimous, 7 to review.
+    assert!(
+        html.contains("<td class=\"priority\" data-label=\"priority\">high · 100 %</td>"),
+        "{html}"
+    );
+    assert!(
+        html.contains("3 votes · 75 % agree · 7 to review"),
         "{html}"
     );
     assert!(html.contains("auto 0 · manual 0"), "{html}");
