@@ -233,8 +233,14 @@ pub struct UsageArgs {
     #[arg(long, default_value_t = 7, value_parser = clap::value_parser!(u32).range(1..=3650))]
     pub days: u32,
     /// Print JSON on stdout (stable format, see README).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "csv")]
     pub json: bool,
+    /// Print CSV on stdout instead: one row per key and UTC day it was used on (README).
+    #[arg(long)]
+    pub csv: bool,
+    /// With --csv: print the error log of the period instead (one row per failed request).
+    #[arg(long, requires = "csv")]
+    pub errors: bool,
     /// Also write the dashboard's page with this data embedded (a static, self-contained snapshot) to FILE.
     #[arg(long, value_name = "FILE")]
     pub html: Option<PathBuf>,

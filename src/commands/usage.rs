@@ -22,8 +22,30 @@ pub fn run(args: &UsageArgs) -> Result<Outcome> {
         std::fs::write(path, page)
             .map_err(|e| Error::io(format!("--html {}", path.display()), e))?;
     }
-    print(&reports, args.json, &location);
+    if args.csv {
+        print_csv(args, &pool, &state, &reports)?;
+    } else {
+        print(&reports, args.json, &location);
+    }
     Ok(Outcome::Complete)
+}
+
+/// `--csv`: the usage per key and day, or with `--errors` the pool's error log.
+fn print_csv(
+    args: &UsageArgs,
+    pool: &[Config],
+    state: &crate::store::State,
+    reports: &[UsageReport],
+) -> Result<()> {
+    let text = if args.errors {
+        let mut entries = dashboard::api::errors_all(state, args.days.max(1))?;
+        entries.retain(|e| pool.iter().any(|c| c.provider.as_str() == e.provider));
+        report::csv_export::errors_csv(&entries)
+    } else {
+        report::csv_export::usage_csv(reports)
+    };
+    crate::outln!("{}", text.trim_end());
+    Ok(())
 }
 
 fn print(reports: &[UsageReport], json: bool, location: &StateLocation) {

@@ -218,6 +218,12 @@ pub fn errors(state: &State, days: u32) -> Result<Vec<ErrorEntry>> {
     events::errors(&**state, since, ACTIONS_SHOWN)
 }
 
+/// The whole error log of the period, newest first (`usage --csv --errors`).
+pub fn errors_all(state: &State, days: u32) -> Result<Vec<ErrorEntry>> {
+    let since = SystemTime::now() - Duration::from_secs(86_400 * days as u64);
+    events::errors(&**state, since, u32::MAX)
+}
+
 /// Everything the page shows, by the API path that serves it: what a static snapshot
 /// (`usage --html`) embeds instead of fetching.
 #[derive(Serialize)]

@@ -4,6 +4,7 @@
 //! itself) and HTML (the dashboard's page, as a static snapshot: `dashboard::api`).
 
 pub mod counts;
+pub mod csv_export;
 pub mod dryrun;
 pub mod key_limits;
 pub mod key_report;
