@@ -346,6 +346,12 @@ fn the_dry_run_shows_what_votes_cost() {
         "{text}"
     );
     assert!(text.contains("rows per key a day:"), "{text}");
+    // The time is the votes' too, not one vote's.
+    assert!(
+        text.lines()
+            .any(|l| l.trim_start().starts_with("estimated time: ") && l.contains(" to ")),
+        "{text}"
+    );
     assert!(!stdout(&one).contains("votes:"), "{}", stdout(&one));
     assert_eq!(fake.total_requests(), 0);
 }

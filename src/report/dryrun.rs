@@ -26,14 +26,7 @@ pub fn dry_run(
     let scan = scan(cfg, info, state, cache_scopes)?;
     let est = estimate(cfg, info, &scan, prompter, batch_size);
     show_counts(cfg, info, &scan, &est, batch_size);
-    votes_cost(
-        cfg,
-        prompter,
-        batch_size,
-        est.average_bytes,
-        est.requests,
-        est.tokens,
-    );
+    votes_cost(cfg, prompter, batch_size, &est);
     show_keys(cfg, &est);
     show_time(&est);
     show_budgets(cfg, info, prompter, &est, batch_size);
@@ -57,6 +50,8 @@ struct Estimate {
     /// What an average request is estimated to cost (`None` without a request).
     tokens_a_request: Option<f64>,
     eta: String,
+    /// The seconds the requests take at the keys' pace (`None` when nothing paces them).
+    seconds: Option<f64>,
     /// The requests a day all keys allow, when a daily limit is known.
     day_cap: Option<u64>,
     cost: f64,
@@ -137,10 +132,10 @@ fn estimate(
     if !cfg.delay.is_zero() {
         per_sec = per_sec.min(1.0 / cfg.delay.as_secs_f64());
     }
-    let eta = if per_sec.is_finite() && per_sec > 0.0 {
-        human(Duration::from_secs_f64(requests as f64 / per_sec))
-    } else {
-        "as fast as the provider answers".into()
+    let seconds = (per_sec.is_finite() && per_sec > 0.0).then(|| requests as f64 / per_sec);
+    let eta = match seconds {
+        Some(s) => human(Duration::from_secs_f64(s)),
+        None => "as fast as the provider answers".into(),
     };
     let day_cap = if cfg.is_pool() {
         cfg.pool()
@@ -160,6 +155,7 @@ fn estimate(
         tokens,
         tokens_a_request,
         eta,
+        seconds,
         day_cap,
         cost,
     }
@@ -315,23 +311,18 @@ fn per_row_tokens(prompter: &Prompter, batch: usize, average_bytes: f64) -> f64 
     prompter.estimated_request_tokens(batch, average_bytes) / batch as f64
 }
 
-/// `--votes` above 1: what the run's requests, tokens and rows a day become.
-fn votes_cost(
-    cfg: &LabelConfig,
-    prompter: &Prompter,
-    batch: usize,
-    average_bytes: f64,
-    requests: u64,
-    tokens: u64,
-) {
+/// `--votes` above 1: what the run's requests, tokens, time and rows a day become.
+fn votes_cost(cfg: &LabelConfig, prompter: &Prompter, batch: usize, est: &Estimate) {
+    let average_bytes = est.average_bytes;
     if cfg.votes.n <= 1 {
         return;
     }
     let request = prompter.estimated_request_tokens(batch, average_bytes);
     let limits = cfg.base.limits_in_force();
     let one = crate::votes::cost::OneVote {
-        requests,
-        tokens,
+        requests: est.requests,
+        tokens: est.tokens,
+        seconds: est.seconds,
         tokens_per_row: per_row_tokens(prompter, batch, average_bytes),
         rows_per_key_day: budget::rows_per_day(&limits, batch, request).rows,
     };
