@@ -115,6 +115,7 @@ fn verdict(k: &Value) -> Value {
         k["manual"],
         k["health"],
         k["quota_used_pct"],
+        k["runs_out"],
         k["remaining"],
         k["quotas"],
         k["today"]["requests"],

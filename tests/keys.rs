@@ -53,6 +53,23 @@ fn the_highest_priority_key_serves_first_then_the_next_when_its_quota_is_gone() 
         "{rot:?}"
     );
     assert_eq!(rot[0].3, "auto");
+    // Its 4 of 4 are used: the forecast says its day's quota runs out now, not later.
+    let usage = run(sb.cmd().args(["usage", "--json"]));
+    let usage: serde_json::Value = serde_json::from_str(&stdout(&usage)).unwrap();
+    let k2 = usage["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["index"] == 2)
+        .unwrap();
+    assert_eq!(k2["runs_out"]["quota"], "daily_requests", "{k2}");
+    assert!(
+        k2["runs_out"]["text"]
+            .as_str()
+            .unwrap()
+            .starts_with("daily_requests at "),
+        "{k2}"
+    );
     sb.assert_no_leak(&[&out], &keys);
 }
 

@@ -65,6 +65,8 @@ pub struct KeyReport {
     pub health: &'static str,
     /// The share used of the tightest quota whose use is known.
     pub quota_used_pct: Option<f64>,
+    /// When the first day or month quota runs out at today's rate, or `not today`.
+    pub runs_out: super::forecast::Forecast,
     pub remaining: Remaining,
     /// The key's own quotas, then its organization's daily limits it has none of its own for.
     pub quotas: Vec<QuotaView>,
@@ -261,6 +263,7 @@ fn one(
         manual,
         health,
         quota_used_pct: tightest,
+        runs_out: forecast(&quotas, used[0], known.now),
         remaining: remaining(&quotas),
         quotas,
         limits,
@@ -278,6 +281,12 @@ fn one(
             })
             .collect(),
     })
+}
+
+/// The key's forecast over its quotas (see `forecast`, which knows no `QuotaView`).
+fn forecast(quotas: &[QuotaView], today: (u64, u64), now: SystemTime) -> super::forecast::Forecast {
+    let q: Vec<_> = quotas.iter().map(|q| (q.quota, q.used, q.limit)).collect();
+    super::forecast::forecast(&q, today, now)
 }
 
 /// The manual state and the condition of a key at `now`.

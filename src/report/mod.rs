@@ -6,6 +6,7 @@
 pub mod counts;
 pub mod csv_export;
 pub mod dryrun;
+pub mod forecast;
 pub mod key_limits;
 pub mod key_report;
 pub mod keys;

@@ -44,6 +44,9 @@ pub fn print_usage(r: &UsageReport, state: &StateLocation) {
             .map_or("-".into(), |r| format!("{r} req"));
         row(&label, &k.status, k.health, &k.today, &left);
         row("  (period)", "", "", &k.total, "");
+        if k.runs_out.quota.is_some() {
+            crate::outln!("    runs out today: {}", k.runs_out.text);
+        }
         if let Some(until) = &k.status_until {
             crate::outln!("    {} until {until}", k.status);
         }
