@@ -108,6 +108,25 @@ impl RedisStore {
             .map_err(|e| self.location.error(e.to_string()))
     }
 
+    /// Removes the old tail of a newest-first log (`LPUSH`ed): the entries from the end
+    /// for which `is_old` holds. Trimmed counted from the end, so entries pushed meanwhile
+    /// stay. Returns how many went.
+    fn trim_old_tail(&self, list: &str, is_old: impl Fn(&str) -> bool) -> Result<u64> {
+        let all: Vec<String> =
+            self.run(|c| redis::cmd("LRANGE").arg(list).arg(0).arg(-1).query(c))?;
+        let old = all.iter().rev().take_while(|e| is_old(e)).count() as i64;
+        if old > 0 {
+            self.run(|c| {
+                redis::cmd("LTRIM")
+                    .arg(list)
+                    .arg(0)
+                    .arg(-(old + 1))
+                    .query::<()>(c)
+            })?;
+        }
+        Ok(old as u64)
+    }
+
     fn key(&self, suffix: &str) -> String {
         self.link.key(suffix)
     }

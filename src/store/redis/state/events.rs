@@ -26,25 +26,10 @@ impl RedisStore {
     /// Removes entries from before `cutoff` (Unix seconds) from both logs.
     pub(super) fn prune_events(&self, cutoff: i64) -> Result<()> {
         for kind in EventKind::ALL {
-            let list = self.events_key(kind);
-            let all: Vec<String> =
-                self.run(|c| redis::cmd("LRANGE").arg(&list).arg(0).arg(-1).query(c))?;
             // Newest first: the old entries are a tail; one this version cannot read goes too.
-            let old = all
-                .iter()
-                .rev()
-                .take_while(|e| split(e).is_none_or(|(ts, _)| ts < cutoff))
-                .count() as i64;
-            if old > 0 {
-                // Counted from the end, so entries pushed meanwhile stay.
-                self.run(|c| {
-                    redis::cmd("LTRIM")
-                        .arg(&list)
-                        .arg(0)
-                        .arg(-(old + 1))
-                        .query::<()>(c)
-                })?;
-            }
+            self.trim_old_tail(&self.events_key(kind), |e| {
+                split(e).is_none_or(|(ts, _)| ts < cutoff)
+            })?;
         }
         Ok(())
     }

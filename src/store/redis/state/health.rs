@@ -48,28 +48,11 @@ impl RedisStore {
         let mut removed = 0;
         for provider in providers {
             let list = self.key(&format!("rotations:{provider}"));
-            let all: Vec<String> =
-                self.run(|c| redis::cmd("LRANGE").arg(&list).arg(0).arg(-1).query(c))?;
             // Newest first: the old entries are a tail. One this version cannot read goes
             // with them.
-            let old = all
-                .iter()
-                .rev()
-                .take_while(|e| {
-                    serde_json::from_str::<RotationJson>(e).map_or(true, |r| r.ts < cutoff)
-                })
-                .count() as i64;
-            if old > 0 {
-                // Counted from the end, so entries pushed meanwhile stay.
-                self.run(|c| {
-                    redis::cmd("LTRIM")
-                        .arg(&list)
-                        .arg(0)
-                        .arg(-(old + 1))
-                        .query::<()>(c)
-                })?;
-                removed += old as u64;
-            }
+            removed += self.trim_old_tail(&list, |e| {
+                serde_json::from_str::<RotationJson>(e).map_or(true, |r| r.ts < cutoff)
+            })?;
         }
         Ok(removed)
     }
