@@ -179,6 +179,18 @@ pub fn reader(path: &Path, delimiter: u8) -> Result<csv::Reader<BufReader<File>>
         .from_reader(BufReader::with_capacity(256 * 1024, file)))
 }
 
+/// A CSV file read as the input is: its delimiter sniffed, then a reader past the header
+/// row, the headers, and the delimiter (for writing rows back in the same dialect).
+pub fn open_with_headers(path: &Path) -> Result<(csv::Reader<BufReader<File>>, StringRecord, u8)> {
+    let delimiter = sniff_delimiter(path)?;
+    let mut rdr = reader(path, delimiter)?;
+    let headers = rdr
+        .headers()
+        .map_err(|e| describe_csv_error(path, None, e))?
+        .clone();
+    Ok((rdr, headers, delimiter))
+}
+
 pub fn writer<W: std::io::Write>(w: W, delimiter: u8) -> csv::Writer<W> {
     csv::WriterBuilder::new()
         .delimiter(delimiter)

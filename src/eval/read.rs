@@ -81,12 +81,7 @@ struct At {
 }
 
 pub fn read(path: &Path, spec: &Spec) -> Result<Table> {
-    let delimiter = csvio::sniff_delimiter(path)?;
-    let mut rdr = csvio::reader(path, delimiter)?;
-    let headers = rdr
-        .headers()
-        .map_err(|e| csvio::describe_csv_error(path, None, e))?
-        .clone();
+    let (mut rdr, headers, delimiter) = csvio::open_with_headers(path)?;
     let at = locate(path, &headers, spec)?;
     let mut classes = Classes::default();
     let mut table = Table {

@@ -46,12 +46,7 @@ pub fn load(
     labels: &LabelSet,
 ) -> Result<Examples> {
     let p = path.display();
-    let delimiter = csvio::sniff_delimiter(path)?;
-    let mut rdr = csvio::reader(path, delimiter)?;
-    let headers = rdr
-        .headers()
-        .map_err(|e| csvio::describe_csv_error(path, None, e))?
-        .clone();
+    let (mut rdr, headers, _) = csvio::open_with_headers(path)?;
     let (text_at, label_at) = columns(path, &headers, text_column, label_column)?;
     let mut items = Vec::new();
     let mut rec = StringRecord::new();
@@ -207,12 +202,7 @@ pub fn overlap(
 /// The texts of an examples file (its text column found as the input's), whatever its
 /// labels: what `eval` compares its rows with.
 pub fn texts(path: &Path, text_column: Option<&str>) -> Result<Vec<String>> {
-    let delimiter = csvio::sniff_delimiter(path)?;
-    let mut rdr = csvio::reader(path, delimiter)?;
-    let headers = rdr
-        .headers()
-        .map_err(|e| csvio::describe_csv_error(path, None, e))?
-        .clone();
+    let (mut rdr, headers, _) = csvio::open_with_headers(path)?;
     let at = text_column_of(path, &headers, text_column)?;
     let mut texts = Vec::new();
     for rec in rdr.records() {

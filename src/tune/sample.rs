@@ -28,12 +28,7 @@ pub fn draw(
     seed: u64,
     dir: &Path,
 ) -> Result<Sample> {
-    let delimiter = csvio::sniff_delimiter(input)?;
-    let mut rdr = csvio::reader(input, delimiter)?;
-    let headers = rdr
-        .headers()
-        .map_err(|e| csvio::describe_csv_error(input, None, e))?
-        .clone();
+    let (mut rdr, headers, delimiter) = csvio::open_with_headers(input)?;
     let gold = (0..headers.len())
         .find(|&i| same_name(&headers[i], gold_column))
         .ok_or_else(|| {
