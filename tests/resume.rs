@@ -59,7 +59,9 @@ fn kill_9_mid_run_then_resume_loses_nothing_and_repeats_no_finished_row() {
 
 #[test]
 fn ctrl_c_flushes_what_is_done_exits_130_and_the_next_run_finishes() {
-    let (fake, sb, texts, input, output) = setup(&[PLANTED], slow(&[PLANTED], 40), 60);
+    // Replies slow enough that the run is still going when the signal lands, however
+    // late a loaded machine notices the fifth row (at 40 ms it sometimes finished first).
+    let (fake, sb, texts, input, output) = setup(&[PLANTED], slow(&[PLANTED], 200), 60);
     let mut child = spawn(sb.label(&fake, &input, &output, &["--no-cache"]));
     wait_for_rows(&output, 5, &mut child);
     let pid = child.id().to_string();
