@@ -280,7 +280,21 @@ fn assert_self_contained(page: &str) {
 #[test]
 fn the_page_in_headless_chromium_shows_counts_statuses_and_the_active_run() {
     let (_fake, sb, mut outs) = filled_state();
+    // Keys 1 and 2 with a daily quota of one request, spent: their forecast says so.
+    sb.add_env_lines(&[
+        "GROQ_API_KEY_1_DAILY_REQUESTS=1",
+        "GROQ_API_KEY_2_DAILY_REQUESTS=1",
+    ]);
     let d = Dashboard::start(&sb);
+    let keys = json(&http(&d.addr, "GET", "/api/keys", &[]));
+    let forecasts: Vec<String> = keys
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|k| k["runs_out"]["quota"] == "daily_requests")
+        .map(|k| k["runs_out"]["at"].as_str().unwrap()[11..16].to_string())
+        .collect();
+    assert!(!forecasts.is_empty(), "{keys}");
     let page = http(&d.addr, "GET", "/", &[]);
     assert_eq!(page.status, 200);
     assert_self_contained(&page.body);
@@ -331,6 +345,24 @@ fn the_page_in_headless_chromium_shows_counts_statuses_and_the_active_run() {
         "{html}"
     );
     assert!(html.contains("auto 0 · manual 0"), "{html}");
+    // The forecast, short in the quotas cell and whole on hover.
+    assert_eq!(
+        html.matches("<div class=\"runs-out\">").count(),
+        forecasts.len(),
+        "{html}"
+    );
+    for at in &forecasts {
+        assert!(
+            html.contains(&format!(
+                "title=\"day's requests run out ~{at} UTC (at today's rate: daily_requests at {at} UTC, "
+            )),
+            "{at}: {html}"
+        );
+        assert!(
+            html.contains(&format!(">day's requests run out ~{at} UTC</span>")),
+            "{html}"
+        );
+    }
     assert!(
         html.contains("<polyline"),
         "the line chart was drawn: {html}"

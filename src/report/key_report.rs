@@ -263,7 +263,7 @@ fn one(
         manual,
         health,
         quota_used_pct: tightest,
-        runs_out: forecast(&quotas, used[0], known.now),
+        runs_out: forecast(&quotas, used[0], known.now, cfg.quota_reset_day),
         remaining: remaining(&quotas),
         quotas,
         limits,
@@ -283,10 +283,17 @@ fn one(
     })
 }
 
-/// The key's forecast over its quotas (see `forecast`, which knows no `QuotaView`).
-fn forecast(quotas: &[QuotaView], today: (u64, u64), now: SystemTime) -> super::forecast::Forecast {
+/// The key's forecast over its quotas (see `forecast`, which knows no `QuotaView`), its
+/// monthly ones up to the month's end on `reset_day`.
+fn forecast(
+    quotas: &[QuotaView],
+    today: (u64, u64),
+    now: SystemTime,
+    reset_day: u32,
+) -> super::forecast::Forecast {
     let q: Vec<_> = quotas.iter().map(|q| (q.quota, q.used, q.limit)).collect();
-    super::forecast::forecast(&q, today, now)
+    let month_end = timeutil::next_month_start(now, reset_day);
+    super::forecast::forecast(&q, today, now, month_end)
 }
 
 /// The manual state and the condition of a key at `now`.

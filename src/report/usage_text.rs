@@ -45,7 +45,7 @@ pub fn print_usage(r: &UsageReport, state: &StateLocation) {
         row(&label, &k.status, k.health, &k.today, &left);
         row("  (period)", "", "", &k.total, "");
         if k.runs_out.quota.is_some() {
-            crate::outln!("    runs out today: {}", k.runs_out.text);
+            crate::outln!("    runs out: {}", k.runs_out.text);
         }
         if let Some(until) = &k.status_until {
             crate::outln!("    {} until {until}", k.status);
