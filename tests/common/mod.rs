@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+pub mod cdp;
 pub mod dash;
 pub mod fake;
 #[path = "../../src/store/redis/test_server.rs"]

@@ -1,0 +1,225 @@
+//! The dashboard used as a person uses it, in headless Chromium driven over the DevTools
+//! protocol (`common::cdp`): clicking an action without the token and with it, answering
+//! its confirmation and prompts, reading and dismissing its answer; logging in off
+//! loopback; the alert banner. Screenshots go to target/screenshots/.
+
+mod common;
+mod dashsrv;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use common::cdp::{Answer, Browser};
+use common::dash::{http, json, Dashboard};
+use common::*;
+use serde_json::Value;
+
+fn shots() -> PathBuf {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/screenshots");
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn key(keys: &Value, index: u64) -> &Value {
+    keys.as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["index"] == index)
+        .unwrap_or_else(|| panic!("no key {index}: {keys}"))
+}
+
+/// The notices on the page now: (class, text).
+fn notices(b: &mut Browser) -> Vec<(String, String)> {
+    let v = b.eval(
+        "[...document.querySelectorAll('#notices .notice')].map(n => [n.className, n.querySelector('span').textContent])",
+    );
+    serde_json::from_value(v).unwrap()
+}
+
+#[test]
+fn an_action_clicked_on_the_page_asks_first_and_its_answer_or_refusal_stays_until_dismissed() {
+    let ks = [PLANTED, KEY2];
+    let (fake, sb, _, input, output) = setup(&ks, FakeConfig::with_keys(&ks), 6);
+    let labeled = run(&mut sb.label(&fake, &input, &output, &[]));
+    assert_eq!(code(&labeled), 0, "{}", stderr(&labeled));
+    let d = Dashboard::start(&sb);
+    let mut b = Browser::start(1280, 800);
+    b.open(&d.url());
+    b.wait_for(
+        "document.querySelectorAll('#keys tr.key').length === 2",
+        "the keys table",
+    );
+
+    // No token typed: the click asks first, then shows the refusal, which the refresh
+    // (every 2 s) leaves alone.
+    b.answer(&[Answer::Accept("")]);
+    b.click("#rotate");
+    b.wait_for(
+        "document.querySelector('#notices .notice.refused')",
+        "the refusal",
+    );
+    assert_eq!(
+        b.dialogs,
+        [(
+            "confirm".to_string(),
+            "Make every running run move off the key it uses now?".to_string()
+        )]
+    );
+    let refused = notices(&mut b);
+    assert_eq!(refused.len(), 1, "{refused:?}");
+    assert!(
+        refused[0].1.starts_with("refused: actions need the token"),
+        "{refused:?}"
+    );
+    std::thread::sleep(Duration::from_millis(2500));
+    b.wait_for(
+        "document.getElementById('status').textContent.startsWith('updated ')",
+        "a refresh",
+    );
+    assert_eq!(notices(&mut b), refused, "a refresh removed the refusal");
+    assert_eq!(
+        json(&http(&d.addr, "GET", "/api/actions", &[])),
+        serde_json::json!([]),
+        "the refused click did nothing"
+    );
+
+    // With the token: disable key 2 with a reason and a duration (two prompts), confirmed.
+    b.type_into("#token", &d.token);
+    b.answer(&[
+        Answer::Accept("leaked in CI"),
+        Answer::Accept("2h"),
+        Answer::Accept(""),
+    ]);
+    b.choose("select[aria-label^='action on key groq #2 ']", "disable");
+    b.wait_for(
+        "document.querySelectorAll('#notices .notice').length === 2",
+        "the answer",
+    );
+    let kinds: Vec<&str> = b.dialogs[1..].iter().map(|(t, _)| t.as_str()).collect();
+    assert_eq!(kinds, ["prompt", "prompt", "confirm"], "{:?}", b.dialogs);
+    assert!(
+        b.dialogs[1].1.starts_with("Why disable key groq #2 (gsk_…"),
+        "{:?}",
+        b.dialogs
+    );
+    assert!(
+        b.dialogs[3].1.starts_with("Disable key groq #2 "),
+        "{:?}",
+        b.dialogs
+    );
+    let done = notices(&mut b);
+    assert_eq!(
+        done[0].0, "notice",
+        "the newest first, not a refusal: {done:?}"
+    );
+    assert!(done[0].1.contains("disabled until 20"), "{done:?}");
+    assert_eq!(done[1], refused[0]);
+
+    // The state changed, as the API and `keys list` tell; the page shows it too.
+    let k2 = key(&json(&http(&d.addr, "GET", "/api/keys", &[])), 2).clone();
+    assert_eq!(k2["status"], "disabled", "{k2}");
+    assert_eq!(k2["manual"]["reason"], "leaked in CI", "{k2}");
+    assert!(k2["manual"]["until"].is_string(), "for 2h: {k2}");
+    let list = run(sb.cmd().args(["keys", "list", "--json"]));
+    assert_eq!(code(&list), 0, "{}", stderr(&list));
+    let list: Value = serde_json::from_str(&stdout(&list)).unwrap();
+    assert_eq!(key(&list, 2)["manual"]["reason"], "leaked in CI", "{list}");
+    b.wait_for(
+        "document.querySelectorAll('#keys tr.key[data-status=disabled]').length === 1",
+        "key 2 shown disabled",
+    );
+    b.wait_for(
+        "[...document.querySelectorAll('#actions tr.action')].some(r => r.textContent.includes('dashboard 127.0.0.1') && r.textContent.includes('leaked in CI'))",
+        "the action log",
+    );
+    std::thread::sleep(Duration::from_millis(2500));
+    assert_eq!(notices(&mut b), done, "a refresh removed the answer");
+    b.screenshot(&shots().join("actions-1280x800.png"));
+
+    // Dismissing removes that notice alone, then the other.
+    b.click("#notices .notice:not(.refused) button");
+    assert_eq!(notices(&mut b), refused);
+    b.click("#notices .notice button");
+    assert_eq!(notices(&mut b), []);
+    drop(b);
+    let served = d.stop();
+    sb.assert_no_leak(&[&labeled, &served], &ks);
+}
+
+const TOKEN: &str = "browser-test-token-0123456789";
+
+#[test]
+fn off_loopback_the_login_form_refuses_a_wrong_token_and_the_right_one_opens_the_page_with_its_alerts(
+) {
+    // The only key is invalid: no key can label, an alert.
+    let cfg = FakeConfig {
+        keys: vec![FakeKey::invalid(PLANTED)],
+        ..FakeConfig::default()
+    };
+    let (fake, sb, _, input, output) = setup(&[PLANTED], cfg, 3);
+    let off = run(&mut sb.label(&fake, &input, &output, &[]));
+    assert_ne!(code(&off), 0, "{}", stderr(&off));
+    let d = dashsrv::Dash::start(&sb, &["--listen", "0.0.0.0:0", "--token", TOKEN], None);
+    let port = d.addr.rsplit(':').next().unwrap().to_string();
+    let base = format!("http://127.0.0.1:{port}/");
+    let mut b = Browser::start(1280, 800);
+
+    b.open(&base);
+    b.wait_for("document.querySelector('form')", "the login form");
+    assert!(
+        b.text("#why").unwrap().contains("this needs the token"),
+        "{:?}",
+        b.text("#why")
+    );
+    b.type_into("#token", "not-the-token-0123456789");
+    b.click("button[type=submit]");
+    b.wait_for(
+        "document.querySelector('#why') && document.querySelector('#why').textContent.includes('wrong token')",
+        "the refusal of a wrong token",
+    );
+    b.screenshot(&shots().join("login-refused-1280x800.png"));
+
+    b.type_into("#token", TOKEN);
+    b.click("button[type=submit]");
+    let summary = dashsrv::http(
+        &d.addr,
+        "GET",
+        "/api/summary",
+        &[("X-Autolabel-Token", TOKEN)],
+        "",
+    );
+    let requests: Value = serde_json::from_str(&summary.body).unwrap();
+    let requests = requests["requests"].as_u64().unwrap();
+    assert!(requests > 0, "{}", summary.body);
+    b.wait_for(
+        &format!("document.querySelector('#card-requests .v') && document.querySelector('#card-requests .v').textContent === '{requests}'"),
+        "the page with the state's numbers",
+    );
+    assert_eq!(
+        b.eval("location.href"),
+        Value::from(base.clone()),
+        "the token is in no URL"
+    );
+    assert_eq!(
+        b.eval("document.cookie"),
+        Value::from(""),
+        "the session cookie is HttpOnly"
+    );
+    b.wait_for(
+        "document.querySelector('#alerts .alert[data-alert=keys]')",
+        "the alert banner",
+    );
+    let banner = b.text("#alerts .alert").unwrap();
+    assert!(
+        banner.starts_with("⚠ no key can label: 0 exhausted, 1 invalid, 0 disabled (since 20"),
+        "{banner}"
+    );
+    let shown = b.eval(
+        "(() => { const r = document.querySelector('#alerts .alert').getBoundingClientRect(); return r.width > 300 && r.height > 10 && r.top >= 0 && r.bottom <= innerHeight; })()",
+    );
+    assert_eq!(shown, Value::from(true), "the banner is on screen");
+    b.screenshot(&shots().join("alert-1280x800.png"));
+    drop(b);
+    let served = d.stop();
+    sb.assert_no_leak(&[&off, &served], &[PLANTED]);
+}
