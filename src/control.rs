@@ -1,5 +1,6 @@
 //! What people do to keys — disable (with a reason, for a while), enable, reset a
-//! period's counts, rotate — the same from `autolabel keys` and from the dashboard: each
+//! period's counts, rotate a chosen key out or the keys in use — the same from
+//! `autolabel keys` and from the dashboard: each
 //! stored in the state (running runs read it within seconds) and recorded in the action
 //! log with who did it. These are actions, not rotations: a run that moves off a key
 //! because of one logs that rotation itself.
@@ -19,6 +20,10 @@ pub const CLI: &str = "cli";
 /// The longest reason kept.
 pub const REASON_CHARS: usize = 200;
 
+/// How long rotating a chosen key takes it out: runs move to another key meanwhile, and
+/// it is back by itself after.
+pub const ROTATE_OUT_FOR: Duration = Duration::from_secs(60);
+
 /// What a person asked for.
 #[derive(Debug, Clone, PartialEq)]
 pub enum KeyAction {
@@ -29,6 +34,19 @@ pub enum KeyAction {
     Enable,
     /// minute, day, month or all.
     Reset(&'static str),
+}
+
+impl KeyAction {
+    /// Rotating a chosen key: a disable for [`ROTATE_OUT_FOR`] that ends by itself, so
+    /// every run moves to another key now and may come back after. `from` says where it
+    /// was asked ("the dashboard", "the CLI") for the key's reason. One definition for
+    /// `autolabel keys rotate N` and the page's "rotate" so they cannot drift apart.
+    pub fn rotate_out(from: &str) -> KeyAction {
+        KeyAction::Disable {
+            reason: format!("rotated out for a minute from {from}"),
+            duration: Some(ROTATE_OUT_FOR),
+        }
+    }
 }
 
 /// `what` of a reset, as the CLI and the API name it.

@@ -294,6 +294,82 @@ fn a_running_run_follows_disable_enable_and_rotate_within_5_seconds() {
     sb.assert_no_leak(&[&off, &on, &rot, &out], &ks);
 }
 
+#[test]
+fn rotate_n_takes_that_key_out_for_a_minute_and_a_running_run_moves_off_it() {
+    let ks = [PLANTED, KEY2];
+    let mut cfg = FakeConfig::with_keys(&ks);
+    cfg.latency = Duration::from_millis(20);
+    let (fake, sb, _, input, output) = setup(&ks, cfg, 2000);
+    sb.add_env_lines(&["GROQ_API_KEY_1_PRIORITY=1"]);
+    let child = sb
+        .label(&fake, &input, &output, &["--no-cache"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let guard = ChildGuard(Some(child));
+    assert!(within(Duration::from_secs(30), || fake
+        .requests_for(PLANTED)
+        >= 10));
+    assert_eq!(fake.requests_for(KEY2), 0, "priority 1 serves alone");
+
+    let rot = keys(&sb, &["rotate", "1", "--json"]);
+    assert_eq!(code(&rot), 0, "{}", stderr(&rot));
+    let said: Value = serde_json::from_str(&stdout(&rot)).unwrap();
+    assert_eq!(
+        (said["index"].as_u64(), said["key"].as_str()),
+        (Some(1), Some("gsk_…_zq9"))
+    );
+    assert!(
+        within(Duration::from_secs(5), || fake.requests_for(KEY2) > 3),
+        "the run moved off key 1 to key 2 within 5 s: {}",
+        String::from_utf8_lossy(&guard.stop().stderr)
+    );
+    // Key 1 gets nothing meanwhile (one request may have been in flight).
+    let n1 = fake.requests_for(PLANTED);
+    std::thread::sleep(Duration::from_millis(600));
+    assert!(fake.requests_for(PLANTED) <= n1 + 1);
+    // The state shows a disable that ends by itself about a minute later.
+    let k1 = &list_json(&sb)[0];
+    assert_eq!(k1["status"], "disabled", "{k1}");
+    assert_eq!(k1["status_reason"], "rotated out for a minute from the CLI");
+    // RFC 3339 times in UTC order as text.
+    let at = |secs| {
+        autolabel::timeutil::rfc3339(std::time::SystemTime::now() + Duration::from_secs(secs))
+    };
+    let until = k1["status_until"].as_str().unwrap().to_string();
+    assert!(until >= at(45) && until <= at(60), "{until}: {k1}");
+    let out = guard.stop();
+
+    // Recorded as done from the CLI, the same as the page's rotate of a chosen key.
+    let acts = cli_actions(&sb.state());
+    assert_eq!(acts.len(), 1, "{acts:?}");
+    let a = &acts[0];
+    assert_eq!(
+        (a["key"].as_str(), a["action"].as_str(), a["who"].as_str()),
+        (Some("#1 gsk_…_zq9"), Some("disable"), Some("cli")),
+        "{a}"
+    );
+    assert!(
+        a["detail"]
+            .as_str()
+            .unwrap()
+            .starts_with("rotated out for a minute from the CLI (until "),
+        "{a}"
+    );
+    let manual = manual_rotations(&sb.state());
+    assert!(
+        manual.iter().any(|r| r.0.starts_with("#1 ")
+            && r.1.starts_with("#2 ")
+            && r.2.starts_with("manual: disabled")),
+        "the running run logged moving off key 1: {manual:?}"
+    );
+    // A key that is not configured is exit 2, and changes nothing.
+    assert_eq!(code(&keys(&sb, &["rotate", "3"])), 2);
+    assert_eq!(cli_actions(&sb.state()).len(), 1);
+    sb.assert_no_leak(&[&rot, &out], &ks);
+}
+
 /// Ends the labeling run with SIGTERM when the test is done (or fails).
 struct ChildGuard(Option<std::process::Child>);
 

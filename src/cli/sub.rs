@@ -154,8 +154,8 @@ pub enum KeysCommand {
     Enable(KeysIndexArgs),
     /// Forget key N's counts of a period and the cooldown or exhaustion it caused (e.g. after the provider raised a quota).
     Reset(KeysResetArgs),
-    /// Make the key each running run uses now step aside for a minute's cooldown.
-    Rotate(KeysArgs),
+    /// Rotate key N out for a minute (runs move to another key, it comes back by itself); without N, the key each running run uses now steps aside for a minute.
+    Rotate(KeysRotateArgs),
 }
 
 /// Flags of every `keys` command.
@@ -178,6 +178,14 @@ impl KeysArgs {
 pub struct KeysIndexArgs {
     /// The key's index, as `autolabel keys list` shows it (1 = the first key).
     pub index: usize,
+    #[command(flatten)]
+    pub keys: KeysArgs,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct KeysRotateArgs {
+    /// The key's index, as `autolabel keys list` shows it (1 = the first key) [default: the key each running run uses now].
+    pub index: Option<usize>,
     #[command(flatten)]
     pub keys: KeysArgs,
 }

@@ -13,7 +13,8 @@ use crate::store::State;
 
 pub fn run(cmd: KeysCommand) -> Result<Outcome> {
     let args: &KeysArgs = match &cmd {
-        KeysCommand::List(a) | KeysCommand::Rotate(a) => a,
+        KeysCommand::List(a) => a,
+        KeysCommand::Rotate(a) => &a.keys,
         KeysCommand::Disable(a) => &a.keys,
         KeysCommand::Enable(a) => &a.keys,
         KeysCommand::Reset(a) => &a.keys,
@@ -31,7 +32,10 @@ pub fn run(cmd: KeysCommand) -> Result<Outcome> {
     let json = args.json;
     match &cmd {
         KeysCommand::List(_) => list(&pool, &state, json)?,
-        KeysCommand::Rotate(_) => rotate(&pool, &state, json)?,
+        KeysCommand::Rotate(a) => match a.index {
+            None => rotate(&pool, &state, json)?,
+            Some(i) => act(&pool, i, &state, json, KeyAction::rotate_out("the CLI"))?,
+        },
         KeysCommand::Disable(a) => act(&pool, a.index, &state, json, disable(a))?,
         KeysCommand::Enable(a) => act(&pool, a.index, &state, json, KeyAction::Enable)?,
         KeysCommand::Reset(a) => act(&pool, a.index, &state, json, KeyAction::Reset(a.what()))?,
@@ -56,7 +60,7 @@ fn list(pool: &[Config], state: &State, json: bool) -> Result<()> {
     Ok(())
 }
 
-/// `keys rotate`: every running run moves off its current key.
+/// `keys rotate` without a key: every running run moves off its current key.
 fn rotate(pool: &[Config], state: &State, json: bool) -> Result<()> {
     let what = control::rotate(pool, state, control::CLI)?;
     if json {
@@ -67,11 +71,12 @@ fn rotate(pool: &[Config], state: &State, json: bool) -> Result<()> {
     Ok(())
 }
 
-/// The key `disable`, `enable` and `reset` name: by its index among one provider's keys.
+/// The key `disable`, `enable`, `reset` and `rotate N` name: by its index among one
+/// provider's keys.
 fn pick(pool: &[Config], index: usize) -> Result<(&Config, &ApiKey)> {
     let [cfg] = pool else {
         return Err(Error::Usage(
-            "keys disable, enable and reset take one --provider: key numbers count within a provider".into(),
+            "keys disable, enable, reset and rotate N take one --provider: key numbers count within a provider".into(),
         ));
     };
     let key = cfg.keys.iter().find(|k| k.index == index).ok_or_else(|| {
@@ -94,7 +99,7 @@ fn disable(a: &KeysDisableArgs) -> KeyAction {
     }
 }
 
-/// `disable`, `enable` or `reset` of key `index`, recorded as done from the CLI.
+/// `disable`, `enable`, `reset` or `rotate N` of key `index`, recorded as done from the CLI.
 fn act(pool: &[Config], index: usize, state: &State, json: bool, action: KeyAction) -> Result<()> {
     let (cfg, key) = pick(pool, index)?;
     let what = control::apply(cfg, key, &action, state, control::CLI)?;

@@ -6,7 +6,6 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::extract::{ConnectInfo, Path, Query, State as AxState};
 use axum::http::{HeaderMap, StatusCode};
@@ -15,9 +14,6 @@ use serde::Serialize;
 
 use super::{fail, json_out, refusal, App};
 use crate::control::{self, KeyAction};
-
-/// How long "rotate" takes a chosen key out: runs move to another key meanwhile.
-pub const ROTATE_OUT_FOR: Duration = Duration::from_secs(60);
 
 #[derive(Serialize)]
 struct Done {
@@ -52,10 +48,7 @@ pub(super) async fn rotate(
 fn parse(action: &str, q: &HashMap<String, String>) -> Result<KeyAction, String> {
     match action {
         "enable" => Ok(KeyAction::Enable),
-        "rotate" => Ok(KeyAction::Disable {
-            reason: "rotated out for a minute from the dashboard".into(),
-            duration: Some(ROTATE_OUT_FOR),
-        }),
+        "rotate" => Ok(KeyAction::rotate_out("the dashboard")),
         "disable" => {
             let duration = match q.get("for").map(|d| d.trim()).filter(|d| !d.is_empty()) {
                 None => None,
@@ -106,6 +99,7 @@ pub(super) async fn key_action(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     #[test]
     fn actions_take_the_same_choices_as_the_cli() {
@@ -130,6 +124,11 @@ mod tests {
             Ok(KeyAction::Reset("day"))
         );
         assert_eq!(parse("reset", &q(&[])), Ok(KeyAction::Reset("all")));
+        // Rotating a chosen key is the CLI's `keys rotate N`: one definition.
+        assert_eq!(
+            parse("rotate", &q(&[])),
+            Ok(KeyAction::rotate_out("the dashboard"))
+        );
         assert!(parse("reset", &q(&[("what", "year")])).is_err());
         assert!(parse("explode", &q(&[]))
             .unwrap_err()
