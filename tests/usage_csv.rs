@@ -1,4 +1,5 @@
-//! `usage --csv`: the usage per key and day agrees with `usage --json`, and `--errors`
+//! `usage --csv`: the usage per key and day (errors in total and per class) agrees with
+//! `usage --json`, and `--errors`
 //! exports the error log with keys masked and no cell a spreadsheet would run.
 
 mod common;
@@ -49,7 +50,16 @@ fn usage_csv_agrees_with_json_and_the_error_log_is_masked() {
             "cost_usd",
             "rows",
             "tokens_per_row",
-            "cut_replies"
+            "cut_replies",
+            // Appended after the columns scripts already read: one per error class.
+            "errors_rate_limit",
+            "errors_quota",
+            "errors_auth",
+            "errors_server",
+            "errors_timeout",
+            "errors_network",
+            "errors_unparsable",
+            "errors_rejected"
         ]
     );
     let col = |name: &str| header.iter().position(|h| h == name).unwrap();
@@ -71,6 +81,14 @@ fn usage_csv_agrees_with_json_and_the_error_log_is_masked() {
                 .map(|v| v.as_u64().unwrap())
                 .sum();
             assert_eq!(row[col("errors")], errors.to_string());
+            // Each class's column holds what --json counts for it.
+            for (class, n) in d["errors"].as_object().unwrap() {
+                assert_eq!(
+                    row[col(&format!("errors_{class}"))],
+                    n.to_string(),
+                    "{class}: {csv_text}"
+                );
+            }
         }
     }
     assert_eq!(rows_.len(), expected, "{csv_text}");
@@ -79,6 +97,11 @@ fn usage_csv_agrees_with_json_and_the_error_log_is_masked() {
         .map(|r| r[col("errors")].parse::<u64>().unwrap())
         .sum();
     assert_eq!(total, 2, "{csv_text}");
+    let server: u64 = rows_
+        .iter()
+        .map(|r| r[col("errors_server")].parse::<u64>().unwrap())
+        .sum();
+    assert_eq!(server, 2, "both 500s are server errors: {csv_text}");
 
     let err_text = out(&sb, &["usage", "--csv", "--errors"]);
     let (header, errs) = rows(&err_text);

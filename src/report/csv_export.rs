@@ -4,9 +4,11 @@
 //! prefixed with a single quote, the usual defence against formula injection.
 
 use super::UsageReport;
+use crate::provider::classify::ErrorClass;
 use crate::store::ErrorEntry;
 
-/// The header of the usage CSV: one row per key and UTC day it was used on.
+/// The first columns of the usage CSV: one row per key and UTC day it was used on. Scripts
+/// read them by name and place, so new columns only ever go after them ([`usage_header`]).
 pub const USAGE_HEADER: [&str; 14] = [
     "provider",
     "date",
@@ -23,6 +25,20 @@ pub const USAGE_HEADER: [&str; 14] = [
     "tokens_per_row",
     "cut_replies",
 ];
+
+/// The usage CSV's whole header: [`USAGE_HEADER`], then one `errors_<class>` column per
+/// error class in [`ErrorClass::ALL`]'s order (its stable names, as in `usage --json`).
+pub fn usage_header() -> Vec<String> {
+    USAGE_HEADER
+        .iter()
+        .map(|h| h.to_string())
+        .chain(
+            ErrorClass::ALL
+                .iter()
+                .map(|c| format!("errors_{}", c.as_str())),
+        )
+        .collect()
+}
 
 /// The header of the error log CSV, newest entry first.
 pub const ERRORS_HEADER: [&str; 7] = [
@@ -46,14 +62,18 @@ fn finish(w: csv::Writer<Vec<u8>>) -> String {
 /// Every provider's keys, each day of the period a key was used on (oldest first).
 pub fn usage_csv(reports: &[UsageReport]) -> String {
     let mut w = csv::Writer::from_writer(Vec::new());
-    w.write_record(USAGE_HEADER).expect("memory");
+    w.write_record(usage_header()).expect("memory");
     for r in reports {
         for k in &r.keys {
             for d in &k.days {
                 let u = &d.usage;
                 let index = k.index.map(|i| i.to_string()).unwrap_or_default();
                 let tpr = u.tokens_per_row.map(|t| t.to_string()).unwrap_or_default();
-                w.write_record([
+                // The same per-class counts `errors` sums, from the same usage model.
+                let by_class = ErrorClass::ALL
+                    .iter()
+                    .map(|c| u.errors.get(c.as_str()).copied().unwrap_or(0).to_string());
+                let cells = [
                     text_cell(&r.provider),
                     text_cell(&d.date),
                     index,
@@ -68,8 +88,9 @@ pub fn usage_csv(reports: &[UsageReport]) -> String {
                     u.rows.to_string(),
                     tpr,
                     u.cut_replies.to_string(),
-                ])
-                .expect("memory");
+                ];
+                w.write_record(cells.into_iter().chain(by_class))
+                    .expect("memory");
             }
         }
     }
@@ -108,6 +129,15 @@ mod tests {
         assert_eq!(text_cell("plain"), "plain");
         let key = "gsk_FAKEKEY_csv_0001_zq9";
         assert!(!text_cell(&format!("bad key {key}")).contains(key));
+    }
+
+    #[test]
+    fn error_class_columns_follow_the_old_ones_in_class_order() {
+        let h = usage_header();
+        assert_eq!(h.len(), USAGE_HEADER.len() + ErrorClass::ALL.len());
+        assert_eq!(h[..USAGE_HEADER.len()], USAGE_HEADER.map(String::from));
+        assert_eq!(h[USAGE_HEADER.len()], "errors_rate_limit");
+        assert_eq!(h.last().unwrap(), "errors_rejected");
     }
 
     #[test]
