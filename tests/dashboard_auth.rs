@@ -63,6 +63,8 @@ fn assert_security_headers(what: &str, r: &Reply) {
         Some("no-store"),
         "{what}"
     );
+    // These answers come over plain HTTP, where HSTS is not sent.
+    assert_eq!(r.header("strict-transport-security"), None, "{what}");
 }
 
 #[test]
@@ -302,6 +304,8 @@ async fn tls_serves_https_and_plain_http_to_its_port_gets_nothing() {
         .await
         .unwrap();
     assert_eq!(r.status(), 401, "reads take the token over TLS too");
+    // Over TLS every answer, a refusal too, tells the browser to keep to HTTPS.
+    assert_eq!(r.headers()["strict-transport-security"], "max-age=31536000");
     let r = client
         .get(format!("{base}/api/summary"))
         .header("X-Autolabel-Token", TOKEN)
@@ -310,6 +314,7 @@ async fn tls_serves_https_and_plain_http_to_its_port_gets_nothing() {
         .unwrap();
     assert_eq!(r.status(), 200);
     assert_eq!(r.headers()["cache-control"], "no-store");
+    assert_eq!(r.headers()["strict-transport-security"], "max-age=31536000");
     assert!(r.text().await.unwrap().contains("\"requests\":3"));
     let login = client
         .post(format!("{base}/login"))
@@ -328,6 +333,10 @@ async fn tls_serves_https_and_plain_http_to_its_port_gets_nothing() {
         .await
         .unwrap();
     assert_eq!(page.status(), 200);
+    assert_eq!(
+        page.headers()["strict-transport-security"],
+        "max-age=31536000"
+    );
 
     // Plain HTTP to the TLS port: no HTTP answer, nothing served.
     let plain = tokio::task::spawn_blocking(move || {

@@ -286,6 +286,15 @@ pub async fn gate(AxState(app): AxState<Arc<App>>, req: Request, next: Next) -> 
     );
     // Nothing here may be kept by a browser or a proxy: keys, hosts, paths, usage.
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    // Over TLS only (a browser ignores it over plain HTTP, and there it would be a false
+    // promise): for a year the browser goes to this host by HTTPS alone, so a typed
+    // http:// link cannot leak the session cookie or be downgraded on the way.
+    if auth.tls {
+        h.insert(
+            header::STRICT_TRANSPORT_SECURITY,
+            HeaderValue::from_static("max-age=31536000"),
+        );
+    }
     response
 }
 
