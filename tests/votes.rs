@@ -400,3 +400,72 @@ fn figures_accuracy_with_1_3_and_5_votes_at_p_0_3() {
         );
     }
 }
+
+/// Rows, requests and tokens today over every key, from `usage --json`.
+fn ledger_today(sb: &Sandbox) -> (u64, u64, u64) {
+    let usage = run(sb.cmd().args(["usage", "--json"]));
+    assert_eq!(code(&usage), 0, "{}", stderr(&usage));
+    let v: serde_json::Value = serde_json::from_slice(&usage.stdout).unwrap();
+    let mut sums = (0, 0, 0);
+    for k in v["keys"].as_array().unwrap() {
+        let t = &k["today"];
+        sums.0 += t["rows"].as_u64().unwrap_or(0);
+        sums.1 += t["requests"].as_u64().unwrap_or(0);
+        sums.2 += t["tokens_in"].as_u64().unwrap_or(0) + t["tokens_out"].as_u64().unwrap_or(0);
+    }
+    sums
+}
+
+/// The summary's tokens per row: `tokens 1234 in / 56 out (12.3 a row)`.
+fn summary_tokens_per_row(err: &str) -> f64 {
+    let at = err.find(" a row)").unwrap_or_else(|| panic!("{err}"));
+    let open = err[..at].rfind('(').unwrap();
+    err[open + 1..at].parse().unwrap()
+}
+
+#[test]
+fn with_votes_the_ledger_counts_rows_not_vote_requests() {
+    const ROWS: usize = 40;
+    let keys = [PLANTED, KEY2];
+    let (fake, sb, texts, input, _) = setup(&keys, FakeConfig::with_keys(&keys), ROWS);
+    let texts: Vec<String> = {
+        let mut seen = HashSet::new();
+        texts
+            .into_iter()
+            .filter(|t| seen.insert(t.clone()))
+            .collect()
+    };
+    write_input(&input, &texts);
+    let n = texts.len() as u64;
+    let one = run(&mut sb.label(&fake, &input, &sb.path("one.csv"), &["--no-cache"]));
+    assert_eq!(code(&one), 0, "{}", stderr(&one));
+    let (rows1, requests1, tokens1) = ledger_today(&sb);
+    assert_eq!((rows1, requests1), (n, n));
+
+    let args = ["--votes", "3", "--concurrency", "4", "--no-cache"];
+    let out = run(&mut sb.label(&fake, &input, &sb.path("three.csv"), &args));
+    let err = stderr(&out);
+    assert_eq!(code(&out), 0, "{err}");
+    let (rows, requests, tokens) = ledger_today(&sb);
+    let (rows3, requests3, tokens3) = (rows - rows1, requests - requests1, tokens - tokens1);
+    // Two agreeing votes settle each row: twice the requests, the same rows.
+    assert_eq!(rows3, n, "rows are the rows labeled, not the votes asked");
+    assert_eq!(requests3, 2 * n);
+    assert_eq!(fake.ok_count() as u64, n + 2 * n);
+    let (per_row1, per_row3) = (tokens1 as f64 / n as f64, tokens3 as f64 / n as f64);
+    eprintln!("tokens a row: {per_row1:.1} with one vote, {per_row3:.1} with --votes 3");
+    assert!(
+        (per_row3 / per_row1 - 2.0).abs() < 0.05,
+        "votes cost visibly more tokens a row: {per_row3:.1} against {per_row1:.1}"
+    );
+    // The summary's figure is the same as the ledger's.
+    assert!(
+        (summary_tokens_per_row(&err) - per_row3).abs() < 0.06,
+        "{err}"
+    );
+    assert!(
+        (summary_tokens_per_row(&stderr(&one)) - per_row1).abs() < 0.06,
+        "{}",
+        stderr(&one)
+    );
+}

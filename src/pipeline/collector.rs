@@ -115,13 +115,13 @@ impl Collector {
     pub fn settle(
         &mut self,
         run: &Labeler,
-        use_cache: bool,
+        (use_cache, usage): (bool, &Usage),
         texts: Vec<Arc<str>>,
         outcomes: Vec<TextOutcome>,
     ) {
         for (text, outcome) in texts.into_iter().zip(outcomes) {
             if self.votes.is_some() {
-                self.count_vote(use_cache, &text, outcome);
+                self.count_vote((use_cache, usage), &text, outcome);
                 continue;
             }
             if let (true, TextOutcome::Labeled(label, m)) = (use_cache, &outcome) {
@@ -136,11 +136,19 @@ impl Collector {
 
     /// One vote's outcome: counted (and kept in the cache at once, so a stopped run asks
     /// only what is missing), then either the row's answer or the next votes to ask.
-    fn count_vote(&mut self, use_cache: bool, text: &Arc<str>, outcome: TextOutcome) {
-        let (Some(w), Some(run_votes)) = (self.waiting.get_mut(text), &self.votes) else {
+    fn count_vote(
+        &mut self,
+        (use_cache, usage): (bool, &Usage),
+        text: &Arc<str>,
+        outcome: TextOutcome,
+    ) {
+        let open = self.waiting.get_mut(text).filter(|w| w.result.is_none());
+        let (Some(w), Some(run_votes)) = (open, &self.votes) else {
+            // A vote that came after the row's votes were over counts for no row.
+            usage.vote_rows.close(text);
             return;
         };
-        let Some(t) = w.tally.as_mut().filter(|_| w.result.is_none()) else {
+        let Some(t) = w.tally.as_mut() else {
             return;
         };
         match outcome {
@@ -155,13 +163,19 @@ impl Collector {
             TextOutcome::Stopped => t.stop(),
         }
         if t.finished() {
-            w.result = Some(match (t.winner(), &t.failed) {
+            let result = match (t.winner(), &t.failed) {
                 (Some((label, m)), _) if t.settled() || !t.stopped => {
                     TextOutcome::Labeled(label.to_string(), m)
                 }
                 _ if t.stopped => TextOutcome::Stopped,
                 (_, why) => TextOutcome::Fallback(why.clone().unwrap_or_default()),
-            });
+            };
+            // The row counts in the ledger now, once, however many votes it took.
+            let key = usage.vote_rows.close(text);
+            if let (Some(key), TextOutcome::Labeled(..)) = (key, &result) {
+                usage.record(key, |d| d.rows += 1);
+            }
+            w.result = Some(result);
             return;
         }
         let asks: Vec<u32> = (0..t.to_ask()).map(|_| t.send()).collect();

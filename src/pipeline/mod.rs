@@ -23,6 +23,7 @@ pub mod reply_cap;
 pub mod setup;
 pub mod spec;
 mod usage;
+mod vote_rows;
 pub mod worker;
 
 use std::collections::BTreeMap;
@@ -238,7 +239,7 @@ impl Input {
 /// keeps the state, the progress display and the registry of runs up to date meanwhile.
 pub async fn run(run: &Labeler, mut setup: PipelineSetup) -> Result<(Finished, Writer)> {
     let control = RunControl::new(run.spec.members.len());
-    let usage = Usage::new(run.dispatcher.key_count());
+    let usage = Usage::new(run.dispatcher.key_count(), setup.votes.is_some());
     let job = Job {
         run,
         control: &control,
@@ -291,7 +292,7 @@ pub async fn run(run: &Labeler, mut setup: PipelineSetup) -> Result<(Finished, W
                 let mut next = Some(joined);
                 while let Some(joined) = next {
                     let (texts, outcomes) = joined.map_err(|_| Error::Runtime("a request task failed (panicked)".into()))?;
-                    c.settle(run, setup.use_cache, texts, outcomes);
+                    c.settle(run, (setup.use_cache, &usage), texts, outcomes);
                     next = tasks.next().now_or_never().flatten();
                 }
             }

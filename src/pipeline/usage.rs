@@ -7,6 +7,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use super::reply_cap::ReplyCaps;
 use super::spec::Labeler;
+use super::vote_rows::VoteRows;
 use crate::provider::classify::{CallError, ErrorClass};
 use crate::provider::ChatRequest;
 use crate::store::{events, ErrorEntry, UsageDelta, UsageEntry};
@@ -22,6 +23,8 @@ pub struct Usage {
     token_scale: Mutex<f64>,
     /// Each model's reply budget, raised once its replies come back cut.
     pub caps: ReplyCaps,
+    /// With `--votes`: rows count when their votes settle, not per reply.
+    pub vote_rows: VoteRows,
     /// Failed writes of the ledger and of the label cache, logged sparingly.
     ledger_failures: Mutex<Throttle>,
     cache_failures: Mutex<Throttle>,
@@ -100,7 +103,8 @@ struct Book {
 }
 
 impl Usage {
-    pub fn new(keys: usize) -> Usage {
+    /// `votes`: the run votes (`--votes` above 1).
+    pub fn new(keys: usize, votes: bool) -> Usage {
         Usage {
             book: Mutex::new(Book {
                 unsaved: vec![UsageDelta::default(); keys],
@@ -108,6 +112,7 @@ impl Usage {
             }),
             token_scale: Mutex::new(1.0),
             caps: ReplyCaps::default(),
+            vote_rows: VoteRows::new(votes),
             ledger_failures: Mutex::default(),
             cache_failures: Mutex::default(),
             errors: Mutex::new(Vec::new()),
@@ -264,7 +269,8 @@ impl Usage {
         book.unsaved
             .iter_mut()
             .enumerate()
-            .filter(|(_, d)| d.requests > 0)
+            // A row whose votes settled after its key's requests were written comes alone.
+            .filter(|(_, d)| d.requests > 0 || d.rows > 0)
             .map(|(i, d)| {
                 let k = run.dispatcher.key(i);
                 (

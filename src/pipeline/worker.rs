@@ -56,13 +56,13 @@ enum Step<T> {
     Failed(Failure),
 }
 
-/// One logical request: what is sent, for how many rows, the estimate of its tokens
+/// One logical request: what is sent, for which texts, the estimate of its tokens
 /// (the prompt alone, and all in), and what makes a reply usable.
-struct Ask<V> {
+struct Ask<'t, V> {
     req: ChatRequest,
     /// The reply budget the prompt set (`req.max_tokens` varies per try).
     tight: u32,
-    rows: u64,
+    texts: &'t [Arc<str>],
     tokens: (u64, u64),
     validate: V,
 }
@@ -102,7 +102,7 @@ async fn label_slice(job: Job<'_>, texts: &[Arc<str>]) -> Vec<TextOutcome> {
         let out = request(
             job,
             req,
-            1,
+            texts,
             |reply| spec.labels.normalize(reply).map(|i| vec![i]),
             MAX_UNUSABLE_REPLIES,
         )
@@ -119,7 +119,7 @@ async fn label_slice(job: Job<'_>, texts: &[Arc<str>]) -> Vec<TextOutcome> {
     match request(
         job,
         req,
-        n as u64,
+        texts,
         |reply| spec.labels.normalize_batch(reply, n),
         1,
     )
@@ -152,12 +152,12 @@ fn to_outcome(job: Job<'_>, r: Result<(usize, usize), Failure>, unusable: &str) 
     }
 }
 
-/// One logical request for `rows` texts, retried across keys until `validate` accepts a
+/// One logical request for `texts`, retried across keys until `validate` accepts a
 /// reply; with the index of the provider that gave it.
 async fn request<T>(
     job: Job<'_>,
     req: ChatRequest,
-    rows: u64,
+    texts: &[Arc<str>],
     validate: impl Fn(&str) -> Option<T>,
     max_unusable: u32,
 ) -> Result<(T, usize), Failure> {
@@ -165,7 +165,7 @@ async fn request<T>(
     let mut ask = Ask {
         req,
         tight,
-        rows,
+        texts,
         tokens: (0, 0),
         validate,
     };
@@ -284,7 +284,7 @@ fn replied<T>(
     key: usize,
     reply: &ChatReply,
     headers: &RateHeaders,
-    ask: &Ask<impl Fn(&str) -> Option<T>>,
+    ask: &Ask<'_, impl Fn(&str) -> Option<T>>,
 ) -> Option<T> {
     let (estimated_prompt, tokens) = ask.tokens;
     if let Some(p) = reply.prompt_tokens {
@@ -300,8 +300,16 @@ fn replied<T>(
     let cost = tin as f64 * prices.0 + tout as f64 * prices.1;
     let labeled = (ask.validate)(&reply.content);
     // Rows count only when the reply labeled them: tokens per row in the ledger then
-    // include what unusable replies wasted.
-    let labeled_rows = if labeled.is_some() { ask.rows } else { 0 };
+    // include what unusable replies wasted. A vote's texts count once their votes settle.
+    let votes = &job.usage.vote_rows;
+    let labeled_rows = match labeled {
+        Some(_) if votes.on() => {
+            votes.answered(key, ask.texts);
+            0
+        }
+        Some(_) => ask.texts.len() as u64,
+        None => 0,
+    };
     job.usage.record(key, |d| {
         d.requests += 1;
         d.successes += 1;
@@ -317,7 +325,7 @@ fn replied<T>(
 
 /// The reply budget of the next try on model `m` (`None`: not known yet, the largest
 /// any model may get): room to spare once a reply came back cut, else the model's cap.
-fn reply_cap<V>(job: Job<'_>, ask: &Ask<V>, tries: &Tries, m: Option<usize>) -> u32 {
+fn reply_cap<V>(job: Job<'_>, ask: &Ask<'_, V>, tries: &Tries, m: Option<usize>) -> u32 {
     let caps = &job.usage.caps;
     match (tries.cut, m) {
         (true, _) => generous(ask.tight),
