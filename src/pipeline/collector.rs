@@ -11,11 +11,13 @@ use csv::StringRecord;
 use rustc_hash::FxHashMap;
 
 use super::control::RunControl;
+use super::fallback_record::FallbackRecord;
 use super::feeder::Row;
 use super::outage::Outage;
 use super::spec::Labeler;
-use super::usage::Usage;
+use super::usage::{CachePuts, Usage};
 use super::worker::TextOutcome;
+use super::writes::StateWriter;
 use super::{PipelineSetup, RowStatus, RunCounts};
 use crate::error::{Error, Result};
 use crate::votes::{self, Tally, VoteRun, VoteSummary};
@@ -53,10 +55,10 @@ pub struct Collector {
     queue: VecDeque<Vec<Arc<str>>>,
     pub counts: RunCounts,
     /// Labels to put in the cache at the next flush.
-    pub cache_puts: Vec<(Vec<u8>, String)>,
+    pub cache_puts: CachePuts,
     out_rec: StringRecord,
-    /// The state failing to record fallback rows.
-    outage: Outage,
+    /// Fallback rows on their way to the state.
+    pub fallbacks: FallbackRecord,
     votes: Option<VoteRun>,
 }
 
@@ -70,7 +72,7 @@ impl Collector {
             counts: RunCounts::default(),
             cache_puts: Vec::new(),
             out_rec: StringRecord::new(),
-            outage,
+            fallbacks: FallbackRecord::new(outage),
             votes,
         }
     }
@@ -256,21 +258,23 @@ impl Collector {
         &mut self,
         run: &Labeler,
         setup: &mut PipelineSetup,
-        control: &RunControl,
-        usage: &Usage,
+        (writes, control): (&StateWriter, &RunControl),
+        usage: &Arc<Usage>,
     ) -> Result<()> {
+        let recorded = self.fallbacks.take_answer(run, control);
+        self.counts.fallback_rows.extend(recorded);
         let mut ready = self.take_finished(run, setup);
         if ready.is_empty() {
             return Ok(());
         }
-        self.record_fallbacks(run, setup, control, &mut ready);
+        self.record_fallbacks(setup, writes, &mut ready);
         self.write(run, setup, ready)?;
         setup
             .writer
             .flush()
             .map_err(|e| Error::io(format!("{}: cannot write", setup.output_path.display()), e))?;
         if self.cache_puts.len() >= 256 {
-            usage.flush(run, &mut self.cache_puts);
+            usage.send_flush(writes, &mut self.cache_puts);
         }
         Ok(())
     }
@@ -331,13 +335,12 @@ impl Collector {
         }
     }
 
-    /// Records the fallback rows of `ready` in the state. While the state cannot take
-    /// them, the rows from the first fallback on go back to the front of the window.
+    /// Lets the fallback rows of `ready` that the state has recorded go out; the first
+    /// that it has not, and every row after it, go back to the front of the window.
     fn record_fallbacks(
         &mut self,
-        run: &Labeler,
         setup: &PipelineSetup,
-        control: &RunControl,
+        writes: &StateWriter,
         ready: &mut Vec<WindowRow>,
     ) {
         let fallbacks: Vec<u64> = ready
@@ -353,28 +356,15 @@ impl Collector {
             })
             .map(|(i, _, _)| *i)
             .collect();
-        if fallbacks.is_empty() {
+        let Some(first) = self
+            .fallbacks
+            .first_unrecorded(&fallbacks, &setup.output_id, writes)
+        else {
             return;
-        }
-        match run.state.add_fallback_rows(&setup.output_id, &fallbacks) {
-            Ok(()) => {
-                self.outage.answered(&run.ui, &run.state.location);
-                self.counts.fallback_rows.extend(&fallbacks);
-            }
-            Err(e) => {
-                // The rows before the first fallback go out; it and the rest wait, in
-                // order, at the front of the window.
-                let first = ready
-                    .iter()
-                    .position(|(i, _, _)| *i == fallbacks[0])
-                    .unwrap_or(0);
-                for row in ready.split_off(first).into_iter().rev() {
-                    self.window.push_front(row);
-                }
-                if let Some(since) = self.outage.failed(&run.ui, &run.state.location, &e) {
-                    control.stop_for_lost_state(run, since, &e.to_string());
-                }
-            }
+        };
+        let at = ready.iter().position(|(i, _, _)| *i == first).unwrap_or(0);
+        for row in ready.split_off(at).into_iter().rev() {
+            self.window.push_front(row);
         }
     }
 

@@ -1,7 +1,9 @@
 //! Key events, logged and persisted: the `Changes` the dispatcher hands out (after its
 //! lock is released) are applied here, so nothing writes to the state under that lock.
+//! They are logged at once and written by the state's writer thread, in order.
 
 use super::spec::Labeler;
+use super::writes::StateWriter;
 use crate::keys::health::{rotation_class, Health, HealthChange};
 use crate::limits::Source;
 use crate::pacing::{Changes, OrgMerge, StoreNews};
@@ -11,13 +13,13 @@ use crate::timeutil;
 /// Logs and persists what a reply or a wait changed: each key-health change with the
 /// key-status summary after them, and each change of a limit in force (`-v`), which is
 /// remembered when the provider stated it.
-pub fn apply(run: &Labeler, changes: &Changes) {
+pub fn apply(run: &Labeler, writes: &StateWriter, changes: &Changes) {
     for (i, c) in changes.health.iter().enumerate() {
         health_changed(run, c);
         if let Some(r) = changes.rotations.iter().find(|r| r.change == i) {
-            rotated(run, c, r.to);
+            rotated(run, writes, c, r.to);
         }
-        save_health(run, c);
+        save_health(run, writes, c);
     }
     if let Some(status) = &changes.status {
         run.ui.info(status);
@@ -34,7 +36,7 @@ pub fn apply(run: &Labeler, changes: &Changes) {
         None => {}
     }
     for merge in &changes.orgs {
-        merged(run, merge);
+        merged(run, writes, merge);
     }
     for l in &changes.limits {
         let c = &l.change;
@@ -60,24 +62,23 @@ pub fn apply(run: &Labeler, changes: &Changes) {
         // Saved when this run heard it (one adopted from the state is already there).
         if let Source::Stated { by, earlier: false } = &c.source {
             let member = run.spec.member(l.key);
-            let saved = run.state.save_learned_limit(
-                member.provider,
-                member.client.model(),
-                &run.dispatcher.key(l.key).fingerprint,
-                (c.dim, value),
-                by,
-            );
-            if let Err(e) = saved {
-                run.ui
-                    .error(&format!("could not save a learned limit: {e}"));
-            }
+            let (provider, model) = (member.provider, member.client.model().to_string());
+            let fingerprint = run.dispatcher.key(l.key).fingerprint.clone();
+            let (dim, by) = (c.dim, by.clone());
+            writes.send(move |state, ui| {
+                let limit = (dim, value);
+                if let Err(e) = state.save_learned_limit(provider, &model, &fingerprint, limit, &by)
+                {
+                    ui.error(&format!("could not save a learned limit: {e}"));
+                }
+            });
         }
     }
 }
 
 /// Keys found to share an organization: said once, with the evidence and how to overrule
 /// it, and remembered so that the next run starts merged.
-fn merged(run: &Labeler, merge: &OrgMerge) {
+fn merged(run: &Labeler, writes: &StateWriter, merge: &OrgMerge) {
     let keys: Vec<String> = merge
         .keys
         .iter()
@@ -93,14 +94,19 @@ fn merged(run: &Labeler, merge: &OrgMerge) {
     let org = merge
         .evidence
         .org_name(&run.dispatcher.key(merge.keys[0]).fingerprint);
-    for &k in &merge.keys {
-        let fingerprint = &run.dispatcher.key(k).fingerprint;
-        if let Err(e) = run.state.save_org_member(provider, fingerprint, &org) {
-            run.ui
-                .error(&format!("could not save a shared organization: {e}"));
-            break;
+    let fingerprints: Vec<String> = merge
+        .keys
+        .iter()
+        .map(|&k| run.dispatcher.key(k).fingerprint.clone())
+        .collect();
+    writes.send(move |state, ui| {
+        for fingerprint in &fingerprints {
+            if let Err(e) = state.save_org_member(provider, fingerprint, &org) {
+                ui.error(&format!("could not save a shared organization: {e}"));
+                break;
+            }
         }
-    }
+    });
 }
 
 fn health_changed(run: &Labeler, c: &HealthChange) {
@@ -114,7 +120,7 @@ fn health_changed(run: &Labeler, c: &HealthChange) {
 }
 
 /// The key's new health, for every run sharing the state.
-fn save_health(run: &Labeler, c: &HealthChange) {
+fn save_health(run: &Labeler, writes: &StateWriter, c: &HealthChange) {
     // A disabled key is disabled in the state's key overrides; its health there stays
     // what the provider last said.
     let Some(status) = c.to.stored_status() else {
@@ -136,18 +142,18 @@ fn save_health(run: &Labeler, c: &HealthChange) {
         until,
         reason: c.reason.clone(),
     };
-    if let Err(e) = run
-        .state
-        .save_health(run.spec.member(c.key).provider, &stored)
-    {
-        run.ui.error(&format!("could not save key health: {e}"));
-    }
+    let provider = run.spec.member(c.key).provider;
+    writes.send(move |state, ui| {
+        if let Err(e) = state.save_health(provider, &stored) {
+            ui.error(&format!("could not save key health: {e}"));
+        }
+    });
 }
 
 /// A change that took the key in use out of service is a rotation: logged with its class
 /// (quota low, rate limited, exhausted, invalid, manual), the key that takes over and
 /// whether it was automatic or manual.
-fn rotated(run: &Labeler, c: &HealthChange, next: usize) {
+fn rotated(run: &Labeler, writes: &StateWriter, c: &HealthChange, next: usize) {
     let (class, mode) = rotation_class(c);
     // Named once: "quota low: …", "rate limited (RPM)…", but "exhausted: quota exhausted …".
     let text = c.reason.to_string();
@@ -161,13 +167,11 @@ fn rotated(run: &Labeler, c: &HealthChange, next: usize) {
         1,
         &format!("rotating {} -> {} ({reason})", from.label(), to.label()),
     );
-    if let Err(e) = run.state.log_rotation(
-        run.spec.member(c.key).provider,
-        &from.label(),
-        &to.label(),
-        &reason,
-        mode,
-    ) {
-        run.ui.error(&format!("could not log a rotation: {e}"));
-    }
+    let provider = run.spec.member(c.key).provider;
+    let (from, to) = (from.label(), to.label());
+    writes.send(move |state, ui| {
+        if let Err(e) = state.log_rotation(provider, &from, &to, &reason, mode) {
+            ui.error(&format!("could not log a rotation: {e}"));
+        }
+    });
 }

@@ -2,8 +2,10 @@
 //!
 //! The collector (`run`) alone owns the output writer, the progress display and the run's
 //! control (`control`), and the jobs (`worker`) are futures it polls itself, so every
-//! write to the state happens on its task: rows, usage and cache entries by the collector,
-//! key events (`journal`) as the dispatcher hands them out, never under its lock. It keeps
+//! write to the state is sent from its task: rows, usage and cache entries by the
+//! collector, key events (`journal`) as the dispatcher hands them out, never under its
+//! lock. The state's writer thread (`writes`) makes them in that order, so a state that
+//! is slow or silent never holds up the pipeline. It keeps
 //! a bounded window of rows in input order (`collector`), settles what it can locally
 //! (empty text, cache hit, same text already in flight), groups the rest into jobs, and
 //! writes rows strictly in input order as their labels arrive. Each row is flushed as
@@ -12,6 +14,7 @@
 mod adopt;
 mod collector;
 pub mod control;
+mod fallback_record;
 pub mod feeder;
 pub mod heartbeat;
 mod journal;
@@ -25,10 +28,12 @@ pub mod spec;
 mod usage;
 mod vote_rows;
 pub mod worker;
+mod writes;
 
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::BufWriter;
+use std::sync::Arc;
 
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use futures_util::FutureExt;
@@ -46,6 +51,7 @@ use outage::Outage;
 use spec::Labeler;
 use usage::Usage;
 use worker::Job;
+use writes::StateWriter;
 
 /// How each written row got its label (the optional status column shows it).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -239,17 +245,20 @@ impl Input {
 /// keeps the state, the progress display and the registry of runs up to date meanwhile.
 pub async fn run(run: &Labeler, mut setup: PipelineSetup) -> Result<(Finished, Writer)> {
     let control = RunControl::new(run.spec.members.len());
-    let usage = Usage::new(run.dispatcher.key_count(), setup.votes.is_some());
+    let usage = Arc::new(Usage::new(run, setup.votes.is_some()));
+    let writes = StateWriter::start(run.state.clone(), run.ui.clone());
     let job = Job {
         run,
         control: &control,
         usage: &usage,
+        writes: &writes,
     };
     let mut input = Input::start(&mut setup);
     run.ui.start_progress(input.total);
-    let mut live = Live::start(run, &setup, (input.total, input.to_label));
+    let mut live = Live::start(run, &writes, &setup, (input.total, input.to_label));
     let outage = Outage::new(run.spec.policy.store_timeout);
     let mut c = Collector::new(outage, setup.votes.clone());
+    let recorded = c.fallbacks.answered.clone();
     // The jobs in flight, polled by this task itself: no task to spawn, schedule and join
     // per request (a measurable share of the CPU at high rates). A panic in one is caught
     // and ends the run as an error, as a failed task would.
@@ -270,7 +279,7 @@ pub async fn run(run: &Labeler, mut setup: PipelineSetup) -> Result<(Finished, W
             };
             tasks.push(std::panic::AssertUnwindSafe(labeled).catch_unwind());
         }
-        c.drain(run, &mut setup, &control, &usage)?;
+        c.drain(run, &mut setup, (&writes, &control), &usage)?;
         if input.done && c.is_empty() {
             break;
         }
@@ -299,11 +308,13 @@ pub async fn run(run: &Labeler, mut setup: PipelineSetup) -> Result<(Finished, W
             n = input.rx.recv_many(&mut input.rows, input.cap - c.len()), if input.wants(c.len(), stopping) => {
                 input.admit(n, run, &setup, &control, &mut c);
             }
-            _ = live.tick.tick() => live.on_tick(run, &usage, &mut c),
+            _ = live.tick.tick() => live.on_tick(run, &writes, &usage, &mut c),
+            // The state recorded fallback rows: they can go out.
+            _ = recorded.notified() => {}
         }
     }
     drop(tasks);
-    finish(run, setup, input, live, c, (&control, &usage))
+    finish(run, setup, input, live, c, (&control, &usage, writes))
 }
 
 /// Writes what is left, and closes the run's entry, the progress display and the input.
@@ -313,12 +324,20 @@ fn finish(
     input: Input,
     live: Live,
     mut c: Collector,
-    (control, usage): (&RunControl, &Usage),
+    (control, usage, writes): (&RunControl, &Arc<Usage>, StateWriter),
 ) -> Result<(Finished, Writer)> {
     drop(input.rx);
-    c.drain(run, &mut setup, control, usage)?;
-    usage.flush_last(run, &mut c.cache_puts);
-    live.finish(run, &c.counts);
+    c.drain(run, &mut setup, (&writes, control), usage)?;
+    // Fallback rows on their way to the state: written once it answers (each pass takes
+    // an answer; one that failed is not sent again).
+    while c.fallbacks.waiting() {
+        writes.wait();
+        c.drain(run, &mut setup, (&writes, control), usage)?;
+    }
+    usage.send_last_flush(&writes, &mut c.cache_puts);
+    live.finish(run, &writes, &c.counts);
+    // Everything sent is written before the run ends.
+    writes.finish();
     run.ui.finish_progress();
     let _ = input.feeder.join();
     if let Some(e) = input.error {

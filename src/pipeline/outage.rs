@@ -1,8 +1,8 @@
 //! The state failing to record fallback rows. Those rows must be recorded before they
 //! reach the output (a fallback label the state does not know of would never be
-//! re-labeled), so they and every row after them wait, retried on each pass of the
-//! pipeline, until the state answers or `--store-timeout` has passed: then the run stops
-//! (exit 75) with nothing written past the last recorded row.
+//! re-labeled), so they and every row after them wait, sent again as the pipeline goes
+//! (`fallback_record`), until the state answers or `--store-timeout` has passed: then the
+//! run stops (exit 75) with nothing written past the last recorded row.
 
 use std::time::{Duration, Instant, SystemTime};
 

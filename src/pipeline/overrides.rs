@@ -2,16 +2,19 @@
 //! key overrides from the state at the start and then every 2 s (on the pipeline's tick),
 //! and applies what changed to its key ring, logged like any other key change. On the same
 //! beat it takes the day and month use of keys with quotas of their own from the ledger,
-//! so that runs sharing a state (and a key) count each other's use within 2 s.
+//! so that runs sharing a state (and a key) count each other's use within 2 s. While the
+//! run goes, the state is read by its writer thread and the answer applied on the next
+//! tick.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant, SystemTime};
 
 use super::journal;
 use super::spec::Labeler;
+use super::writes::{Asked, StateWriter};
 use crate::keys::health::{Health, HealthChange};
 use crate::keys::settings::Period;
-use crate::store::KeyOverride;
+use crate::store::{KeyOverride, State};
 use crate::timeutil::Day;
 
 /// How often the state is read: often enough that a change is seen within 5 s, rarely
@@ -22,21 +25,37 @@ const EVERY: Duration = Duration::from_secs(2);
 const ROTATE_COOLDOWN: Duration = Duration::from_secs(60);
 
 /// The overrides of every provider of the run, and the rotations asked for (in all).
-fn read(run: &Labeler) -> crate::error::Result<(Vec<KeyOverride>, i64)> {
+fn read(state: &State, providers: &[&str]) -> crate::error::Result<(Vec<KeyOverride>, i64)> {
     let mut overrides = Vec::new();
     let mut rotations = 0;
-    for m in &run.spec.members {
-        overrides.extend(run.state.key_overrides(m.provider)?);
-        rotations += run.state.rotation_requests(m.provider)?;
+    for provider in providers {
+        overrides.extend(state.key_overrides(provider)?);
+        rotations += state.rotation_requests(provider)?;
     }
     Ok((overrides, rotations))
 }
 
-/// Day and month use of every key with quotas of its own, as the ledger has it (less what
-/// a `keys reset` forgot), where it is more than the run counted itself.
-fn refresh_quota_use(run: &Labeler, overrides: &[KeyOverride]) {
-    let wall = SystemTime::now();
-    // (key, period, ledger's first day) to read, without holding the ring while reading.
+/// The providers of the run, in order.
+fn providers(run: &Labeler) -> Vec<&'static str> {
+    run.spec.members.iter().map(|m| m.provider).collect()
+}
+
+/// A key's use in a period, as the ledger has it: key (the dispatcher's index), period,
+/// the period's first day, and requests and tokens (once read).
+type QuotaUse = (usize, Period, Day, (u64, u64));
+
+/// What one read of the state found: the overrides, the rotations asked for, and the
+/// ledger's use of the keys with quotas of their own, as of `wall`.
+struct Found {
+    overrides: Vec<KeyOverride>,
+    rotations: i64,
+    used: Vec<QuotaUse>,
+    wall: SystemTime,
+}
+
+/// The day and month use to read from the ledger: every key with quotas of its own, with
+/// its provider and fingerprint (read without holding the ring).
+fn quota_use_wanted(run: &Labeler, wall: SystemTime) -> Vec<(QuotaUse, &'static str, String)> {
     let wanted: Vec<(usize, Period, Day)> = run.dispatcher.with_ring(|ring| {
         let mut w = Vec::new();
         for (i, slot) in ring.slots.iter().enumerate() {
@@ -50,19 +69,34 @@ fn refresh_quota_use(run: &Labeler, overrides: &[KeyOverride]) {
         }
         w
     });
-    for (i, period, since) in wanted {
-        let key = run.dispatcher.key(i);
-        let provider = run.spec.member(i).provider;
-        let Ok(used) = run.state.key_used_since(provider, &key.fingerprint, &since) else {
-            continue;
-        };
-        let used = match overrides.iter().find(|o| o.fingerprint == key.fingerprint) {
-            Some(o) if period == Period::Day => o.day_base.apply(&since, used),
-            Some(o) => o.month_base.apply(&since, used),
-            None => used,
+    wanted
+        .into_iter()
+        .map(|(i, period, since)| {
+            let provider = run.spec.member(i).provider;
+            let fingerprint = run.dispatcher.key(i).fingerprint.clone();
+            ((i, period, since, (0, 0)), provider, fingerprint)
+        })
+        .collect()
+}
+
+/// Raises the day and month use of keys with quotas of their own to what the ledger has
+/// (less what a `keys reset` forgot), where it is more than the run counted itself.
+fn raise_quota_use(run: &Labeler, found: &Found) {
+    for (i, period, since, used) in &found.used {
+        let key = run.dispatcher.key(*i);
+        let used = match found
+            .overrides
+            .iter()
+            .find(|o| o.fingerprint == key.fingerprint)
+        {
+            Some(o) if *period == Period::Day => o.day_base.apply(since, *used),
+            Some(o) => o.month_base.apply(since, *used),
+            None => *used,
         };
         run.dispatcher.with_ring(|ring| {
-            ring.slots[i].quota.raise_used(period, wall, used.0, used.1);
+            ring.slots[*i]
+                .quota
+                .raise_used(*period, found.wall, used.0, used.1);
         });
     }
 }
@@ -72,47 +106,77 @@ pub struct OverrideSync {
     resets_seen: HashMap<String, i64>,
     rotations_seen: i64,
     last_read: Instant,
+    /// The read on its way.
+    asked: Asked<crate::error::Result<Found>>,
 }
 
 impl OverrideSync {
     /// Applies the disables in force now; resets and rotation requests made before the
     /// run are history (the quota counts already start after any reset).
-    pub fn start(run: &Labeler) -> OverrideSync {
+    pub fn start(run: &Labeler, writes: &StateWriter) -> OverrideSync {
         let mut sync = OverrideSync {
             resets_seen: HashMap::new(),
             rotations_seen: 0,
             last_read: Instant::now(),
+            asked: Asked::default(),
         };
-        if let Ok((overrides, rotations)) = read(run) {
+        if let Ok((overrides, rotations)) = read(&run.state, &providers(run)) {
             for o in &overrides {
                 sync.resets_seen.insert(o.fingerprint.clone(), o.reset_seq);
             }
             sync.rotations_seen = rotations;
-            sync.apply(run, &overrides, rotations);
+            sync.apply(run, writes, &overrides, rotations);
         }
         sync
     }
 
-    /// Reads the overrides again if 2 s have passed since the last time.
-    pub fn poll(&mut self, run: &Labeler) {
-        if self.last_read.elapsed() < EVERY {
+    /// Applies what the last read found, once it is made; has the overrides read again
+    /// if 2 s have passed since the last time.
+    pub fn poll(&mut self, run: &Labeler, writes: &StateWriter) {
+        match self.asked.take() {
+            Some(Ok(found)) => {
+                self.apply(run, writes, &found.overrides, found.rotations);
+                raise_quota_use(run, &found);
+            }
+            // The state may be busy for a moment; the next read tries again.
+            Some(Err(e)) => run
+                .ui
+                .debug(1, &format!("could not read key overrides: {e}")),
+            None => {}
+        }
+        if self.asked.waiting() || self.last_read.elapsed() < EVERY {
             return;
         }
         self.last_read = Instant::now();
-        match read(run) {
-            Ok((overrides, rotations)) => {
-                self.apply(run, &overrides, rotations);
-                refresh_quota_use(run, &overrides);
-            }
-            // The state may be busy for a moment; the next tick tries again.
-            Err(e) => run
-                .ui
-                .debug(1, &format!("could not read key overrides: {e}")),
-        }
+        let providers = providers(run);
+        let wall = SystemTime::now();
+        let wanted = quota_use_wanted(run, wall);
+        writes.ask(&mut self.asked, move |state| {
+            let (overrides, rotations) = read(state, &providers)?;
+            let used = wanted
+                .into_iter()
+                .filter_map(|((i, period, since, _), provider, fingerprint)| {
+                    let used = state.key_used_since(provider, &fingerprint, &since);
+                    used.ok().map(|used| (i, period, since, used))
+                })
+                .collect();
+            Ok(Found {
+                overrides,
+                rotations,
+                used,
+                wall,
+            })
+        });
     }
 
     /// Applies the overrides to the key ring, then logs and persists what changed.
-    fn apply(&mut self, run: &Labeler, overrides: &[KeyOverride], rotations: i64) {
+    fn apply(
+        &mut self,
+        run: &Labeler,
+        writes: &StateWriter,
+        overrides: &[KeyOverride],
+        rotations: i64,
+    ) {
         let wall = SystemTime::now();
         let clock = run.dispatcher.clock();
         let now = clock.now();
@@ -164,7 +228,7 @@ impl OverrideSync {
             health
         });
         if !changes.is_empty() {
-            journal::apply(run, &changes);
+            journal::apply(run, writes, &changes);
         }
     }
 }

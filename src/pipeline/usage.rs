@@ -1,21 +1,27 @@
 //! This run's use of its keys: counted by the jobs as replies come, written to the
-//! state's ledger by the collector in short transactions (with the pending label-cache
-//! entries), and the token estimate corrected by what replies reported.
+//! state's ledger (with the pending label-cache entries) in short transactions on the
+//! state's writer thread, and the token estimate corrected by what replies reported.
 
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use super::reply_cap::ReplyCaps;
 use super::spec::Labeler;
 use super::vote_rows::VoteRows;
+use super::writes::StateWriter;
 use crate::provider::classify::{CallError, ErrorClass};
 use crate::provider::ChatRequest;
-use crate::store::{events, ErrorEntry, UsageDelta, UsageEntry};
+use crate::store::{events, ErrorEntry, State, UsageDelta, UsageEntry};
 use crate::timeutil::{self, Day};
+use crate::ui::Ui;
 
 /// How many more times the last flush tries a ledger that cannot be written, a second
 /// apart.
 const LAST_TRIES: u32 = 5;
+
+/// Label-cache entries: key and label.
+pub type CachePuts = Vec<(Vec<u8>, String)>;
 
 pub struct Usage {
     book: Mutex<Book>,
@@ -30,6 +36,23 @@ pub struct Usage {
     cache_failures: Mutex<Throttle>,
     /// Failed requests not yet written to the state's error log.
     errors: Mutex<Vec<ErrorEntry>>,
+    /// Per key (the dispatcher's index): how the ledger names it.
+    keys: Vec<LedgerKey>,
+    /// Per provider of the run (index in `RunSpec::members`): its name.
+    providers: Vec<&'static str>,
+    /// Label-cache entries for the next flush.
+    cache_puts: Mutex<CachePuts>,
+    /// A flush is sent to the state's writer and has not begun yet.
+    flush_sent: AtomicBool,
+}
+
+/// A key as the ledger names it.
+struct LedgerKey {
+    /// Its provider (index in `RunSpec::members`).
+    member: usize,
+    fingerprint: String,
+    masked: String,
+    model: String,
 }
 
 /// The HTTP status a failure came with, where one did.
@@ -104,7 +127,8 @@ struct Book {
 
 impl Usage {
     /// `votes`: the run votes (`--votes` above 1).
-    pub fn new(keys: usize, votes: bool) -> Usage {
+    pub fn new(run: &Labeler, votes: bool) -> Usage {
+        let keys = run.dispatcher.key_count();
         Usage {
             book: Mutex::new(Book {
                 unsaved: vec![UsageDelta::default(); keys],
@@ -116,6 +140,17 @@ impl Usage {
             ledger_failures: Mutex::default(),
             cache_failures: Mutex::default(),
             errors: Mutex::new(Vec::new()),
+            keys: (0..keys)
+                .map(|k| LedgerKey {
+                    member: run.spec.key_member[k],
+                    fingerprint: run.dispatcher.key(k).fingerprint.clone(),
+                    masked: run.dispatcher.key(k).masked.clone(),
+                    model: run.spec.member(k).client.model().to_string(),
+                })
+                .collect(),
+            providers: run.spec.members.iter().map(|m| m.provider).collect(),
+            cache_puts: Mutex::new(Vec::new()),
+            flush_sent: AtomicBool::new(false),
         }
     }
 
@@ -163,11 +198,33 @@ impl Usage {
         *scale = (*scale * 0.8 + ratio * 0.2).clamp(0.25, 4.0);
     }
 
-    /// Writes the usage ledger and pending cache entries in short transactions.
-    pub fn flush(&self, run: &Labeler, cache_puts: &mut Vec<(Vec<u8>, String)>) {
-        let deltas = self.take_unsaved(run);
+    /// Sends a flush of the ledger and of `cache_puts` (taken) to the state's writer,
+    /// unless one is waiting there already: it takes whatever is unsaved when it begins.
+    pub fn send_flush(self: &Arc<Self>, writes: &StateWriter, cache_puts: &mut CachePuts) {
+        self.cache_puts.lock().unwrap().append(cache_puts);
+        if self.flush_sent.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        let usage = self.clone();
+        writes.send(move |state, ui| {
+            usage.flush_sent.store(false, Ordering::SeqCst);
+            usage.flush(state, ui);
+        });
+    }
+
+    /// Sends the last flush of the run to the state's writer (see `flush_last`).
+    pub fn send_last_flush(self: &Arc<Self>, writes: &StateWriter, cache_puts: &mut CachePuts) {
+        self.cache_puts.lock().unwrap().append(cache_puts);
+        let usage = self.clone();
+        writes.send(move |state, ui| usage.flush_last(state, ui));
+    }
+
+    /// Writes the usage ledger and pending cache entries in short transactions. A
+    /// ledger that cannot be written keeps the counts for the next flush.
+    fn flush(&self, state: &State, ui: &Ui) {
+        let deltas = self.take_unsaved();
         // The ledger is kept per provider.
-        for (m, member) in run.spec.members.iter().enumerate() {
+        for (m, provider) in self.providers.iter().enumerate() {
             let mine: Vec<_> = deltas
                 .iter()
                 .filter(|(of, _)| *of == m)
@@ -187,70 +244,66 @@ impl Usage {
                     )
                 })
                 .collect();
-            if let Err(e) = run
-                .state
-                .touch_keys(member.provider, &touched, SystemTime::now())
-            {
-                run.ui
-                    .debug(1, &format!("could not record key activity: {e}"));
+            if let Err(e) = state.touch_keys(provider, &touched, SystemTime::now()) {
+                ui.debug(1, &format!("could not record key activity: {e}"));
             }
-            let added = run.state.add_usage(member.provider, &mine);
+            let added = state.add_usage(provider, &mine);
             let mut log = self.ledger_failures.lock().unwrap();
             if let Err(e) = added {
                 if let Some(line) = log.failed("record usage", &e) {
-                    run.ui.error(&line);
+                    ui.error(&line);
                 }
                 // Put the counts back so the next flush tries again.
                 let mut book = self.book.lock().unwrap();
                 for e in mine {
-                    let mut keys = 0..run.dispatcher.key_count();
-                    if let Some(i) =
-                        keys.find(|&k| run.dispatcher.key(k).fingerprint == e.fingerprint)
+                    if let Some(i) = self
+                        .keys
+                        .iter()
+                        .position(|k| k.fingerprint == e.fingerprint)
                     {
                         book.unsaved[i].add(&e.usage);
                     }
                 }
             } else if let Some(line) = log.worked("usage") {
-                run.ui.info(&line);
+                ui.info(&line);
             }
         }
         // The error log is a view for people: a state that cannot take it costs nothing.
         let errors = std::mem::take(&mut *self.errors.lock().unwrap());
-        if let Err(e) = events::log_errors(&**run.state, &errors) {
-            run.ui
-                .debug(1, &format!("could not record the error log: {e}"));
+        if let Err(e) = events::log_errors(&**state, &errors) {
+            ui.debug(1, &format!("could not record the error log: {e}"));
         }
-        let put = run.state.cache_put_many(cache_puts);
+        let cache_puts = std::mem::take(&mut *self.cache_puts.lock().unwrap());
+        let put = state.cache_put_many(&cache_puts);
         let mut log = self.cache_failures.lock().unwrap();
         match put {
             Err(e) => {
                 if let Some(line) = log.failed("write the label cache", &e) {
-                    run.ui.error(&line);
+                    ui.error(&line);
                 }
             }
             Ok(()) => {
                 if let Some(line) = log.worked("label cache") {
-                    run.ui.info(&line);
+                    ui.info(&line);
                 }
             }
         }
-        cache_puts.clear();
     }
 
     /// The last flush of a run: while the ledger cannot be written for a full disk, tries
     /// again for a few seconds; then says how much usage is missing from it.
-    pub fn flush_last(&self, run: &Labeler, cache_puts: &mut Vec<(Vec<u8>, String)>) {
-        self.flush(run, cache_puts);
+    fn flush_last(&self, state: &State, ui: &Ui) {
+        self.flush(state, ui);
         for _ in 0..LAST_TRIES {
             if self.unsaved_requests() == 0 || !self.ledger_failures.lock().unwrap().no_room {
                 break;
             }
             std::thread::sleep(Duration::from_secs(1));
-            self.flush(run, cache_puts);
+            self.flush(state, ui);
         }
         let missing = self.unsaved_requests();
         if missing > 0 {
-            run.ui.error(&format!(
+            ui.error(&format!(
                 "the state's usage ledger is short by {}: it could not be written (see above)",
                 crate::ui::count(missing, "request")
             ));
@@ -263,22 +316,21 @@ impl Usage {
     }
 
     /// What no flush wrote yet, per key used, as ledger entries with their provider.
-    fn take_unsaved(&self, run: &Labeler) -> Vec<(usize, UsageEntry)> {
+    fn take_unsaved(&self) -> Vec<(usize, UsageEntry)> {
         let day = Day::of(SystemTime::now());
         let mut book = self.book.lock().unwrap();
         book.unsaved
             .iter_mut()
-            .enumerate()
+            .zip(&self.keys)
             // A row whose votes settled after its key's requests were written comes alone.
-            .filter(|(_, d)| d.requests > 0 || d.rows > 0)
-            .map(|(i, d)| {
-                let k = run.dispatcher.key(i);
+            .filter(|(d, _)| d.requests > 0 || d.rows > 0)
+            .map(|(d, k)| {
                 (
-                    run.spec.key_member[i],
+                    k.member,
                     UsageEntry {
                         fingerprint: k.fingerprint.clone(),
                         masked: k.masked.clone(),
-                        model: run.spec.member(i).client.model().to_string(),
+                        model: k.model.clone(),
                         day: day.clone(),
                         usage: std::mem::take(d),
                     },

@@ -9,6 +9,7 @@ use super::journal;
 use super::reply_cap::{generous, GENEROUS_EXTRA};
 use super::spec::Labeler;
 use super::usage::Usage;
+use super::writes::StateWriter;
 use crate::cli::OnExhausted;
 use crate::pacing::{Changes, Grant};
 use crate::provider::classify::RateHeaders;
@@ -34,12 +35,14 @@ pub enum TextOutcome {
     Stopped,
 }
 
-/// What every job of a run works with: the run, and the collector's control and usage.
+/// What every job of a run works with: the run, and the collector's control, usage and
+/// state writer.
 #[derive(Clone, Copy)]
 pub struct Job<'a> {
     pub run: &'a Labeler,
     pub control: &'a RunControl,
     pub usage: &'a Usage,
+    pub(super) writes: &'a StateWriter,
 }
 
 enum Failure {
@@ -84,7 +87,7 @@ impl Job<'_> {
     /// Logs and persists what the dispatcher changed (never under its lock).
     fn report(&self, changes: &Changes) {
         if !changes.is_empty() {
-            journal::apply(self.run, changes);
+            journal::apply(self.run, self.writes, changes);
         }
     }
 }
