@@ -1,7 +1,8 @@
 //! The dashboard off loopback (#24 item 3): every read takes the token (header) or a
 //! session cookie set by the login form; the token is never taken from a URL; it expires
 //! with `--token-ttl`; `--tls-cert`/`--tls-key` serve HTTPS; security headers on every
-//! answer. Each refusal has its assertion here.
+//! answer; the login form takes a few attempts a minute per address. Each refusal has
+//! its assertion here.
 
 mod common;
 mod dashsrv;
@@ -174,6 +175,42 @@ fn the_login_form_sets_a_strict_http_only_session_that_opens_reads_but_not_actio
         http(&a, "GET", "/api/keys", &[("Cookie", &cookie)], "").status,
         401
     );
+    d.stop();
+}
+
+#[test]
+fn the_login_form_takes_five_attempts_per_address_and_window_then_429() {
+    let (_fake, sb) = labeled_sandbox();
+    // A 6 s window instead of a minute, so the test sees it end.
+    let (d, a) = off_loopback(&sb, &["--login-window", "6s"]);
+    let wrong = "a-wrong-token-of-32-characters-x";
+    // Four wrong tokens, then the right one: it logs in and starts the count again.
+    for _ in 0..4 {
+        assert_eq!(login(&a, wrong).status, 401);
+    }
+    assert_eq!(login(&a, TOKEN).status, 303);
+    for i in 0..5 {
+        let r = login(&a, wrong);
+        assert_eq!(r.status, 401, "attempt {i} after a success: {}", r.body);
+    }
+    // The sixth attempt in the window is refused before the token is compared: even the
+    // right one gets 429, with no session.
+    let r = login(&a, TOKEN);
+    assert_eq!(r.status, 429, "{}", r.body);
+    assert!(r.header("set-cookie").is_none(), "{}", r.head);
+    assert!(r.body.contains("too many attempts"), "{}", r.body);
+    assert!(!r.body.contains(TOKEN));
+    let wait: u64 = r.header("retry-after").unwrap().parse().unwrap();
+    assert!((1..=6).contains(&wait), "Retry-After: {wait}");
+    assert_security_headers("429", &r);
+    // The header token is a separate way in, and still works meanwhile.
+    let key = [("X-Autolabel-Token", TOKEN)];
+    assert_eq!(http(&a, "GET", "/api/keys", &key, "").status, 200);
+    // Once Retry-After has passed, the right token logs in again.
+    std::thread::sleep(Duration::from_millis(wait * 1000 + 300));
+    let ok = login(&a, TOKEN);
+    assert_eq!(ok.status, 303, "{}", ok.body);
+    assert!(ok.header("set-cookie").is_some());
     d.stop();
 }
 

@@ -129,6 +129,10 @@ pub struct DashboardArgs {
     /// How long a client may take to send a request's headers, and how long an idle connection is kept open.
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     pub client_timeout: std::time::Duration,
+    /// Not for users: the window login attempts are counted over (5 per address), shortened
+    /// by tests so they need not wait a minute for it to end.
+    #[arg(long, hide = true, default_value = "60s", value_parser = parse_duration)]
+    pub login_window: std::time::Duration,
     /// Open connections at most (lowered to fit `ulimit -n`); at the cap, the oldest idle one is closed to let a new one in.
     #[arg(long, default_value_t = 128, value_parser = clap::value_parser!(u32).range(1..=65_536))]
     pub max_connections: u32,

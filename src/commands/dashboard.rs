@@ -35,7 +35,8 @@ pub async fn run(args: &DashboardArgs) -> Result<Outcome> {
         }
     };
     let loopback = local.ip().is_loopback();
-    let auth = Auth::new(token, args.token_ttl, !loopback, tls.is_some());
+    let auth = Auth::new(token, args.token_ttl, !loopback, tls.is_some())
+        .with_login_window(args.login_window);
     if !loopback && tls.is_none() {
         eprintln!(
             "warning: the token and the data travel in clear to {local}: pass --tls-cert and --tls-key, or put a TLS proxy in front"

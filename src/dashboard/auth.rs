@@ -8,13 +8,17 @@
 //! SameSite=Strict (no other site's page sends it) and Secure under TLS. Actions still take
 //! the token in the header, so a session alone reads but changes nothing. The token is
 //! never taken from a URL: a URL stays in history, logs and Referer headers, so a request
-//! carrying it there is refused, not served.
+//! carrying it there is refused, not served. The login form takes a few attempts a
+//! minute per client address (`limit`), so a token cannot be guessed through it.
+
+mod limit;
 
 use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
-use axum::extract::{Request, State as AxState};
+use axum::extract::{ConnectInfo, Request, State as AxState};
 use axum::http::header::{self, HeaderMap, HeaderValue};
 use axum::http::{StatusCode, Uri};
 use axum::middleware::Next;
@@ -73,6 +77,8 @@ pub struct Auth {
     pub tls: bool,
     /// Session id → when it ends.
     sessions: Mutex<HashMap<String, SystemTime>>,
+    /// Login attempts per client address.
+    logins: limit::LoginLimit,
 }
 
 impl Auth {
@@ -83,7 +89,15 @@ impl Auth {
             reads_need_token,
             tls,
             sessions: Mutex::new(HashMap::new()),
+            logins: limit::LoginLimit::new(limit::WINDOW),
         }
+    }
+
+    /// Counts login attempts over `window` instead of a minute (the hidden
+    /// `--login-window`, so a test need not wait a minute for the window to end).
+    pub fn with_login_window(mut self, window: Duration) -> Auth {
+        self.logins = limit::LoginLimit::new(window);
+        self
     }
 
     /// When the token stops working (`--token-ttl`), if ever.
@@ -329,10 +343,20 @@ pub struct Login {
     token: String,
 }
 
-/// `POST /login` (a form body, never a query): the right token opens a session.
-pub async fn login(AxState(app): AxState<Arc<App>>, Form(form): Form<Login>) -> Response {
+/// `POST /login` (a form body, never a query): the right token opens a session. Past
+/// [`limit::MAX_TRIES`] attempts from one address in a window, 429 with `Retry-After`
+/// and the token is not compared.
+pub async fn login(
+    AxState(app): AxState<Arc<App>>,
+    ConnectInfo(client): ConnectInfo<SocketAddr>,
+    Form(form): Form<Login>,
+) -> Response {
+    if let Err(wait) = app.auth.logins.attempt(client.ip(), Instant::now()) {
+        return too_many(wait);
+    }
     match app.auth.check_token(Some(form.token.trim().as_bytes())) {
         Ok(()) => {
+            app.auth.logins.succeeded(client.ip());
             let cookie = app.auth.open_session();
             let mut r = Redirect::to("/").into_response();
             if let Ok(v) = HeaderValue::from_str(&cookie) {
@@ -342,6 +366,19 @@ pub async fn login(AxState(app): AxState<Arc<App>>, Form(form): Form<Login>) -> 
         }
         Err(why) => login_page(StatusCode::UNAUTHORIZED, &why.message()),
     }
+}
+
+/// The login form again, refusing: too many attempts from this address for now.
+fn too_many(wait: Duration) -> Response {
+    let secs = limit::retry_after_secs(wait);
+    let why = format!(
+        "too many attempts from your address ({} a minute at most): try again in {secs} s",
+        limit::MAX_TRIES
+    );
+    let mut r = login_page(StatusCode::TOO_MANY_REQUESTS, &why);
+    r.headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+    r
 }
 
 /// `POST /logout`: ends the session.
