@@ -74,6 +74,39 @@ pub fn utc_date_days_ago(t: SystemTime, days: u32) -> String {
     utc_date(t - Duration::from_secs(86_400 * days as u64))
 }
 
+/// Days since 1970-01-01 of a date written `YYYY-MM-DD`, if it is one that exists (no
+/// 2026-02-30, no `2026-1-5`).
+pub fn day_number(text: &str) -> Option<i64> {
+    let b = text.as_bytes();
+    let shaped = b.len() == 10
+        && b.iter().enumerate().all(|(i, c)| {
+            if i == 4 || i == 7 {
+                *c == b'-'
+            } else {
+                c.is_ascii_digit()
+            }
+        });
+    if !shaped {
+        return None;
+    }
+    let (y, m, d) = (
+        text[..4].parse::<i64>().ok()?,
+        text[5..7].parse::<u32>().ok()?,
+        text[8..].parse::<u32>().ok()?,
+    );
+    if !(1..=12).contains(&m) || d == 0 {
+        return None;
+    }
+    let n = days_from_civil(y, m, d);
+    (civil_from_days(n) == (y, m, d)).then_some(n)
+}
+
+/// `YYYY-MM-DD` of a day count since 1970-01-01.
+pub fn date_of_day_number(n: i64) -> String {
+    let (y, m, d) = civil_from_days(n);
+    format!("{y:04}-{m:02}-{d:02}")
+}
+
 /// A UTC calendar day as the ledger keeps it, `YYYY-MM-DD`: days sort as their text.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Day(String);
@@ -180,6 +213,20 @@ mod tests {
         assert_eq!(rfc3339(from_unix(1_795_000_000)), "2026-11-18T11:06:40Z");
         assert_eq!(utc_date(from_unix(951_782_400)), "2000-02-29");
         assert_eq!(unix_secs(next_utc_midnight(from_unix(86_400 + 5))), 172_800);
+        assert_eq!(day_number("1970-01-02"), Some(1));
+        assert_eq!(day_number("2000-02-29"), Some(11_016));
+        assert_eq!(date_of_day_number(11_016), "2000-02-29");
+        for bad in [
+            "2001-02-29",
+            "2026-13-01",
+            "2026-00-10",
+            "2026-1-05",
+            "2026/01/05",
+            "+026-01-05",
+            "",
+        ] {
+            assert_eq!(day_number(bad), None, "{bad}");
+        }
     }
 
     #[test]

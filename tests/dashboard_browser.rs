@@ -223,3 +223,92 @@ fn off_loopback_the_login_form_refuses_a_wrong_token_and_the_right_one_opens_the
     let served = d.stop();
     sb.assert_no_leak(&[&off, &served], &[PLANTED]);
 }
+
+/// The layout check the page writes under `#check`, once it is there.
+fn layout(b: &mut Browser) -> Value {
+    b.wait_for(
+        "document.getElementById('layout-check')",
+        "the layout check",
+    );
+    let text = b.text("#layout-check").unwrap();
+    serde_json::from_str(&text).unwrap()
+}
+
+#[test]
+fn a_custom_period_is_a_range_of_dates_and_every_number_on_the_page_follows_it() {
+    let (fake, sb, _, input, output) = setup(&[PLANTED], FakeConfig::with_keys(&[PLANTED]), 3);
+    let r = run(&mut sb.label(&fake, &input, &output, &[]));
+    assert_eq!(code(&r), 0, "{}", stderr(&r));
+    let ago = |n| autolabel::timeutil::utc_date_days_ago(std::time::SystemTime::now(), n);
+    let conn = rusqlite::Connection::open(sb.state()).unwrap();
+    conn.execute(
+        "INSERT INTO usage (day, provider, fingerprint, masked, model, requests, successes)
+         VALUES (?1, 'groq', ?2, 'x', 'old-model', 9, 9)",
+        rusqlite::params![ago(4), autolabel::keys::mask::fingerprint(PLANTED)],
+    )
+    .unwrap();
+    let d = Dashboard::start(&sb);
+    let week = json(&http(&d.addr, "GET", "/api/summary?days=7", &[]));
+    let week = week["requests"].as_u64().unwrap();
+    assert!(week > 9, "today's run and the old day");
+
+    // On a phone, with the two date fields shown: still nothing spills out.
+    let mut b = Browser::start(390, 844);
+    b.open(&format!("{}#check", d.url()));
+    b.wait_for("document.querySelector('#card-requests')", "the cards");
+    assert_eq!(
+        b.eval("document.getElementById('range').hidden"),
+        Value::from(true)
+    );
+    b.choose("#days", "custom");
+    // It starts as the last 7 days: the same numbers as "7 days".
+    let label = |from: &str, to: &str| format!("requests, {} – {}", &from[5..], &to[5..]);
+    b.wait_for(
+        &format!(
+            "document.querySelector('#card-requests').textContent === '{week}{}'",
+            label(&ago(6), &ago(0))
+        ),
+        "the last 7 days as a range",
+    );
+    assert_eq!(
+        b.eval("document.getElementById('range').hidden"),
+        Value::from(false)
+    );
+    let check = layout(&mut b);
+    assert_eq!(check["hscroll"], false, "{check}");
+    assert_eq!(check["overflow"], serde_json::json!([]), "{check}");
+    b.screenshot(&shots().join("range-390x844.png"));
+
+    // One day 4 days ago: its 9 requests, one line in the usage log.
+    b.choose("#from", &ago(4));
+    b.choose("#to", &ago(4));
+    b.wait_for(
+        &format!(
+            "document.querySelector('#card-requests').textContent === '9{}'",
+            label(&ago(4), &ago(4))
+        ),
+        "the one day's numbers",
+    );
+    let log_dates = b
+        .eval("[...document.querySelectorAll('#log tr td:first-child')].map(td => td.textContent)");
+    assert_eq!(log_dates, serde_json::json!([ago(4)]));
+    assert_eq!(
+        b.eval("[...document.querySelectorAll('#models .model-name')].map(t => t.firstChild.textContent)"),
+        serde_json::json!(["groq/old-model"])
+    );
+
+    // Reversed: the server's reason in the status line, the numbers left as they were.
+    b.choose("#from", &ago(2));
+    b.wait_for(
+        "document.getElementById('status').textContent.startsWith('not updated: ')",
+        "the refusal of a reversed range",
+    );
+    let status = b.text("#status").unwrap();
+    assert!(
+        status.contains(&format!("from {} is after to {}", ago(2), ago(4))),
+        "{status}"
+    );
+    drop(b);
+    let served = d.stop();
+    sb.assert_no_leak(&[&r, &served], &[PLANTED]);
+}

@@ -4,7 +4,10 @@ use std::path::PathBuf;
 
 use clap::{Args, Subcommand};
 
-use super::{values::parse_duration, CommonArgs, Providers, DEFAULT_KEEP_DAYS, DEFAULT_TIMEOUT};
+use super::{
+    values::parse_date, values::parse_duration, CommonArgs, Providers, DEFAULT_KEEP_DAYS,
+    DEFAULT_TIMEOUT,
+};
 use super::{values::parse_providers, DETAIL, KEYS, STATE};
 
 #[derive(Debug, Subcommand)]
@@ -244,6 +247,12 @@ pub struct UsageArgs {
     /// Days of history to show, today included (1 to 3650).
     #[arg(long, default_value_t = 7, value_parser = clap::value_parser!(u32).range(1..=3650))]
     pub days: u32,
+    /// Instead of --days: the first UTC day of the period, YYYY-MM-DD (with --to).
+    #[arg(long, value_name = "DATE", requires = "to", conflicts_with = "days", value_parser = parse_date)]
+    pub from: Option<String>,
+    /// The last UTC day of the period, YYYY-MM-DD, included (with --from).
+    #[arg(long, value_name = "DATE", requires = "from", value_parser = parse_date)]
+    pub to: Option<String>,
     /// Print JSON on stdout (stable format, see README).
     #[arg(long, conflicts_with = "csv")]
     pub json: bool,

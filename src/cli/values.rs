@@ -6,6 +6,14 @@ use clap::ValueEnum;
 use crate::pacing::Priority;
 use crate::provider::defaults::ProviderName;
 
+/// A UTC day written `YYYY-MM-DD` (`usage --from`/`--to`), one that exists.
+pub fn parse_date(s: &str) -> Result<String, String> {
+    let s = s.trim();
+    crate::timeutil::day_number(s)
+        .map(|_| s.to_string())
+        .ok_or_else(|| format!("'{s}' is not a date like 2026-12-01 (a UTC day)"))
+}
+
 /// A duration like `90s`, `30m`, `2h`, `1d`, `1w` or `1h30m`, at most 366 days.
 pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
     let bad = || format!("'{s}' is not a duration like 90s, 30m, 2h, 1d or 1h30m");

@@ -2,17 +2,18 @@
 //! typed, so the live page, `usage --html` snapshots and scripts see one shape.
 
 use std::collections::BTreeMap;
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use serde::Serialize;
 
 use crate::config::Config;
 use crate::error::Result;
 use crate::report::key_report::KeyReport;
-use crate::report::keys::key_views;
+use crate::report::keys::key_views_in;
 use crate::report::usage::{usage_report, PoolReport, RotationView, UsageReport};
+use crate::report::Span;
 use crate::store::{events, Action, ErrorEntry, RunInfo, State};
-use crate::timeutil::{self, Day};
+use crate::timeutil;
 
 /// Keys by status.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -44,6 +45,9 @@ pub struct ModelCount {
 #[derive(Debug, Clone, Serialize)]
 pub struct Summary {
     pub generated_at: String,
+    /// The period: its first and last UTC day and how many days it has.
+    pub from: String,
+    pub to: String,
     pub days: u32,
     pub keys: KeyCounts,
     pub requests: u64,
@@ -101,13 +105,11 @@ fn key_counts(reports: &[UsageReport]) -> KeyCounts {
 }
 
 /// The cards and charts, from the same reports as `/api/keys` and `/api/usage`.
-pub fn summary(pool: &[Config], state: &State, days: u32) -> Result<Summary> {
+pub fn summary(pool: &[Config], state: &State, span: &Span) -> Result<Summary> {
     let now = SystemTime::now();
-    let reports = usage(pool, state, days)?;
-    let mut per_day: BTreeMap<String, (u64, u64)> = (0..days)
-        .rev()
-        .map(|d| (timeutil::utc_date_days_ago(now, d), (0, 0)))
-        .collect();
+    let reports = usage(pool, state, span)?;
+    let mut per_day: BTreeMap<String, (u64, u64)> =
+        span.dates().into_iter().map(|d| (d, (0, 0))).collect();
     let (mut requests, mut successes, mut tokens, mut cost) = (0, 0, 0, 0.0);
     for k in reports.iter().flat_map(|r| &r.keys) {
         requests += k.total.requests;
@@ -122,7 +124,9 @@ pub fn summary(pool: &[Config], state: &State, days: u32) -> Result<Summary> {
     }
     Ok(Summary {
         generated_at: timeutil::rfc3339(now),
-        days,
+        from: span.from.to_string(),
+        to: span.to.to_string(),
+        days: span.days,
         keys: key_counts(&reports),
         requests,
         successes,
@@ -138,16 +142,17 @@ pub fn summary(pool: &[Config], state: &State, days: u32) -> Result<Summary> {
                 success_rate: rate(successes, requests),
             })
             .collect(),
-        per_model: per_model(pool, state, &Day::days_ago(now, days.saturating_sub(1)))?,
+        per_model: per_model(pool, state, span)?,
     })
 }
 
-/// Requests per `provider/model` since `since`, most first.
-fn per_model(pool: &[Config], state: &State, since: &Day) -> Result<Vec<ModelCount>> {
+/// Requests per `provider/model` over the period, most first.
+fn per_model(pool: &[Config], state: &State, span: &Span) -> Result<Vec<ModelCount>> {
     let mut per_model: BTreeMap<String, u64> = BTreeMap::new();
     for cfg in pool {
         let provider = cfg.provider.as_str();
-        for row in state.usage_since(provider, since)? {
+        let rows = state.usage_since(provider, &span.from)?;
+        for row in rows.iter().filter(|r| span.holds(r.day.as_str())) {
             *per_model
                 .entry(format!("{provider}/{}", row.model))
                 .or_default() += row.usage.requests;
@@ -161,10 +166,11 @@ fn per_model(pool: &[Config], state: &State, since: &Day) -> Result<Vec<ModelCou
     Ok(out)
 }
 
-pub fn keys(pool: &[Config], state: &State, days: u32) -> Result<Vec<KeyReport>> {
+pub fn keys(pool: &[Config], state: &State, span: &Span) -> Result<Vec<KeyReport>> {
+    let now = SystemTime::now();
     let mut out = Vec::new();
     for cfg in pool {
-        out.extend(key_views(cfg, state, days)?);
+        out.extend(key_views_in(cfg, state, span, now)?);
     }
     Ok(out)
 }
@@ -173,19 +179,19 @@ pub fn runs(state: &State) -> Result<Vec<RunInfo>> {
     state.runs(50)
 }
 
-pub fn usage(pool: &[Config], state: &State, days: u32) -> Result<Vec<UsageReport>> {
+pub fn usage(pool: &[Config], state: &State, span: &Span) -> Result<Vec<UsageReport>> {
     pool.iter()
-        .map(|cfg| usage_report(cfg, state, days))
+        .map(|cfg| usage_report(cfg, state, span))
         .collect()
 }
 
 /// The latest rotations of every provider, and the auto and manual counts over the
 /// whole period (not only the rotations listed).
-pub fn rotations(pool: &[Config], state: &State, days: u32) -> Result<Rotations> {
-    let since = SystemTime::now() - Duration::from_secs(86_400 * days as u64);
+pub fn rotations(pool: &[Config], state: &State, span: &Span) -> Result<Rotations> {
     let mut all = Vec::new();
     for cfg in pool {
-        for r in state.rotations(cfg.provider.as_str(), since, u32::MAX)? {
+        let fetch = |since, n| state.rotations(cfg.provider.as_str(), since, n);
+        for r in span.log(u32::MAX, fetch, |r| timeutil::utc_date(r.ts))? {
             all.push((r.ts, RotationView::from(r)));
         }
     }
@@ -207,21 +213,24 @@ pub fn rotations(pool: &[Config], state: &State, days: u32) -> Result<Rotations>
 const ACTIONS_SHOWN: u32 = 200;
 
 /// `/api/actions`: what people did to keys over the period, newest first, and who.
-pub fn actions(state: &State, days: u32) -> Result<Vec<Action>> {
-    let since = SystemTime::now() - Duration::from_secs(86_400 * days as u64);
-    events::actions(&**state, since, ACTIONS_SHOWN)
+pub fn actions(state: &State, span: &Span) -> Result<Vec<Action>> {
+    let fetch = |since, n| events::actions(&**state, since, n);
+    span.log(ACTIONS_SHOWN, fetch, |a| a.time.clone())
 }
 
 /// `/api/errors`: the failed requests of the period, newest first (at most 200).
-pub fn errors(state: &State, days: u32) -> Result<Vec<ErrorEntry>> {
-    let since = SystemTime::now() - Duration::from_secs(86_400 * days as u64);
-    events::errors(&**state, since, ACTIONS_SHOWN)
+pub fn errors(state: &State, span: &Span) -> Result<Vec<ErrorEntry>> {
+    errors_at_most(state, span, ACTIONS_SHOWN)
 }
 
 /// The whole error log of the period, newest first (`usage --csv --errors`).
-pub fn errors_all(state: &State, days: u32) -> Result<Vec<ErrorEntry>> {
-    let since = SystemTime::now() - Duration::from_secs(86_400 * days as u64);
-    events::errors(&**state, since, u32::MAX)
+pub fn errors_all(state: &State, span: &Span) -> Result<Vec<ErrorEntry>> {
+    errors_at_most(state, span, u32::MAX)
+}
+
+fn errors_at_most(state: &State, span: &Span, limit: u32) -> Result<Vec<ErrorEntry>> {
+    let fetch = |since, n| events::errors(&**state, since, n);
+    span.log(limit, fetch, |e| e.time.clone())
 }
 
 /// Everything the page shows, by the API path that serves it: what a static snapshot
@@ -247,16 +256,22 @@ pub struct Snapshot<'a> {
 /// The page, to be served live (it fetches `/api/…` every 2 s).
 pub const PAGE: &str = include_str!("page.html");
 
-/// The page with the data embedded: a static snapshot that fetches nothing.
-pub fn snapshot_page(pool: &[Config], state: &State, reports: &[UsageReport]) -> Result<String> {
+/// The page with the data embedded, over the period of `reports` (`span`): a static
+/// snapshot that fetches nothing.
+pub fn snapshot_page(
+    pool: &[Config],
+    state: &State,
+    reports: &[UsageReport],
+    span: &Span,
+) -> Result<String> {
     let snap = Snapshot {
-        summary: summary(pool, state, SUMMARY_DAYS)?,
-        keys: keys(pool, state, SUMMARY_DAYS)?,
+        summary: summary(pool, state, span)?,
+        keys: keys(pool, state, span)?,
         runs: runs(state)?,
         usage: PoolReport { providers: reports },
-        rotations: rotations(pool, state, SUMMARY_DAYS)?,
-        actions: actions(state, SUMMARY_DAYS)?,
-        errors: errors(state, SUMMARY_DAYS)?,
+        rotations: rotations(pool, state, span)?,
+        actions: actions(state, span)?,
+        errors: errors(state, span)?,
     };
     // Text inside a script element must not hold `</script` or `<!--`; `<` only occurs
     // inside JSON strings, where `\u003c` means the same.

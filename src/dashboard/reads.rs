@@ -1,40 +1,52 @@
 //! The API's reads: each answers from the one usage model over the period asked for
-//! (`?days=N`, 7 by default), so the page's cards, tables and charts agree.
+//! (`?days=N`, 7 by default, or `?from=YYYY-MM-DD&to=YYYY-MM-DD`, UTC days, both
+//! included), so the page's cards, tables and charts agree.
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use axum::extract::{Query, State as AxState};
 use axum::http::StatusCode;
 use axum::response::Response;
 
 use super::{answer, api, fail, json_out, App};
-use crate::report::PoolReport;
+use crate::report::{PoolReport, Span};
 
-/// `?days=N`: from 1 to 3650, 7 when not given; else the answer that refuses it.
-pub(super) fn days(q: &HashMap<String, String>) -> Result<u32, Box<Response>> {
-    match q.get("days").map(|d| d.trim().parse::<u32>()) {
-        None => Ok(api::SUMMARY_DAYS),
-        Some(Ok(d)) if (1..=3650).contains(&d) => Ok(d),
-        Some(_) => Err(Box::new(fail(
-            StatusCode::BAD_REQUEST,
-            "days: a whole number from 1 to 3650",
-        ))),
+/// The period of `?days=N` (1 to 3650, 7 when not given) or `?from=…&to=…`; else the
+/// answer that refuses it, saying why.
+pub(super) fn span(q: &HashMap<String, String>) -> Result<Span, Box<Response>> {
+    let refuse = |why: String| Box::new(fail(StatusCode::BAD_REQUEST, why));
+    let now = SystemTime::now();
+    match (q.get("from"), q.get("to"), q.get("days")) {
+        (None, None, days) => match days.map(|d| d.trim().parse::<u32>()) {
+            None => Ok(Span::last_days(now, api::SUMMARY_DAYS)),
+            Some(Ok(d)) if (1..=3650).contains(&d) => Ok(Span::last_days(now, d)),
+            Some(_) => Err(refuse("days: a whole number from 1 to 3650".into())),
+        },
+        (Some(_), Some(_), Some(_)) => {
+            Err(refuse("days, or from and to: one period, not both".into()))
+        }
+        (Some(from), Some(to), None) => Span::range(from, to, ("from", "to")).map_err(refuse),
+        _ => Err(refuse(
+            "from and to go together: ?from=2026-12-01&to=2026-12-07 (UTC days, both included)"
+                .into(),
+        )),
     }
 }
 
 type Q = Query<HashMap<String, String>>;
 
 pub(super) async fn summary(AxState(app): AxState<Arc<App>>, Query(q): Q) -> Response {
-    match days(&q) {
-        Ok(d) => answer(api::summary(&app.pool, &app.state, d)),
+    match span(&q) {
+        Ok(d) => answer(api::summary(&app.pool, &app.state, &d)),
         Err(r) => *r,
     }
 }
 
 pub(super) async fn keys(AxState(app): AxState<Arc<App>>, Query(q): Q) -> Response {
-    match days(&q) {
-        Ok(d) => answer(api::keys(&app.pool, &app.state, d)),
+    match span(&q) {
+        Ok(d) => answer(api::keys(&app.pool, &app.state, &d)),
         Err(r) => *r,
     }
 }
@@ -44,11 +56,11 @@ pub(super) async fn runs(AxState(app): AxState<Arc<App>>) -> Response {
 }
 
 pub(super) async fn usage(AxState(app): AxState<Arc<App>>, Query(q): Q) -> Response {
-    let d = match days(&q) {
+    let d = match span(&q) {
         Ok(d) => d,
         Err(r) => return *r,
     };
-    match api::usage(&app.pool, &app.state, d) {
+    match api::usage(&app.pool, &app.state, &d) {
         Ok(reports) => json_out(
             StatusCode::OK,
             &PoolReport {
@@ -60,22 +72,22 @@ pub(super) async fn usage(AxState(app): AxState<Arc<App>>, Query(q): Q) -> Respo
 }
 
 pub(super) async fn rotations(AxState(app): AxState<Arc<App>>, Query(q): Q) -> Response {
-    match days(&q) {
-        Ok(d) => answer(api::rotations(&app.pool, &app.state, d)),
+    match span(&q) {
+        Ok(d) => answer(api::rotations(&app.pool, &app.state, &d)),
         Err(r) => *r,
     }
 }
 
 pub(super) async fn actions(AxState(app): AxState<Arc<App>>, Query(q): Q) -> Response {
-    match days(&q) {
-        Ok(d) => answer(api::actions(&app.state, d)),
+    match span(&q) {
+        Ok(d) => answer(api::actions(&app.state, &d)),
         Err(r) => *r,
     }
 }
 
 pub(super) async fn errors(AxState(app): AxState<Arc<App>>, Query(q): Q) -> Response {
-    match days(&q) {
-        Ok(d) => answer(api::errors(&app.state, d)),
+    match span(&q) {
+        Ok(d) => answer(api::errors(&app.state, &d)),
         Err(r) => *r,
     }
 }

@@ -13,6 +13,7 @@ use serde::Serialize;
 
 use super::counts::{DayUsage, Remaining, Usage};
 use super::key_limits::{self, LimitView};
+use super::span::Span;
 use crate::config::Config;
 use crate::error::Result;
 // Stored text from outside (an older version kept a provider's echo of a key in a
@@ -167,25 +168,33 @@ struct Known {
     overrides: Vec<KeyOverride>,
     health: Vec<StoredHealth>,
     activity: Vec<KeyActivity>,
+    /// The period's rows.
     rows: Vec<UsageRow>,
+    today_rows: Vec<UsageRow>,
     now: SystemTime,
 }
 
-/// Every key of `cfg` (configured ones first, in order, then those only the state knows)
-/// over the last `days` UTC days, today included.
+/// Every key of `cfg` (configured ones first, in order, then those used in the period
+/// that only the state knows) over the UTC days of `span`; `today` is today's whatever
+/// the period.
 pub fn key_reports(
     cfg: &Config,
     state: &State,
-    days: u32,
+    span: &Span,
     now: SystemTime,
 ) -> Result<Vec<KeyReport>> {
     let provider = cfg.provider.as_str();
-    let since = Day::days_ago(now, days.saturating_sub(1));
+    let today = Day::of(now);
+    let mut rows = state.usage_since(provider, &span.from.clone().min(today.clone()))?;
+    // Today's rows count for `today` even when the period ends earlier.
+    let today_rows = rows.iter().filter(|r| r.day == today).cloned().collect();
+    rows.retain(|r| span.holds(r.day.as_str()));
     let known = Known {
         overrides: state.key_overrides(provider)?,
         health: state.load_health(provider)?,
         activity: state.key_activity(provider)?,
-        rows: state.usage_since(provider, &since)?,
+        rows,
+        today_rows,
         now,
     };
     let mut out = Vec::new();
@@ -248,7 +257,8 @@ fn one(
         )
     };
     let act = known.activity.iter().find(|a| a.fingerprint == fp);
-    let usage = KeyUse::of(&known.rows, fp, &timeutil::utc_date(known.now));
+    let usage = KeyUse::of(&known.rows, fp);
+    let today = KeyUse::of(&known.today_rows, fp).total;
     Ok(KeyReport {
         provider: cfg.provider.as_str(),
         index: key.map(|k| k.index),
@@ -270,7 +280,7 @@ fn one(
         last_used: act.and_then(|a| a.last_used).map(timeutil::rfc3339),
         last_error: act.and_then(|a| a.last_error.as_deref().map(scrub)),
         models: usage.models,
-        today: Usage::from(&usage.today),
+        today: Usage::from(&today),
         total: Usage::from(&usage.total),
         days: usage
             .per_day
@@ -384,16 +394,15 @@ fn remaining(quotas: &[QuotaView]) -> Remaining {
     }
 }
 
-/// One key's ledger rows over the period.
+/// One key's ledger rows over some days.
 struct KeyUse {
     per_day: BTreeMap<String, UsageDelta>,
     total: UsageDelta,
-    today: UsageDelta,
     models: Vec<String>,
 }
 
 impl KeyUse {
-    fn of(rows: &[UsageRow], fp: &str, today: &str) -> KeyUse {
+    fn of(rows: &[UsageRow], fp: &str) -> KeyUse {
         let mut per_day: BTreeMap<String, UsageDelta> = BTreeMap::new();
         let mut models: Vec<String> = Vec::new();
         let mut total = UsageDelta::default();
@@ -404,11 +413,9 @@ impl KeyUse {
                 models.push(r.model.clone());
             }
         }
-        let today = per_day.get(today).cloned().unwrap_or_default();
         KeyUse {
             per_day,
             total,
-            today,
             models,
         }
     }

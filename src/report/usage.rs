@@ -4,17 +4,18 @@
 //! a stable format documented in the README) and HTML are all rendered from it.
 
 use std::path::Path;
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use serde::Serialize;
 
 pub use super::counts::{DayUsage, Remaining, Usage};
 use super::key_report::{key_reports, KeyReport};
+use super::span::Span;
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::provider::defaults::Limits;
 use crate::store::{Rotation, State};
-use crate::timeutil::{self, Day};
+use crate::timeutil;
 
 /// One provider's usage report (`usage --json`).
 #[derive(Debug, Clone, Serialize)]
@@ -91,27 +92,31 @@ impl From<Rotation> for RotationView {
     }
 }
 
-/// The usage report of one provider over the last `days` UTC days (today included).
-pub fn usage_report(cfg: &Config, state: &State, days: u32) -> Result<UsageReport> {
+/// The usage report of one provider over the UTC days of `span`.
+pub fn usage_report(cfg: &Config, state: &State, span: &Span) -> Result<UsageReport> {
     let provider = cfg.provider.as_str();
     let now = SystemTime::now();
-    let since = Day::days_ago(now, days.saturating_sub(1));
-    let since_time = now - Duration::from_secs(86_400 * days as u64);
-    let rotations = state
-        .rotations(provider, since_time, 20)?
+    let rotations = span
+        .log(
+            20,
+            |since, n| state.rotations(provider, since, n),
+            |r| timeutil::utc_date(r.ts),
+        )?
         .into_iter()
         .map(RotationView::from)
         .collect();
+    let mut vote_runs = crate::votes::runs::voting_runs(state, provider, span.from.as_str())?;
+    vote_runs.retain(|r| span.holds(&r.started));
     Ok(UsageReport {
         provider: provider.to_string(),
         generated_at: timeutil::rfc3339(now),
-        from: since.to_string(),
-        to: timeutil::utc_date(now),
-        days,
+        from: span.from.to_string(),
+        to: span.to.to_string(),
+        days: span.days,
         limits: cfg.limits_in_force().into(),
-        keys: key_reports(cfg, state, days, now)?,
+        keys: key_reports(cfg, state, span, now)?,
         rotations,
-        vote_runs: crate::votes::runs::voting_runs(state, provider, &since.to_string())?,
+        vote_runs,
     })
 }
 
@@ -123,7 +128,7 @@ pub struct PoolReport<'a> {
 
 /// `--report-dir DIR`: today's usage as DIR/<provider>_<YYYY-MM-DD>.json.
 pub fn write_daily_report(dir: &Path, cfg: &Config, state: &State) -> Result<()> {
-    let report = usage_report(cfg, state, 1)?;
+    let report = usage_report(cfg, state, &Span::last_days(SystemTime::now(), 1))?;
     std::fs::create_dir_all(dir)
         .map_err(|e| Error::io(format!("--report-dir {}", dir.display()), e))?;
     let path = dir.join(format!(
