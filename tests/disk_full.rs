@@ -1,6 +1,7 @@
 //! A state on a full disk: "disk full" naming the file and the space left (not "move it
-//! away"); a ledger write that fails mid-run is logged once (then at most once a minute),
-//! the usage is kept, and written when room returns, so the ledger ends exact.
+//! away", nor "unreachable" from the quota store); a ledger write that fails mid-run is
+//! logged once (then at most once a minute), the usage is kept, and written when room
+//! returns, so the ledger ends exact.
 //!
 //! The fault is a real one from the kernel, without root: the file size limit
 //! (RLIMIT_FSIZE, `ulimit -f`) of the running binary, set before it starts or from
@@ -118,6 +119,19 @@ fn usage_that_could_not_be_written_is_kept_and_the_ledger_ends_exact() {
         .unwrap();
     assert!(line.contains("disk full"), "{line}");
     assert!(err.contains("usage: written again"), "{err}");
+    // The quota store (its own connection to the file) says the same, not "unreachable
+    // … disk I/O error".
+    let quota = err
+        .lines()
+        .find(|l| l.contains("no request goes without a grant"))
+        .unwrap_or_else(|| panic!("the quota store's writes failed too: {err}"));
+    assert!(quota.contains("disk full"), "{quota}");
+    assert!(
+        quota.contains(&sb.state().display().to_string()),
+        "names the file: {quota}"
+    );
+    assert!(quota.contains("free on its file system"), "{quota}");
+    assert!(!err.contains("unreachable"), "{err}");
     // Every request in the ledger, none twice.
     let conn = rusqlite::Connection::open(sb.state()).unwrap();
     let recorded: i64 = conn

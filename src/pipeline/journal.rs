@@ -25,6 +25,14 @@ pub fn apply(run: &Labeler, writes: &StateWriter, changes: &Changes) {
         run.ui.info(status);
     }
     match &changes.store {
+        // A full disk is no unreachable state: said as the ledger says it (`store::sqlite::room`).
+        Some(StoreNews::Lost { since, error }) if error.starts_with("disk full:") => {
+            run.ui.error(&format!(
+                "state {}: {error}, since {}; retrying, no request goes without a grant from it meanwhile",
+                run.state.location,
+                timeutil::rfc3339(*since)
+            ))
+        }
         Some(StoreNews::Lost { since, error }) => run.ui.error(&format!(
             "state {}: unreachable since {} ({error}), retrying; no request goes without a grant from it meanwhile",
             run.state.location,
