@@ -165,6 +165,16 @@ pub struct CommonArgs {
     pub assume_keys: Option<usize>,
 }
 
+/// `--confidence`: what a row's confidence measures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum)]
+pub enum ConfidenceSource {
+    /// The winner's share of the votes cast.
+    #[default]
+    Votes,
+    /// The chosen label's share of the first label token's probability mass on labels.
+    Logprobs,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum OnExhausted {
     /// Write the fallback label (marked, so a later run re-labels those rows).
@@ -215,6 +225,13 @@ pub struct LabelArgs {
     /// Also write a column with the winner's share of the votes cast (0–1, 3 decimals).
     #[arg(long, help_heading = IO, hide_short_help = true)]
     pub confidence_column: Option<String>,
+    /// Where a row's confidence comes from: the votes, or (OpenAI, Gemini) the
+    /// probability of the answer's first label token among the labels.
+    ///
+    /// logprobs needs --votes 1 and --batch-size 1. Providers not known to return
+    /// logprobs (Groq refuses them) are never asked: their rows get no confidence.
+    #[arg(long, value_enum, default_value_t = ConfidenceSource::Votes, help_heading = LABELS, hide_short_help = true)]
+    pub confidence: ConfidenceSource,
     /// Also write a column with each row's votes, e.g. positif:4|netral:1.
     #[arg(long, help_heading = IO, hide_short_help = true)]
     pub votes_column: Option<String>,

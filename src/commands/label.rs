@@ -238,6 +238,7 @@ async fn label_rows(
             confidence: cfg.votes.confidence_column.is_some(),
             votes: cfg.votes.votes_column.is_some(),
             review_below: cfg.votes.review_below,
+            logprobs: cfg.votes.logprobs(),
         },
     };
     let (mut finished, writer) = pipeline::run(&labeler, setup).await?;

@@ -60,6 +60,8 @@ pub struct Collector {
     /// Fallback rows on their way to the state.
     pub fallbacks: FallbackRecord,
     votes: Option<VoteRun>,
+    /// `--confidence logprobs`: each row's confidence is its answer's (and is cached).
+    logprobs: bool,
 }
 
 impl Collector {
@@ -74,7 +76,14 @@ impl Collector {
             out_rec: StringRecord::new(),
             fallbacks: FallbackRecord::new(outage),
             votes,
+            logprobs: false,
         }
+    }
+
+    /// Rows take their confidence from their answer's logprobs (`--confidence logprobs`).
+    pub fn with_logprobs(mut self, logprobs: bool) -> Collector {
+        self.logprobs = logprobs;
+        self
     }
 
     /// Rows in the window (read, not yet written).
@@ -126,8 +135,13 @@ impl Collector {
                 self.count_vote((use_cache, usage), &text, outcome);
                 continue;
             }
-            if let (true, TextOutcome::Labeled(label, m)) = (use_cache, &outcome) {
+            if let (true, TextOutcome::Labeled(label, m, confidence)) = (use_cache, &outcome) {
                 let key = run.spec.members[*m].cache_scope.key(&text);
+                if self.logprobs {
+                    let value = votes::logprobs::cache_value(label, *confidence);
+                    self.cache_puts
+                        .push((votes::logprobs::cache_key(key.clone()), value));
+                }
                 self.cache_puts.push((key, label.clone()));
             }
             if let Some(w) = self.waiting.get_mut(&text) {
@@ -154,7 +168,7 @@ impl Collector {
             return;
         };
         match outcome {
-            TextOutcome::Labeled(label, m) => {
+            TextOutcome::Labeled(label, m, _) => {
                 t.record(&label, m);
                 if use_cache {
                     self.cache_puts
@@ -167,7 +181,7 @@ impl Collector {
         if t.finished() {
             let result = match (t.winner(), &t.failed) {
                 (Some((label, m)), _) if t.settled() || !t.stopped => {
-                    TextOutcome::Labeled(label.to_string(), m)
+                    TextOutcome::Labeled(label.to_string(), m, None)
                 }
                 _ if t.stopped => TextOutcome::Stopped,
                 (_, why) => TextOutcome::Fallback(why.clone().unwrap_or_default()),
@@ -228,7 +242,7 @@ impl Collector {
             }
             tally = Some(t);
         } else if setup.use_cache {
-            if let Some(slot) = cached(run, &text) {
+            if let Some(slot) = cached(run, &text, self.logprobs) {
                 self.window.push_back((row.idx, row.record, slot));
                 return;
             }
@@ -315,8 +329,12 @@ impl Collector {
             self.waiting.remove(text);
         }
         match outcome {
-            TextOutcome::Labeled(label, m) => Slot::Done {
-                votes: Some(summary.unwrap_or_else(|| VoteSummary::single(&label))),
+            TextOutcome::Labeled(label, m, confidence) => Slot::Done {
+                votes: Some(match summary {
+                    _ if self.logprobs => VoteSummary::measured(&label, confidence),
+                    Some(summary) => summary,
+                    None => VoteSummary::single(&label),
+                }),
                 label,
                 status: RowStatus::Model,
                 by: Some(m),
@@ -438,13 +456,27 @@ impl Collector {
     }
 }
 
-/// A label any provider of the run gave the text earlier, under its own model's scope.
-fn cached(run: &Labeler, text: &str) -> Option<Slot> {
+/// A label any provider of the run gave the text earlier, under its own model's scope
+/// (with `logprobs`, only one asked with them, with the confidence they gave).
+fn cached(run: &Labeler, text: &str, logprobs: bool) -> Option<Slot> {
     for (m, member) in run.spec.members.iter().enumerate() {
-        match run.state.cache_get(&member.cache_scope.key(text)) {
-            Ok(Some(label)) if run.spec.labels.contains(&label) => {
+        let mut key = member.cache_scope.key(text);
+        if logprobs {
+            key = votes::logprobs::cache_key(key);
+        }
+        let kept = run.state.cache_get(&key).map(|v| {
+            v.and_then(|v| {
+                let (label, confidence) = match logprobs {
+                    true => votes::logprobs::read_cache_value(&v)?,
+                    false => (v.as_str(), Some(1.0)),
+                };
+                Some((label.to_string(), confidence))
+            })
+        });
+        match kept {
+            Ok(Some((label, confidence))) if run.spec.labels.contains(&label) => {
                 return Some(Slot::Done {
-                    votes: Some(VoteSummary::single(&label)),
+                    votes: Some(VoteSummary::measured(&label, confidence)),
                     label,
                     status: RowStatus::Cached,
                     by: Some(m),

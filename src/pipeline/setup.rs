@@ -15,7 +15,7 @@ use crate::keys::ApiKey;
 use crate::limits::Dim;
 use crate::pacing::{Dispatcher, OrgSetup, ProviderRules, SystemClock};
 use crate::prompt::Prompter;
-use crate::provider::{defaults, Client};
+use crate::provider::{defaults, logprobs, Client};
 use crate::store::{CacheScope, HealthReason, State};
 use crate::timeutil::{self, Day};
 use crate::ui::Ui;
@@ -94,7 +94,7 @@ pub fn build_labeler(
             key_orgs.push(first_org + org);
             key_member.push(m);
         }
-        members.push(member(cfg, c, &prompter)?);
+        members.push(member(cfg, c, &prompter, &ui)?);
     }
     let ring = key_ring(cfg, keys, &key_orgs, &key_member, &state, &ui)?;
     let quotas = crate::store::open_quota_store(&cfg.base.state)?;
@@ -163,21 +163,38 @@ fn org_setups(cfg: &LabelConfig, c: &Config, state: &State) -> Result<Vec<OrgSet
 }
 
 /// Provider `c` as a member of the run.
-fn member(cfg: &LabelConfig, c: &Config, prompter: &Prompter) -> Result<Member> {
+fn member(cfg: &LabelConfig, c: &Config, prompter: &Prompter, ui: &Ui) -> Result<Member> {
     let provider = c.provider.as_str();
+    let client = Client::new(
+        &c.base_url,
+        &c.model,
+        c.json_mode,
+        c.timeout,
+        cfg.concurrency,
+    )?;
     Ok(Member {
         provider,
-        client: Client::new(
-            &c.base_url,
-            &c.model,
-            c.json_mode,
-            c.timeout,
-            cfg.concurrency,
-        )?,
+        client: ask_logprobs(cfg, c, client, ui),
         prices: c.prices,
         tag: format!("{provider}/{}", c.model),
         cache_scope: cache_scope(c, prompter),
     })
+}
+
+/// `--confidence logprobs`: asked only of the providers known to return them (Groq
+/// answers 400); each other provider is named once, its rows get no confidence.
+fn ask_logprobs(cfg: &LabelConfig, c: &Config, client: Client, ui: &Ui) -> Client {
+    if !cfg.votes.logprobs() {
+        return client;
+    }
+    if logprobs::supported(c.provider) {
+        return client.with_logprobs(logprobs::top_k(cfg.labels.labels().len()));
+    }
+    ui.info(&format!(
+        "--confidence logprobs: {} is not known to return logprobs, so none are asked of it; its rows get no confidence",
+        c.provider.as_str()
+    ));
+    client
 }
 
 /// One ring over every provider's keys, each with its provider's day and quota rules,

@@ -17,6 +17,7 @@ use crate::provider::classify::{human, CallError};
 use crate::provider::{CallResult, ChatReply, ChatRequest};
 
 mod failure;
+mod logprobs;
 mod net;
 
 use failure::{failed, served_elsewhere};
@@ -27,8 +28,9 @@ const MAX_UNUSABLE_REPLIES: u32 = 3;
 /// How a text ended up.
 #[derive(Debug, Clone, PartialEq)]
 pub enum TextOutcome {
-    /// The label, and the index of the provider (in `RunSpec::members`) whose model gave it.
-    Labeled(String, usize),
+    /// The label, the index of the provider (in `RunSpec::members`) whose model gave it,
+    /// and (`--confidence logprobs`) the confidence its answer's logprobs gave it.
+    Labeled(String, usize, Option<f64>),
     /// The fallback label was used; the reason is for the log.
     Fallback(String),
     /// The run is stopping (`--on-exhausted stop`, a fatal provider answer, or Ctrl-C).
@@ -106,15 +108,11 @@ async fn label_slice(job: Job<'_>, texts: &[Arc<str>]) -> Vec<TextOutcome> {
             job,
             req,
             texts,
-            |reply| spec.labels.normalize(reply).map(|i| vec![i]),
+            |reply| logprobs::labeled(&spec.labels, reply),
             MAX_UNUSABLE_REPLIES,
         )
         .await;
-        return vec![to_outcome(
-            job,
-            out.map(|(v, m)| (v[0], m)),
-            "no usable reply",
-        )];
+        return vec![to_outcome(job, out, "no usable reply")];
     }
     let refs: Vec<&str> = texts.iter().map(|t| &**t).collect();
     let req = spec.prompter.batch(&refs);
@@ -123,14 +121,14 @@ async fn label_slice(job: Job<'_>, texts: &[Arc<str>]) -> Vec<TextOutcome> {
         job,
         req,
         texts,
-        |reply| spec.labels.normalize_batch(reply, n),
+        |reply| spec.labels.normalize_batch(&reply.content, n),
         1,
     )
     .await
     {
         Ok((labels, m)) => labels
             .into_iter()
-            .map(|i| TextOutcome::Labeled(spec.labels.name(i).to_string(), m))
+            .map(|i| TextOutcome::Labeled(spec.labels.name(i).to_string(), m, None))
             .collect(),
         Err(Failure::Unusable) => {
             job.run
@@ -146,9 +144,13 @@ async fn label_slice(job: Job<'_>, texts: &[Arc<str>]) -> Vec<TextOutcome> {
     }
 }
 
-fn to_outcome(job: Job<'_>, r: Result<(usize, usize), Failure>, unusable: &str) -> TextOutcome {
+type Answer = ((usize, Option<f64>), usize);
+
+fn to_outcome(job: Job<'_>, r: Result<Answer, Failure>, unusable: &str) -> TextOutcome {
     match r {
-        Ok((i, m)) => TextOutcome::Labeled(job.run.spec.labels.name(i).to_string(), m),
+        Ok(((i, confidence), m)) => {
+            TextOutcome::Labeled(job.run.spec.labels.name(i).to_string(), m, confidence)
+        }
         Err(Failure::Unusable) => TextOutcome::Fallback(unusable.to_string()),
         Err(Failure::Fallback(why)) => TextOutcome::Fallback(why),
         Err(Failure::Stopped) => TextOutcome::Stopped,
@@ -161,7 +163,7 @@ async fn request<T>(
     job: Job<'_>,
     req: ChatRequest,
     texts: &[Arc<str>],
-    validate: impl Fn(&str) -> Option<T>,
+    validate: impl Fn(&ChatReply) -> Option<T>,
     max_unusable: u32,
 ) -> Result<(T, usize), Failure> {
     let tight = req.max_tokens;
@@ -203,6 +205,9 @@ async fn request<T>(
             return Err(Failure::Stopped);
         }
         job.control.reach.lock().unwrap().reached();
+        if logprobs::refused(job, key, &res) {
+            continue;
+        }
         let step = match res.result {
             Ok(reply) => {
                 served_elsewhere(job, &mut tries);
@@ -287,7 +292,7 @@ fn replied<T>(
     key: usize,
     reply: &ChatReply,
     headers: &RateHeaders,
-    ask: &Ask<'_, impl Fn(&str) -> Option<T>>,
+    ask: &Ask<'_, impl Fn(&ChatReply) -> Option<T>>,
 ) -> Option<T> {
     let (estimated_prompt, tokens) = ask.tokens;
     if let Some(p) = reply.prompt_tokens {
@@ -301,7 +306,7 @@ fn replied<T>(
     );
     let prices = job.run.spec.member(key).prices;
     let cost = tin as f64 * prices.0 + tout as f64 * prices.1;
-    let labeled = (ask.validate)(&reply.content);
+    let labeled = (ask.validate)(reply);
     // Rows count only when the reply labeled them: tokens per row in the ledger then
     // include what unusable replies wasted. A vote's texts count once their votes settle.
     let votes = &job.usage.vote_rows;

@@ -3,13 +3,16 @@
 
 pub mod classify;
 pub mod defaults;
+pub mod logprobs;
 pub mod unreached;
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
 use classify::{classify_status, CallError, ErrorClass, RateHeaders};
+use logprobs::{LogprobSwitch, TokenLogprob};
 use unreached::Unreached;
 
 /// The most of a reply body that is ever read. The largest legitimate reply is a batch
@@ -52,6 +55,8 @@ pub struct ChatReply {
     pub completion_tokens: Option<u64>,
     /// The reply was cut at `max_tokens` (`finish_reason: "length"`).
     pub cut: bool,
+    /// The reply's tokens with their log-probabilities, when they were asked and came.
+    pub logprobs: Option<Vec<TokenLogprob>>,
 }
 
 /// A call's result together with the rate-limit headers it carried (also on errors).
@@ -64,6 +69,8 @@ pub struct CallResult {
     /// of the wrong shape (an HTML page where JSON was due): `test-keys` calls the key
     /// unverified, not ok.
     pub status: Option<u16>,
+    /// The request asked for logprobs: a 400 to it may be the provider refusing them.
+    pub logprobs_sent: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -75,6 +82,9 @@ pub struct Client {
     models_url: reqwest::Url,
     model: String,
     json_mode: bool,
+    /// `--confidence logprobs` on a provider known to return them: single-text requests
+    /// ask for them until the provider refuses.
+    logprobs: Option<Arc<LogprobSwitch>>,
 }
 
 /// The request body, serialized straight from borrowed parts (no JSON tree per request).
@@ -86,6 +96,11 @@ struct ChatBody<'a> {
     max_tokens: u32,
     #[serde(skip_serializing_if = "Option::is_none")]
     response_format: Option<JsonMode>,
+    /// Only ever present as `true`: a provider that does not know the field may refuse it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    logprobs: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    top_logprobs: Option<u8>,
 }
 
 #[derive(Serialize)]
@@ -111,6 +126,9 @@ struct Completion {
 struct Choice {
     message: Message,
     finish_reason: Option<String>,
+    /// Kept raw: read by `logprobs::parse`, which never fails the reply.
+    #[serde(default)]
+    logprobs: Option<serde_json::Value>,
 }
 
 #[derive(Deserialize)]
@@ -159,7 +177,19 @@ impl Client {
             models_url: url("models")?,
             model: model.to_string(),
             json_mode,
+            logprobs: None,
         })
+    }
+
+    /// Asks this client's single-text requests for the top `top` logprobs of each token.
+    pub fn with_logprobs(mut self, top: u8) -> Client {
+        self.logprobs = Some(LogprobSwitch::new(top));
+        self
+    }
+
+    /// The logprobs switch, when this client asks for them.
+    pub fn logprobs(&self) -> Option<&LogprobSwitch> {
+        self.logprobs.as_deref()
     }
 
     pub fn model(&self) -> &str {
@@ -172,6 +202,11 @@ impl Client {
 
     /// One chat completion with `key` (its secret goes only into the Authorization header).
     pub async fn chat(&self, key: &str, req: &ChatRequest) -> CallResult {
+        // Batches are answered in JSON, whose first tokens are no label: never asked.
+        let top_logprobs = self
+            .logprobs()
+            .filter(|s| !req.json && s.on())
+            .map(|s| s.top);
         let body = ChatBody {
             model: &self.model,
             messages: [
@@ -189,6 +224,8 @@ impl Client {
             response_format: (req.json && self.json_mode).then_some(JsonMode {
                 kind: "json_object",
             }),
+            logprobs: top_logprobs.map(|_| true),
+            top_logprobs,
         };
         let started = Instant::now();
         let sent = self
@@ -205,7 +242,8 @@ impl Client {
                 let headers = RateHeaders::from_headers(resp.headers());
                 let status = resp.status().as_u16();
                 if resp.status().is_redirection() {
-                    return scrubbed_result(Err(redirected(&resp)), headers, started, replied);
+                    return scrubbed_result(Err(redirected(&resp)), headers, started, replied)
+                        .asked_logprobs(top_logprobs.is_some());
                 }
                 match read_capped(resp, MAX_REPLY_BYTES).await {
                     Err(e) => (Err(e), headers),
@@ -223,7 +261,7 @@ impl Client {
                 }
             }
         };
-        scrubbed_result(result, headers, started, replied)
+        scrubbed_result(result, headers, started, replied).asked_logprobs(top_logprobs.is_some())
     }
 
     /// `GET /models`: the cheapest way to learn whether a key works.
@@ -300,6 +338,14 @@ fn scrubbed_result(
         headers,
         latency: started.elapsed(),
         status,
+        logprobs_sent: false,
+    }
+}
+
+impl CallResult {
+    fn asked_logprobs(mut self, sent: bool) -> CallResult {
+        self.logprobs_sent = sent;
+        self
     }
 }
 
@@ -393,6 +439,7 @@ fn parse_model_list(bytes: &[u8]) -> Result<ChatReply, CallError> {
         prompt_tokens: None,
         completion_tokens: None,
         cut: false,
+        logprobs: None,
     })
 }
 
@@ -405,8 +452,9 @@ fn parse_completion(bytes: &[u8]) -> Result<ChatReply, CallError> {
     let cut = choice
         .as_ref()
         .is_some_and(|c| c.finish_reason.as_deref() == Some("length"));
-    let content = choice
-        .and_then(|c| c.message.content)
+    let (content, logprobs) = choice
+        .map(|c| (c.message.content, logprobs::parse(c.logprobs)))
+        .and_then(|(content, logprobs)| Some((content?, logprobs)))
         .ok_or_else(|| CallError::Transient {
             class: ErrorClass::Unparsable,
             detail: "reply has no message content".into(),
@@ -414,6 +462,7 @@ fn parse_completion(bytes: &[u8]) -> Result<ChatReply, CallError> {
     Ok(ChatReply {
         cut,
         content,
+        logprobs,
         prompt_tokens: parsed.usage.as_ref().and_then(|u| u.prompt_tokens),
         completion_tokens: parsed.usage.as_ref().and_then(|u| u.completion_tokens),
     })
@@ -468,6 +517,8 @@ mod tests {
                 response_format: json.then_some(JsonMode {
                     kind: "json_object",
                 }),
+                logprobs: None,
+                top_logprobs: None,
             };
             serde_json::to_value(&b).unwrap()
         };
@@ -484,6 +535,39 @@ mod tests {
             })
         );
         assert_eq!(body(true)["response_format"]["type"], "json_object");
+    }
+
+    #[test]
+    fn logprobs_are_asked_only_as_the_openai_fields_and_read_back() {
+        let b = ChatBody {
+            model: "m",
+            messages: [
+                OutMessage {
+                    role: "system",
+                    content: "s",
+                },
+                OutMessage {
+                    role: "user",
+                    content: "u",
+                },
+            ],
+            temperature: 0,
+            max_tokens: 4,
+            response_format: None,
+            logprobs: Some(true),
+            top_logprobs: Some(5),
+        };
+        let v = serde_json::to_value(&b).unwrap();
+        assert_eq!(v["logprobs"], true);
+        assert_eq!(v["top_logprobs"], 5);
+        let reply = br#"{"choices":[{"message":{"content":"pos"},"logprobs":{"content":[
+            {"token":"pos","logprob":-0.2,"top_logprobs":[{"token":"pos","logprob":-0.2}]}]}}]}"#;
+        let r = parse_completion(reply).unwrap();
+        assert_eq!(r.logprobs.unwrap()[0].token, "pos");
+        // Logprobs of another shape cost nothing but themselves.
+        let odd = br#"{"choices":[{"message":{"content":"pos"},"logprobs":{"content":"x"}}]}"#;
+        let r = parse_completion(odd).unwrap();
+        assert_eq!((r.content.as_str(), r.logprobs), ("pos", None));
     }
 
     #[test]

@@ -4,11 +4,12 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::cli::LabelArgs;
+use crate::cli::{BatchSize, ConfidenceSource, LabelArgs};
 use crate::error::{Error, Result};
 use crate::store::CacheScope;
 
 pub mod cost;
+pub mod logprobs;
 pub mod review;
 pub mod runs;
 pub mod tally;
@@ -24,6 +25,8 @@ pub struct VoteSettings {
     pub votes_column: Option<String>,
     pub review_below: Option<f64>,
     pub review_output: Option<PathBuf>,
+    /// `--confidence`: votes, or one answer's logprobs.
+    pub confidence: ConfidenceSource,
 }
 
 impl VoteSettings {
@@ -36,7 +39,11 @@ impl VoteSettings {
             votes_column: args.votes_column.clone(),
             review_below: args.review_below,
             review_output: args.review_output.clone(),
+            confidence: args.confidence,
         };
+        if s.confidence == ConfidenceSource::Logprobs {
+            logprobs_fit(args)?;
+        }
         if let Some(review) = &s.review_output {
             crate::safefs::refuse_input(input, review, "--review-output")?;
             if review == output || crate::safefs::refuse_input(output, review, "").is_err() {
@@ -56,6 +63,11 @@ impl VoteSettings {
         Ok(s)
     }
 
+    /// Whether rows take their confidence from logprobs.
+    pub fn logprobs(&self) -> bool {
+        self.confidence == ConfidenceSource::Logprobs
+    }
+
     /// The votes of a run with more than one, scoped in the label cache by the pool's
     /// providers and models (in order: a vote names its provider by position), the
     /// prompt, and the vote count: a row asked 3 times is not served from 5 votes.
@@ -69,6 +81,29 @@ impl VoteSettings {
             ),
         })
     }
+}
+
+/// `--confidence logprobs` reads one answer to one text: it replaces votes, and a
+/// batch's JSON reply has no first label token per row.
+fn logprobs_fit(args: &LabelArgs) -> Result<()> {
+    let refuse = |why: &str| Err(Error::Usage(format!("--confidence logprobs {why}")));
+    if args.votes > 1 {
+        return refuse(&format!(
+            "replaces votes: drop --votes {} (or use --confidence votes)",
+            args.votes
+        ));
+    }
+    if args.batch_size != BatchSize::Fixed(1) {
+        return refuse(
+            "reads the answer to one text; a batch's reply has no label token per row: use --batch-size 1",
+        );
+    }
+    if args.confidence_column.is_none() && args.review_below.is_none() {
+        return refuse(
+            "shows only in --confidence-column or --review-below: pass one, or drop it (it asks for logprobs for nothing)",
+        );
+    }
+    Ok(())
 }
 
 /// Votes in a running pipeline (`--votes` above 1).
@@ -86,13 +121,16 @@ pub struct VoteColumns {
     pub confidence: bool,
     pub votes: bool,
     pub review_below: Option<f64>,
+    /// `--confidence logprobs`: a row's confidence is its answer's, from logprobs.
+    pub logprobs: bool,
 }
 
 impl VoteColumns {
-    /// Whether a row with this summary goes to review.
+    /// Whether a row with this summary goes to review. A row whose confidence is unknown
+    /// (no logprobs came) is not: nothing says it is doubtful.
     pub fn to_review(&self, summary: &VoteSummary) -> bool {
-        self.review_below
-            .is_some_and(|x| summary.confidence < x - 1e-9)
+        let below = |x: f64| summary.confidence.is_some_and(|c| c < x - 1e-9);
+        self.review_below.is_some_and(below)
     }
 }
 
@@ -142,12 +180,15 @@ mod tests {
             ..VoteColumns::default()
         };
         let at = |c: f64| VoteSummary {
-            confidence: c,
+            confidence: Some(c),
             counts: String::new(),
             unanimous: false,
         };
         assert!(cols.to_review(&at(0.4)));
         assert!(!cols.to_review(&at(0.6)));
         assert!(!VoteColumns::default().to_review(&at(0.0)));
+        let unknown = VoteSummary::measured("a", None);
+        assert!(!cols.to_review(&unknown));
+        assert_eq!(unknown.confidence_text(), "");
     }
 }

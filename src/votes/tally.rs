@@ -21,8 +21,9 @@ pub struct Tally {
 /// What a row shows of its votes.
 #[derive(Debug, Clone, PartialEq)]
 pub struct VoteSummary {
-    /// The winner's share of the votes cast.
-    pub confidence: f64,
+    /// The winner's share of the votes cast (with `--confidence logprobs`, the answer's
+    /// share of the probability on labels; `None` when the answer carried no logprobs).
+    pub confidence: Option<f64>,
     /// `positif:4|netral:1`, the winner first.
     pub counts: String,
     /// Every vote cast named the same label.
@@ -33,15 +34,25 @@ impl VoteSummary {
     /// A single label, as a run with one vote (or a cached single label) has it.
     pub fn single(label: &str) -> VoteSummary {
         VoteSummary {
-            confidence: 1.0,
+            confidence: Some(1.0),
             counts: format!("{label}:1"),
             unanimous: true,
         }
     }
 
-    /// The confidence as the column shows it: three decimals.
+    /// A single label whose confidence its logprobs gave (`None`: they did not).
+    pub fn measured(label: &str, confidence: Option<f64>) -> VoteSummary {
+        VoteSummary {
+            confidence,
+            ..VoteSummary::single(label)
+        }
+    }
+
+    /// The confidence as the column shows it: three decimals (empty when unknown).
     pub fn confidence_text(&self) -> String {
-        format!("{:.3}", self.confidence)
+        self.confidence
+            .map(|c| format!("{c:.3}"))
+            .unwrap_or_default()
     }
 }
 
@@ -155,7 +166,7 @@ impl Tally {
         let (_, top) = *standing.first()?;
         let counts: Vec<String> = standing.iter().map(|(l, c)| format!("{l}:{c}")).collect();
         Some(VoteSummary {
-            confidence: f64::from(top) / f64::from(self.cast()),
+            confidence: Some(f64::from(top) / f64::from(self.cast())),
             counts: counts.join("|"),
             unanimous: standing.len() == 1,
         })
