@@ -101,7 +101,10 @@ mod tests {
         assert_eq!(parse(Some(serde_json::Value::Null)), None);
         assert_eq!(parse(Some(serde_json::json!({"content": null}))), None);
         assert_eq!(parse(Some(serde_json::json!([1, 2]))), None);
-        assert_eq!(parse(Some(serde_json::json!({"content": [{"t": 1}]}))), None);
+        assert_eq!(
+            parse(Some(serde_json::json!({"content": [{"t": 1}]}))),
+            None
+        );
     }
 
     #[test]

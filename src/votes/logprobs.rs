@@ -36,7 +36,9 @@ pub fn confidence(tokens: &[TokenLogprob], labels: &[String], chosen: usize) -> 
     let mut mass = vec![0.0f64; forms.len()];
     for (token, logprob) in candidates {
         let s = stem(token);
-        let hits: Vec<usize> = (0..forms.len()).filter(|&l| matches(&s, &forms[l])).collect();
+        let hits: Vec<usize> = (0..forms.len())
+            .filter(|&l| matches(&s, &forms[l]))
+            .collect();
         let p = logprob.exp();
         if hits.is_empty() || !p.is_finite() {
             continue;
@@ -114,10 +116,7 @@ mod tests {
     fn tok(token: &str, alts: &[(&str, f64)]) -> TokenLogprob {
         TokenLogprob {
             token: token.into(),
-            logprob: alts
-                .iter()
-                .find(|a| a.0 == token)
-                .map_or(0.0, |a| a.1.ln()),
+            logprob: alts.iter().find(|a| a.0 == token).map_or(0.0, |a| a.1.ln()),
             top_logprobs: alts
                 .iter()
                 .map(|(t, p)| Alternative {
@@ -132,7 +131,10 @@ mod tests {
     fn the_share_of_the_first_label_tokens_mass_on_labels() {
         // `pos` 0.6, `neg` 0.2, `The` 0.15 (no label), `net` 0.05: 0.6 / 0.85.
         let t = [
-            tok("pos", &[("pos", 0.6), ("neg", 0.2), ("The", 0.15), ("net", 0.05)]),
+            tok(
+                "pos",
+                &[("pos", 0.6), ("neg", 0.2), ("The", 0.15), ("net", 0.05)],
+            ),
             tok("itif", &[("itif", 1.0)]),
         ];
         let c = confidence(&t, &labels(), 0).unwrap();

@@ -27,9 +27,12 @@ use tokio::sync::Notify;
 
 #[path = "fake_chatty.rs"]
 pub mod chatty;
+#[path = "fake_logprobs.rs"]
+pub mod logprobs;
 #[path = "fake_noise.rs"]
 pub mod noise;
 
+pub use logprobs::Logprobs;
 pub use noise::Noise;
 
 /// The labels the fake answers with, indexed by `fnv1a64(text) % 3`.
@@ -245,6 +248,8 @@ pub struct FakeConfig {
     pub bare_429: bool,
     /// Wrong labels now and then (see [`Noise`]); `None` answers every text right.
     pub noise: Option<Noise>,
+    /// What a request asking for `logprobs` gets (see [`Logprobs`]).
+    pub logprobs: Logprobs,
 }
 
 /// The organization id of [`FakeConfig::shared_org`], shaped like Groq's.
@@ -266,6 +271,7 @@ impl Default for FakeConfig {
             cut_at_max_tokens: false,
             bare_429: false,
             noise: None,
+            logprobs: Logprobs::Ignore,
         }
     }
 }
@@ -395,6 +401,7 @@ struct Shared {
     cut_at_max_tokens: bool,
     bare_429: bool,
     noise: Option<Noise>,
+    logprobs: Logprobs,
 }
 
 /// The running fake server. Dropping it stops the server.
@@ -463,6 +470,7 @@ impl FakeProvider {
             cut_at_max_tokens: cfg.cut_at_max_tokens,
             bare_429: cfg.bare_429,
             noise: cfg.noise,
+            logprobs: cfg.logprobs,
             latency: cfg.latency,
             jitter: cfg.jitter,
             style: cfg.style,
@@ -1612,6 +1620,24 @@ impl Shared {
             }
         };
 
+        if self.logprobs == Logprobs::Refuse && body.get("logprobs").is_some() {
+            self.record(
+                &mut st,
+                &key,
+                &req.path,
+                parsed.texts,
+                400,
+                at,
+                parsed.batch,
+                &body,
+            );
+            return Action::Respond {
+                status: 400,
+                headers: Vec::new(),
+                body: error_body(logprobs::REFUSAL, "invalid_request_error", None),
+                delay,
+            };
+        }
         let asked = body["model"].as_str().unwrap_or("");
         if self.strict_model && asked != self.model {
             self.record(
@@ -1752,16 +1778,24 @@ impl Shared {
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_secs())
             .unwrap_or(0);
+        let mut choice = json!({
+            "index": 0,
+            "message": { "role": "assistant", "content": content },
+            "finish_reason": finish
+        });
+        let asked_logprobs = body.get("logprobs").and_then(Value::as_bool) == Some(true);
+        if self.logprobs == Logprobs::Serve && asked_logprobs && !parsed.batch {
+            let top = body["top_logprobs"].as_u64().unwrap_or(0) as usize;
+            let text = parsed.texts.first().map_or("", String::as_str);
+            let answered = labels.first().copied().unwrap_or("netral");
+            choice["logprobs"] = logprobs::content(&content, text, answered, &LABELS, top);
+        }
         let reply = json!({
             "id": format!("chatcmpl-{id}"),
             "object": "chat.completion",
             "created": created,
             "model": self.model,
-            "choices": [{
-                "index": 0,
-                "message": { "role": "assistant", "content": content },
-                "finish_reason": finish
-            }],
+            "choices": [choice],
             "usage": {
                 "prompt_tokens": parsed.prompt_tokens,
                 "completion_tokens": completion,
