@@ -10,6 +10,7 @@ use std::sync::Arc;
 use csv::StringRecord;
 use rustc_hash::FxHashMap;
 
+use super::cache_read;
 use super::control::RunControl;
 use super::fallback_record::FallbackRecord;
 use super::feeder::Row;
@@ -228,7 +229,7 @@ impl Collector {
         }
         let mut tally = None;
         if let Some(v) = &self.votes {
-            let t = setup.use_cache.then(|| cached_votes(run, v, &text));
+            let t = setup.use_cache.then(|| cache_read::votes(run, v, &text));
             let t = t.flatten().unwrap_or_else(|| Tally::new(v.n));
             if let (true, Some((label, m))) = (t.settled(), t.winner()) {
                 let slot = Slot::Done {
@@ -242,7 +243,13 @@ impl Collector {
             }
             tally = Some(t);
         } else if setup.use_cache {
-            if let Some(slot) = cached(run, &text, self.logprobs) {
+            if let Some(hit) = cache_read::label(run, &text, self.logprobs) {
+                let slot = Slot::Done {
+                    votes: Some(hit.votes),
+                    label: hit.label,
+                    status: RowStatus::Cached,
+                    by: Some(hit.by),
+                };
                 self.window.push_back((row.idx, row.record, slot));
                 return;
             }
@@ -453,58 +460,5 @@ impl Collector {
             counts.written += 1;
         }
         Ok(())
-    }
-}
-
-/// A label any provider of the run gave the text earlier, under its own model's scope
-/// (with `logprobs`, only one asked with them, with the confidence they gave).
-fn cached(run: &Labeler, text: &str, logprobs: bool) -> Option<Slot> {
-    for (m, member) in run.spec.members.iter().enumerate() {
-        let mut key = member.cache_scope.key(text);
-        if logprobs {
-            key = votes::logprobs::cache_key(key);
-        }
-        let kept = run.state.cache_get(&key).map(|v| {
-            v.and_then(|v| {
-                let (label, confidence) = match logprobs {
-                    true => votes::logprobs::read_cache_value(&v)?,
-                    false => (v.as_str(), Some(1.0)),
-                };
-                Some((label.to_string(), confidence))
-            })
-        });
-        match kept {
-            Ok(Some((label, confidence))) if run.spec.labels.contains(&label) => {
-                return Some(Slot::Done {
-                    votes: Some(VoteSummary::measured(&label, confidence)),
-                    label,
-                    status: RowStatus::Cached,
-                    by: Some(m),
-                });
-            }
-            Ok(_) => {}
-            Err(e) => {
-                run.ui
-                    .error(&format!("cache read failed (continuing without it): {e}"));
-                return None;
-            }
-        }
-    }
-    None
-}
-
-/// The votes an earlier run (or an earlier part of this one) cast for the text.
-fn cached_votes(run: &Labeler, v: &VoteRun, text: &str) -> Option<Tally> {
-    match run.state.cache_get(&v.scope.key(text)) {
-        Ok(Some(kept)) => {
-            let known = |l: &str| run.spec.labels.contains(l);
-            Tally::decode(v.n, &kept, known, run.spec.members.len())
-        }
-        Ok(None) => None,
-        Err(e) => {
-            run.ui
-                .error(&format!("cache read failed (continuing without it): {e}"));
-            None
-        }
     }
 }

@@ -12,6 +12,7 @@
 //! soon as it can be written. The run's fixed setup is a `spec::RunSpec`.
 
 mod adopt;
+mod cache_read;
 mod collector;
 pub mod control;
 mod fallback_record;
