@@ -258,8 +258,8 @@ pub async fn run(run: &Labeler, mut setup: PipelineSetup) -> Result<(Finished, W
     run.ui.start_progress(input.total);
     let mut live = Live::start(run, &writes, &setup, (input.total, input.to_label));
     let outage = Outage::new(run.spec.policy.store_timeout);
-    let mut c = Collector::new(outage, setup.votes.clone())
-        .with_logprobs(setup.vote_columns.logprobs);
+    let mut c =
+        Collector::new(outage, setup.votes.clone()).with_logprobs(setup.vote_columns.logprobs);
     let recorded = c.fallbacks.answered.clone();
     // The jobs in flight, polled by this task itself: no task to spawn, schedule and join
     // per request (a measurable share of the CPU at high rates). A panic in one is caught
