@@ -83,3 +83,82 @@ fn an_unknown_priority_or_share_is_exit_2() {
     }
     assert_eq!(fake.total_requests(), 0);
 }
+
+/// The runs as a user types them: no limits in the environment, so each run paces on the
+/// free tier's assumed 6,000 tokens a minute until its first reply (200 ms away) states
+/// the key's real ones. The low run's owed slots must follow the limits then in force: a
+/// share step worked out under the assumed tokens (~14 s or more) held it back that long.
+#[test]
+fn a_low_run_gets_its_share_from_the_start_when_replies_take_time() {
+    let mut cfg = FakeConfig::with_keys(&[PLANTED]);
+    cfg.latency = Duration::from_millis(200);
+    cfg.jitter = Duration::from_millis(50);
+    let fake = FakeProvider::start(cfg.limit(
+        "org_0",
+        OrgLimits {
+            rpm: Some(1200),
+            tpm: Some(10_000_000),
+            ..OrgLimits::default()
+        },
+    ));
+    let sb = Sandbox::new();
+    sb.write_keys(&[PLANTED]);
+    let all = smsa(550);
+    let (high_texts, low_texts) = all.split_at(400);
+    let start = |name: &str, texts: &[String], priority: &str| {
+        let input = sb.path(&format!("{name}.csv"));
+        write_input(&input, texts);
+        let output = sb.path(&format!("{name}-out.csv"));
+        sb.label_as_typed(&fake, &input, &output, &["--priority", priority])
+            .args(["--rpm", "1200", "--concurrency", "8", "--no-cache"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let high = start("high", high_texts, "high");
+    let low = start("low", low_texts, "low");
+    let high_out = wait_with_limit(high, Duration::from_secs(180));
+    let low_out = wait_with_limit(low, Duration::from_secs(180));
+    assert_eq!(code(&high_out), 0, "{}", stderr(&high_out));
+    assert_eq!(code(&low_out), 0, "{}", stderr(&low_out));
+    assert_labeled(&sb.path("high-out.csv"), high_texts);
+    assert_labeled(&sb.path("low-out.csv"), low_texts);
+    assert_eq!(fake.count_status(429), 0);
+
+    // While both ran (the later first request to the earlier last one).
+    let requests = fake.requests();
+    let is_high = |t: &String| high_texts.contains(t);
+    let (high_at, low_at): (Vec<Duration>, Vec<Duration>) = {
+        let (h, l): (Vec<_>, Vec<_>) = requests.iter().partition(|r| r.texts.iter().any(is_high));
+        (
+            h.iter().map(|r| r.at).collect(),
+            l.iter().map(|r| r.at).collect(),
+        )
+    };
+    let from = high_at[0].max(low_at[0]);
+    let to = (*high_at.last().unwrap()).min(*low_at.last().unwrap());
+    let during = |at: &[Duration]| at.iter().filter(|t| **t >= from && **t <= to).count();
+    let (high, low) = (during(&high_at), during(&low_at));
+    let share = low as f64 / (high + low) as f64;
+    // The longest the low run went without a request, while both ran.
+    let mut marks: Vec<Duration> = low_at
+        .iter()
+        .copied()
+        .filter(|t| *t > from && *t < to)
+        .collect();
+    marks.insert(0, from);
+    marks.push(to);
+    let gap = marks.windows(2).map(|w| w[1] - w[0]).max().unwrap();
+    eprintln!(
+        "both running {:?}: high {high}, low {low} requests ({:.1} %), longest low gap {gap:?}",
+        to - from,
+        share * 100.0
+    );
+    // 1200 a minute, 5 %: one low request a second or so (with the share step kept from
+    // the assumed limits: none in the whole 20 s). Generous bounds for a loaded machine:
+    // a late wake-up is made up for.
+    assert!(gap < Duration::from_secs(5), "the low run waited {gap:?}");
+    assert!(share >= 0.04, "the low run got {:.1} %", share * 100.0);
+    assert!(share <= 0.12, "the low run took {:.1} %", share * 100.0);
+}

@@ -114,7 +114,8 @@ pub struct QuotaState {
     pub claim_high: Nanos,
     #[serde(default)]
     pub claim_normal: Nanos,
-    /// From when a normal (low) run under a higher claim is owed its next slot.
+    /// The slot a normal (low) run under a higher claim counts its share from: its next
+    /// is owed one share step later (see `rank`).
     #[serde(default)]
     pub share_normal: Nanos,
     #[serde(default)]
@@ -329,7 +330,7 @@ impl QuotaState {
         let above = (plan.share > 0)
             .then(|| self.claimed_above(plan.level, now))
             .flatten();
-        let owed = above.is_some() && self.owed_from(plan.level) <= now;
+        let owed = above.is_some() && self.owed_from(plan.level, plan.share) <= now;
         if wait > TIMER_SLACK && !(owed && self.blocked_until <= now) {
             if plan.share > 0 {
                 self.claim(plan.level, now + wait + CLAIM_GRACE);
@@ -338,7 +339,7 @@ impl QuotaState {
             return Decision::Wait(span(wait - TIMER_SLACK));
         }
         if let (Some(until), false) = (above, owed) {
-            let back = self.owed_from(plan.level).min(until);
+            let back = self.owed_from(plan.level, plan.share).min(until);
             self.claim(plan.level, back + CLAIM_GRACE);
             return Decision::Wait(span(back - now).max(span(TIMER_SLACK)));
         }

@@ -4,10 +4,11 @@
 //! (until a little after it will be back): while a run of a higher priority claims, a
 //! lower one gets a slot only when it is owed its minimum share, one slot every
 //! `slot / min_share` of the schedule, and then the next slot is reserved for it even if
-//! it lies ahead, so it never starves and no slot is lost to the ranking. With no higher
-//! claim, every run takes what is free, as without priorities. The schedule itself (the
-//! GCRA of the minute limits) is the same for every priority: runs together stay under
-//! the limits whatever their ranks.
+//! it lies ahead, so it never starves and no slot is lost to the ranking. The step is
+//! that of the limits the run knows when it asks (they change when its first reply
+//! states them). With no higher claim, every run takes what is free, as without
+//! priorities. The schedule itself (the GCRA of the minute limits) is the same for every
+//! priority: runs together stay under the limits whatever their ranks.
 
 use serde::{Deserialize, Serialize};
 
@@ -107,20 +108,27 @@ impl QuotaState {
         }
     }
 
-    /// From when a run of `level` is owed a slot.
-    pub(super) fn owed_from(&self, level: i64) -> Nanos {
+    /// From when a run of `level` is owed a slot, for share steps of `step` (those of the
+    /// limits it asks with now).
+    pub(super) fn owed_from(&self, level: i64, step: Nanos) -> Nanos {
         match level {
-            1 => self.share_normal,
-            0 => self.share_low,
+            1 => self.share_normal.saturating_add(step),
+            0 => self.share_low.saturating_add(step),
             _ => Nanos::MIN,
         }
     }
 
     /// A run of `level` took a slot at `at` while ranked below a claim: its next is owed
-    /// `step` after the one it was owed, so that coming late (a nap, a slot ahead) does
+    /// a step after the one it was owed, so that coming late (a nap, a slot ahead) does
     /// not shrink its share; lateness of more than a step is not made up.
+    ///
+    /// What is kept is the slot the next step counts from, not the moment it ends: the
+    /// step is the one of the limits in force when the run asks again. Before a run's
+    /// first reply its limits are assumed (Groq's free tier says 6,000 tokens a minute:
+    /// a request takes ~0.7 s of the schedule, a 5 % step ~14 s), and an end worked out
+    /// then would hold it back ~14 s although the stated limits make the step ~2 s.
     pub(super) fn owe_next(&mut self, level: i64, at: Nanos, step: Nanos) {
-        let next = |due: Nanos| due.max(at - step).saturating_add(step);
+        let next = |from: Nanos| from.saturating_add(step).max(at.saturating_sub(step));
         match level {
             1 => self.share_normal = next(self.share_normal),
             0 => self.share_low = next(self.share_low),

@@ -17,8 +17,8 @@ local op = ARGV[1]
 local FAR = 4503599627370496 -- 2^52
 local NS = 1000000000
 local TTL_MIN = 26 * 3600 * NS -- longer than any day, daylight saving included
--- Claims of high (ch) and normal (cn) runs, and the next slot owed to normal (sn) and
--- low (sl) runs under them (rank.rs).
+-- Claims of high (ch) and normal (cn) runs, and the slots normal (sn) and low (sl) runs
+-- under them count their share from (rank.rs).
 local LIVE = { 'rt', 'tt', 'bl', 'he', 'de', 'te', 'ch', 'cn' }
 local TIMES = { 'rt', 'tt', 'bl', 'he', 'de', 'te', 'ch', 'cn', 'sn', 'sl' }
 local FIELDS = { 'base', 'rt', 'tt', 'bl', 'he', 'hu', 'de', 'du', 'te', 'tu', 'ch', 'cn', 'sn', 'sl' }
@@ -109,10 +109,17 @@ if op == 'decide' then
     if level == 2 then s.ch = math.max(s.ch, untl) end
     if level == 1 then s.cn = math.max(s.cn, untl) end
   end
-  local function owed_from()
+  -- The slot a lower run counts its share from (-FAR: none yet, further back than any
+  -- step), and from when it is owed its next: a step of its limits now later.
+  local function share_from()
     if level == 1 then return s.sn end
     if level == 0 then return s.sl end
     return -FAR
+  end
+  local function owed_from()
+    local from = share_from()
+    if from <= -FAR then return -FAR end
+    return from + share
   end
   if fresh then
     -- Today's counts start from the caller's ledger.
@@ -165,8 +172,10 @@ if op == 'decide' then
       local count = lease
       if room < room_for_leases or above ~= nil then count = 1 end
       if above ~= nil then
-        if level == 1 then s.sn = math.max(s.sn, at - share) + share end
-        if level == 0 then s.sl = math.max(s.sl, at - share) + share end
+        local from = at - share
+        if share_from() > -FAR then from = math.max(share_from() + share, from) end
+        if level == 1 then s.sn = from end
+        if level == 0 then s.sl = from end
       end
       local first = math.max(s.rt, at)
       if rpm_t > 0 then s.rt = first + rpm_t * count end

@@ -4,7 +4,9 @@
 use super::*;
 use crate::limits::Limits;
 use crate::pacing::quota::{Priority, Rank};
-use crate::store::quota_suite::{two_runs_share_one_limit, AtTime};
+use crate::store::quota_suite::{
+    a_lower_run_is_owed_by_the_limits_in_force, assert_owed_share, two_runs_share_one_limit, AtTime,
+};
 use crate::store::redis::test_server::RedisServer;
 use crate::store::MemoryQuotas;
 
@@ -29,6 +31,19 @@ const T0: Nanos = 1_796_082_000 * 1_000_000_000;
 fn two_connections_share_one_limit() {
     let server = RedisServer::start();
     two_runs_share_one_limit(&open(&server), &open(&server));
+}
+
+#[test]
+fn a_lower_run_is_owed_by_the_limits_in_force_on_redis() {
+    let server = RedisServer::start();
+    let slots = a_lower_run_is_owed_by_the_limits_in_force(&open(&server), &open(&server));
+    assert_owed_share(slots);
+    // The same slots as the in-memory store's.
+    let memory = MemoryQuotas::default();
+    assert_eq!(
+        slots,
+        a_lower_run_is_owed_by_the_limits_in_force(&memory, &memory)
+    );
 }
 
 /// Limits the random walk switches between: leases at high rates, tokens binding, hour
