@@ -161,6 +161,27 @@ fn errors_lists_disagreements_most_confident_first_and_never_the_input() {
     // Confidence 0.95, 0.8, 0.6, 0.55, 0.5, then the row without one.
     assert_eq!(ids, ["2", "9", "7", "10", "6", "8"], "{text}");
     assert!(lines.contains(&"7,g,NEU,neg,model,0.6,neu,neg"), "{text}");
+    assert!(
+        stderr(&out).contains("6 rows whose labels disagree"),
+        "{}",
+        stderr(&out)
+    );
+
+    // -q keeps the results and the file, and says nothing else.
+    for quiet in ["-q", "--quiet"] {
+        let out = run(sb
+            .cmd()
+            .arg("eval")
+            .arg("--input")
+            .arg(sb.path("in.csv"))
+            .args(["--gold-column", "gold", "--errors"])
+            .arg(sb.path("quiet.csv"))
+            .arg(quiet));
+        assert_eq!(code(&out), 0, "{}", stderr(&out));
+        assert_eq!(stderr(&out), "", "{quiet:?}");
+        assert!(stdout(&out).contains("accuracy"), "{}", stdout(&out));
+        assert_eq!(std::fs::read_to_string(sb.path("quiet.csv")).unwrap(), text);
+    }
 
     // Not the input, whatever the name; the input is left as it was.
     std::fs::hard_link(sb.path("in.csv"), sb.path("same.csv")).unwrap();

@@ -48,4 +48,7 @@ pub struct EvalArgs {
     /// Seed of the bootstrap's resampling: the same seed gives the same intervals.
     #[arg(long, value_name = "S", default_value_t = 1)]
     pub seed: u64,
+    /// Print only errors (and the results).
+    #[arg(long, short = 'q', global = true, help_heading = crate::cli::DETAIL)]
+    pub quiet: bool,
 }

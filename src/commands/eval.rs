@@ -35,11 +35,14 @@ pub fn run(args: &EvalArgs) -> Result<Outcome> {
     }
     if let Some(path) = &args.errors {
         let n = errors::write(&table, path)?;
-        eprintln!(
-            "{}: {} whose labels disagree",
-            path.display(),
-            crate::ui::count(n as u64, "row")
-        );
+        // Where the rows went, not a result: -q leaves it out.
+        if !args.quiet {
+            eprintln!(
+                "{}: {} whose labels disagree",
+                path.display(),
+                crate::ui::count(n as u64, "row")
+            );
+        }
     }
     Ok(Outcome::Complete)
 }
