@@ -93,6 +93,14 @@ impl Prompter {
         self.shots.as_deref()
     }
 
+    /// The same prompts without the examples (what they add is the difference).
+    pub fn without_shots(&self) -> Prompter {
+        Prompter {
+            shots: None,
+            ..self.clone()
+        }
+    }
+
     /// The same prompts, with answers cached apart under `tag` (nothing sent changes).
     pub fn scoped(mut self, tag: Option<&str>) -> Prompter {
         if let Some(tag) = tag {

@@ -128,7 +128,7 @@ fn similar_selection_picks_the_lexically_nearest_examples() {
 }
 
 #[test]
-fn examples_count_in_the_dry_runs_tokens() {
+fn examples_count_in_the_dry_runs_tokens_and_it_says_so() {
     let sb = Sandbox::new();
     let examples = write_examples(&sb);
     let input = sb.path("in.csv");
@@ -164,6 +164,44 @@ fn examples_count_in_the_dry_runs_tokens() {
     let with = tokens(&["--examples", examples.to_str().unwrap()]);
     // Six examples of about 30 characters and their labels: over 50 tokens a request.
     assert!(with - without > 50.0, "{without} → {with}");
+
+    // The dry run says the examples are in use, and what they add.
+    let said = |extra: &[&str]| -> String {
+        let out = run(sb
+            .cmd()
+            .args([
+                "--input",
+                input.to_str().unwrap(),
+                "--output",
+                "o.csv",
+                "--dry-run",
+                "--examples",
+                examples.to_str().unwrap(),
+            ])
+            .args(extra));
+        assert_eq!(code(&out), 0, "{}", stderr(&out));
+        let text = stdout(&out);
+        text.lines()
+            .find(|l| l.trim_start().starts_with("examples:"))
+            .unwrap_or_else(|| panic!("no examples line: {text}"))
+            .trim()
+            .to_string()
+    };
+    let line = said(&[]);
+    let added = (with - without).round();
+    assert_eq!(
+        line,
+        format!(
+            "examples:         6 per request (balanced) from {}, +{added} tokens a request",
+            examples.display()
+        )
+    );
+    let line = said(&["--shots", "3", "--shot-selection", "similar"]);
+    assert!(
+        line.starts_with("examples:         3 per request (similar, "),
+        "{line}"
+    );
+    assert!(line.contains(", about +"), "{line}");
 }
 
 #[test]

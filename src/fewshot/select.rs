@@ -90,6 +90,15 @@ impl Shots {
     pub fn examples(&self) -> &Examples {
         &self.examples
     }
+
+    /// How many examples a request carries (K, or fewer when the file has fewer).
+    pub fn per_request(&self) -> usize {
+        self.fixed.len()
+    }
+
+    pub fn selection(&self) -> Selection {
+        self.selection
+    }
 }
 
 /// Up to `k` examples from `ranked` (indexes into `items`, best first): label by label in

@@ -8,6 +8,7 @@ use crate::cli::BatchSize;
 use crate::config::{Config, LabelConfig};
 use crate::csvio::{self, InputInfo};
 use crate::error::Result;
+use crate::fewshot::Selection;
 use crate::prompt::Prompter;
 use crate::provider::classify::human;
 use crate::store::{CacheScope, State};
@@ -26,6 +27,7 @@ pub fn dry_run(
     let scan = scan(cfg, info, state, cache_scopes)?;
     let est = estimate(cfg, info, &scan, prompter, batch_size);
     show_counts(cfg, info, &scan, &est, batch_size);
+    show_examples(prompter, batch_size, est.average_bytes);
     votes_cost(cfg, prompter, batch_size, &est);
     show_keys(cfg, &est);
     show_time(&est);
@@ -195,6 +197,26 @@ fn show_counts(
     crate::outln!(
         "  estimated cost:   ${:.4} (input tokens at --price-in)",
         est.cost
+    );
+}
+
+/// `--examples`: how many each request carries, chosen how, and what they add to it (the
+/// tokens above count them already).
+fn show_examples(prompter: &Prompter, batch_size: usize, average_bytes: f64) {
+    let Some(shots) = prompter.shots() else {
+        return;
+    };
+    let tokens = |p: &Prompter| p.estimated_request_tokens(batch_size, average_bytes);
+    let added = tokens(prompter) - tokens(&prompter.without_shots());
+    let (how, about) = match shots.selection() {
+        Selection::Balanced => ("balanced", ""),
+        // Each request's own examples: their length is the balanced ones' estimate.
+        Selection::Similar => ("similar, the nearest to each request's texts", "about "),
+    };
+    crate::outln!(
+        "  examples:         {} per request ({how}) from {}, {about}+{added:.0} tokens a request",
+        shots.per_request(),
+        shots.examples().path.display()
     );
 }
 
