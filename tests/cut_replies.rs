@@ -82,3 +82,53 @@ fn cut_chatty_replies_never_cost_a_row_and_the_cap_is_learned() {
     );
     sb.assert_no_leak(&[&out], &[PLANTED]);
 }
+
+/// Distinct texts (a repeated text is asked once, which would blur the request counts).
+fn distinct(texts: Vec<String>) -> Vec<String> {
+    let mut seen = std::collections::HashSet::new();
+    texts
+        .into_iter()
+        .filter(|t| seen.insert(t.clone()))
+        .collect()
+}
+
+#[test]
+fn cut_batch_replies_with_a_reason_for_each_label_never_cost_a_row() {
+    const ROWS: usize = 100;
+    const BATCH: usize = 10;
+    let (fake, sb, texts, input, output) = setup(&[PLANTED], chatty_fake(true), ROWS);
+    let texts = distinct(texts);
+    write_input(&input, &texts);
+    let args = [
+        "--batch-size",
+        "10",
+        "--concurrency",
+        "2",
+        "--status-column",
+        "status",
+    ];
+    let out = run(&mut sb.label(&fake, &input, &output, &args));
+    let err = stderr(&out);
+    assert_eq!(code(&out), 0, "{err}");
+    let rows = read_rows(&output)[1..].to_vec();
+    assert_eq!(rows.len(), texts.len());
+    for (row, text) in rows.iter().zip(&texts) {
+        assert_eq!(row[2], expected_label(text), "{text}\n{err}");
+        assert_eq!(row[3], "model", "no fallback: {err}");
+    }
+    // Each cut batch is asked again whole, with room for a reason beside every label: no
+    // batch is split, and only the cut replies cost a request more.
+    let cut = fake.cut_replies();
+    let batches = texts.len().div_ceil(BATCH);
+    assert!(cut >= 2, "the tight cap cuts these replies: {cut}\n{err}");
+    assert!(
+        fake.requests().len() <= batches + cut,
+        "{} requests for {batches} batches, {cut} cut\n{err}",
+        fake.requests().len()
+    );
+    assert!(
+        cut < batches,
+        "the run's cap is learned: {cut} of {batches} batches cut"
+    );
+    sb.assert_no_leak(&[&out], &[PLANTED]);
+}

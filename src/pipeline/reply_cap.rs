@@ -10,17 +10,19 @@
 
 use std::sync::Mutex;
 
-/// Tokens added to the tight cap for a retry after a cut reply (and for first tries
-/// once a model's cap is raised): room for a sentence of prose around the label.
+/// Tokens a row added to the tight cap for a retry after a cut reply (and for first
+/// tries once a model's cap is raised): room for a sentence of prose around each label
+/// (a batch's model may explain every one of its labels).
 pub const GENEROUS_EXTRA: u32 = 24;
 
 /// Cut, unusable replies on one model before its first tries get the generous cap: one
 /// is an odd reply, two a habit.
 pub const RAISE_AFTER: u32 = 2;
 
-/// The generous cap for a request whose tight cap is `tight`.
-pub fn generous(tight: u32) -> u32 {
-    tight.saturating_add(GENEROUS_EXTRA)
+/// The generous cap for a request of `rows` texts whose tight cap is `tight`.
+pub fn generous(tight: u32, rows: usize) -> u32 {
+    let rows = u32::try_from(rows.max(1)).unwrap_or(u32::MAX);
+    tight.saturating_add(GENEROUS_EXTRA.saturating_mul(rows))
 }
 
 /// Per model of the run (a provider of the pool, by index): its cut, unusable replies
@@ -37,10 +39,11 @@ impl ReplyCaps {
         cuts.get(m).is_some_and(|c| *c >= RAISE_AFTER)
     }
 
-    /// The cap of a first try on model `m`, for a request whose tight cap is `tight`.
-    pub fn first_try(&self, m: usize, tight: u32) -> u32 {
+    /// The cap of a first try on model `m`, for a request of `rows` texts whose tight
+    /// cap is `tight`.
+    pub fn first_try(&self, m: usize, tight: u32, rows: usize) -> u32 {
         if self.raised(m) {
-            generous(tight)
+            generous(tight, rows)
         } else {
             tight
         }
@@ -48,10 +51,10 @@ impl ReplyCaps {
 
     /// The largest cap a first try on any model may get (what the pacer reserves before
     /// it knows which key, and so which model, serves the request).
-    pub fn largest_first_try(&self, tight: u32) -> u32 {
+    pub fn largest_first_try(&self, tight: u32, rows: usize) -> u32 {
         let cuts = self.cuts.lock().unwrap();
         if cuts.iter().any(|c| *c >= RAISE_AFTER) {
-            generous(tight)
+            generous(tight, rows)
         } else {
             tight
         }
@@ -76,16 +79,18 @@ mod tests {
     #[test]
     fn the_cap_is_raised_per_model_once_cuts_repeat() {
         let caps = ReplyCaps::default();
-        assert_eq!(caps.first_try(0, 4), 4);
+        assert_eq!(caps.first_try(0, 4, 1), 4);
         assert!(!caps.cut(0), "one cut reply is not a habit");
-        assert_eq!(caps.first_try(0, 4), 4);
+        assert_eq!(caps.first_try(0, 4, 1), 4);
         assert!(caps.cut(0), "the second raises the cap");
         assert!(!caps.cut(0), "and is reported once");
-        assert_eq!(caps.first_try(0, 4), 4 + GENEROUS_EXTRA);
-        assert_eq!(caps.first_try(0, 48), 48 + GENEROUS_EXTRA);
+        assert_eq!(caps.first_try(0, 4, 1), 4 + GENEROUS_EXTRA);
+        // A batch gets room for prose around each of its labels.
+        assert_eq!(caps.first_try(0, 48, 10), 48 + 10 * GENEROUS_EXTRA);
         // The other model of the pool keeps its tight cap.
-        assert_eq!(caps.first_try(1, 4), 4);
-        assert_eq!(caps.largest_first_try(4), 4 + GENEROUS_EXTRA);
-        assert_eq!(generous(u32::MAX), u32::MAX);
+        assert_eq!(caps.first_try(1, 4, 1), 4);
+        assert_eq!(caps.largest_first_try(4, 1), 4 + GENEROUS_EXTRA);
+        assert_eq!(generous(u32::MAX, 1), u32::MAX);
+        assert_eq!(generous(8, usize::MAX), u32::MAX);
     }
 }

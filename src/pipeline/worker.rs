@@ -334,11 +334,11 @@ fn replied<T>(
 /// The reply budget of the next try on model `m` (`None`: not known yet, the largest
 /// any model may get): room to spare once a reply came back cut, else the model's cap.
 fn reply_cap<V>(job: Job<'_>, ask: &Ask<'_, V>, tries: &Tries, m: Option<usize>) -> u32 {
-    let caps = &job.usage.caps;
+    let (caps, rows) = (&job.usage.caps, ask.texts.len());
     match (tries.cut, m) {
-        (true, _) => generous(ask.tight),
-        (false, Some(m)) => caps.first_try(m, ask.tight),
-        (false, None) => caps.largest_first_try(ask.tight),
+        (true, _) => generous(ask.tight, rows),
+        (false, Some(m)) => caps.first_try(m, ask.tight, rows),
+        (false, None) => caps.largest_first_try(ask.tight, rows),
     }
 }
 
@@ -353,7 +353,7 @@ fn cut_short(job: Job<'_>, reply: &ChatReply, tries: &mut Tries, m: usize) -> bo
         job.run.ui.debug(
             1,
             &format!(
-                "{}: replies cut at max_tokens again; first tries get {GENEROUS_EXTRA} tokens more",
+                "{}: replies cut at max_tokens again; first tries get {GENEROUS_EXTRA} tokens more a row",
                 job.run.spec.members[m].tag
             ),
         );

@@ -173,7 +173,7 @@ pub enum ReplyStyle {
     /// Rotating variants a careful normalizer maps to the same label.
     Messy,
     /// The label inside 5–20 tokens of prose, as chatty models answer (see `chatty`);
-    /// batches as fenced JSON inside prose.
+    /// batches as fenced JSON inside prose, each label with a sentence of reason.
     Chatty,
 }
 
@@ -1730,7 +1730,7 @@ impl Shared {
                 match self.style {
                     ReplyStyle::Plain => inner,
                     ReplyStyle::Messy => format!("```json\n{inner}\n```"),
-                    ReplyStyle::Chatty => chatty::batch(&inner),
+                    ReplyStyle::Chatty => chatty::batch(&labels),
                 }
             }
             None => {

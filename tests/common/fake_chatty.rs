@@ -38,9 +38,25 @@ pub fn single(label: &str, variant: u64) -> String {
     }
 }
 
-/// A chatty reply for a batch: the JSON the prompt asks for, fenced, inside prose.
-pub fn batch(labels_json: &str) -> String {
-    format!("Here are the labels, in order:\n```json\n{labels_json}\n```\nHope this helps.")
+/// Why a label, as a chatty model explains each of a batch's: 5–12 tokens of prose that
+/// name no label.
+const REASONS: [&str; 4] = [
+    "Nada teks ini cukup jelas.",
+    "The tone of the writer makes that fairly clear.",
+    "Given the wording and its tone.",
+    "Kata-katanya menunjukkan hal itu dengan jelas.",
+];
+
+/// A chatty reply for a batch: the JSON the prompt asks for, each label with a reason
+/// beside it, fenced, inside prose.
+pub fn batch(labels: &[&str]) -> String {
+    let items: Vec<serde_json::Value> = labels
+        .iter()
+        .enumerate()
+        .map(|(i, l)| serde_json::json!({ "label": l, "reason": REASONS[i % REASONS.len()] }))
+        .collect();
+    let inner = serde_json::json!({ "labels": items }).to_string();
+    format!("Here are the labels, in order:\n```json\n{inner}\n```\nHope this helps.")
 }
 
 /// The reply as a provider returns it under `max_tokens`: whole, or cut to the cap.
