@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::fake::chatty;
+use common::fake::{chatty, RecordedRequest};
 use common::*;
 
 /// Tokens per labeled row today, from `usage --json`.
@@ -131,4 +131,45 @@ fn cut_batch_replies_with_a_reason_for_each_label_never_cost_a_row() {
         "the run's cap is learned: {cut} of {batches} batches cut"
     );
     sb.assert_no_leak(&[&out], &[PLANTED]);
+}
+
+#[test]
+fn the_next_run_starts_with_the_cap_a_chatty_model_needs() {
+    const ROWS: usize = 40;
+    let (fake, sb, texts, input, output) = setup(&[PLANTED], chatty_fake(true), ROWS);
+    let texts = distinct(texts);
+    write_input(&input, &texts);
+    let first = run(&mut sb.label(&fake, &input, &output, &["--concurrency", "2"]));
+    assert_eq!(code(&first), 0, "{}", stderr(&first));
+    let cut = fake.cut_replies();
+    assert!(
+        cut >= 2,
+        "the first run learns the cap from cut replies: {cut}"
+    );
+    let tight = |r: &RecordedRequest| r.body["max_tokens"].as_u64().unwrap() < 10;
+    assert!(fake.requests().iter().any(tight), "first tries start tight");
+
+    // A second run on the same state (again every text: --no-cache).
+    let before = fake.requests().len();
+    let second = run(&mut sb.label(
+        &fake,
+        &input,
+        &sb.path("again.csv"),
+        &["--concurrency", "2", "--no-cache", "-v"],
+    ));
+    let err = stderr(&second);
+    assert_eq!(code(&second), 0, "{err}");
+    let asked = &fake.requests()[before..];
+    assert_eq!(asked.len(), texts.len(), "one request a row: {err}");
+    assert!(
+        !asked.iter().any(tight),
+        "no tight first try on a model known to be chatty: {:?}",
+        asked
+            .iter()
+            .map(|r| r.body["max_tokens"].clone())
+            .collect::<Vec<_>>()
+    );
+    assert_eq!(fake.cut_replies(), cut, "nothing cut in the second run");
+    assert!(err.contains("known to wrap its labels in prose"), "{err}");
+    assert_labeled(&sb.path("again.csv"), &texts);
 }

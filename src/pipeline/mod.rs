@@ -247,6 +247,8 @@ impl Input {
 pub async fn run(run: &Labeler, mut setup: PipelineSetup) -> Result<(Finished, Writer)> {
     let control = RunControl::new(run.spec.members.len());
     let usage = Arc::new(Usage::new(run, setup.votes.is_some()));
+    // Read before the first request, so its first tries already get the cap they need.
+    reply_cap::adopt(run, &usage.caps);
     let writes = StateWriter::start(run.state.clone(), run.ui.clone());
     let job = Job {
         run,

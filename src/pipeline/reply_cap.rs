@@ -6,9 +6,13 @@
 //! block) then has its reply cut (`finish_reason: "length"`), often before the label.
 //! Such a reply never costs the row: it is asked again at once with a generous cap, and
 //! that try is not one of its retries. Once cut replies repeat on a model, its first
-//! tries get the generous cap too, so the run stops paying for a cut try per row.
+//! tries get the generous cap too, so the run stops paying for a cut try per row; and
+//! the state remembers it, so the next run's first tries start there.
 
 use std::sync::Mutex;
+
+use super::spec::Labeler;
+use super::writes::StateWriter;
 
 /// Tokens a row added to the tight cap for a retry after a cut reply (and for first
 /// tries once a model's cap is raised): room for a sentence of prose around each label
@@ -60,6 +64,16 @@ impl ReplyCaps {
         }
     }
 
+    /// Model `m` is known (from an earlier run) to wrap its labels in prose: its first
+    /// tries get the generous cap from the start.
+    pub fn known_chatty(&self, m: usize) {
+        let mut cuts = self.cuts.lock().unwrap();
+        if cuts.len() <= m {
+            cuts.resize(m + 1, 0);
+        }
+        cuts[m] = cuts[m].max(RAISE_AFTER);
+    }
+
     /// A reply of model `m` came back cut and unusable. Returns true when this one
     /// raised the model's cap (to be logged once).
     pub fn cut(&self, m: usize) -> bool {
@@ -70,6 +84,47 @@ impl ReplyCaps {
         cuts[m] = cuts[m].saturating_add(1);
         cuts[m] == RAISE_AFTER
     }
+}
+
+/// The run's models the state knows to be chatty (an earlier run raised their cap).
+pub fn adopt(run: &Labeler, caps: &ReplyCaps) {
+    for (m, member) in run.spec.members.iter().enumerate() {
+        match run
+            .state
+            .reply_extra(member.provider, member.client.model())
+        {
+            Ok(Some(extra)) if extra > 0 => {
+                caps.known_chatty(m);
+                run.ui.debug(
+                    1,
+                    &format!(
+                        "{}: known to wrap its labels in prose; first tries get {GENEROUS_EXTRA} tokens more a row",
+                        member.tag
+                    ),
+                );
+            }
+            Ok(_) => {}
+            Err(e) => run
+                .ui
+                .debug(1, &format!("could not read the models' reply caps: {e}")),
+        }
+    }
+}
+
+/// Remembers in the state that model `m` needs the generous cap (once a run, when its
+/// cap is raised), by the state's writer: never on the runtime thread.
+pub fn remember(run: &Labeler, writes: &StateWriter, m: usize) {
+    let member = &run.spec.members[m];
+    let (provider, model, tag) = (
+        member.provider,
+        member.client.model().to_string(),
+        member.tag.clone(),
+    );
+    writes.send(move |state, ui| {
+        if let Err(e) = state.save_reply_extra(provider, &model, GENEROUS_EXTRA) {
+            ui.debug(1, &format!("could not remember {tag}'s reply cap: {e}"));
+        }
+    });
 }
 
 #[cfg(test)]
@@ -92,5 +147,17 @@ mod tests {
         assert_eq!(caps.largest_first_try(4, 1), 4 + GENEROUS_EXTRA);
         assert_eq!(generous(u32::MAX, 1), u32::MAX);
         assert_eq!(generous(8, usize::MAX), u32::MAX);
+    }
+
+    #[test]
+    fn a_model_known_to_be_chatty_starts_raised_and_is_not_raised_again() {
+        let caps = ReplyCaps::default();
+        caps.known_chatty(1);
+        assert_eq!(caps.first_try(1, 4, 1), 4 + GENEROUS_EXTRA);
+        assert_eq!(caps.first_try(0, 4, 1), 4);
+        assert!(
+            !caps.cut(1),
+            "already raised: nothing to report or remember"
+        );
     }
 }

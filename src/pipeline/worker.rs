@@ -6,7 +6,7 @@ use std::time::{Duration, SystemTime};
 
 use super::control::RunControl;
 use super::journal;
-use super::reply_cap::{generous, GENEROUS_EXTRA};
+use super::reply_cap::{self, generous, GENEROUS_EXTRA};
 use super::spec::Labeler;
 use super::usage::Usage;
 use super::writes::StateWriter;
@@ -357,6 +357,7 @@ fn cut_short(job: Job<'_>, reply: &ChatReply, tries: &mut Tries, m: usize) -> bo
                 job.run.spec.members[m].tag
             ),
         );
+        reply_cap::remember(job.run, job.writes, m);
     }
     true
 }

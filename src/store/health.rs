@@ -129,6 +129,14 @@ pub trait KeyHistory {
     /// Every key of `provider` found to share an organization: (fingerprint, organization).
     fn org_members(&self, provider: &str) -> Result<Vec<(String, String)>>;
 
+    /// Remembers that `model` of `provider` wraps its labels in prose, so its replies
+    /// need `extra` tokens a row above the tight cap: the next run's first tries get them
+    /// at once instead of learning it again from cut replies.
+    fn save_reply_extra(&self, provider: &str, model: &str, extra: u32) -> Result<()>;
+
+    /// The extra reply tokens a row remembered for `model` of `provider`, if any.
+    fn reply_extra(&self, provider: &str, model: &str) -> Result<Option<u32>>;
+
     fn log_rotation(
         &self,
         provider: &str,

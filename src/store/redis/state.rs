@@ -10,6 +10,7 @@
 //! | `P health:{provider}` | hash | fingerprint → JSON `{masked, status, until, reason, updated}` |
 //! | `P learned:{provider}:{model}` | hash | `{fp}:{dim}` → JSON `{value, source, updated}` |
 //! | `P orgs:{provider}` | hash | fingerprint → the organization the key was found in |
+//! | `P reply-extra:{provider}` | hash | model → extra reply tokens a row its first tries get (it wraps labels in prose) |
 //! | `P rotations:{provider}` | list | newest first, JSON `{ts, from, to, reason, mode}`, capped at [`ROTATIONS_KEPT`] |
 //! | `P rotation-providers` | set | providers that have a rotation log (for `prune`) |
 //! | `P cache:{hex of the SHA-256}` | string | a label; expires after `--keep-days` (none with 0) |

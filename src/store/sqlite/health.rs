@@ -122,6 +122,38 @@ impl KeyHistory for SqliteStore {
             .map_err(|e| self.err(e))
     }
 
+    fn save_reply_extra(&self, provider: &str, model: &str, extra: u32) -> Result<()> {
+        let conn = self.conn();
+        conn.execute(
+            "INSERT INTO reply_extra (provider, model, extra, updated) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (provider, model) DO UPDATE SET extra = excluded.extra,
+                updated = excluded.updated",
+            params![
+                provider,
+                model,
+                extra,
+                timeutil::unix_secs(SystemTime::now())
+            ],
+        )
+        .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    fn reply_extra(&self, provider: &str, model: &str) -> Result<Option<u32>> {
+        let conn = self.conn();
+        let found = conn.query_row(
+            "SELECT extra FROM reply_extra WHERE provider = ?1 AND model = ?2",
+            params![provider, model],
+            |r| r.get::<_, i64>(0),
+        );
+        match found {
+            // A value this version cannot read is as if none were kept.
+            Ok(v) => Ok(u32::try_from(v).ok()),
+            Err(rusqlite::Error::QueryReturnedNoRows) => Ok(None),
+            Err(e) => Err(self.err(e)),
+        }
+    }
+
     /// Every limit stated for this provider and model, by any key.
     fn learned_limits(&self, provider: &str, model: &str) -> Result<Vec<LearnedLimit>> {
         let conn = self.conn();

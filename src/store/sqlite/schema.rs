@@ -52,6 +52,15 @@ CREATE TABLE IF NOT EXISTS org_members (
 );
 ";
 
+/// Models found to wrap their labels in prose (issue 23): the extra reply tokens a row
+/// their first tries get; created on every open.
+const REPLY_EXTRA: &str = "
+CREATE TABLE IF NOT EXISTS reply_extra (
+    provider TEXT NOT NULL, model TEXT NOT NULL, extra INTEGER NOT NULL,
+    updated INTEGER NOT NULL, PRIMARY KEY (provider, model)
+);
+";
+
 /// Columns added to existing tables after the first schema, as (table, column, definition).
 /// Added only when missing, so every older state file keeps working and opening twice
 /// changes nothing.
@@ -214,6 +223,7 @@ fn bring_up(conn: &Connection) -> Result<(), SetupError> {
 fn add_later_tables(conn: &Connection) -> rusqlite::Result<()> {
     conn.execute_batch(LEARNED_LIMITS)?;
     conn.execute_batch(ORG_MEMBERS)?;
+    conn.execute_batch(REPLY_EXTRA)?;
     conn.execute_batch(KEY_CONTROL)?;
     conn.execute_batch(RUNS)?;
     conn.execute_batch(EVENTS)?;

@@ -82,6 +82,16 @@ pub(super) fn shared_organizations_are_remembered_per_provider(s: &State) {
     );
 }
 
+pub(super) fn reply_extra_is_kept_per_provider_and_model(s: &State) {
+    assert_eq!(s.reply_extra("groq", "m1").unwrap(), None);
+    s.save_reply_extra("groq", "m1", 24).unwrap();
+    s.save_reply_extra("groq", "m1", 30).unwrap();
+    s.save_reply_extra("openai", "m2", 12).unwrap();
+    assert_eq!(s.reply_extra("groq", "m1").unwrap(), Some(30));
+    assert_eq!(s.reply_extra("groq", "m2").unwrap(), None);
+    assert_eq!(s.reply_extra("openai", "m2").unwrap(), Some(12));
+}
+
 pub(super) fn ledger_adds_up(s: &State) {
     let mut d = UsageDelta {
         requests: 2,
@@ -397,6 +407,7 @@ macro_rules! on_every_store {
 on_every_store!(
     learned_limits_are_kept_per_provider_model_key_and_dimension,
     shared_organizations_are_remembered_per_provider,
+    reply_extra_is_kept_per_provider_and_model,
     ledger_adds_up,
     health_cache_and_fallbacks_round_trip,
     rotations_come_newest_first,

@@ -138,6 +138,27 @@ impl KeyHistory for RedisStore {
         Ok(out)
     }
 
+    fn save_reply_extra(&self, provider: &str, model: &str, extra: u32) -> Result<()> {
+        self.run(|c| {
+            redis::cmd("HSET")
+                .arg(self.key(&format!("reply-extra:{provider}")))
+                .arg(model)
+                .arg(extra)
+                .query::<()>(c)
+        })
+    }
+
+    fn reply_extra(&self, provider: &str, model: &str) -> Result<Option<u32>> {
+        let v: Option<String> = self.run(|c| {
+            redis::cmd("HGET")
+                .arg(self.key(&format!("reply-extra:{provider}")))
+                .arg(model)
+                .query(c)
+        })?;
+        // A value this version cannot read is as if none were kept.
+        Ok(v.and_then(|v| v.parse().ok()))
+    }
+
     fn learned_limits(&self, provider: &str, model: &str) -> Result<Vec<LearnedLimit>> {
         let all: Fields = self.run(|c| {
             redis::cmd("HGETALL")
