@@ -215,6 +215,42 @@ fn the_login_form_takes_five_attempts_per_address_and_window_then_429() {
 }
 
 #[test]
+fn the_token_header_takes_five_wrong_tries_per_address_and_window_then_429() {
+    let (_fake, sb) = labeled_sandbox();
+    // On loopback: reads are open (a wrong header on them is not a try), actions take
+    // the header. A 6 s window instead of a minute, so the test sees it end.
+    let d = Dash::start(&sb, &["--token", TOKEN, "--login-window", "6s"], None);
+    let a = d.addr.clone();
+    let wrong = [("X-Autolabel-Token", "a-wrong-token-of-32-characters-x")];
+    let right = [("X-Autolabel-Token", TOKEN)];
+    for i in 0..4 {
+        let r = http(&a, "POST", "/api/rotate", &wrong, "");
+        assert_eq!(r.status, 401, "try {i}: {}", r.body);
+    }
+    // The right token starts the count again.
+    assert_eq!(http(&a, "POST", "/api/rotate", &right, "").status, 200);
+    for i in 0..5 {
+        let r = http(&a, "POST", "/api/rotate", &wrong, "");
+        assert_eq!(r.status, 401, "try {i} after a success: {}", r.body);
+        // Open reads never count, whatever header they carry.
+        assert_eq!(http(&a, "GET", "/api/keys", &wrong, "").status, 200);
+    }
+    // The sixth wrong try in the window locks the header out, even the right token:
+    // a guess can no longer be told from a hit.
+    let r = http(&a, "POST", "/api/rotate", &right, "");
+    assert_eq!(r.status, 429, "{}", r.body);
+    assert!(r.body.contains("too many wrong tokens"), "{}", r.body);
+    assert!(!r.body.contains(TOKEN));
+    let wait: u64 = r.header("retry-after").unwrap().parse().unwrap();
+    assert!((1..=6).contains(&wait), "Retry-After: {wait}");
+    // The login form counts apart: it still takes the right token meanwhile.
+    assert_eq!(login(&a, TOKEN).status, 303);
+    std::thread::sleep(Duration::from_millis(wait * 1000 + 300));
+    assert_eq!(http(&a, "POST", "/api/rotate", &right, "").status, 200);
+    d.stop();
+}
+
+#[test]
 fn the_token_in_a_url_is_refused_even_when_right() {
     let (_fake, sb) = labeled_sandbox();
     let (d, a) = off_loopback(&sb, &[]);

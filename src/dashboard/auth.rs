@@ -79,6 +79,9 @@ pub struct Auth {
     sessions: Mutex<HashMap<String, SystemTime>>,
     /// Login attempts per client address.
     logins: limit::LoginLimit,
+    /// Requests whose token header is checked, per client address: counted apart from
+    /// logins, so a locked login form leaves a working header token alone.
+    header_tries: limit::LoginLimit,
 }
 
 impl Auth {
@@ -90,6 +93,7 @@ impl Auth {
             tls,
             sessions: Mutex::new(HashMap::new()),
             logins: limit::LoginLimit::new(limit::WINDOW),
+            header_tries: limit::LoginLimit::new(limit::WINDOW),
         }
     }
 
@@ -97,6 +101,7 @@ impl Auth {
     /// `--login-window`, so a test need not wait a minute for the window to end).
     pub fn with_login_window(mut self, window: Duration) -> Auth {
         self.logins = limit::LoginLimit::new(window);
+        self.header_tries = limit::LoginLimit::new(window);
         self
     }
 
@@ -124,6 +129,26 @@ impl Auth {
     /// The token in the `X-Autolabel-Token` header: what actions take.
     pub fn check_header(&self, headers: &HeaderMap) -> Result<(), Denied> {
         self.check_token(headers.get(TOKEN_HEADER).map(|v| v.as_bytes()))
+    }
+
+    /// Counts a request whose token header will be checked against its address's tries,
+    /// before comparing it, as a login is counted; the right token starts the count
+    /// again, so a page that has the token is never held up. Err: too many wrong tokens
+    /// from this address lately, and how long until it may try again. Without this the
+    /// header would be an unlimited way to guess what the login form limits.
+    fn count_header_try(&self, req: &Request) -> Result<(), Duration> {
+        let checked = req.method() != axum::http::Method::GET || self.reads_need_token;
+        let client = req.extensions().get::<ConnectInfo<SocketAddr>>();
+        let (true, true, Some(ConnectInfo(client))) =
+            (checked, req.headers().contains_key(TOKEN_HEADER), client)
+        else {
+            return Ok(());
+        };
+        self.header_tries.attempt(client.ip(), Instant::now())?;
+        if self.check_header(req.headers()).is_ok() {
+            self.header_tries.succeeded(client.ip());
+        }
+        Ok(())
     }
 
     /// A session cookie this server set, not yet ended.
@@ -271,7 +296,19 @@ pub async fn gate(AxState(app): AxState<Arc<App>>, req: Request, next: Next) -> 
             StatusCode::BAD_REQUEST,
             format!("the token is never taken from a URL (it stays in logs and history): send it in the {TOKEN_HEADER} header, or log in at /login"),
         )
-    } else if !auth.reads_need_token || matches!(req.uri().path(), "/login" | "/logout") {
+    } else if matches!(req.uri().path(), "/login" | "/logout") {
+        next.run(req).await
+    } else if let Err(wait) = auth.count_header_try(&req) {
+        let secs = limit::retry_after_secs(wait);
+        let why = format!(
+            "too many wrong tokens from your address ({} a minute at most): try again in {secs} s",
+            limit::MAX_TRIES
+        );
+        let mut r = super::fail(StatusCode::TOO_MANY_REQUESTS, why);
+        r.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        r
+    } else if !auth.reads_need_token {
         next.run(req).await
     } else {
         match auth.check_read(req.headers()) {
