@@ -149,6 +149,17 @@ impl Browser {
     /// One command and its result; dialogs the page opens meanwhile are answered from
     /// the queue (an unexpected one is cancelled, and recorded like the others).
     fn call_in(&mut self, session: Option<&str>, method: &str, params: Value) -> Value {
+        self.try_call_in(session, method, params)
+            .unwrap_or_else(|err| panic!("{method}: {err}"))
+    }
+
+    /// The same, with the protocol's error (say, a page navigating meanwhile) returned.
+    fn try_call_in(
+        &mut self,
+        session: Option<&str>,
+        method: &str,
+        params: Value,
+    ) -> Result<Value, Value> {
         let id = self.send(session, method, params);
         loop {
             let msg = self
@@ -156,10 +167,10 @@ impl Browser {
                 .recv_timeout(Duration::from_secs(60))
                 .unwrap_or_else(|e| panic!("{method}: no answer from chromium ({e})"));
             if msg["id"] == id {
-                if let Some(err) = msg.get("error") {
-                    panic!("{method}: {err}");
-                }
-                return msg["result"].clone();
+                return match msg.get("error") {
+                    Some(err) => Err(err.clone()),
+                    None => Ok(msg["result"].clone()),
+                };
             }
             if msg["method"] == "Page.javascriptDialogOpening" {
                 let p = &msg["params"];
@@ -207,11 +218,15 @@ impl Browser {
     }
 
     /// Waits (up to 20 s) until `expr` is true; else fails, saying what was awaited and
-    /// what the page showed.
+    /// what the page showed. While the page navigates (a form posted, say) the question
+    /// may find no page to answer it: it is asked again.
     pub fn wait_for(&mut self, expr: &str, what: &str) {
         let end = Instant::now() + Duration::from_secs(20);
         while Instant::now() < end {
-            if self.eval(&format!("!!({expr})")) == json!(true) {
+            let s = self.session.clone();
+            let params = json!({ "expression": format!("!!({expr})"), "returnByValue": true });
+            let r = self.try_call_in(Some(&s), "Runtime.evaluate", params);
+            if r.is_ok_and(|r| r["result"]["value"] == json!(true)) {
                 return;
             }
             std::thread::sleep(Duration::from_millis(100));
