@@ -297,6 +297,17 @@ fn a_custom_period_is_a_range_of_dates_and_every_number_on_the_page_follows_it()
         serde_json::json!(["groq/old-model"])
     );
 
+    // The CSV export link is of the period shown.
+    let href = b.eval("document.getElementById('usage-csv').href");
+    let want = format!("/api/usage.csv?from={}&to={}", ago(4), ago(4));
+    assert!(href.as_str().unwrap().ends_with(&want), "{href}");
+    let csv = b.eval("fetch(document.getElementById('usage-csv').href).then(r => r.text())");
+    let csv = csv.as_str().unwrap();
+    assert!(csv.starts_with("provider,date,"), "{csv}");
+    assert_eq!(csv.lines().count(), 2, "{csv}");
+    let row = format!("groq,{},1,", ago(4));
+    assert!(csv.lines().nth(1).unwrap().starts_with(&row), "{csv}");
+
     // Reversed: the server's reason in the status line, the numbers left as they were.
     b.choose("#from", &ago(2));
     b.wait_for(

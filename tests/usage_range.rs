@@ -3,6 +3,7 @@
 //! model; bad dates and reversed ranges refused by name.
 
 mod common;
+mod dashsrv;
 
 use std::time::SystemTime;
 
@@ -17,11 +18,12 @@ fn ago(n: u32) -> String {
     utc_date_days_ago(SystemTime::now(), n)
 }
 
-/// A state with today's real run (4 rows over two keys) and, written into the ledger,
+/// A state with today's real run (4 rows over two keys, one 500 retried) and, written into the ledger,
 /// key 1's use 10 and 5 days ago and key 2's 3 days ago.
 fn history() -> (FakeProvider, Sandbox) {
     let ks = [PLANTED, KEY2];
     let (fake, sb, _, input, output) = setup(&ks, FakeConfig::with_keys(&ks), 4);
+    fake.push_faults([Fault::Status(500)]);
     let r = run(&mut sb.label(&fake, &input, &output, &[]));
     assert_eq!(code(&r), 0, "{}", stderr(&r));
     let conn = Connection::open(sb.state()).unwrap();
@@ -165,6 +167,69 @@ fn usage_from_to_counts_those_days_only_and_the_api_agrees() {
         Some("audit"),
         "{now}"
     );
+
+    // The page's CSV exports are what `usage --csv [--errors]` prints for the period.
+    let today = (ago(0), ago(0));
+    for (path, errors, (f, t)) in [
+        ("/api/usage.csv", false, (&from, &to)),
+        ("/api/errors.csv", true, (&from, &to)),
+        ("/api/errors.csv", true, (&today.0, &today.1)),
+    ] {
+        let mut cmd = sb.cmd();
+        cmd.args(["usage", "--csv", "--from", f, "--to", t]);
+        if errors {
+            cmd.arg("--errors");
+        }
+        let cli = run(&mut cmd);
+        assert_eq!(code(&cli), 0, "{}", stderr(&cli));
+        let served = dashsrv::http(&d.addr, "GET", &format!("{path}?from={f}&to={t}"), &[], "");
+        assert_eq!(served.status, 200, "{}", served.body);
+        assert_eq!(
+            served.body.trim_end(),
+            stdout(&cli).trim_end(),
+            "{path} {f} {t}"
+        );
+        assert_eq!(
+            served.header("content-type").as_deref(),
+            Some("text/csv; charset=utf-8")
+        );
+        let what = &path[5..path.len() - 4];
+        assert_eq!(
+            served.header("content-disposition"),
+            Some(format!(
+                "attachment; filename=\"autolabel-{what}-{f}-{t}.csv\""
+            ))
+        );
+    }
+    let errors = http(
+        &d.addr,
+        "GET",
+        &format!("/api/errors.csv?from={}&to={}", today.0, today.1),
+        &[],
+    );
+    assert!(
+        errors
+            .body
+            .lines()
+            .nth(1)
+            .is_some_and(|l| l.contains(",server,500,")),
+        "{}",
+        errors.body
+    );
+    let old = http(
+        &d.addr,
+        "GET",
+        &format!("/api/errors.csv?from={from}&to={to}"),
+        &[],
+    );
+    assert_eq!(
+        old.body.lines().count(),
+        1,
+        "the header alone: {}",
+        old.body
+    );
+    let reversed = format!("/api/usage.csv?from={}&to={}", ago(3), ago(5));
+    assert_eq!(http(&d.addr, "GET", &reversed, &[]).status, 400);
     drop(d);
 }
 

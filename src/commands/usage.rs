@@ -49,9 +49,7 @@ fn print_csv(
     reports: &[UsageReport],
 ) -> Result<()> {
     let text = if args.errors {
-        let mut entries = dashboard::api::errors_all(state, span)?;
-        entries.retain(|e| pool.iter().any(|c| c.provider.as_str() == e.provider));
-        report::csv_export::errors_csv(&entries)
+        report::csv_export::errors_csv(&dashboard::api::errors_all(pool, state, span)?)
     } else {
         report::csv_export::usage_csv(reports)
     };

@@ -223,9 +223,12 @@ pub fn errors(state: &State, span: &Span) -> Result<Vec<ErrorEntry>> {
     errors_at_most(state, span, ACTIONS_SHOWN)
 }
 
-/// The whole error log of the period, newest first (`usage --csv --errors`).
-pub fn errors_all(state: &State, span: &Span) -> Result<Vec<ErrorEntry>> {
-    errors_at_most(state, span, u32::MAX)
+/// The whole error log of the period for the providers of `pool`, newest first (`usage
+/// --csv --errors`, `/api/errors.csv`).
+pub fn errors_all(pool: &[Config], state: &State, span: &Span) -> Result<Vec<ErrorEntry>> {
+    let mut entries = errors_at_most(state, span, u32::MAX)?;
+    entries.retain(|e| pool.iter().any(|c| c.provider.as_str() == e.provider));
+    Ok(entries)
 }
 
 fn errors_at_most(state: &State, span: &Span, limit: u32) -> Result<Vec<ErrorEntry>> {

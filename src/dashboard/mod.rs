@@ -126,6 +126,8 @@ pub async fn serve(
         .route("/api/actions", get(reads::actions))
         .route("/api/alerts", get(alerts))
         .route("/api/errors", get(reads::errors))
+        .route("/api/usage.csv", get(reads::usage_csv))
+        .route("/api/errors.csv", get(reads::errors_csv))
         .route("/api/rotate", post(actions::rotate))
         .route(
             "/api/keys/{provider}/{index}/{action}",

@@ -7,11 +7,11 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use axum::extract::{Query, State as AxState};
-use axum::http::StatusCode;
-use axum::response::Response;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
 
 use super::{answer, api, fail, json_out, App};
-use crate::report::{PoolReport, Span};
+use crate::report::{csv_export, PoolReport, Span};
 
 /// The period of `?days=N` (1 to 3650, 7 when not given) or `?from=…&to=…`; else the
 /// answer that refuses it, saying why.
@@ -89,5 +89,51 @@ pub(super) async fn errors(AxState(app): AxState<Arc<App>>, Query(q): Q) -> Resp
     match span(&q) {
         Ok(d) => answer(api::errors(&app.state, &d)),
         Err(r) => *r,
+    }
+}
+
+/// `GET /api/usage.csv`: what `usage --csv` prints for the period, as a file to save.
+pub(super) async fn usage_csv(AxState(app): AxState<Arc<App>>, Query(q): Q) -> Response {
+    match span(&q) {
+        Ok(d) => csv_file(
+            api::usage(&app.pool, &app.state, &d).map(|r| csv_export::usage_csv(&r)),
+            "usage",
+            &d,
+        ),
+        Err(r) => *r,
+    }
+}
+
+/// `GET /api/errors.csv`: what `usage --csv --errors` prints for the period.
+pub(super) async fn errors_csv(AxState(app): AxState<Arc<App>>, Query(q): Q) -> Response {
+    match span(&q) {
+        Ok(d) => csv_file(
+            api::errors_all(&app.pool, &app.state, &d).map(|e| csv_export::errors_csv(&e)),
+            "errors",
+            &d,
+        ),
+        Err(r) => *r,
+    }
+}
+
+/// A CSV download named after what it holds and its period, through the key scrubber
+/// like every answer.
+fn csv_file(text: crate::error::Result<String>, what: &str, span: &Span) -> Response {
+    match text {
+        Ok(text) => (
+            [
+                (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_string()),
+                (
+                    header::CONTENT_DISPOSITION,
+                    format!(
+                        "attachment; filename=\"autolabel-{what}-{}-{}.csv\"",
+                        span.from, span.to
+                    ),
+                ),
+            ],
+            crate::keys::mask::scrub(&text),
+        )
+            .into_response(),
+        Err(e) => fail(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
     }
 }
