@@ -76,6 +76,8 @@ fn the_confidence_column_is_the_labels_share_of_the_first_tokens_probability() {
         reviewed += usize::from(s == "review");
     }
     assert!(reviewed > 0 && reviewed < texts.len(), "{reviewed}");
+    let summary = format!("confidence from logprobs: 40 of 40 rows · to review {reviewed}");
+    assert!(stderr(&out).contains(&summary), "{}", stderr(&out));
     for r in fake.requests() {
         assert_eq!(r.body["logprobs"], true, "{}", r.body);
         assert_eq!(r.body["top_logprobs"], 5);
@@ -128,6 +130,7 @@ fn groq_is_never_sent_logprobs_and_its_rows_have_no_confidence() {
         1,
         "{err}"
     );
+    assert!(err.contains("confidence from logprobs: 0 of 20 rows · to review 0"));
 }
 
 #[test]
@@ -170,6 +173,10 @@ fn a_server_that_refuses_logprobs_still_gets_every_row_labeled() {
     assert_eq!(err.matches(REFUSAL).count(), 1, "warned once: {err}");
     assert!(
         err.contains("without them for the rest of the run"),
+        "{err}"
+    );
+    assert!(
+        err.contains("confidence from logprobs: 0 of 60 rows"),
         "{err}"
     );
 }

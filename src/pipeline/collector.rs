@@ -452,6 +452,7 @@ impl Collector {
                         counts.voted += 1;
                         counts.unanimous += u64::from(v.unanimous);
                         counts.review += u64::from(review);
+                        counts.measured += u64::from(cols.logprobs && v.confidence.is_some());
                     }
                     *counts.per_label.entry(label).or_default() += 1;
                 }

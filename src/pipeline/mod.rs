@@ -124,6 +124,8 @@ pub struct RunCounts {
     pub voted: u64,
     pub unanimous: u64,
     pub review: u64,
+    /// With `--confidence logprobs`: rows written with a confidence their logprobs gave.
+    pub measured: u64,
     /// The signal that ended the run early, if one did.
     pub interrupted: Option<StopSignal>,
     pub stopped: bool,

@@ -37,6 +37,27 @@ fn votes_line(c: &RunCounts, n: u32) -> String {
     )
 }
 
+/// "  confidence from logprobs: 180 of 200 rows · to review 12"
+fn logprobs_line(c: &RunCounts) -> String {
+    format!(
+        "  confidence from logprobs: {} of {} · to review {}",
+        c.measured,
+        crate::ui::count(c.voted, "row"),
+        c.review
+    )
+}
+
+/// What the rows' confidence came to, when the run measured one.
+fn quality_line(cfg: &LabelConfig, c: &RunCounts) -> Option<String> {
+    if cfg.votes.logprobs() {
+        Some(logprobs_line(c))
+    } else if cfg.votes.n > 1 || cfg.votes.review_below.is_some() {
+        Some(votes_line(c, cfg.votes.n))
+    } else {
+        None
+    }
+}
+
 /// The end-of-run summary on stderr.
 pub fn summary(ui: &Ui, cfg: &LabelConfig, c: &RunCounts, view: &KeysView, elapsed: Duration) {
     let labels: Vec<String> = c
@@ -84,8 +105,8 @@ pub fn summary(ui: &Ui, cfg: &LabelConfig, c: &RunCounts, view: &KeysView, elaps
         tokens_per_row(&all).map_or(String::new(), |t| format!(" ({t:.1} a row)")),
         all.cost
     ));
-    if cfg.votes.n > 1 || cfg.votes.review_below.is_some() {
-        ui.info(&votes_line(c, cfg.votes.n));
+    if let Some(line) = quality_line(cfg, c) {
+        ui.info(&line);
     }
     if all.cut > 0 {
         ui.info(&format!(
