@@ -334,9 +334,13 @@ fn finish(
 ) -> Result<(Finished, Writer)> {
     drop(input.rx);
     c.drain(run, &mut setup, (&writes, control), usage)?;
-    // Fallback rows on their way to the state: written once it answers (each pass takes
-    // an answer; one that failed is not sent again).
-    while c.fallbacks.waiting() {
+    // Fallback rows on their way to the state: written once it answers. Each pass takes
+    // an answer; one that failed is not sent again, and a pass sends only rows the
+    // passes before did not, so three are enough (bounded, should the writer be gone).
+    for _ in 0..3 {
+        if !c.fallbacks.waiting() {
+            break;
+        }
         writes.wait();
         c.drain(run, &mut setup, (&writes, control), usage)?;
     }
