@@ -141,3 +141,43 @@ fn usage_that_could_not_be_written_is_kept_and_the_ledger_ends_exact() {
     assert_eq!(fake.total_requests(), 50);
     sb.assert_no_leak(&[&out], &[PLANTED]);
 }
+
+#[test]
+fn a_disk_that_stays_full_past_the_store_timeout_stops_the_run_saying_disk_full() {
+    let mut cfg = FakeConfig::with_keys(&[PLANTED]);
+    cfg.latency = Duration::from_millis(100);
+    let (fake, sb, texts, input, output) = setup(&[PLANTED], cfg, 50);
+    let mut cmd = sb.label(
+        &fake,
+        &input,
+        &output,
+        &["--concurrency", "1", "--no-cache", "--store-timeout", "2"],
+    );
+    under_limit(&mut cmd, None);
+    let mut child = spawn(cmd);
+    wait_for_rows(&output, 3, &mut child);
+    let wal = sb.path("state/state.sqlite3-wal");
+    set_limit(&child, Some(std::fs::metadata(&wal).unwrap().len()));
+    let out = wait_with_limit(child, Duration::from_secs(60));
+    let err = stderr(&out);
+    // Stopped as for a lost state (to be resumed), and the stop line names the disk,
+    // not a network: "unreachable" would send the user to the server.
+    assert_eq!(code(&out), 75, "{err}");
+    let stop = err
+        .lines()
+        .find(|l| l.contains("longer than --store-timeout"))
+        .unwrap_or_else(|| panic!("no stop line: {err}"));
+    assert!(stop.contains("disk full"), "{stop}");
+    assert!(stop.contains("free on its file system"), "{stop}");
+    assert!(!err.contains("unreachable"), "{err}");
+    // Room again: the same command finishes the job.
+    let out = run(&mut sb.label(
+        &fake,
+        &input,
+        &output,
+        &["--concurrency", "1", "--no-cache"],
+    ));
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert_labeled(&output, &texts);
+    sb.assert_no_leak(&[&out], &[PLANTED]);
+}

@@ -83,9 +83,9 @@ impl RunControl {
         let mut lost = self.state_lost.lock().unwrap_or_else(|p| p.into_inner());
         if lost.is_none() {
             let message = format!(
-                "state {}: unreachable since {} ({error}), longer than --store-timeout ({}): stopping; what is done is written, run again to continue",
+                "state {}: {}, longer than --store-timeout ({}): stopping; what is done is written, run again to continue",
                 run.state.location,
-                timeutil::rfc3339(since),
+                trouble(error, since),
                 human(run.spec.policy.store_timeout)
             );
             run.ui.error(&message);
@@ -115,5 +115,17 @@ impl RunControl {
                 .map(|d| d.load(Ordering::SeqCst))
                 .collect(),
         }
+    }
+}
+
+/// What went wrong with the state, as a line says it: a full disk is named as such (the
+/// store's error already says "disk full: …" with the space left), since "unreachable"
+/// would send the user looking at the network or the server instead of the disk.
+pub fn trouble(error: &str, since: SystemTime) -> String {
+    let since = timeutil::rfc3339(since);
+    if error.contains("disk full:") {
+        format!("{error}, since {since}")
+    } else {
+        format!("unreachable since {since} ({error})")
     }
 }

@@ -8,7 +8,6 @@ use std::time::{Duration, Instant, SystemTime};
 
 use crate::error::Error;
 use crate::store::StateLocation;
-use crate::timeutil;
 use crate::ui::Ui;
 
 pub struct Outage {
@@ -31,8 +30,8 @@ impl Outage {
     pub fn failed(&mut self, ui: &Ui, location: &StateLocation, e: &Error) -> Option<SystemTime> {
         let (first, wall) = *self.since.get_or_insert_with(|| {
             ui.error(&format!(
-                "state {location}: unreachable since {} ({e}), retrying; rows wait until their fallback labels are recorded",
-                timeutil::rfc3339(SystemTime::now())
+                "state {location}: {}, retrying; rows wait until their fallback labels are recorded",
+                super::control::trouble(&e.to_string(), SystemTime::now())
             ));
             (Instant::now(), SystemTime::now())
         });
