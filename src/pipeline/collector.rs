@@ -10,7 +10,7 @@ use std::sync::Arc;
 use csv::StringRecord;
 use rustc_hash::FxHashMap;
 
-use super::cache_read;
+use super::cache_read::Cached;
 use super::control::RunControl;
 use super::fallback_record::FallbackRecord;
 use super::feeder::Row;
@@ -203,7 +203,7 @@ impl Collector {
 
     /// Settles a new row locally if possible, else makes sure its text is (or will be)
     /// asked.
-    pub fn admit(&mut self, run: &Labeler, setup: &PipelineSetup, row: Row) {
+    pub fn admit(&mut self, setup: &PipelineSetup, row: Row) {
         if let Some(old) = row.keep {
             self.window
                 .push_back((row.idx, row.record, Slot::Keep(old)));
@@ -229,8 +229,11 @@ impl Collector {
         }
         let mut tally = None;
         if let Some(v) = &self.votes {
-            let t = setup.use_cache.then(|| cache_read::votes(run, v, &text));
-            let t = t.flatten().unwrap_or_else(|| Tally::new(v.n));
+            let t = match row.cached {
+                Some(Cached::Votes(t)) => t,
+                _ => None,
+            };
+            let t = t.unwrap_or_else(|| Tally::new(v.n));
             if let (true, Some((label, m))) = (t.settled(), t.winner()) {
                 let slot = Slot::Done {
                     label: label.to_string(),
@@ -242,17 +245,15 @@ impl Collector {
                 return;
             }
             tally = Some(t);
-        } else if setup.use_cache {
-            if let Some(hit) = cache_read::label(run, &text, self.logprobs) {
-                let slot = Slot::Done {
-                    votes: Some(hit.votes),
-                    label: hit.label,
-                    status: RowStatus::Cached,
-                    by: Some(hit.by),
-                };
-                self.window.push_back((row.idx, row.record, slot));
-                return;
-            }
+        } else if let Some(Cached::Label(Some(hit))) = row.cached {
+            let slot = Slot::Done {
+                votes: Some(hit.votes),
+                label: hit.label,
+                status: RowStatus::Cached,
+                by: Some(hit.by),
+            };
+            self.window.push_back((row.idx, row.record, slot));
+            return;
         }
         let mut waiting = Waiting {
             refs: 1,

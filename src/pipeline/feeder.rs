@@ -9,6 +9,7 @@ use std::path::PathBuf;
 use csv::StringRecord;
 use tokio::sync::mpsc;
 
+use super::cache_read::{CacheView, Cached};
 use crate::csvio::{self, InputInfo};
 use crate::error::{Error, Result};
 
@@ -18,6 +19,9 @@ pub struct Row {
     pub record: StringRecord,
     /// The previous output's row, to write again unchanged.
     pub keep: Option<StringRecord>,
+    /// What the label cache held for its text, read here when the run uses the cache
+    /// (never for a kept row or an empty text).
+    pub cached: Option<Cached>,
 }
 
 /// The previous output when it is being rewritten.
@@ -49,10 +53,11 @@ pub fn spawn(
     info: InputInfo,
     skip: u64,
     previous: Option<Previous>,
+    cache: Option<CacheView>,
     tx: mpsc::Sender<Result<Row>>,
 ) -> std::thread::JoinHandle<()> {
     std::thread::spawn(move || {
-        if let Err(e) = feed(&info, skip, previous, &tx) {
+        if let Err(e) = feed(&info, skip, previous, cache.as_ref(), &tx) {
             let _ = tx.blocking_send(Err(e));
         }
     })
@@ -62,6 +67,7 @@ fn feed(
     info: &InputInfo,
     skip: u64,
     previous: Option<Previous>,
+    cache: Option<&CacheView>,
     tx: &mpsc::Sender<Result<Row>>,
 ) -> Result<()> {
     let mut input = csvio::reader(&info.path, info.delimiter)?;
@@ -106,7 +112,22 @@ fn feed(
                 }
             }
         }
-        if idx >= skip && tx.blocking_send(Ok(Row { idx, record, keep })).is_err() {
+        if idx < skip {
+            idx += 1;
+            continue;
+        }
+        let text = record.get(info.text_col).unwrap_or("");
+        let cached = match cache {
+            Some(view) if keep.is_none() && !text.trim().is_empty() => Some(view.lookup(text)),
+            _ => None,
+        };
+        let row = Row {
+            idx,
+            record,
+            keep,
+            cached,
+        };
+        if tx.blocking_send(Ok(row)).is_err() {
             // The collector stopped (interrupt or stop): nothing more to read.
             return Ok(());
         }

@@ -190,12 +190,22 @@ struct Input {
 }
 
 impl Input {
-    fn start(setup: &mut PipelineSetup) -> Input {
+    fn start(run: &Labeler, setup: &mut PipelineSetup) -> Input {
         let cap = (setup.concurrency * setup.batch_size * 4).max(1024);
         let (tx, rx) = mpsc::channel(1024);
         let total = feeder::rows_to_feed(&setup.info, setup.previous.as_ref()) - setup.skip;
         let to_label = total - feeder::rows_kept(&setup.info, setup.skip, setup.previous.as_ref());
-        let feeder = feeder::spawn(setup.info.clone(), setup.skip, setup.previous.take(), tx);
+        let cache = setup.use_cache.then(|| {
+            let logprobs = setup.vote_columns.logprobs;
+            cache_read::CacheView::new(run, logprobs, setup.votes.clone())
+        });
+        let feeder = feeder::spawn(
+            setup.info.clone(),
+            setup.skip,
+            setup.previous.take(),
+            cache,
+            tx,
+        );
         Input {
             rx,
             rows: Vec::with_capacity(cap),
@@ -218,14 +228,7 @@ impl Input {
     }
 
     /// Admits the `n` rows just taken (none: the input is over); a bad row ends the run.
-    fn admit(
-        &mut self,
-        n: usize,
-        run: &Labeler,
-        setup: &PipelineSetup,
-        control: &RunControl,
-        c: &mut Collector,
-    ) {
+    fn admit(&mut self, n: usize, setup: &PipelineSetup, control: &RunControl, c: &mut Collector) {
         if n == 0 {
             self.done = true;
         }
@@ -237,7 +240,7 @@ impl Input {
                     control.stop();
                     break;
                 }
-                Ok(row) => c.admit(run, setup, row),
+                Ok(row) => c.admit(setup, row),
             }
         }
     }
@@ -258,7 +261,7 @@ pub async fn run(run: &Labeler, mut setup: PipelineSetup) -> Result<(Finished, W
         usage: &usage,
         writes: &writes,
     };
-    let mut input = Input::start(&mut setup);
+    let mut input = Input::start(run, &mut setup);
     run.ui.start_progress(input.total);
     let mut live = Live::start(run, &writes, &setup, (input.total, input.to_label));
     let outage = Outage::new(run.spec.policy.store_timeout);
@@ -312,7 +315,7 @@ pub async fn run(run: &Labeler, mut setup: PipelineSetup) -> Result<(Finished, W
                 }
             }
             n = input.rx.recv_many(&mut input.rows, input.cap - c.len()), if input.wants(c.len(), stopping) => {
-                input.admit(n, run, &setup, &control, &mut c);
+                input.admit(n, &setup, &control, &mut c);
             }
             _ = live.tick.tick() => live.on_tick(run, &writes, &usage, &mut c),
             // The state recorded fallback rows: they can go out.
