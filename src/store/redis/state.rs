@@ -128,6 +128,45 @@ impl RedisStore {
         Ok(old as u64)
     }
 
+    /// The entries of a newest-first log (`LPUSH`ed) from `since` (Unix seconds) on, at
+    /// most `limit`, read a page at a time: `decode` gives an entry's time and value (an
+    /// entry it cannot read is passed over), and the first older entry ends the reading.
+    fn newest_since<T>(
+        &self,
+        list: &str,
+        since: i64,
+        limit: u32,
+        decode: impl Fn(&str) -> Option<(i64, T)>,
+    ) -> Result<Vec<T>> {
+        const PAGE: i64 = 200;
+        let mut out = Vec::new();
+        let mut start = 0i64;
+        while out.len() < limit as usize {
+            let page: Vec<String> = self.run(|c| {
+                redis::cmd("LRANGE")
+                    .arg(list)
+                    .arg(start)
+                    .arg(start + PAGE - 1)
+                    .query(c)
+            })?;
+            for (ts, entry) in page.iter().filter_map(|e| decode(e)) {
+                if ts < since {
+                    // Newest first: the rest is older still.
+                    return Ok(out);
+                }
+                out.push(entry);
+                if out.len() >= limit as usize {
+                    return Ok(out);
+                }
+            }
+            if (page.len() as i64) < PAGE {
+                break;
+            }
+            start += PAGE;
+        }
+        Ok(out)
+    }
+
     fn key(&self, suffix: &str) -> String {
         self.link.key(suffix)
     }

@@ -59,34 +59,9 @@ impl EventLog for RedisStore {
     }
 
     fn events(&self, kind: EventKind, since: SystemTime, limit: u32) -> Result<Vec<String>> {
-        const PAGE: i64 = 200;
-        let since = timeutil::unix_secs(since);
         let list = self.events_key(kind);
-        let mut out = Vec::new();
-        let mut start = 0i64;
-        while out.len() < limit as usize {
-            let page: Vec<String> = self.run(|c| {
-                redis::cmd("LRANGE")
-                    .arg(&list)
-                    .arg(start)
-                    .arg(start + PAGE - 1)
-                    .query(c)
-            })?;
-            for (ts, body) in page.iter().filter_map(|e| split(e)) {
-                if ts < since {
-                    // Newest first: the rest is older still.
-                    return Ok(out);
-                }
-                out.push(body.to_string());
-                if out.len() >= limit as usize {
-                    break;
-                }
-            }
-            if (page.len() as i64) < PAGE {
-                break;
-            }
-            start += PAGE;
-        }
-        Ok(out)
+        self.newest_since(&list, timeutil::unix_secs(since), limit, |e| {
+            split(e).map(|(ts, body)| (ts, body.to_string()))
+        })
     }
 }

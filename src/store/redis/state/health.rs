@@ -217,45 +217,17 @@ impl KeyHistory for RedisStore {
     }
 
     fn rotations(&self, provider: &str, since: SystemTime, limit: u32) -> Result<Vec<Rotation>> {
-        const PAGE: i64 = 200;
-        let since = timeutil::unix_secs(since);
         let list = self.key(&format!("rotations:{provider}"));
-        let mut out = Vec::new();
-        let mut start = 0i64;
-        while out.len() < limit as usize {
-            let page: Vec<String> = self.run(|c| {
-                redis::cmd("LRANGE")
-                    .arg(&list)
-                    .arg(start)
-                    .arg(start + PAGE - 1)
-                    .query(c)
-            })?;
-            let mut older = false;
-            for e in &page {
-                let Ok(r) = serde_json::from_str::<RotationJson>(e) else {
-                    continue;
-                };
-                if r.ts < since {
-                    // Newest first: the rest is older still.
-                    older = true;
-                    break;
-                }
-                out.push(Rotation {
-                    ts: timeutil::from_unix(r.ts),
-                    from: r.from,
-                    to: r.to,
-                    reason: r.reason,
-                    mode: r.mode,
-                });
-                if out.len() >= limit as usize {
-                    break;
-                }
-            }
-            if older || (page.len() as i64) < PAGE {
-                break;
-            }
-            start += PAGE;
-        }
-        Ok(out)
+        self.newest_since(&list, timeutil::unix_secs(since), limit, |e| {
+            let r = serde_json::from_str::<RotationJson>(e).ok()?;
+            let rotation = Rotation {
+                ts: timeutil::from_unix(r.ts),
+                from: r.from,
+                to: r.to,
+                reason: r.reason,
+                mode: r.mode,
+            };
+            Some((r.ts, rotation))
+        })
     }
 }
