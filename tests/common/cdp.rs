@@ -10,13 +10,13 @@ use std::io::{BufRead, BufReader, Write};
 use std::os::fd::{FromRawFd, OwnedFd, RawFd};
 use std::os::unix::process::CommandExt;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::sync::mpsc::{self, Receiver};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use super::dash::chromium;
+use super::dash::headless_chromium;
 
 /// How the test answers the next dialog the page opens.
 #[derive(Debug, Clone)]
@@ -59,25 +59,13 @@ impl Browser {
             use std::os::fd::AsRawFd;
             (its_in.as_raw_fd(), its_out.as_raw_fd())
         };
-        let mut cmd = Command::new(chromium());
-        cmd.args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--no-first-run",
-            "--hide-scrollbars",
-            "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
-            "--remote-debugging-pipe",
-        ])
-        .arg(format!("--user-data-dir={}", profile.path().display()))
-        .arg(format!("--window-size={width},{height}"))
-        .arg("about:blank")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
+        let mut cmd = headless_chromium(profile.path());
+        cmd.arg("--remote-debugging-pipe")
+            .arg(format!("--window-size={width},{height}"))
+            .arg("about:blank")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
         // SAFETY: only fcntl and dup2 between fork and exec (async-signal-safe). The
         // copies above 10 close on exec; fds 3 and 4 made by dup2 stay open.
         unsafe {

@@ -122,9 +122,9 @@ pub fn chromium() -> PathBuf {
     panic!("chromium is not installed: `apt-get install -y chromium` (./test.sh does it)");
 }
 
-/// Headless Chromium that reaches nothing but 127.0.0.1, with the page's scripts run
-/// (virtual time) before the DOM is printed or the screenshot taken.
-pub fn browser(profile: &Path, args: &[&str], url: &str) -> Output {
+/// Headless Chromium with its own profile in `profile`, that reaches nothing but
+/// 127.0.0.1 (every other name fails to resolve): the start of every browser the tests run.
+pub fn headless_chromium(profile: &Path) -> Command {
     let mut cmd = Command::new(chromium());
     cmd.args([
         "--headless",
@@ -136,11 +136,18 @@ pub fn browser(profile: &Path, args: &[&str], url: &str) -> Output {
         "--no-first-run",
         "--hide-scrollbars",
         "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
-        "--virtual-time-budget=4000",
     ])
-    .arg(format!("--user-data-dir={}", profile.display()))
-    .args(args)
-    .arg(url)
-    .stdin(Stdio::null());
+    .arg(format!("--user-data-dir={}", profile.display()));
+    cmd
+}
+
+/// Headless Chromium that reaches nothing but 127.0.0.1, with the page's scripts run
+/// (virtual time) before the DOM is printed or the screenshot taken.
+pub fn browser(profile: &Path, args: &[&str], url: &str) -> Output {
+    let mut cmd = headless_chromium(profile);
+    cmd.arg("--virtual-time-budget=4000")
+        .args(args)
+        .arg(url)
+        .stdin(Stdio::null());
     run_with_limit(&mut cmd, Duration::from_secs(90))
 }
